@@ -1,0 +1,3 @@
+from pyvrrp.cli.app import main
+
+main()

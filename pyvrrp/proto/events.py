@@ -1,0 +1,157 @@
+"""Inputs to and actions from the per-router engine (pure data).
+
+Theory: the runtime turns the world into *inputs* (a decoded advert arrived,
+the link went down, a tracker changed, the daemon is stopping) and feeds them
+to :class:`pyvrrp.proto.router.VirtualRouter` together with ``now``
+(monotonic seconds).  The engine answers with an ordered list of *actions*
+that the runtime's executor performs in order.  Timers are not inputs the
+runtime invents: the engine exposes ``next_deadline()`` and the runtime calls
+``handle_timer(now=...)`` when it is reached.
+
+All classes are frozen dataclasses; don't subclass them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import Union
+
+IPAddress = Union[IPv4Address, IPv6Address]
+IPInterface = Union[IPv4Interface, IPv6Interface]
+
+
+class State(enum.Enum):
+    """RFC 5798 §6.4 states plus keepalived's FAULT (SM-16)."""
+
+    INIT = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+
+
+# --------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """RFC 5798 §6.4.1 Startup event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """RFC 5798 §6.4.2/§6.4.3 Shutdown event (daemon stop, instance removed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertReceived:
+    """A packet that decoded into an Advertisement (shape already checked).
+
+    ``ttl`` is the received IPv4 TTL / IPv6 hop limit (None when unknown);
+    ``src`` the IP source address; ``dst`` the IP destination address.
+    """
+
+    advert: "Advertisement"
+    src: IPAddress
+    ttl: int | None = 255
+    dst: IPAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """The VRRP interface's carrier/admin state changed."""
+
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerChanged:
+    """A tracker's contribution changed (recomputed from scratch by the engine).
+
+    ``delta`` is added to the base priority (0 when healthy or unweighted),
+    ``fault`` forces FAULT while true.  Trackers are keyed by ``name``;
+    a later update for the same name replaces the earlier one.
+    """
+
+    name: str
+    delta: int = 0
+    fault: bool = False
+
+
+# -------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class SendAdvert:
+    """Send this advert (to the multicast group, or to every unicast peer)."""
+
+    advert: "Advertisement"
+
+
+@dataclass(frozen=True, slots=True)
+class AddVips:
+    vips: tuple[IPInterface, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveVips:
+    vips: tuple[IPInterface, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceVips:
+    """Gratuitous ARP (IPv4) / unsolicited NA (IPv6) for each VIP, ``repeat`` times."""
+
+    vips: tuple[IPInterface, ...]
+    repeat: int
+    reason: str = "master"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The engine moved between states.  The runtime logs it and runs notify scripts."""
+
+    old: State
+    new: State
+    reason: str
+    priority: int
+    epoch: int = 0
+
+
+Action = Union[SendAdvert, AddVips, RemoveVips, AnnounceVips, StateChanged]
+Input = Union[Startup, Shutdown, AdvertReceived, LinkChanged, TrackerChanged]
+
+
+# ------------------------------------------------------------------- snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSnapshot:
+    """Everything ``pyvrrp state`` shows about one router; times are monotonic seconds."""
+
+    name: str
+    vrid: int
+    version: int
+    family: int
+    state: State
+    base_priority: int
+    effective_priority: int
+    vips: tuple[IPInterface, ...]
+    vips_held: bool
+    master_ip: IPAddress | None
+    master_priority: int | None
+    last_advert_rx_at: float | None
+    advert_interval_s: float
+    master_adver_interval_s: float
+    skew_time_s: float
+    master_down_interval_s: float
+    next_deadline: float | None
+    last_transition: tuple[State, State, str, float] | None
+    epoch: int
+    faults: tuple[str, ...]
+    counters: dict[str, int] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+from pyvrrp.proto.packet import Advertisement  # noqa: E402  (forward ref for type checkers)

@@ -1,0 +1,7 @@
+"""asyncio orchestration: clock, logging setup, control socket, supervisor.
+
+Only this ring (and ``pyvrrp.adapters``) may read the clock, log, or touch
+the event loop; ``pyvrrp.proto`` stays pure (docs/architecture.md).
+"""
+
+from __future__ import annotations

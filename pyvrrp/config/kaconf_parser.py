@@ -322,7 +322,8 @@ class _Reader:
                     lineno,
                 )
             for piece in self._substitute(text, cur_dir):
-                words = tokenize(piece, file=fname, line=lineno) if "{" not in piece else []
+                # keepalived checks for include before splitting at braces (GLOB_BRACE)
+                words = tokenize(piece, file=fname, line=lineno) if piece.startswith("include") else []
                 if len(words) == 2 and words[0] == "include":
                     yield from self._include(words[1], cur_dir, depth, fname, lineno)
                     continue

@@ -1,0 +1,637 @@
+"""The pyvrrp daemon: one asyncio loop wiring pure engines to kernel adapters.
+
+Theory of operation
+-------------------
+Every ``vrrp_instance`` becomes one :class:`~pyvrrp.proto.router.VirtualRouter`
+(pure, sans-IO) wrapped in an :class:`Instance`.  The runtime feeds it inputs
+(decoded adverts, link events, tracker results, signals) with ``now`` read from
+the loop's monotonic clock, and performs the returned actions in order through
+:meth:`Daemon._execute`.  After every feed the instance's single timer is
+re-armed at ``router.next_deadline()`` (aioquic's ``transmit()`` funnel).
+
+Feeding is re-entrant safe: an action whose execution produces a new input
+(for example a VIP that cannot be added becomes a fault) queues that input,
+and it is processed after the current action list, so actions never
+interleave.
+
+Adapters do the I/O: :mod:`pyvrrp.adapters.vrrp_socket` (raw protocol-112
+sockets, one per interface and family, demultiplexed by VRID),
+:mod:`pyvrrp.adapters.netlink` (VIPs and link/address events),
+:mod:`pyvrrp.adapters.arp`/``ndisc`` (GARP and unsolicited NA),
+:mod:`pyvrrp.adapters.notify` (ordered notify scripts) and
+:mod:`pyvrrp.runtime.control` (the control socket behind ``pyvrrp state``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from pyvrrp.config.errors import ConfigError
+from pyvrrp.config.load import load_config
+from pyvrrp.proto import events as ev
+from pyvrrp.proto.constants import MCAST_GROUP_V4, MCAST_GROUP_V6
+from pyvrrp.proto.packet import Advertisement, InvalidPacket, decode, encode
+from pyvrrp.proto.router import RouterConfig, VirtualRouter
+from pyvrrp.runtime import clock
+from pyvrrp.runtime.state_view import instance_view
+
+log = structlog.get_logger("pyvrrp")
+
+
+class StartupError(Exception):
+    """A problem that prevents the daemon from starting; the message is for the operator."""
+
+
+@dataclass
+class Instance:
+    """Runtime wrapper of one engine: its interface, socket, timer and guards."""
+
+    name: str
+    spec: Any  # the pydantic vrrp_instance model
+    router: VirtualRouter
+    ifname: str
+    family: int
+    group: str | None = None
+    sock: Any = None
+    timer: asyncio.TimerHandle | None = None
+    timer_at: float | None = None
+    inbox: collections.deque[ev.Input | Any] = field(default_factory=collections.deque)
+    busy: bool = False
+    removing_vips: set[str] = field(default_factory=set)
+    extra: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    pending_takeover: asyncio.Task[Any] | None = None
+    log: Any = None
+
+
+def _vip_list(spec: Any) -> list[tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, str | None]]:
+    """(interface address, label) for every configured VIP of an instance."""
+    out = []
+    for item in spec.virtual_ipaddress:
+        addr = getattr(item, "address", item)
+        label = getattr(item, "label", None)
+        iface = ipaddress.ip_interface(str(addr))
+        out.append((iface, label))
+    return out
+
+
+def _family_of(spec: Any) -> int:
+    vips = _vip_list(spec)
+    if vips:
+        return vips[0][0].version
+    for peer in getattr(spec, "unicast_peer", None) or []:
+        return ipaddress.ip_address(str(peer)).version
+    return 4
+
+
+class Daemon:
+    """Runs every configured instance until stopped."""
+
+    def __init__(
+        self,
+        config_path: str,
+        config: Any,
+        *,
+        config_id: str | None = None,
+        control_socket: str | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.config_id = config_id
+        self.control_path = control_socket or config.global_defs.control_socket
+        self.instances: dict[str, Instance] = {}
+        self.sockets: dict[tuple[str, int], Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.netlink: Any = None
+        self.notifier: Any = None
+        self.announcer: Any = None
+        self.control: Any = None
+        self.epochs: Any = None
+        self.started_at = clock.monotonic()
+        self.socket_drops: collections.Counter[str] = collections.Counter()
+        self._rx_log: Any = None
+
+    # ------------------------------------------------------------ life cycle
+
+    async def run(self) -> int:
+        """Start everything, serve until SIGTERM/SIGINT, then stop cleanly.  Returns the exit code."""
+        from pyvrrp.adapters import netlink as nl
+        from pyvrrp.adapters.notify import NotifyRunner
+        from pyvrrp.runtime.control import ControlServer
+        from pyvrrp.runtime.logging import RateLimitedLogger
+
+        self.loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        self._rx_log = RateLimitedLogger(log, per_key=5, window_s=10.0)
+        self.netlink = nl.Netlink()
+        self.notifier = NotifyRunner(timeout_s=float(self.config.global_defs.notify_timeout))
+        self.epochs = self._epoch_store()
+
+        self.control = ControlServer(self.control_path)
+        self.control.register("state", self._op_state)
+        self.control.register("reload", self._op_reload)
+        self.control.register("ping", self._op_ping)
+        await self.control.start()  # raises if another live daemon holds the socket
+
+        for name, spec in self.config.vrrp_instance.items():
+            await self._add_instance(name, spec)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stop_event.set)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        monitor = asyncio.ensure_future(self._watch_netlink())
+
+        log.info("daemon_started", instances=len(self.instances), control_socket=self.control_path,
+                 pid=os.getpid())
+        await self.stop_event.wait()
+        log.info("daemon_stopping")
+        monitor.cancel()
+        await self.shutdown()
+        return 0
+
+    async def shutdown(self) -> None:
+        """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
+        for inst in list(self.instances.values()):
+            self._stop_instance(inst)
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.notifier.drain(), timeout=0.8)
+        for sock in self.sockets.values():
+            with contextlib.suppress(OSError):
+                sock.close()
+        if self.control is not None:
+            await self.control.close()
+        log.info("daemon_stopped")
+
+    def _epoch_store(self) -> Any:
+        try:
+            from pyvrrp.splitbrain.epoch import EpochStore
+        except ImportError:
+            return None
+        try:
+            return EpochStore(self.config.global_defs.state_dir)
+        except OSError as exc:
+            log.warning("epoch_store_unavailable", state_dir=self.config.global_defs.state_dir, error=str(exc))
+            return None
+
+    # ------------------------------------------------------------- instances
+
+    def _router_config(self, name: str, spec: Any, primary: Any, family: int) -> RouterConfig:
+        g = self.config.global_defs
+        version = spec.version if spec.version is not None else g.vrrp_version
+        interval_cs = round(float(spec.advert_int) * 100)
+        auth_type, auth_data = 0, b""
+        if spec.authentication is not None and version == 2:
+            if str(spec.authentication.auth_type).upper() == "PASS":
+                auth_type = 1
+                auth_data = str(spec.authentication.auth_pass).encode()[:8]
+        peers = tuple(ipaddress.ip_address(str(p)) for p in (spec.unicast_peer or []))
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        return RouterConfig(
+            name=name,
+            vrid=spec.virtual_router_id,
+            version=version,
+            family=family,
+            priority=spec.priority,
+            advert_interval_cs=interval_cs,
+            vips=tuple(v for v, _ in _vip_list(spec)),
+            primary_address=primary,
+            preempt=spec.preempt,
+            preempt_delay_s=float(spec.preempt_delay or 0),
+            start_as_master=(str(spec.state or "BACKUP").upper() == "MASTER"),
+            auth_type=auth_type,
+            auth_data=auth_data,
+            v3_ipv4_pseudo_header=not spec.v3_checksum_as_v2,
+            unicast_peers=peers,
+            check_ttl=not peers,
+            lower_prio_advert=not spec.lower_prio_no_advert,
+            garp_master_repeat=pick(spec.garp_master_repeat, g.vrrp_garp_master_repeat),
+            garp_master_delay_s=float(pick(spec.garp_master_delay, g.vrrp_garp_master_delay)),
+            garp_master_refresh_s=float(pick(spec.garp_master_refresh, g.vrrp_garp_master_refresh) or 0),
+            garp_lower_prio_repeat=pick(spec.garp_lower_prio_repeat, 5),
+            down_timer_adverts=spec.down_timer_adverts or 3,
+        )
+
+    async def _add_instance(self, name: str, spec: Any) -> None:
+        """Create and start one instance: resolve its interface, clean stale VIPs, Startup."""
+        from pyvrrp.adapters.netlink import InterfaceNotFound
+
+        family = _family_of(spec)
+        bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
+        try:
+            primary = self._primary_address(spec, family)
+        except InterfaceNotFound as exc:
+            raise StartupError(
+                f"vrrp_instance.{name}.interface: {exc}; create the interface or fix the config"
+            ) from exc
+        if primary is None:
+            raise StartupError(
+                f"vrrp_instance.{name}: interface {spec.interface} has no "
+                f"{'IPv4 address' if family == 4 else 'IPv6 link-local address'} to send adverts from"
+            )
+        epoch = self.epochs.load(name) if self.epochs is not None else 0
+        router = VirtualRouter(self._router_config(name, spec, primary, family), epoch=epoch)
+        inst = Instance(name=name, spec=spec, router=router, ifname=spec.interface, family=family, log=bound)
+        self.instances[name] = inst
+        # A crashed run may have left our VIPs behind: remove them before the first election
+        # (keepalived does the same: "removing VIPs" at start).
+        self._remove_vips(inst, router.config.vips, stale=True)
+        inst.sock = await self._socket_for(spec.interface, family, primary)
+        self._feed(inst, ev.Startup())
+        if not self.netlink.link_is_up(spec.interface):
+            self._feed(inst, ev.LinkChanged(up=False))
+
+    def _primary_address(self, spec: Any, family: int) -> Any:
+        src = spec.unicast_src_ip or spec.mcast_src_ip
+        if src is not None:
+            return ipaddress.ip_address(str(src))
+        return self.netlink.primary_address(spec.interface, family)
+
+    async def _socket_for(self, ifname: str, family: int, primary: Any) -> Any:
+        key = (ifname, family)
+        sock = self.sockets.get(key)
+        if sock is None:
+            from pyvrrp.adapters.vrrp_socket import VrrpSocket
+
+            sock = VrrpSocket(ifname, family)
+            await sock.open()
+            sock.add_reader(lambda payload, src, dst, ttl, _k=key: self._on_packet(_k, payload, src, dst, ttl))
+            self.sockets[key] = sock
+        return sock
+
+    def _stop_instance(self, inst: Instance) -> None:
+        self._feed(inst, ev.Shutdown())
+        if inst.timer is not None:
+            inst.timer.cancel()
+            inst.timer = None
+        for task in inst.tasks:
+            task.cancel()
+        # Whatever state we ended in, never leave a VIP behind.
+        self._remove_vips(inst, inst.router.config.vips)
+
+    # ----------------------------------------------------------- receive path
+
+    def _on_packet(self, key: tuple[str, int], payload: bytes, src: Any, dst: Any, ttl: int | None) -> None:
+        result = decode(payload, src=src, dst=dst)
+        if isinstance(result, InvalidPacket):
+            reason = result.reason.value if hasattr(result.reason, "value") else str(result.reason)
+            self.socket_drops[reason] += 1
+            self._rx_log.debug(reason, "advert_dropped", reason=reason, detail=result.detail, src=str(src))
+            return
+        for inst in self.instances.values():
+            if (inst.ifname, inst.family) == key and inst.router.config.vrid == result.vrid:
+                self._feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst))
+                return
+        self.socket_drops["vrid"] += 1
+        self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
+
+    # --------------------------------------------------------------- feeding
+
+    def _feed(self, inst: Instance, event: Any) -> None:
+        """Give one input to an instance's engine and perform the resulting actions in order."""
+        inst.inbox.append(event)
+        if inst.busy:
+            return
+        inst.busy = True
+        try:
+            while inst.inbox:
+                item = inst.inbox.popleft()
+                now = clock.monotonic()
+                if item is _TIMER:
+                    actions = inst.router.handle_timer(now=now)
+                else:
+                    actions = inst.router.handle(item, now=now)
+                for action in actions:
+                    self._execute(inst, action)
+        finally:
+            inst.busy = False
+        self._arm(inst)
+
+    def _arm(self, inst: Instance) -> None:
+        deadline = inst.router.next_deadline()
+        if deadline == inst.timer_at and inst.timer is not None:
+            return
+        if inst.timer is not None:
+            inst.timer.cancel()
+            inst.timer = None
+        inst.timer_at = deadline
+        if deadline is not None and self.loop is not None:
+            inst.timer = self.loop.call_at(deadline, self._on_timer, inst)
+
+    def _on_timer(self, inst: Instance) -> None:
+        inst.timer = None
+        inst.timer_at = None
+        if self.instances.get(inst.name) is inst:
+            self._feed(inst, _TIMER)
+
+    # --------------------------------------------------------------- actions
+
+    def _execute(self, inst: Instance, action: Any) -> None:
+        handler = self._handlers().get(type(action).__name__)
+        if handler is None:
+            inst.log.error("unknown_action", action=type(action).__name__, note="this is a bug")
+            return
+        handler(inst, action)
+
+    def _handlers(self) -> dict[str, Callable[[Instance, Any], None]]:
+        return {
+            "SendAdvert": self._do_send,
+            "AddVips": self._do_add_vips,
+            "RemoveVips": lambda inst, a: self._remove_vips(inst, a.vips),
+            "AnnounceVips": self._do_announce,
+            "StateChanged": self._do_state_changed,
+            "TakeoverPending": self._do_takeover_pending,
+        }
+
+    def _do_send(self, inst: Instance, action: ev.SendAdvert) -> None:
+        cfg = inst.router.config
+        adv: Advertisement = action.advert
+        if cfg.unicast_peers:
+            targets = list(cfg.unicast_peers)
+        else:
+            targets = [MCAST_GROUP_V4 if inst.family == 4 else MCAST_GROUP_V6]
+        for dst in targets:
+            payload = encode(
+                adv, src=cfg.primary_address, dst=dst, v3_ipv4_pseudo_header=cfg.v3_ipv4_pseudo_header
+            )
+            try:
+                inst.sock.send(payload, dst, src=cfg.primary_address)
+            except OSError as exc:
+                inst.log.warning("advert_send_failed", dst=str(dst), error=str(exc))
+
+    def _labels(self, inst: Instance) -> dict[str, str | None]:
+        return {str(v): label for v, label in _vip_list(inst.spec)}
+
+    def _do_add_vips(self, inst: Instance, action: ev.AddVips) -> None:
+        labels = self._labels(inst)
+        failed = []
+        for vip in action.vips:
+            inst.removing_vips.discard(str(vip))
+            try:
+                self.netlink.add_vip(inst.ifname, vip, label=labels.get(str(vip)))
+            except Exception as exc:  # netlink errors are reported, never fatal
+                failed.append(str(vip))
+                inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
+        if failed:
+            # A MASTER that cannot hold its VIPs must not keep advertising: FAULT until fixed.
+            self._feed(inst, ev.TrackerChanged(name="vip_add_failed", fault=True))
+            self.loop.call_later(5.0, self._feed, inst, ev.TrackerChanged(name="vip_add_failed", fault=False))
+
+    def _remove_vips(self, inst: Instance, vips: Any, *, stale: bool = False) -> None:
+        for vip in vips:
+            inst.removing_vips.add(str(vip))
+            try:
+                removed = self.netlink.remove_vip(inst.ifname, vip)
+            except Exception as exc:
+                inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
+                continue
+            if stale and removed:
+                inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
+
+    def _do_announce(self, inst: Instance, action: ev.AnnounceVips) -> None:
+        if self.announcer is None:
+            from pyvrrp.adapters.arp import AnnounceSender
+
+            self.announcer = AnnounceSender()
+        try:
+            self.announcer.announce(inst.ifname, action.vips, repeat=action.repeat)
+        except OSError as exc:
+            inst.log.warning("announce_failed", error=str(exc))
+        inst.log.debug("vips_announced", vips=[str(v) for v in action.vips], repeat=action.repeat,
+                       reason=action.reason)
+
+    def _do_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
+        inst.log.info(
+            "state_changed",
+            **{"from": action.old.value, "to": action.new.value},
+            reason=action.reason,
+            priority=action.priority,
+            epoch=action.epoch,
+        )
+        if action.new is ev.State.MASTER and self.epochs is not None:
+            try:
+                self.epochs.save(inst.name, action.epoch)
+            except OSError as exc:
+                inst.log.warning("epoch_save_failed", error=str(exc))
+        if action.new is ev.State.INIT and action.old is ev.State.INIT:
+            return
+        self._notify(inst, action)
+
+    def _notify(self, inst: Instance, action: ev.StateChanged) -> None:
+        spec = inst.spec
+        state = action.new.value if action.new is not ev.State.INIT else "STOP"
+        specific = {
+            "MASTER": spec.notify_master,
+            "BACKUP": spec.notify_backup,
+            "FAULT": spec.notify_fault,
+            "STOP": spec.notify_stop,
+        }.get(state)
+        env = {
+            "PYVRRP_INSTANCE": inst.name,
+            "PYVRRP_STATE": state,
+            "PYVRRP_PREVIOUS_STATE": action.old.value,
+            "PYVRRP_PRIORITY": str(action.priority),
+            "PYVRRP_VIPS": " ".join(str(v) for v in inst.router.config.vips),
+            "PYVRRP_REASON": action.reason,
+            "PYVRRP_EPOCH": str(action.epoch),
+        }
+        scripts: list[tuple[str, list[str]]] = []
+        if specific:
+            scripts.append((specific, []))
+        if spec.notify:
+            scripts.append((spec.notify, ["INSTANCE", inst.name, state, str(action.priority)]))
+        for script, args in scripts:
+            self.notifier.submit(inst.name, script, args, env)
+
+    def _do_takeover_pending(self, inst: Instance, action: Any) -> None:
+        inst.log.info("takeover_pending", epoch=getattr(action, "epoch", None))
+        if inst.pending_takeover is not None:
+            inst.pending_takeover.cancel()
+        inst.pending_takeover = asyncio.ensure_future(self._decide_takeover(inst, action))
+
+    async def _decide_takeover(self, inst: Instance, action: Any) -> None:
+        """Run the takeover guards (VIP probe, fence hook) and answer the engine."""
+        allow, reason = True, "no guard configured"
+        spec = inst.spec
+        try:
+            if getattr(spec, "probe_vip_before_takeover", False):
+                from pyvrrp.splitbrain.conflict import probe_vip_once
+
+                for vip, _ in _vip_list(spec):
+                    if vip.version != 4:
+                        continue
+                    mac = await probe_vip_once(inst.ifname, vip.ip, timeout=0.05)
+                    if mac is not None:
+                        allow, reason = False, f"{vip.ip} still answered by {mac}: master host alive"
+                        break
+            if allow and getattr(spec, "fence_script", None):
+                from pyvrrp.splitbrain.fence import run_fence
+
+                snap = inst.router.snapshot(now=clock.monotonic())
+                result = await run_fence(
+                    spec.fence_script,
+                    timeout_s=float(spec.fence_timeout or 5),
+                    name=inst.name,
+                    epoch=getattr(action, "epoch", 0),
+                    old_master=str(snap.master_ip or ""),
+                )
+                if result.ok:
+                    reason = "fence succeeded"
+                elif (spec.fence_failure or "stay-backup") == "proceed":
+                    inst.log.warning("fence_failed_proceeding", reason=result.reason)
+                    reason = f"fence failed ({result.reason}); proceeding as configured"
+                else:
+                    allow, reason = False, f"fence failed: {result.reason}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            allow, reason = False, f"takeover guard error: {exc}"
+            inst.log.error("takeover_guard_error", error=str(exc))
+        inst.pending_takeover = None
+        self._feed(inst, ev.TakeoverVerdict(allow=allow, reason=reason))  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------ netlink
+
+    async def _watch_netlink(self) -> None:
+        try:
+            async for event in self.netlink.events():
+                kind = type(event).__name__
+                if kind == "LinkEvent":
+                    for inst in self.instances.values():
+                        if inst.ifname == event.ifname:
+                            self._feed(inst, ev.LinkChanged(up=event.up))
+                elif kind == "AddressEvent" and not event.added:
+                    self._on_address_removed(event.ifname, event.address)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("netlink_monitor_failed", error=str(exc))
+
+    def _on_address_removed(self, ifname: str, address: Any) -> None:
+        for inst in self.instances.values():
+            if inst.ifname != ifname:
+                continue
+            key = str(ipaddress.ip_interface(str(address)))
+            if key in inst.removing_vips:
+                inst.removing_vips.discard(key)
+                continue
+            if inst.router.state is ev.State.MASTER and key in {str(v) for v in inst.router.config.vips}:
+                inst.log.warning("vip_deleted_externally", vip=key,
+                                 action="leaving MASTER; re-election follows")
+                # keepalived: a VIP deleted under a MASTER sends the instance back through election.
+                self._feed(inst, ev.TrackerChanged(name="vip_deleted", fault=True))
+                self._feed(inst, ev.TrackerChanged(name="vip_deleted", fault=False))
+
+    # ------------------------------------------------------------- control
+
+    def views(self, name: str | None = None) -> list[dict[str, Any]]:
+        now = clock.monotonic()
+        wall = clock.wall_time()
+        out = []
+        for inst in self.instances.values():
+            if name is not None and inst.name != name:
+                continue
+            snap = inst.router.snapshot(now=now)
+            view = instance_view(
+                snap,
+                now=now,
+                wall_now=wall,
+                interface=inst.ifname,
+                unicast_peers=[str(p) for p in inst.router.config.unicast_peers],
+                extra=inst.extra,
+            )
+            view["drops_socket"] = dict(self.socket_drops)
+            out.append(view)
+        return out
+
+    async def _op_state(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("instance")
+        if name is not None and name not in self.instances:
+            raise KeyError(f"no instance named {name!r}; have: {', '.join(self.instances) or 'none'}")
+        return {
+            "router_id": self.config.global_defs.router_id,
+            "pid": os.getpid(),
+            "uptime_s": round(clock.monotonic() - self.started_at, 3),
+            "config": self.config_path,
+            "instances": self.views(name),
+        }
+
+    async def _op_ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True}
+
+    async def _op_reload(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.reload()
+
+    # -------------------------------------------------------------- reload
+
+    async def reload(self) -> dict[str, Any]:
+        """SIGHUP: re-read the config; apply only the difference; keep running on errors."""
+        try:
+            new = load_config(self.config_path, config_id=self.config_id)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload_rejected", path=issue.path, error=issue.message)
+            return {"reloaded": False, "errors": [f"{i.path}: {i.message}" for i in exc.issues]}
+        except OSError as exc:
+            log.error("reload_rejected", error=str(exc))
+            return {"reloaded": False, "errors": [str(exc)]}
+        old_names = set(self.instances)
+        new_names = set(new.vrrp_instance)
+        removed, added, kept = old_names - new_names, new_names - old_names, old_names & new_names
+        self.config = new
+        for name in sorted(removed):
+            inst = self.instances[name]
+            self._stop_instance(inst)
+            del self.instances[name]
+            log.info("instance_removed", instance=name)
+        changed = []
+        for name in sorted(kept):
+            inst = self.instances[name]
+            spec = new.vrrp_instance[name]
+            if spec == inst.spec:
+                continue
+            family = _family_of(spec)
+            if spec.interface != inst.ifname or family != inst.family:
+                self._stop_instance(inst)
+                del self.instances[name]
+                await self._add_instance(name, spec)
+            else:
+                primary = self._primary_address(spec, family)
+                inst.spec = spec
+                for action in inst.router.reconfigure(
+                    self._router_config(name, spec, primary, family), now=clock.monotonic()
+                ):
+                    self._execute(inst, action)
+                self._arm(inst)
+            changed.append(name)
+        for name in sorted(added):
+            try:
+                await self._add_instance(name, new.vrrp_instance[name])
+            except StartupError as exc:
+                log.error("instance_start_failed", instance=name, error=str(exc))
+        log.info("reloaded", added=sorted(added), removed=sorted(removed), changed=changed)
+        return {"reloaded": True, "added": sorted(added), "removed": sorted(removed), "changed": changed}
+
+
+_TIMER = object()
+
+
+def run_daemon(config_path: str, *, config_id: str | None = None, control_socket: str | None = None) -> int:
+    """Entry point used by ``pyvrrp run``: load, validate, run; errors become one-line messages."""
+    config = load_config(config_path, config_id=config_id)
+    daemon = Daemon(config_path, config, config_id=config_id, control_socket=control_socket)
+    return asyncio.run(daemon.run())

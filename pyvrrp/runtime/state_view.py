@@ -1,0 +1,137 @@
+"""One view of a router for both the JSON and the human renderers of ``pyvrrp state``.
+
+The daemon builds :func:`instance_view` dicts from the engine snapshot plus
+runtime facts (interface, guards); the CLI renders the same dicts, so the table
+and ``--json`` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyvrrp.proto.events import RouterSnapshot
+
+STATE_VIEW_VERSION = 1
+
+
+def instance_view(
+    snap: RouterSnapshot,
+    *,
+    now: float,
+    wall_now: float,
+    interface: str,
+    unicast_peers: list[str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Flatten an engine snapshot into the ``state --json`` instance object."""
+
+    def wall(mono: float | None) -> float | None:
+        return None if mono is None else round(wall_now - (now - mono), 3)
+
+    last = None
+    if snap.last_transition is not None:
+        old, new, reason, at = snap.last_transition
+        last = {"from": old.value, "to": new.value, "reason": reason, "at": wall(at)}
+    view: dict[str, Any] = {
+        "name": snap.name,
+        "interface": interface,
+        "vrid": snap.vrid,
+        "version": snap.version,
+        "family": f"ipv{snap.family}",
+        "state": snap.state.value,
+        "priority": snap.base_priority,
+        "effective_priority": snap.effective_priority,
+        "master_ip": None if snap.master_ip is None else str(snap.master_ip),
+        "master_priority": snap.master_priority,
+        "last_advert_age_s": (
+            None if snap.last_advert_rx_at is None else round(now - snap.last_advert_rx_at, 3)
+        ),
+        "vips": [str(v) for v in snap.vips],
+        "vips_held": snap.vips_held,
+        "unicast_peers": unicast_peers,
+        "advert_interval_s": snap.advert_interval_s,
+        "master_adver_interval_s": snap.master_adver_interval_s,
+        "skew_time_s": snap.skew_time_s,
+        "master_down_interval_s": snap.master_down_interval_s,
+        "next_timer_in_s": None if snap.next_deadline is None else round(snap.next_deadline - now, 3),
+        "last_transition": last,
+        "epoch": snap.epoch,
+        "faults": list(snap.faults),
+        "counters": dict(snap.counters),
+        "drops": dict(snap.drops),
+        "isolated": False,
+        "gateway_check": None,
+        "conflict": None,
+    }
+    if extra:
+        view.update(extra)
+    return view
+
+
+def why(view: dict[str, Any]) -> str:
+    """One sentence answering "why is this node in this state?"."""
+    state = view["state"]
+    if state == "MASTER":
+        return f"MASTER since {view['last_transition']['reason'] if view['last_transition'] else 'start'}"
+    if state == "BACKUP":
+        if view.get("master_ip"):
+            age = view.get("last_advert_age_s")
+            age_s = "?" if age is None else f"{age:.2f}s ago"
+            return (
+                f"master is {view['master_ip']} (priority {view.get('master_priority')}, "
+                f"last advert {age_s}); ours is {view['effective_priority']}"
+            )
+        return "no master heard yet; waiting for Master_Down_Interval"
+    if state == "FAULT":
+        return "fault: " + (", ".join(view.get("faults") or []) or "unknown")
+    return "initialising"
+
+
+def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
+    """A people-friendly summary table (and details with ``verbose``)."""
+    headers = ["INSTANCE", "IFACE", "VRID", "VER", "STATE", "PRIO", "MASTER", "VIPS", "WHY"]
+    rows = []
+    for v in views:
+        prio = f"{v['effective_priority']}"
+        if v["effective_priority"] != v["priority"]:
+            prio += f" ({v['priority']})"
+        vips = ",".join(v["vips"]) + (" *" if v["vips_held"] else "")
+        rows.append(
+            [
+                v["name"],
+                v["interface"],
+                str(v["vrid"]),
+                f"v{v['version']}",
+                v["state"],
+                prio,
+                v["master_ip"] or "-",
+                vips,
+                why(v),
+            ]
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    lines.append("(* = VIPs held by this node)")
+    if verbose:
+        for v in views:
+            lines.append("")
+            lines.append(f"{v['name']}:")
+            for key in (
+                "advert_interval_s",
+                "master_adver_interval_s",
+                "skew_time_s",
+                "master_down_interval_s",
+                "next_timer_in_s",
+                "epoch",
+                "isolated",
+                "unicast_peers",
+                "last_transition",
+                "gateway_check",
+                "conflict",
+                "counters",
+                "drops",
+            ):
+                lines.append(f"  {key}: {v.get(key)}")
+    return "\n".join(lines)

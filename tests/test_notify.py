@@ -1,0 +1,231 @@
+"""NotifyRunner: keepalived-compatible argv, PYVRRP_* env, per-instance FIFO, timeout kill."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from pyvrrp.adapters.notify import (
+    NotifyEvent,
+    NotifyRunner,
+    NotifyScripts,
+    build_argv,
+)
+from pyvrrp.proto.events import State
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _logger_script(tmp_path: Path, name: str = "log.sh", delay_s: float = 0.0) -> Path:
+    """A script appending '<tag>|<argv...>|<env>' to tmp_path/log, after an optional delay."""
+    log = tmp_path / "log"
+    return _script(
+        tmp_path / name,
+        f"""sleep {delay_s}
+printf '%s|' "$@" >> {log}
+printf 'I=%s S=%s P=%s PR=%s V=%s R=%s E=%s\\n' "$PYVRRP_INSTANCE" "$PYVRRP_STATE" \
+ "$PYVRRP_PREVIOUS_STATE" "$PYVRRP_PRIORITY" "$PYVRRP_VIPS" "$PYVRRP_REASON" "$PYVRRP_EPOCH" >> {log}
+""",
+    )
+
+
+def _lines(tmp_path: Path) -> list[str]:
+    p = tmp_path / "log"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def test_argv_keepalived_compatible(tmp_path: Path) -> None:
+    """Generic notify gets 'INSTANCE name STATE prio'; specific scripts get only their words."""
+    script = _logger_script(tmp_path)
+    scripts = NotifyScripts(notify=f"{script} generic", notify_master=f"{script} 'spec ific'")
+    ev = NotifyEvent(
+        "VI_1",
+        State.MASTER,
+        150,
+        previous_state=State.BACKUP,
+        vips=("192.0.2.10/24", "2001:db8::10/64"),
+        reason="master_down_timer",
+        epoch=7,
+    )
+
+    async def main() -> None:
+        runner = NotifyRunner()
+        assert runner.submit(ev, scripts) == 2
+        assert await runner.drain(timeout_s=10)
+        await runner.close()
+        assert runner.stats.succeeded == 2
+
+    asyncio.run(main())
+    lines = _lines(tmp_path)
+    assert lines == [
+        "spec ific|I=VI_1 S=MASTER P=BACKUP PR=150 V=192.0.2.10/24 2001:db8::10/64 R=master_down_timer E=7",
+        "generic|INSTANCE|VI_1|MASTER|150|I=VI_1 S=MASTER P=BACKUP PR=150 "
+        "V=192.0.2.10/24 2001:db8::10/64 R=master_down_timer E=7",
+    ]
+
+
+def test_build_argv_group_and_stop() -> None:
+    """Sync groups use GROUP; STOP reports the configured priority like keepalived."""
+    ev = NotifyEvent("G1", "STOP", 150, kind="GROUP")
+    assert build_argv("/bin/x -a", generic=True, event=ev) == ("/bin/x", "-a", "GROUP", "G1", "STOP", "150")
+    assert build_argv("/bin/x -a", generic=False, event=ev) == ("/bin/x", "-a")
+    with pytest.raises(ValueError):
+        build_argv("/bin/x 'unbalanced", generic=False, event=ev)
+
+
+def test_fifo_order_per_instance_never_concurrent(tmp_path: Path) -> None:
+    """Scripts of one instance run in submission order, one at a time (slow first stays first)."""
+    slow = _script(
+        tmp_path / "slow.sh",
+        f"""echo "start $1" >> {tmp_path}/log; sleep 0.3; echo "end $1" >> {tmp_path}/log\n""",
+    )
+    fast = _script(
+        tmp_path / "fast.sh",
+        f"""echo "start $1" >> {tmp_path}/log; echo "end $1" >> {tmp_path}/log\n""",
+    )
+
+    async def main() -> None:
+        runner = NotifyRunner()
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), NotifyScripts(notify_backup=f"{slow} backup"))
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), NotifyScripts(notify_master=f"{fast} master"))
+        runner.submit(NotifyEvent("VI_1", "FAULT", 100), NotifyScripts(notify_fault=f"{fast} fault"))
+        assert runner.pending("VI_1") == 3
+        assert await runner.drain(timeout_s=10)
+        assert runner.pending() == 0
+        await runner.close()
+
+    asyncio.run(main())
+    assert _lines(tmp_path) == [
+        "start backup",
+        "end backup",
+        "start master",
+        "end master",
+        "start fault",
+        "end fault",
+    ]
+
+
+def test_instances_run_concurrently_and_loop_not_blocked(tmp_path: Path) -> None:
+    """Two instances' slow scripts overlap, and the loop keeps ticking meanwhile."""
+    slow = _script(tmp_path / "slow.sh", "sleep 0.5\n")
+
+    async def main() -> float:
+        runner = NotifyRunner()
+        t0 = time.monotonic()
+        runner.submit(NotifyEvent("A", "MASTER", 100), NotifyScripts(notify_master=str(slow)))
+        runner.submit(NotifyEvent("B", "MASTER", 100), NotifyScripts(notify_master=str(slow)))
+        ticks = 0
+        while runner.pending():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks >= 20  # the loop ran while scripts slept
+        await runner.close()
+        return time.monotonic() - t0
+
+    elapsed = asyncio.run(main())
+    assert elapsed < 0.95  # concurrent: ~0.5 s, serial would be >= 1.0 s
+
+
+def test_timeout_kills_process_group(tmp_path: Path) -> None:
+    """A script over its timeout is killed together with its children, then the FIFO continues."""
+    pidfile = tmp_path / "child.pid"
+    hang = _script(tmp_path / "hang.sh", f"sleep 30 &\necho $! > {pidfile}\nwait\n")
+    after = _logger_script(tmp_path, "after.sh")
+
+    async def main() -> NotifyRunner:
+        runner = NotifyRunner(timeout_s=0.5, kill_grace_s=0.5)
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), NotifyScripts(notify_master=str(hang)))
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), NotifyScripts(notify_backup=f"{after} next"))
+        assert await runner.drain(timeout_s=10)
+        await runner.close()
+        return runner
+
+    t0 = time.monotonic()
+    runner = asyncio.run(main())
+    assert time.monotonic() - t0 < 5
+    assert runner.stats.timed_out == 1
+    first = runner.history[0]
+    assert first.timed_out and first.returncode is not None and first.returncode < 0
+    assert _lines(tmp_path)[0].startswith("next|")
+    child = int(pidfile.read_text())
+    for _ in range(50):  # the orphan sleep was in the killed group; allow reaping by init
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            break
+        if fields[0] in ("Z", "X"):  # dead, waiting for a reaper (no init in some containers)
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"child {child} of the timed-out script survived")
+
+
+def test_missing_and_non_executable_scripts_are_logged_not_raised(tmp_path: Path) -> None:
+    """A missing or non-executable script is recorded as an error and later scripts still run."""
+    noexec = tmp_path / "noexec.sh"
+    noexec.write_text("#!/bin/sh\nexit 0\n")
+    noexec.chmod(0o644)
+    ok = _logger_script(tmp_path, "ok.sh")
+
+    async def main() -> NotifyRunner:
+        runner = NotifyRunner()
+        runner.submit(
+            NotifyEvent("VI_1", "MASTER", 100),
+            NotifyScripts(notify_master=str(tmp_path / "missing.sh"), notify=str(noexec)),
+        )
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), NotifyScripts(notify_backup="/bin/sh -c 'exit 3'"))
+        runner.submit(
+            NotifyEvent("VI_1", "FAULT", 100), NotifyScripts(notify_fault=f"{ok} x", notify="'unbalanced")
+        )
+        assert await runner.drain(timeout_s=10)
+        await runner.close()
+        return runner
+
+    runner = asyncio.run(main())
+    errors = [r.error for r in runner.history if r.error]
+    assert errors[0] == "not found"
+    assert "ermission" in errors[1]
+    assert runner.stats.errors == 3  # missing, not executable, unbalanced quotes
+    assert runner.stats.failed == 1  # exit 3
+    assert [r.returncode for r in runner.history if r.error is None] == [3, 0]
+    assert _lines(tmp_path)[0].startswith("x|")
+
+
+def test_init_state_runs_only_generic(tmp_path: Path) -> None:
+    """States without a specific script (INIT) run only the generic notify."""
+    script = _logger_script(tmp_path)
+
+    async def main() -> None:
+        runner = NotifyRunner()
+        n = runner.submit(
+            NotifyEvent("VI_1", State.INIT, 100), NotifyScripts(notify=str(script), notify_master=str(script))
+        )
+        assert n == 1
+        await runner.close()
+
+    asyncio.run(main())
+    assert _lines(tmp_path)[0].startswith("INSTANCE|VI_1|INIT|100|")
+
+
+def test_drain_is_bounded(tmp_path: Path) -> None:
+    """drain(timeout) returns False instead of waiting for a stuck script; close kills it."""
+    hang = _script(tmp_path / "hang.sh", "sleep 30\n")
+
+    async def main() -> None:
+        runner = NotifyRunner(timeout_s=60, kill_grace_s=0.2)
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), NotifyScripts(notify_master=str(hang)))
+        t0 = time.monotonic()
+        assert await runner.drain(timeout_s=0.3) is False
+        assert await runner.close(timeout_s=0.1) is False
+        assert time.monotonic() - t0 < 3
+        assert runner.submit(NotifyEvent("VI_1", "BACKUP", 1), NotifyScripts(notify_backup=str(hang))) == 0
+
+    asyncio.run(main())

@@ -1,0 +1,3 @@
+"""IPVS (Linux Virtual Server) programming: pure planner, kernel access, health-check manager."""
+
+from __future__ import annotations

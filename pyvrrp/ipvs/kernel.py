@@ -1,0 +1,302 @@
+"""Kernel IPVS access through pyroute2's generic netlink ``IPVS`` family.
+
+The one place that knows pyroute2 0.9's IPVS pitfalls (docs/IPVS-NOTES in the team notes):
+
+* ``service("update")`` is wired to the *delete* command: we only use "add"/"set"/"del";
+* ``IPVSService.from_message``/``IPVSDest.from_message`` fill some fields with class defaults
+  (a NAT destination reads back as DR, flags/timeout as defaults): we read the netlink
+  attributes ourselves;
+* a fwmark service needs an explicit ``netmask`` (else EINVAL);
+* the kernel reads ``IPVS_SVC_ATTR_NETMASK`` of an IPv6 service as a prefix length in a
+  host-order u32 while pyroute2 encodes it as an IPv4 address: we convert both ways.
+
+All functions are synchronous (one short-lived netlink socket per call); the async manager
+runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyvrrp.ipvs.plan import (
+    FWD_METHOD,
+    FWD_METHOD_NAME,
+    SVC_F_ONEPACKET,
+    SVC_F_PERSISTENT,
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    Dest,
+    EditDest,
+    EditService,
+    KernelTable,
+    Op,
+    Service,
+    ServiceKey,
+)
+
+_PROTO_NUM = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
+_PROTO_NAME = {v: k for k, v in _PROTO_NUM.items()}
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_FAMILY = {socket.AF_INET: 4, socket.AF_INET6: 6}
+
+
+class IpvsError(RuntimeError):
+    """An IPVS operation failed; ``op`` is the failing operation (if any)."""
+
+    def __init__(self, message: str, op: Op | None = None) -> None:
+        super().__init__(message)
+        self.op = op
+
+
+@dataclass(frozen=True, slots=True)
+class IpvsStatus:
+    """Result of :func:`ipvs_available`; false with a one-line ``reason`` when unusable."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _open() -> Any:
+    from pyroute2 import IPVS
+
+    return IPVS()
+
+
+def ipvs_available(*, try_modprobe: bool = True) -> IpvsStatus:
+    """Whether this kernel has IPVS reachable over generic netlink (loads ip_vs if needed)."""
+    if try_modprobe and not os.path.exists("/proc/net/ip_vs") and shutil.which("modprobe"):
+        subprocess.run(["modprobe", "-q", "ip_vs"], capture_output=True, check=False, timeout=10)
+    try:
+        sock = _open()
+    except ImportError as exc:
+        return IpvsStatus(False, f"pyroute2 IPVS support missing: {exc}")
+    except Exception as exc:  # pyroute2 raises several types when the family is absent
+        if not os.path.exists("/proc/net/ip_vs"):
+            return IpvsStatus(False, "kernel has no IPVS (ip_vs module not loaded / CONFIG_IP_VS unset)")
+        return IpvsStatus(False, f"cannot open the IPVS generic netlink family: {exc}")
+    try:
+        list(sock.service("dump"))
+    except Exception as exc:
+        return IpvsStatus(False, f"IPVS dump failed: {exc}")
+    finally:
+        sock.close()
+    return IpvsStatus(True, "")
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _v6_prefix_to_mask(prefix: int) -> str:
+    """Encode an IPv6 prefix length the way the kernel reads it (host-order u32)."""
+    return socket.inet_ntoa(struct.pack("=I", prefix))
+
+
+def _mask_to_v6_prefix(mask: str) -> int:
+    (value,) = struct.unpack("=I", socket.inet_aton(mask))
+    return int(value)
+
+
+def _service_kwargs(svc: Service, *, full: bool) -> dict[str, Any]:
+    key = svc.key
+    kw: dict[str, Any] = {"af": _AF[key.family]}
+    if key.fwmark:
+        kw["fwmark"] = key.fwmark
+        kw["protocol"] = socket.IPPROTO_TCP  # the kernel forces TCP for fwmark services
+    else:
+        kw["addr"] = key.address
+        kw["port"] = key.port
+        kw["protocol"] = _PROTO_NUM[key.protocol]
+    if key.family == 6:
+        kw["netmask"] = _v6_prefix_to_mask(int(svc.effective_netmask()))
+    else:
+        kw["netmask"] = svc.effective_netmask()
+    if full:
+        flags = 0
+        if svc.persistence_timeout_s:
+            flags |= SVC_F_PERSISTENT
+        if svc.ops:
+            flags |= SVC_F_ONEPACKET
+        kw["sched_name"] = svc.sched
+        kw["flags"] = {"flags": flags, "mask": 0xFFFFFFFF}
+        kw["timeout"] = svc.persistence_timeout_s
+    return kw
+
+
+def _ipvs_service(svc: Service, *, full: bool = True) -> Any:
+    from pyroute2 import IPVSService
+
+    return IPVSService(**_service_kwargs(svc, full=full))
+
+
+def _ipvs_dest(key: ServiceKey, dest: Dest) -> Any:
+    from pyroute2 import IPVSDest
+
+    return IPVSDest(
+        addr=dest.address,
+        port=dest.port,
+        weight=dest.weight,
+        fwd_method=FWD_METHOD[dest.method],
+        addr_family=_AF[6 if ":" in dest.address else 4],
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class DestStats:
+    active_conns: int = 0
+    inactive_conns: int = 0
+    conns: int = 0
+    in_pkts: int = 0
+    out_pkts: int = 0
+    in_bytes: int = 0
+    out_bytes: int = 0
+
+
+@dataclass(slots=True)
+class ServiceDump:
+    """One service as read from the kernel, with counters (``pyvrrp ipvs show``)."""
+
+    service: Service
+    stats: DestStats = field(default_factory=DestStats)
+    dest_stats: dict[tuple[str, int], DestStats] = field(default_factory=dict)
+
+
+def _attr(nla: Any, name: str, default: Any = None) -> Any:
+    value = nla.get_attr(name)
+    return default if value is None else value
+
+
+def _stats(nla: Any, prefix: str) -> DestStats:
+    st = nla.get_attr(prefix + "STATS64") or nla.get_attr(prefix + "STATS")
+    out = DestStats()
+    if st is not None:
+        out.conns = int(st.get_attr("IPVS_STATS_ATTR_CONNS") or 0)
+        out.in_pkts = int(st.get_attr("IPVS_STATS_ATTR_INPKTS") or 0)
+        out.out_pkts = int(st.get_attr("IPVS_STATS_ATTR_OUTPKTS") or 0)
+        out.in_bytes = int(st.get_attr("IPVS_STATS_ATTR_INBYTES") or 0)
+        out.out_bytes = int(st.get_attr("IPVS_STATS_ATTR_OUTBYTES") or 0)
+    return out
+
+
+def _parse_service(nla: Any) -> Service:
+    af = int(_attr(nla, "IPVS_SVC_ATTR_AF", socket.AF_INET))
+    family = _FAMILY.get(af, 4)
+    fwmark = int(_attr(nla, "IPVS_SVC_ATTR_FWMARK", 0))
+    if fwmark:
+        key = ServiceKey.mark(fwmark, family)
+    else:
+        proto = _PROTO_NAME.get(int(_attr(nla, "IPVS_SVC_ATTR_PROTOCOL", 6)), "TCP")
+        key = ServiceKey.addr(
+            str(_attr(nla, "IPVS_SVC_ATTR_ADDR")), int(_attr(nla, "IPVS_SVC_ATTR_PORT", 0)), proto
+        )
+    flags_nla = nla.get_attr("IPVS_SVC_ATTR_FLAGS")
+    flags = int(flags_nla["flags"]) if flags_nla is not None else 0
+    timeout = int(_attr(nla, "IPVS_SVC_ATTR_TIMEOUT", 0))
+    raw_mask = str(_attr(nla, "IPVS_SVC_ATTR_NETMASK", "255.255.255.255"))
+    netmask = str(_mask_to_v6_prefix(raw_mask)) if family == 6 else raw_mask
+    return Service(
+        key=key,
+        sched=str(_attr(nla, "IPVS_SVC_ATTR_SCHED_NAME", "")),
+        persistence_timeout_s=timeout if flags & SVC_F_PERSISTENT else 0,
+        netmask=netmask,
+        ops=bool(flags & SVC_F_ONEPACKET),
+    )
+
+
+def _parse_dest(nla: Any) -> tuple[Dest, DestStats]:
+    method = FWD_METHOD_NAME.get(int(_attr(nla, "IPVS_DEST_ATTR_FWD_METHOD", 3)) & 0x7, "DR")
+    dest = Dest(
+        address=str(_attr(nla, "IPVS_DEST_ATTR_ADDR")),
+        port=int(_attr(nla, "IPVS_DEST_ATTR_PORT", 0)),
+        weight=int(_attr(nla, "IPVS_DEST_ATTR_WEIGHT", 0)),
+        method=method,  # type: ignore[arg-type]
+    )
+    st = _stats(nla, "IPVS_DEST_ATTR_")
+    st.active_conns = int(_attr(nla, "IPVS_DEST_ATTR_ACTIVE_CONNS", 0))
+    st.inactive_conns = int(_attr(nla, "IPVS_DEST_ATTR_INACT_CONNS", 0))
+    return dest, st
+
+
+def dump(sock: Any = None) -> list[ServiceDump]:
+    """Every IPVS service of this network namespace, with destinations and counters."""
+    own = sock is None
+    sock = sock or _open()
+    try:
+        out: list[ServiceDump] = []
+        for msg in sock.service("dump"):
+            nla = msg.get_attr("IPVS_CMD_ATTR_SERVICE")
+            svc = _parse_service(nla)
+            sd = ServiceDump(service=svc, stats=_stats(nla, "IPVS_SVC_ATTR_"))
+            dests: list[Dest] = []
+            for dmsg in sock.dest("dump", service=_ipvs_service(svc, full=False)):
+                dest, st = _parse_dest(dmsg.get_attr("IPVS_CMD_ATTR_DEST"))
+                dests.append(dest)
+                sd.dest_stats[dest.key] = st
+            sd.service = Service(
+                key=svc.key,
+                sched=svc.sched,
+                persistence_timeout_s=svc.persistence_timeout_s,
+                netmask=svc.netmask,
+                ops=svc.ops,
+                dests=tuple(sorted(dests)),
+            )
+            out.append(sd)
+        return out
+    finally:
+        if own:
+            sock.close()
+
+
+def read_table(sock: Any = None) -> KernelTable:
+    """The kernel's IPVS table as planner input."""
+    return {sd.service.key: sd.service for sd in dump(sock)}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def apply_op(sock: Any, op: Op) -> None:
+    """Execute one planner operation (raises :class:`IpvsError`)."""
+    try:
+        if isinstance(op, AddService):
+            sock.service("add", service=_ipvs_service(op.service))
+        elif isinstance(op, EditService):
+            sock.service("set", service=_ipvs_service(op.service))  # never "update" (= delete)
+        elif isinstance(op, DelService):
+            sock.service("del", service=_ipvs_service(Service(key=op.key), full=False))
+        else:
+            svc = _ipvs_service(Service(key=op.key), full=False)
+            command = {AddDest: "add", EditDest: "set", DelDest: "del"}[type(op)]
+            sock.dest(command, service=svc, dest=_ipvs_dest(op.key, op.dest))
+    except Exception as exc:
+        raise IpvsError(f"{op}: {exc}", op) from exc
+
+
+def apply(ops: list[Op], sock: Any = None) -> list[IpvsError]:
+    """Execute ``ops`` in order; keep going after a failure and return the failures."""
+    own = sock is None
+    sock = sock or _open()
+    errors: list[IpvsError] = []
+    try:
+        for op in ops:
+            try:
+                apply_op(sock, op)
+            except IpvsError as exc:
+                errors.append(exc)
+    finally:
+        if own:
+            sock.close()
+    return errors

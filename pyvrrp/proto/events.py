@@ -16,10 +16,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import Union
 
-IPAddress = Union[IPv4Address, IPv6Address]
-IPInterface = Union[IPv4Interface, IPv6Interface]
+from pyvrrp.proto.packet import Advertisement
+
+IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
 
 
 class State(enum.Enum):
@@ -52,7 +53,7 @@ class AdvertReceived:
     ``src`` the IP source address; ``dst`` the IP destination address.
     """
 
-    advert: "Advertisement"
+    advert: Advertisement
     src: IPAddress
     ttl: int | None = 255
     dst: IPAddress | None = None
@@ -79,6 +80,30 @@ class TrackerChanged:
     fault: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class TakeoverVerdict:
+    """The takeover gate's answer to a :class:`TakeoverPending` (issue #4).
+
+    ``allow`` True: become MASTER now.  False: stay BACKUP and re-arm the
+    Master_Down_Timer (retry).  Ignored when no takeover is pending.
+    """
+
+    allow: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictDetected:
+    """Another node answers for our VIPs while we are MASTER (issue #4).
+
+    MACs are the 6-byte hardware addresses; with ``conflict_resolve`` the
+    numerically lower MAC yields.
+    """
+
+    our_mac: bytes
+    peer_mac: bytes
+
+
 # -------------------------------------------------------------------- actions
 
 
@@ -86,7 +111,7 @@ class TrackerChanged:
 class SendAdvert:
     """Send this advert (to the multicast group, or to every unicast peer)."""
 
-    advert: "Advertisement"
+    advert: Advertisement
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +144,22 @@ class StateChanged:
     epoch: int = 0
 
 
-Action = Union[SendAdvert, AddVips, RemoveVips, AnnounceVips, StateChanged]
-Input = Union[Startup, Shutdown, AdvertReceived, LinkChanged, TrackerChanged]
+@dataclass(frozen=True, slots=True)
+class TakeoverPending:
+    """Master_Down fired but ``takeover_gate`` is on: ask before becoming MASTER.
+
+    ``epoch`` is the epoch we would take as MASTER.  Answer with
+    :class:`TakeoverVerdict`; a valid master's advert cancels the request.
+    """
+
+    epoch: int
+    reason: str
+
+
+Action = SendAdvert | AddVips | RemoveVips | AnnounceVips | StateChanged | TakeoverPending
+Input = (
+    Startup | Shutdown | AdvertReceived | LinkChanged | TrackerChanged | TakeoverVerdict | ConflictDetected
+)
 
 
 # ------------------------------------------------------------------- snapshot
@@ -152,6 +191,4 @@ class RouterSnapshot:
     faults: tuple[str, ...]
     counters: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
-
-
-from pyvrrp.proto.packet import Advertisement  # noqa: E402  (forward ref for type checkers)
+    takeover_pending: bool = False

@@ -1,0 +1,1348 @@
+"""keepalived.conf front-end: keepalived's keywords → pyvrrp's config model.
+
+The parser (:mod:`pyvrrp.config.kaconf_parser`) gives a node tree; this module walks it
+with one table, :data:`KEYWORDS` (block → keyword → :class:`Keyword`), which says for
+every keyword keepalived 2.2.7 accepts whether pyvrrp
+
+* ``supported``    -- implements it (same meaning as keepalived),
+* ``approximated`` -- maps it onto something close (a warning says what differs),
+* ``ignored``      -- accepts and ignores it (a warning says so),
+* ``refused``      -- cannot honour it safely: an error.
+
+A keyword that is not in the table for its block is one keepalived itself rejects
+("Unknown keyword"): an error with file:line.  Nothing is dropped silently: every
+warning is a :class:`~pyvrrp.config.errors.ConfigIssue` with ``severity="warning"``
+and ``file``/``line``, returned by :func:`load_with_report` and surfaced by
+``pyvrrp check-config``.  docs/migrating-from-keepalived.md is generated from the same
+table (:func:`keyword_table_markdown`; a test keeps the doc in sync).
+
+Defaults follow keepalived where it differs from the RFCs, and the loader writes them out
+explicitly so a converted TOML file behaves the same: ``state BACKUP``, preemption on,
+``vrrp_version 2``, accept mode **on** (RFC 5798 §6.1 default is off; keepalived turns it
+on unless ``no_accept``/``vrrp_strict``), ``lvs_method NAT`` (ipvsadm's default is DR).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pyvrrp.config.errors import ConfigError, format_path
+from pyvrrp.config.kaconf_parser import KaConfSyntaxError, Node, parse_file
+
+Status = Literal["supported", "approximated", "ignored", "refused"]
+Severity = Literal["error", "warning"]
+
+__all__ = [
+    "KEYWORDS",
+    "Issue",
+    "KeepalivedLoadError",
+    "Keyword",
+    "keyword_table_markdown",
+    "load",
+    "load_with_report",
+    "to_model_dict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """How pyvrrp treats one keepalived keyword in one block."""
+
+    status: Status
+    field: str | None = None  # model field it sets (None: none)
+    note: str = ""
+    conv: str = "str"  # how the value is read; see _CONVERTERS and the block handlers
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A finding of the keepalived front-end (converted to ConfigIssue by :func:`load`)."""
+
+    severity: Severity
+    path: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file else ""
+        return f"{where}{self.severity}: {self.path}: {self.message}"
+
+
+class KeepalivedLoadError(ValueError):
+    """Raised by :func:`to_model_dict` when there are errors (``issues`` holds all findings)."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        errs = [i for i in issues if i.severity == "error"]
+        super().__init__("\n".join(str(i) for i in errs) or "keepalived.conf has errors")
+
+
+def _sup(field: str | None, conv: str = "str", note: str = "") -> Keyword:
+    return Keyword("supported", field, note, conv)
+
+
+def _approx(field: str | None, note: str, conv: str = "str") -> Keyword:
+    return Keyword("approximated", field, note, conv)
+
+
+def _ign(note: str, conv: str = "any") -> Keyword:
+    return Keyword("ignored", None, note, conv)
+
+
+def _ref(note: str, conv: str = "any") -> Keyword:
+    return Keyword("refused", None, note, conv)
+
+
+_NO_SMTP = "pyvrrp sends no e-mail; use notify scripts or the event stream"
+_NO_SNMP = "no SNMP agent; use `pyvrrp state --json`"
+_TUNING = "keepalived process/socket tuning; pyvrrp sizes its own sockets"
+_NOT_NEEDED = "not needed by pyvrrp"
+
+# ----------------------------------------------------------------------------------------
+# The table.  Block names: "(top)" is the file level; checker blocks share "checker".
+# ----------------------------------------------------------------------------------------
+
+_GLOBAL_IGNORED_TUNING = [
+    "bfd_cpu_affinity",
+    "bfd_no_swap",
+    "bfd_priority",
+    "bfd_process_name",
+    "bfd_rlimit_rttime",
+    "bfd_rt_priority",
+    "checker_cpu_affinity",
+    "checker_no_swap",
+    "checker_priority",
+    "checker_process_name",
+    "checker_rlimit_rttime",
+    "checker_rt_priority",
+    "child_wait_time",
+    "lvs_netlink_cmd_rcv_bufs",
+    "lvs_netlink_cmd_rcv_bufs_force",
+    "lvs_netlink_monitor_rcv_bufs",
+    "lvs_netlink_monitor_rcv_bufs_force",
+    "max_auto_priority",
+    "min_auto_priority_delay",
+    "process_monitor_rcv_bufs",
+    "process_monitor_rcv_bufs_force",
+    "process_name",
+    "process_names",
+    "vrrp_cpu_affinity",
+    "vrrp_netlink_cmd_rcv_bufs",
+    "vrrp_netlink_cmd_rcv_bufs_force",
+    "vrrp_netlink_monitor_rcv_bufs",
+    "vrrp_netlink_monitor_rcv_bufs_force",
+    "vrrp_no_swap",
+    "vrrp_priority",
+    "vrrp_process_name",
+    "vrrp_rlimit_rttime",
+    "vrrp_rt_priority",
+    "vrrp_rx_bufs_multiplier",
+    "vrrp_rx_bufs_policy",
+    "umask",
+    "random_seed",
+    "tmp_config_directory",
+    "config_save_dir",
+    "data_use_instance",
+    "include_check",
+    "use_pid_dir",
+    "instance",
+]
+
+_GLOBAL_IGNORED_SMTP = [
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_helo_name",
+    "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "no_email_faults",
+    "no_checker_emails",
+]
+
+_GLOBAL_IGNORED_SNMP = [
+    "enable_snmp_vrrp",
+    "enable_snmp_checker",
+    "enable_snmp_rfc",
+    "enable_snmp_rfcv2",
+    "enable_snmp_rfcv3",
+    "enable_traps",
+    "snmp_socket",
+    "enable_dbus",
+    "dbus_service_name",
+]
+
+KEYWORDS: dict[str, dict[str, Keyword]] = {
+    "(top)": {
+        "global_defs": _sup("global_defs", "block"),
+        "vrrp_script": _sup("vrrp_script", "block", "named block; see vrrp_script"),
+        "vrrp_track_file": _sup("track_file", "block", "old name of track_file"),
+        "track_file": _sup("track_file", "block", "named block; see track_file"),
+        "vrrp_instance": _sup("vrrp_instance", "block"),
+        "vrrp_sync_group": _sup("vrrp_sync_group", "block"),
+        "virtual_server": _sup("virtual_server", "block", "`IP PORT`, `fwmark N` or `group NAME`"),
+        "virtual_server_group": _sup("virtual_server_group", "block"),
+        "net_namespace": _ref("run pyvrrp itself inside the namespace (`ip netns exec NS pyvrrp run`)"),
+        "net_namespace_ipvs": _ref("IPVS in another namespace is not implemented"),
+        "namespace_with_ipsets": _ign(_NOT_NEEDED),
+        "instance": _ign("pid/instance naming of keepalived; pyvrrp uses --pid-file/--socket"),
+        "use_pid_dir": _ign("pyvrrp uses --pid-file"),
+        "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
+        "linkbeat_interfaces": _ign("pyvrrp always follows netlink link events"),
+        "child_wait_time": _ign(_TUNING),
+        "static_ipaddress": _ref("static addresses are not managed; configure them with the OS"),
+        "static_routes": _ref("static routes are not managed; configure them with the OS"),
+        "static_rules": _ref("static rules are not managed; configure them with the OS"),
+        "track_group": _ref("static track groups are not implemented"),
+        "interface_up_down_delays": _ref("link debouncing is not implemented"),
+        "garp_group": _approx(None, "per-group GARP rate limits are not implemented; global spacing applies"),
+        "vrrp_track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "bfd_instance": _ref("BFD is not implemented"),
+        "SSL": _ign("TLS client certificates for SSL_GET are not used; certificates are not verified"),
+    },
+    "global_defs": {
+        "router_id": _sup("router_id"),
+        "vrrp_version": _sup("vrrp_version", "int", "default 2, as keepalived"),
+        "vrrp_mcast_group4": _sup("vrrp_mcast_group4"),
+        "vrrp_mcast_group6": _sup("vrrp_mcast_group6"),
+        "vrrp_garp_master_delay": _sup("vrrp_garp_master_delay", "float"),
+        "vrrp_garp_master_repeat": _sup("vrrp_garp_master_repeat", "int"),
+        "vrrp_garp_master_refresh": _sup("vrrp_garp_master_refresh", "float"),
+        "vrrp_garp_master_refresh_repeat": _sup("vrrp_garp_master_refresh_repeat", "int"),
+        "vrrp_garp_lower_prio_delay": _sup("vrrp_garp_lower_prio_delay", "float"),
+        "vrrp_garp_lower_prio_repeat": _sup("vrrp_garp_lower_prio_repeat", "int"),
+        "vrrp_garp_interval": _sup("vrrp_garp_interval", "float"),
+        "vrrp_gna_interval": _sup("vrrp_gna_interval", "float"),
+        "vrrp_min_garp": _sup("vrrp_min_garp", "flag"),
+        "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
+        "vrrp_lower_prio_no_advert": _sup("vrrp_lower_prio_no_advert", "flag"),
+        "vrrp_higher_prio_send_advert": _sup("vrrp_higher_prio_send_advert", "flag"),
+        "vrrp_down_timer_adverts": _sup("vrrp_down_timer_adverts", "int"),
+        "vrrp_check_unicast_src": _sup("vrrp_check_unicast_src", "flag"),
+        "vrrp_skip_check_adv_addr": _sup("vrrp_skip_check_adv_addr", "flag"),
+        "vrrp_strict": _sup("vrrp_strict", "flag"),
+        "vrrp_startup_delay": _sup("vrrp_startup_delay", "float"),
+        "vrrp_notify_fifo": _sup("vrrp_notify_fifo", "script"),
+        "vrrp_notify_fifo_script": _sup("vrrp_notify_fifo_script", "script"),
+        "notify_fifo": _sup("notify_fifo", "script"),
+        "notify_fifo_script": _sup("notify_fifo_script", "script"),
+        "lvs_notify_fifo": _approx("notify_fifo", "LVS events share the notify FIFO", "script"),
+        "lvs_notify_fifo_script": _approx("notify_fifo_script", "shares the notify FIFO script", "script"),
+        "vrrp_notify_priority_changes": _sup("vrrp_notify_priority_changes", "flag"),
+        "fifo_write_vrrp_states_on_reload": _ign("states are always written again after a reload"),
+        "script_user": _sup("script_user", "words"),
+        "enable_script_security": _sup("enable_script_security", "flag"),
+        "startup_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStartPre"),
+        "startup_script_timeout": _ref("startup/shutdown hooks are not implemented"),
+        "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
+        "shutdown_script_timeout": _ref("startup/shutdown hooks are not implemented"),
+        "lvs_sync_daemon": _ref("IPVS connection sync daemon is not managed; start it with ipvsadm"),
+        "lvs_timeouts": _ref("set IPVS timeouts with `ipvsadm --set`"),
+        "lvs_flush": _sup("lvs_flush", "flag"),
+        "lvs_flush_on_stop": _sup("lvs_flush_on_stop", "flag"),
+        "rs_init_notifies": _ign("real-server notifies are sent on state changes only"),
+        "checker_log_all_failures": _ign("every checker failure is logged"),
+        "default_interface": _sup("default_interface"),
+        "dynamic_interfaces": _ign("interfaces that come and go are handled as link down/up"),
+        "log_unknown_vrids": _ign("unknown VRIDs are always counted in `pyvrrp state`"),
+        "vrrp_iptables": _ref("firewall management is not implemented (no_accept uses nftables only)"),
+        "vrrp_ipsets": _ref("ipsets are not managed"),
+        "nftables": _ign("pyvrrp manages its own nftables table for no_accept"),
+        "nftables_priority": _ign(_NOT_NEEDED),
+        "nftables_counters": _ign(_NOT_NEEDED),
+        "nftables_ifindex": _ign(_NOT_NEEDED),
+        "nftables_ipvs": _ref("per-group fwmarks via nftables are not implemented"),
+        "nftables_ipvs_priority": _ref("per-group fwmarks via nftables are not implemented"),
+        "nftables_ipvs_start_fwmark": _ref("per-group fwmarks via nftables are not implemented"),
+        "disable_local_igmp": _ign("no VMAC, so no IGMP hygiene needed"),
+        "vmac_prefix": _ign("use_vmac is not implemented"),
+        "vmac_addr_prefix": _ign("use_vmac is not implemented"),
+        "reload_check_config": _ign("`pyvrrp run` always checks the config before reloading"),
+        "reload_time_file": _ref("scheduled reloads are not implemented"),
+        "reload_repeat": _ref("scheduled reloads are not implemented"),
+        "reload_file": _ign(_NOT_NEEDED),
+        "net_namespace": _ref("run pyvrrp itself inside the namespace (`ip netns exec NS pyvrrp run`)"),
+        "net_namespace_ipvs": _ref("IPVS in another namespace is not implemented"),
+        "namespace_with_ipsets": _ign(_NOT_NEEDED),
+        "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
+        **{k: _ign(_TUNING) for k in _GLOBAL_IGNORED_TUNING},
+        **{k: _ign(_NO_SMTP) for k in _GLOBAL_IGNORED_SMTP},
+        **{k: _ign(_NO_SNMP) for k in _GLOBAL_IGNORED_SNMP},
+    },
+    "vrrp_script": {
+        "script": _sup("script", "cmdline"),
+        "interval": _sup("interval", "float", "seconds, default 1"),
+        "timeout": _sup("timeout", "float"),
+        "weight": _sup("weight", "weight"),
+        "rise": _sup("rise", "int"),
+        "fall": _sup("fall", "int"),
+        "user": _sup("user", "words"),
+        "init_fail": _sup("init_fail", "flag"),
+    },
+    "track_file": {
+        "file": _sup("file"),
+        "weight": _sup("weight", "weight"),
+        "init_file": _sup("init_file", "init_file"),
+    },
+    "vrrp_instance": {
+        "state": _sup("state", "upper", "initial wish; default BACKUP"),
+        "interface": _sup("interface"),
+        "virtual_router_id": _sup("virtual_router_id", "int"),
+        "priority": _sup("priority", "int"),
+        "advert_int": _sup("advert_int", "float", "seconds, default 1"),
+        "version": _sup("version", "int", "overrides global vrrp_version"),
+        "nopreempt": _sup("preempt", "false", "sets preempt = false"),
+        "preempt": _sup("preempt", "flag"),
+        "preempt_delay": _sup("preempt_delay", "float"),
+        "virtual_ipaddress": _sup("virtual_ipaddress", "vips"),
+        "virtual_ipaddress_excluded": _sup("virtual_ipaddress_excluded", "vips"),
+        "no_virtual_ipaddress": _ref("instances without VIPs are not supported"),
+        "unicast_src_ip": _sup("unicast_src_ip"),
+        "unicast_peer": _sup("unicast_peer", "peers", "`min_ttl`/`max_ttl` per peer are ignored"),
+        "unicast_ttl": _sup("unicast_ttl", "int"),
+        "unicast_fault_no_peer": _sup("unicast_fault_no_peer", "flag"),
+        "check_unicast_src": _sup("check_unicast_src", "flag"),
+        "mcast_src_ip": _sup("mcast_src_ip"),
+        "mcast_dst_ip": _sup("mcast_dst_ip"),
+        "authentication": _sup("authentication", "auth", "PASS only; AH is refused"),
+        "track_interface": _sup("track_interface", "track_list"),
+        "track_script": _sup("track_script", "track_list"),
+        "track_file": _sup("track_file", "track_list"),
+        "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "track_bfd": _ref("BFD is not implemented"),
+        "track_src_ip": _sup("track_src_ip", "flag"),
+        "dont_track_primary": _sup("dont_track_primary", "flag"),
+        "notify_master": _sup("notify_master", "script"),
+        "notify_backup": _sup("notify_backup", "script"),
+        "notify_fault": _sup("notify_fault", "script"),
+        "notify_stop": _sup("notify_stop", "script"),
+        "notify_deleted": _sup("notify_deleted", "script"),
+        "notify": _sup("notify", "script"),
+        "notify_master_rx_lower_pri": _sup("notify_master_rx_lower_pri", "script"),
+        "notify_priority_changes": _sup("notify_priority_changes", "flag"),
+        "garp_master_delay": _sup("garp_master_delay", "float"),
+        "garp_master_repeat": _sup("garp_master_repeat", "int"),
+        "garp_master_refresh": _sup("garp_master_refresh", "float"),
+        "garp_master_refresh_repeat": _sup("garp_master_refresh_repeat", "int"),
+        "garp_lower_prio_delay": _sup("garp_lower_prio_delay", "float"),
+        "garp_lower_prio_repeat": _sup("garp_lower_prio_repeat", "int"),
+        "garp_interval": _sup("garp_interval", "float"),
+        "gna_interval": _sup("gna_interval", "float"),
+        "garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
+        "lower_prio_no_advert": _sup("lower_prio_no_advert", "flag"),
+        "higher_prio_send_advert": _sup("higher_prio_send_advert", "flag"),
+        "down_timer_adverts": _sup("down_timer_adverts", "int"),
+        "accept": _sup("accept", "flag", "default on, as keepalived (RFC default is off)"),
+        "no_accept": _sup("accept", "false", "sets accept = false"),
+        "strict_mode": _sup("strict_mode", "flag"),
+        "skip_check_adv_addr": _sup("skip_check_adv_addr", "flag"),
+        "native_ipv6": _sup("native_ipv6", "flag"),
+        "old_unicast_checksum": _ref("pre-1.3.8 unicast checksum is not implemented"),
+        "smtp_alert": _ign(_NO_SMTP),
+        "debug": _ign("use `pyvrrp run --log-level debug`"),
+        "use_vmac": _ref(
+            "virtual MAC (macvlan) is not implemented: VIPs stay on the interface with its own MAC "
+            "and GARPs update peers; remove use_vmac to run"
+        ),
+        "vmac_xmit_base": _ref("use_vmac is not implemented"),
+        "use_vmac_addr": _ref("use_vmac is not implemented"),
+        "use_ipvlan": _ref("ipvlan is not implemented"),
+        "promote_secondaries": _sup("promote_secondaries", "flag"),
+        "virtual_routes": _ref("routes that follow mastership are not implemented; use notify scripts"),
+        "virtual_rules": _ref("rules that follow mastership are not implemented; use notify scripts"),
+        "lvs_sync_daemon_interface": _ref("IPVS connection sync daemon is not managed"),
+        "kernel_rx_buf_size": _ign(_TUNING),
+        "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
+        "interface_up_down_delays": _ref("link debouncing is not implemented"),
+        "vrf": _ref("VRFs are not implemented"),
+        "sync_group_tracking_weight": _sup("sync_group_tracking_weight", "flag"),
+    },
+    "vrrp_sync_group": {
+        "group": _sup("group", "names"),
+        "notify_master": _sup("notify_master", "script"),
+        "notify_backup": _sup("notify_backup", "script"),
+        "notify_fault": _sup("notify_fault", "script"),
+        "notify_stop": _sup("notify_stop", "script"),
+        "notify": _sup("notify", "script"),
+        "track_interface": _sup("track_interface", "track_list"),
+        "track_script": _sup("track_script", "track_list"),
+        "track_file": _sup("track_file", "track_list"),
+        "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "track_bfd": _ref("BFD is not implemented"),
+        "notify_priority_changes": _sup("notify_priority_changes", "flag"),
+        "sync_group_tracking_weight": _sup("sync_group_tracking_weight", "flag"),
+        "global_tracking": _approx("sync_group_tracking_weight", "deprecated name", "flag"),
+        "smtp_alert": _ign(_NO_SMTP),
+    },
+    "virtual_server_group": {},  # value block: `IP[-last] PORT` or `fwmark N` lines (see _vsg)
+    "virtual_server": {
+        "delay_loop": _sup("delay_loop", "float"),
+        "lvs_sched": _sup("lvs_sched", "lower"),
+        "lb_algo": _sup("lvs_sched", "lower", "old name of lvs_sched"),
+        "lvs_method": _sup("lvs_method", "lvs_method", "default NAT, as keepalived"),
+        "lb_kind": _sup("lvs_method", "lvs_method", "old name of lvs_method"),
+        "protocol": _sup("protocol", "upper"),
+        "persistence_timeout": _sup("persistence_timeout", "persistence", "default 360 s without value"),
+        "persistence_granularity": _sup("persistence_granularity"),
+        "persistence_engine": _ref("IPVS persistence engines (sip) are not implemented"),
+        "quorum": _sup("quorum", "int"),
+        "hysteresis": _sup("hysteresis", "int"),
+        "quorum_up": _sup("quorum_up", "script"),
+        "quorum_down": _sup("quorum_down", "script"),
+        "sorry_server": _sup("sorry_server", "words"),
+        "sorry_server_inhibit": _sup("sorry_server_inhibit", "flag"),
+        "sorry_server_lvs_method": _sup("sorry_server_lvs_method", "lvs_method"),
+        "inhibit_on_failure": _sup("inhibit_on_failure", "flag"),
+        "alpha": _sup("alpha", "flag"),
+        "omega": _sup("omega", "flag"),
+        "ha_suspend": _sup("ha_suspend", "flag"),
+        "virtualhost": _sup("virtualhost"),
+        "ops": _sup("ops", "flag"),
+        "real_server": _sup("real_server", "block"),
+        "ip_family": _ign("the family follows the addresses"),
+        "smtp_alert": _ign(_NO_SMTP),
+        "snmp_name": _ign(_NO_SNMP),
+        "flag-1": _ref("scheduler flags are not implemented"),
+        "flag-2": _ref("scheduler flags are not implemented"),
+        "flag-3": _ref("scheduler flags are not implemented"),
+        "sh-port": _ref("scheduler flags are not implemented"),
+        "sh-fallback": _ref("scheduler flags are not implemented"),
+        "mh-port": _ref("scheduler flags are not implemented"),
+        "mh-fallback": _ref("scheduler flags are not implemented"),
+        "connect_timeout": _approx(
+            None, "checker default set on the virtual server is applied to each checker"
+        ),
+        "retry": _approx(None, "checker default set on the virtual server is applied to each checker"),
+        "delay_before_retry": _approx(None, "checker default applied to each checker"),
+        "warmup": _approx(None, "checker default applied to each checker"),
+    },
+    "real_server": {
+        "weight": _sup("weight", "int"),
+        "lvs_method": _sup("lvs_method", "lvs_method"),
+        "lb_kind": _sup("lvs_method", "lvs_method", "old name of lvs_method"),
+        "inhibit_on_failure": _sup("inhibit_on_failure", "flag"),
+        "notify_up": _sup("notify_up", "script"),
+        "notify_down": _sup("notify_down", "script"),
+        "TCP_CHECK": _sup("tcp_check", "checker"),
+        "HTTP_GET": _sup("http_get", "checker"),
+        "SSL_GET": _sup("ssl_get", "checker"),
+        "MISC_CHECK": _sup("misc_check", "checker"),
+        "PING_CHECK": _sup("ping_check", "checker"),
+        "DNS_CHECK": _sup("dns_check", "checker"),
+        "SMTP_CHECK": _approx(
+            "tcp_check",
+            "checked as TCP_CHECK (connect to the SMTP port, default 25; no HELO dialogue)",
+            "checker",
+        ),
+        "UDP_CHECK": _ref("UDP_CHECK is not implemented; use a MISC_CHECK script"),
+        "FILE_CHECK": _ref("FILE_CHECK is not implemented; use a MISC_CHECK script"),
+        "BFD_CHECK": _ref("BFD is not implemented"),
+        "alpha": _approx(None, "per-server alpha: the virtual server's alpha applies", "flag"),
+        "uthreshold": _ref("connection thresholds are not implemented"),
+        "lthreshold": _ref("connection thresholds are not implemented"),
+        "smtp_alert": _ign(_NO_SMTP),
+        "virtualhost": _approx(None, "applied to this server's HTTP_GET/SSL_GET checkers"),
+        "connect_timeout": _approx(None, "checker default set on the real server is applied to each checker"),
+        "retry": _approx(None, "checker default set on the real server is applied to each checker"),
+        "delay_before_retry": _approx(None, "checker default applied to each checker"),
+        "warmup": _approx(None, "checker default applied to each checker"),
+        "delay_loop": _approx(None, "applied to each checker of this server"),
+    },
+    "checker": {  # keywords every checker block accepts (MISC_CHECK too)
+        "retry": _sup("retry", "int"),
+        "nb_get_retry": _sup("retry", "int", "old name of retry"),
+        "delay_before_retry": _sup("delay_before_retry", "float"),
+        "warmup": _sup("warmup", "float"),
+        "delay_loop": _sup("delay_loop", "float"),
+        "alpha": _ign("per-checker alpha: the virtual server's alpha applies"),
+        "log_all_failures": _ign("every checker failure is logged"),
+    },
+    "connect": {  # connection options of TCP_CHECK, HTTP_GET, SSL_GET, PING_CHECK, DNS_CHECK
+        "connect_ip": _sup("connect_ip"),
+        "connect_port": _sup("connect_port", "int"),
+        "bindto": _sup("bindto"),
+        "bind_port": _sup("bind_port", "int"),
+        "bind_if": _ign("the route to connect_ip picks the interface"),
+        "connect_timeout": _sup("connect_timeout", "float"),
+        "fwmark": _ref("marking checker packets is not implemented"),
+    },
+    "HTTP_GET": {  # also SSL_GET
+        "url": _sup("url", "block"),
+        "virtualhost": _sup("virtualhost"),
+        "http_protocol": _ign("HTTP/1.1 with Host header is always used"),
+        "fast_recovery": _ign("failed servers are always checked at delay_before_retry"),
+        "enable_sni": _sup("enable_sni", "flag"),
+        "sni_name": _ref("a separate SNI name is not implemented"),
+        "tls_compliant": _ign(_NOT_NEEDED),
+    },
+    "url": {
+        "path": _sup("path"),
+        "digest": _sup("digest"),
+        "status_code": _sup("status_code", "status_codes", "ranges `200-299` expand to lists"),
+        "virtualhost": _approx(None, "per-url virtualhost: the checker's virtualhost applies"),
+        "regex": _sup("regex"),
+        "regex_no_match": _sup("regex_no_match", "flag"),
+        "regex_options": _ign("Python `re` semantics are used"),
+        "regex_stack": _ign(_NOT_NEEDED),
+        "regex_min_offset": _ign(_NOT_NEEDED),
+        "regex_max_offset": _ign(_NOT_NEEDED),
+    },
+    "MISC_CHECK": {
+        "misc_path": _sup("misc_path", "cmdline"),
+        "misc_timeout": _sup("misc_timeout", "float"),
+        "misc_dynamic": _sup("misc_dynamic", "flag"),
+        "user": _ign("scripts run as script_user / the daemon's user"),
+    },
+    "DNS_CHECK": {
+        "type": _sup("type", "upper"),
+        "name": _sup("name"),
+    },
+    "SMTP_CHECK": {
+        "helo_name": _ign("no HELO dialogue (approximated by TCP_CHECK)"),
+        "host": _approx(None, "only the first host's connect_ip/connect_port/bindto is checked", "block"),
+    },
+    "TCP_CHECK": {},
+    "PING_CHECK": {},
+}
+
+# Blocks whose keywords may appear as a `{}` block (others are value keywords).
+_BLOCK_CONVS = {"block", "vips", "peers", "track_list", "names", "auth", "checker"}
+_AUTH_KEYWORDS = {"auth_type", "auth_pass"}
+
+
+# ----------------------------------------------------------------------------------------
+# Walker
+# ----------------------------------------------------------------------------------------
+
+
+def _q(key: str) -> str:
+    """A key as it appears in a dotted path (TOML dotted-key syntax, as errors.format_path)."""
+    return format_path((key,))
+
+
+class _Ctx:
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+        self.locs: dict[str, tuple[str, int]] = {}
+
+    def error(self, path: str, msg: str, node: Node | None) -> None:
+        self.issues.append(
+            Issue("error", path, msg, node.file if node else None, node.line if node else None)
+        )
+
+    def warn(self, path: str, msg: str, node: Node | None) -> None:
+        self.issues.append(
+            Issue("warning", path, msg, node.file if node else None, node.line if node else None)
+        )
+
+    def mark(self, path: str, node: Node) -> None:
+        self.locs.setdefault(path, (node.file, node.line))
+
+
+def _need_arg(ctx: _Ctx, path: str, node: Node) -> str | None:
+    if not node.args:
+        ctx.error(path, f"'{node.keyword}' needs a value", node)
+        return None
+    return node.args[0]
+
+
+_TRUE = {"true", "on", "yes"}
+_FALSE = {"false", "off", "no"}
+
+
+def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
+    """Read a keyword's value; returns _SKIP when it could not be read (error recorded)."""
+    if conv == "flag":
+        if not node.args:
+            return True
+        a = node.args[0].lower()
+        if a in _TRUE:
+            return True
+        if a in _FALSE:
+            return False
+        ctx.error(path, f"'{node.keyword}' takes no value or on/off, got {node.args[0]!r}", node)
+        return _SKIP
+    if conv == "false":
+        return False
+    if conv == "words":
+        if not node.args:
+            ctx.error(path, f"'{node.keyword}' needs a value", node)
+            return _SKIP
+        return " ".join(node.args)
+    if conv == "cmdline":
+        # vrrp_script `script`, `misc_path`: keepalived re-reads the whole raw line, so an
+        # unquoted command with arguments is one command line.
+        if not node.args:
+            ctx.error(path, f"'{node.keyword}' needs a command", node)
+            return _SKIP
+        return " ".join(_requote(a) for a in node.args) if len(node.args) > 1 else node.args[0]
+    if conv == "script":
+        # notify*: the first (possibly quoted) word is the command line; the rest is
+        # `username [groupname]` (keepalived.conf(5)).
+        if not node.args:
+            ctx.error(path, f"'{node.keyword}' needs a script", node)
+            return _SKIP
+        if len(node.args) > 1:
+            ctx.warn(
+                path,
+                f"'{node.keyword}': run-as user {' '.join(node.args[1:])!r} is ignored "
+                "(scripts run as script_user); quote the command if these were arguments",
+                node,
+            )
+        return node.args[0]
+    val = _need_arg(ctx, path, node)
+    if val is None:
+        return _SKIP
+    if len(node.args) > 1 and conv not in ("persistence",):
+        ctx.warn(path, f"'{node.keyword}': extra words {' '.join(node.args[1:])!r} ignored", node)
+    try:
+        if conv == "int":
+            return int(val, 10)
+        if conv == "float":
+            f = float(val)
+            return int(f) if f.is_integer() and "." not in val else f
+        if conv == "weight":
+            w = int(val, 10)
+            if len(node.args) > 1 and node.args[1] == "reverse":
+                ctx.warn(path, "'weight ... reverse' is approximated by the negated weight", node)
+                w = -w
+            return w
+        if conv == "persistence":
+            return int(val, 10)
+    except ValueError:
+        ctx.error(path, f"'{node.keyword}': {val!r} is not a number", node)
+        return _SKIP
+    if conv == "upper":
+        return val.upper()
+    if conv == "lower":
+        return val.lower()
+    if conv == "lvs_method":
+        up = val.upper()
+        if up == "TUN" and len(node.args) > 1:
+            ctx.warn(path, f"tunnel options {' '.join(node.args[1:])!r} ignored (plain IPIP)", node)
+        return up
+    if conv == "init_file":
+        return val
+    return val
+
+
+class _Skip:
+    pass
+
+
+_SKIP = _Skip()
+
+
+def _requote(word: str) -> str:
+    return word if word and not any(c in word for c in " \t'\"") else "'" + word.replace("'", "'\\''") + "'"
+
+
+def _walk_block(
+    ctx: _Ctx,
+    block: str,
+    path: str,
+    node: Node,
+    out: dict[str, Any],
+    handlers: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]] | None = None,
+    extra_tables: tuple[str, ...] = (),
+) -> None:
+    """Apply KEYWORDS[block] (plus extra tables) to every child of ``node``."""
+    tables = [KEYWORDS[block], *(KEYWORDS[t] for t in extra_tables)]
+    for child in node.children or []:
+        kw = child.keyword
+        entry = next((t[kw] for t in tables if kw in t), None)
+        cpath = f"{path}.{kw}"
+        if entry is None:
+            ctx.error(cpath, f"unknown keyword '{kw}' in {block} (keepalived rejects it too)", child)
+            continue
+        _apply(ctx, entry, block, cpath, child, out, handlers or {})
+
+
+def _apply(
+    ctx: _Ctx,
+    entry: Keyword,
+    block: str,
+    cpath: str,
+    child: Node,
+    out: dict[str, Any],
+    handlers: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]],
+) -> None:
+    kw = child.keyword
+    if entry.status == "refused":
+        ctx.error(cpath, f"'{kw}' is not supported by pyvrrp: {entry.note}", child)
+        return
+    if entry.status == "ignored":
+        ctx.warn(cpath, f"'{kw}' ignored: {entry.note}", child)
+        return
+    if entry.status == "approximated":
+        ctx.warn(cpath, f"'{kw}' approximated: {entry.note}", child)
+    if entry.conv in _BLOCK_CONVS or kw in handlers:
+        handler = handlers.get(kw) or _GENERIC_BLOCK.get(entry.conv)
+        if handler is None:
+            ctx.error(cpath, f"'{kw}' needs a block handler (pyvrrp bug)", child)
+            return
+        if child.children is None and entry.conv in _BLOCK_CONVS and entry.conv != "checker":
+            ctx.error(cpath, f"'{kw}' needs a {{ }} block", child)
+            return
+        handler(ctx, cpath, child, out)
+        return
+    if entry.field is None:
+        return
+    if child.children is not None:
+        ctx.error(cpath, f"'{kw}' takes a value, not a {{ }} block", child)
+        return
+    val = _conv_scalar(ctx, cpath, child, entry.conv)
+    if isinstance(val, _Skip):
+        return
+    fpath = cpath.rsplit(".", 1)[0] + "." + entry.field
+    ctx.mark(fpath, child)
+    out[entry.field] = val
+
+
+# -- value blocks -------------------------------------------------------------------------
+
+_VIP_OPTS_SUPPORTED = {"dev", "label", "scope", "brd", "broadcast"}
+_VIP_FLAGS_IGNORED = {"-nodad", "nodad", "noprefixroute", "mngtmpaddr", "autojoin", "home", "no_track"}
+
+
+def _vips(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``virtual_ipaddress { ADDR[/LEN] [dev X] [label Y] [scope Z] [brd B] ... }``."""
+    vips: list[dict[str, Any]] = []
+    for i, line in enumerate(node.children or []):
+        words = line.words()
+        ipath = f"{path}[{i}]"
+        if line.children is not None:
+            ctx.error(ipath, "unexpected block in virtual_ipaddress", line)
+            continue
+        addr = words[0]
+        try:
+            iface = ipaddress.ip_interface(addr)
+        except ValueError:
+            ctx.error(ipath, f"{addr!r} is not an IP address", line)
+            continue
+        vip: dict[str, Any] = {"address": str(iface.ip) if "/" not in addr else str(iface)}
+        j = 1
+        while j < len(words):
+            w = words[j]
+            if w in _VIP_OPTS_SUPPORTED and j + 1 < len(words):
+                vip["brd" if w == "broadcast" else w] = words[j + 1]
+                j += 2
+                continue
+            if w in _VIP_FLAGS_IGNORED:
+                ctx.warn(ipath, f"virtual_ipaddress option '{w}' ignored", line)
+                j += 1
+                continue
+            if w in ("preferred_lft", "peer") and j + 1 < len(words):
+                ctx.warn(ipath, f"virtual_ipaddress option '{w} {words[j + 1]}' ignored", line)
+                j += 2
+                continue
+            if w == "use_vmac":
+                ctx.error(ipath, "per-VIP use_vmac is not supported (no virtual MAC)", line)
+                j += 1
+                continue
+            ctx.error(ipath, f"unknown virtual_ipaddress option '{w}'", line)
+            j += 1
+        ctx.mark(ipath, line)
+        vips.append(vip)
+    ctx.mark(path, node)
+    out[node.keyword] = vips
+
+
+def _peers(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    peers: list[str] = []
+    for i, line in enumerate(node.children or []):
+        words = line.words()
+        try:
+            peers.append(str(ipaddress.ip_address(words[0])))
+        except ValueError:
+            ctx.error(f"{path}[{i}]", f"{words[0]!r} is not an IP address", line)
+            continue
+        if len(words) > 1:
+            ctx.warn(f"{path}[{i}]", f"unicast_peer options {' '.join(words[1:])!r} ignored", line)
+        ctx.mark(f"{path}[{i}]", line)
+    ctx.mark(path, node)
+    out["unicast_peer"] = peers
+
+
+def _track_list(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``track_interface|track_script|track_file { NAME [weight W [reverse]] }``."""
+    items: list[dict[str, Any]] = []
+    for i, line in enumerate(node.children or []):
+        words = line.words()
+        item: dict[str, Any] = {"name": words[0]}
+        rest = words[1:]
+        if rest[:1] == ["weight"]:
+            if len(rest) < 2:
+                ctx.error(f"{path}[{i}]", "'weight' needs a value", line)
+                continue
+            try:
+                item["weight"] = int(rest[1])
+            except ValueError:
+                ctx.error(f"{path}[{i}]", f"weight {rest[1]!r} is not an integer", line)
+                continue
+            if rest[2:3] == ["reverse"]:
+                ctx.warn(f"{path}[{i}]", "'reverse' approximated by the negated weight", line)
+                item["weight"] = -item["weight"]
+                rest = rest[3:]
+            else:
+                rest = rest[2:]
+        if rest:
+            ctx.warn(f"{path}[{i}]", f"extra words {' '.join(rest)!r} ignored", line)
+        ctx.mark(f"{path}[{i}]", line)
+        items.append(item)
+    ctx.mark(path, node)
+    out[node.keyword] = items
+
+
+def _names(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    names: list[str] = []
+    for line in node.children or []:
+        names.extend(line.words())
+    ctx.mark(path, node)
+    out["group"] = names
+
+
+def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``authentication { auth_type PASS|AH; auth_pass X }`` (RFC 3768 §5.3.6, v2 only)."""
+    auth: dict[str, Any] = {}
+    for line in node.children or []:
+        if line.keyword not in _AUTH_KEYWORDS:
+            ctx.error(f"{path}.{line.keyword}", f"unknown keyword '{line.keyword}' in authentication", line)
+            continue
+        val = _need_arg(ctx, f"{path}.{line.keyword}", line)
+        if val is None:
+            continue
+        if line.keyword == "auth_type":
+            if val.upper() == "AH":
+                ctx.error(
+                    f"{path}.auth_type", "auth_type AH is not supported (RFC 3768 §5.3.6.3 removed)", line
+                )
+                continue
+            auth["auth_type"] = val.upper()
+        else:
+            if len(val) > 8:
+                ctx.warn(f"{path}.auth_pass", "auth_pass longer than 8 characters: only 8 are used", line)
+            auth["auth_pass"] = val
+        ctx.mark(f"{path}.{line.keyword}", line)
+    ctx.mark(path, node)
+    if auth:
+        out["authentication"] = auth
+
+
+_GENERIC_BLOCK: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]] = {
+    "vips": _vips,
+    "peers": _peers,
+    "track_list": _track_list,
+    "names": _names,
+    "auth": _auth,
+}
+
+
+# -- named blocks -------------------------------------------------------------------------
+
+
+def _named(ctx: _Ctx, node: Node, section: str) -> str | None:
+    if not node.args:
+        ctx.error(section, f"'{node.keyword}' needs a name", node)
+        return None
+    if node.children is None:
+        ctx.error(f"{section}.{_q(node.args[0])}", f"'{node.keyword}' needs a {{ }} block", node)
+        return None
+    if len(node.args) > 1:
+        ctx.warn(f"{section}.{_q(node.args[0])}", f"extra words {' '.join(node.args[1:])!r} ignored", node)
+    return node.args[0]
+
+
+def _into(ctx: _Ctx, model: dict[str, Any], section: str, name: str, node: Node) -> dict[str, Any] | None:
+    table = model.setdefault(section, {})
+    if name in table:
+        ctx.error(f"{section}.{_q(name)}", f"duplicate {node.keyword} '{name}'", node)
+        return None
+    table[name] = {}
+    ctx.mark(f"{section}.{_q(name)}", node)
+    return table[name]  # type: ignore[no-any-return]
+
+
+def _vrrp_instance(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+    name = _named(ctx, node, "vrrp_instance")
+    if name is None:
+        return
+    out = _into(ctx, model, "vrrp_instance", name, node)
+    if out is None:
+        return
+    # keepalived defaults written out explicitly (they differ from RFC 5798 §6.1 for accept)
+    out.update({"state": "BACKUP", "preempt": True, "accept": True})
+    _walk_block(ctx, "vrrp_instance", f"vrrp_instance.{_q(name)}", node, out)
+    if out.get("state") not in ("MASTER", "BACKUP"):
+        ctx.error(
+            f"vrrp_instance.{_q(name)}.state", f"state must be MASTER or BACKUP, got {out['state']!r}", node
+        )
+
+
+def _simple_named(section: str, block: str) -> Callable[[_Ctx, Node, dict[str, Any]], None]:
+    def handler(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+        name = _named(ctx, node, section)
+        if name is None:
+            return
+        out = _into(ctx, model, section, name, node)
+        if out is not None:
+            _walk_block(ctx, block, f"{section}.{_q(name)}", node, out)
+
+    return handler
+
+
+def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+    if node.children is None:
+        ctx.error("global_defs", "'global_defs' needs a { } block", node)
+        return
+    out = model.setdefault("global_defs", {})
+    ctx.mark("global_defs", node)
+    handlers = {"notification_email": _ignore_block}
+    _walk_block(ctx, "global_defs", "global_defs", node, out, handlers)
+
+
+def _ignore_block(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """A keyword whose { } block is ignored as a whole (the warning was already issued)."""
+
+
+# -- LVS ----------------------------------------------------------------------------------
+
+
+def _vs_key(ctx: _Ctx, node: Node) -> str | None:
+    a = node.args
+    if len(a) == 2 and a[0] == "fwmark":
+        return f"fwmark:{a[1]}"
+    if len(a) == 2 and a[0] == "group":
+        return f"group:{a[1]}"
+    if len(a) == 2:
+        try:
+            ip = ipaddress.ip_address(a[0])
+        except ValueError:
+            ctx.error("virtual_server", f"{a[0]!r} is not an IP address", node)
+            return None
+        return f"[{ip}]:{a[1]}" if ip.version == 6 else f"{ip}:{a[1]}"
+    if len(a) == 1:
+        ctx.error("virtual_server", "virtual_server needs `IP PORT`, `fwmark N` or `group NAME`", node)
+        return None
+    ctx.error("virtual_server", f"cannot read virtual_server {' '.join(a)!r}", node)
+    return None
+
+
+def _virtual_server(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+    if node.children is None:
+        ctx.error("virtual_server", "'virtual_server' needs a { } block", node)
+        return
+    key = _vs_key(ctx, node)
+    if key is None:
+        return
+    out = _into(ctx, model, "virtual_server", key, node)
+    if out is None:
+        return
+    path = f"virtual_server.{_q(key)}"
+    out["lvs_method"] = "NAT"  # keepalived default (ipvsadm defaults to DR)
+    out["real_server"] = []
+    inherited: dict[str, Any] = {}
+    rs_nodes: list[Node] = []
+    for child in node.children:
+        if child.keyword == "real_server":
+            rs_nodes.append(child)
+            continue
+        entry = KEYWORDS["virtual_server"].get(child.keyword)
+        cpath = f"{path}.{child.keyword}"
+        if entry is None:
+            ctx.error(
+                cpath,
+                f"unknown keyword '{child.keyword}' in virtual_server (keepalived rejects it too)",
+                child,
+            )
+            continue
+        if entry.field is None and entry.status == "approximated":
+            ctx.warn(cpath, f"'{child.keyword}' approximated: {entry.note}", child)
+            val = _conv_scalar(ctx, cpath, child, "float" if child.keyword != "retry" else "int")
+            if not isinstance(val, _Skip):
+                inherited[child.keyword] = val
+            continue
+        if child.keyword == "persistence_timeout" and not child.args:
+            out["persistence_timeout"] = 360
+            ctx.mark(f"{path}.persistence_timeout", child)
+            continue
+        if child.keyword == "sorry_server":
+            if len(child.args) not in (1, 2):
+                ctx.error(cpath, "sorry_server needs `IP [PORT]`", child)
+                continue
+            out["sorry_server"] = " ".join(child.args)
+            ctx.mark(cpath, child)
+            continue
+        _apply(ctx, entry, "virtual_server", cpath, child, out, {})
+    proto_node = next((c for c in node.children if c.keyword == "protocol"), None)
+    if key.startswith("fwmark:") and proto_node is not None:
+        ctx.warn(f"{path}.protocol", "protocol is ignored for fwmark services (as keepalived)", proto_node)
+    vs_virtualhost = out.get("virtualhost")
+    for i, rs in enumerate(rs_nodes):
+        _real_server(ctx, rs, f"{path}.real_server[{i}]", out["real_server"], dict(inherited), vs_virtualhost)
+    ctx.mark(f"{path}.real_server", node)
+
+
+def _real_server(
+    ctx: _Ctx,
+    node: Node,
+    path: str,
+    servers: list[dict[str, Any]],
+    inherited: dict[str, Any],
+    vs_virtualhost: str | None,
+) -> None:
+    ctx.mark(path, node)
+    if node.children is None:
+        ctx.error(path, "'real_server' needs a { } block", node)
+        return
+    if not 1 <= len(node.args) <= 2:
+        ctx.error(path, "real_server needs `IP [PORT]`", node)
+        return
+    rs: dict[str, Any] = {"ip": node.args[0]}
+    if len(node.args) == 2:
+        try:
+            rs["port"] = int(node.args[1])
+        except ValueError:
+            ctx.error(path, f"port {node.args[1]!r} is not an integer", node)
+            return
+    checkers: list[tuple[Keyword, Node]] = []
+    virtualhost = vs_virtualhost
+    for child in node.children:
+        entry = KEYWORDS["real_server"].get(child.keyword)
+        cpath = f"{path}.{child.keyword}"
+        if entry is None:
+            ctx.error(
+                cpath, f"unknown keyword '{child.keyword}' in real_server (keepalived rejects it too)", child
+            )
+            continue
+        if entry.conv == "checker":
+            if entry.status == "refused":
+                ctx.error(cpath, f"'{child.keyword}' is not supported by pyvrrp: {entry.note}", child)
+                continue
+            if entry.status == "approximated":
+                ctx.warn(cpath, f"'{child.keyword}' approximated: {entry.note}", child)
+            checkers.append((entry, child))
+            continue
+        if entry.field is None and entry.status == "approximated":
+            ctx.warn(cpath, f"'{child.keyword}' approximated: {entry.note}", child)
+            if child.keyword == "virtualhost":
+                virtualhost = child.args[0] if child.args else None
+            elif child.keyword != "alpha":
+                val = _conv_scalar(ctx, cpath, child, "int" if child.keyword == "retry" else "float")
+                if not isinstance(val, _Skip):
+                    inherited[child.keyword] = val
+            continue
+        _apply(ctx, entry, "real_server", cpath, child, rs, {})
+    for entry, child in checkers:
+        _checker(ctx, child, entry, f"{path}.{entry.field}", rs, inherited, virtualhost)
+    servers.append(rs)
+
+
+def _checker(
+    ctx: _Ctx,
+    node: Node,
+    entry: Keyword,
+    path: str,
+    rs: dict[str, Any],
+    inherited: dict[str, Any],
+    virtualhost: str | None,
+) -> None:
+    kind = node.keyword
+    field = entry.field
+    assert field is not None
+    lst: list[dict[str, Any]] = rs.setdefault(field, [])
+    cpath = f"{path}[{len(lst)}]"
+    chk: dict[str, Any] = {
+        k: v for k, v in inherited.items() if not (kind == "MISC_CHECK" and k == "connect_timeout")
+    }
+    ctx.mark(cpath, node)
+    own = "HTTP_GET" if kind == "SSL_GET" else kind
+    handlers: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]] = {
+        "url": _url,
+        "host": _smtp_host,
+    }
+    if kind == "SMTP_CHECK":
+        chk.setdefault("connect_port", 25)
+    extra = (own,) if kind == "MISC_CHECK" else ("connect", own)
+    _walk_block(ctx, "checker", cpath, node, chk, handlers, extra)
+    if kind in ("HTTP_GET", "SSL_GET") and virtualhost and "virtualhost" not in chk:
+        chk["virtualhost"] = virtualhost
+    lst.append(chk)
+
+
+def _url(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    urls = out.setdefault("url", [])
+    upath = f"{path.rsplit('.', 1)[0]}.url[{len(urls)}]"
+    url: dict[str, Any] = {}
+    ctx.mark(upath, node)
+    handlers = {"status_code": _status_codes}
+    _walk_block(ctx, "url", upath, node, url, handlers)
+    urls.append(url)
+
+
+def _status_codes(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    codes: list[int] = []
+    for word in node.args:
+        try:
+            if "-" in word:
+                lo, hi = (int(x) for x in word.split("-", 1))
+                codes.extend(range(lo, hi + 1))
+            else:
+                codes.append(int(word))
+        except ValueError:
+            ctx.error(path, f"status_code {word!r} is not a code or range", node)
+            return
+    if not codes:
+        ctx.error(path, "'status_code' needs a value", node)
+        return
+    ctx.mark(path, node)
+    out["status_code"] = codes[0] if len(codes) == 1 else codes
+
+
+def _smtp_host(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    if out.get("_host_seen"):
+        return
+    out["_host_seen"] = True
+    _walk_block(ctx, "connect", path, node, out)
+
+
+def _vsg(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+    """``virtual_server_group NAME { IP[-LAST] PORT | fwmark N }``."""
+    name = _named(ctx, node, "virtual_server_group")
+    if name is None:
+        return
+    out = _into(ctx, model, "virtual_server_group", name, node)
+    if out is None:
+        return
+    path = f"virtual_server_group.{_q(name)}"
+    addrs: list[str] = []
+    marks: list[int] = []
+    for i, line in enumerate(node.children or []):
+        w = line.words()
+        ipath = f"{path}[{i}]"
+        ctx.mark(ipath, line)
+        if w[0] == "fwmark" and len(w) >= 2:
+            try:
+                marks.append(int(w[1]))
+            except ValueError:
+                ctx.error(ipath, f"fwmark {w[1]!r} is not an integer", line)
+            if len(w) > 2:
+                ctx.warn(ipath, f"fwmark family {w[2]!r} ignored", line)
+            continue
+        if len(w) != 2:
+            ctx.error(ipath, "expected `IP[-LAST] PORT` or `fwmark N`", line)
+            continue
+        host, port = w
+        if ":" in host and "-" in host:
+            ctx.error(ipath, f"IPv6 address ranges ({host}) are not supported; list the addresses", line)
+            continue
+        if ":" in host:
+            addrs.append(f"[{host}]:{port}")
+        else:
+            addrs.append(f"{host}:{port}")
+    if addrs:
+        out["address"] = addrs
+    if marks:
+        out["fwmark"] = marks
+
+
+_TOP_HANDLERS: dict[str, Callable[[_Ctx, Node, dict[str, Any]], None]] = {
+    "global_defs": _global_defs,
+    "vrrp_instance": _vrrp_instance,
+    "vrrp_script": _simple_named("vrrp_script", "vrrp_script"),
+    "track_file": _simple_named("track_file", "track_file"),
+    "vrrp_track_file": _simple_named("track_file", "track_file"),
+    "vrrp_sync_group": _simple_named("vrrp_sync_group", "vrrp_sync_group"),
+    "virtual_server": _virtual_server,
+    "virtual_server_group": _vsg,
+}
+
+
+def _cleanup(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _cleanup(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [_cleanup(v) for v in obj]
+    return obj
+
+
+def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tuple[str, int]]]:
+    """Map a parsed tree to a keepalived-shaped model dict; never raises."""
+    ctx = _Ctx()
+    model: dict[str, Any] = {}
+    for node in nodes:
+        entry = KEYWORDS["(top)"].get(node.keyword)
+        if entry is None:
+            ctx.error(
+                node.keyword, f"unknown top-level keyword '{node.keyword}' (keepalived rejects it too)", node
+            )
+            continue
+        handler = _TOP_HANDLERS.get(node.keyword)
+        if handler is None:
+            _apply(ctx, entry, "(top)", node.keyword, node, model, {})
+            continue
+        handler(ctx, node, model)
+    _cross_checks(ctx, model)
+    return _cleanup(model), ctx.issues, ctx.locs
+
+
+def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
+    """References that keepalived resolves by name (it warns and ignores unknown ones)."""
+    scripts = set(model.get("vrrp_script", {}))
+    files = set(model.get("track_file", {}))
+    instances = set(model.get("vrrp_instance", {}))
+    for kind in ("vrrp_instance", "vrrp_sync_group"):
+        for name, body in model.get(kind, {}).items():
+            for field, known in (("track_script", scripts), ("track_file", files)):
+                for i, item in enumerate(body.get(field, [])):
+                    if item["name"] not in known:
+                        p = f"{kind}.{_q(name)}.{field}[{i}]"
+                        loc = ctx.locs.get(p)
+                        ctx.issues.append(
+                            Issue(
+                                "error",
+                                p,
+                                f"{field} '{item['name']}' is not defined",
+                                loc[0] if loc else None,
+                                loc[1] if loc else None,
+                            )
+                        )
+    for name, body in model.get("vrrp_sync_group", {}).items():
+        for member in body.get("group", []):
+            if member not in instances:
+                p = f"vrrp_sync_group.{_q(name)}.group"
+                loc = ctx.locs.get(p)
+                ctx.issues.append(
+                    Issue(
+                        "error",
+                        p,
+                        f"sync group member '{member}' is not a vrrp_instance",
+                        loc[0] if loc else None,
+                        loc[1] if loc else None,
+                    )
+                )
+
+
+# ----------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------
+
+
+def to_model_dict(
+    path: str | Path, *, config_id: str | None = None
+) -> tuple[dict[str, Any], list[Issue], dict[str, tuple[str, int]]]:
+    """Parse and map a keepalived.conf: ``(model_dict, issues, locations)``.
+
+    Syntax errors become a single error issue.  The dict is what the pydantic model
+    validates; ``locations`` maps dotted paths to ``(file, line)``.
+    """
+    try:
+        res = parse_file(path, config_id=config_id)
+    except KaConfSyntaxError as exc:
+        return {}, [Issue("error", "(syntax)", exc.message, exc.file, exc.line)], {}
+    model, issues, locs = walk(res.nodes)
+    pre = [Issue("warning", "include", w.message, w.file, w.line) for w in res.warnings]
+    return model, pre + issues, locs
+
+
+def _issue_to_config_issue(issue: Issue) -> Any:
+    from pyvrrp.config import errors
+
+    kwargs: dict[str, Any] = {
+        "path": issue.path,
+        "message": issue.message,
+        "file": issue.file,
+        "line": issue.line,
+    }
+    fields = getattr(errors.ConfigIssue, "__dataclass_fields__", None) or getattr(
+        errors.ConfigIssue, "model_fields", {}
+    )
+    if "severity" in fields:
+        kwargs["severity"] = issue.severity
+    return errors.ConfigIssue(**kwargs)
+
+
+def _locate(locs: dict[str, tuple[str, int]], path: str) -> tuple[str | None, int | None]:
+    """Best (file, line) for a dotted model path: the longest known prefix."""
+    p = path
+    while p:
+        if p in locs:
+            return locs[p]
+        if p.endswith("]"):
+            p = p[: p.rfind("[")]
+            continue
+        cut = max(p.rfind("."), p.rfind('."'))
+        if cut <= 0:
+            break
+        p = p[:cut]
+    return None, None
+
+
+def load_with_report(path: str | Path, *, config_id: str | None = None) -> tuple[Any, list[Any]]:
+    """Load a keepalived.conf into a ``Config``; returns ``(config, warnings)``.
+
+    Raises ``ConfigError`` (every error and warning, each with file:line) when the file
+    cannot be used.
+    """
+    from pydantic import ValidationError
+
+    from pyvrrp.config import errors, models  # models imports are heavy; keep lazy
+
+    data, issues, locs = to_model_dict(path, config_id=config_id)
+    if not any(i.severity == "error" for i in issues):
+        try:
+            cfg = models.Config.model_validate(data)
+        except ValidationError as exc:
+
+            def locate(loc: errors.Loc) -> tuple[str | None, int | None]:
+                return _locate(locs, errors.format_path(loc))
+
+            for _loc, ci in errors.issues_from_validation_error(exc, model=models.Config, locate=locate):
+                issues.append(Issue("error", ci.path, ci.message, ci.file, ci.line))
+        else:
+            return cfg, [_issue_to_config_issue(i) for i in issues]
+    ordered = sorted(issues, key=lambda i: (i.severity != "error", i.file or "", i.line or 0))
+    raise ConfigError([_issue_to_config_issue(i) for i in ordered])
+
+
+def load(path: str | Path, *, config_id: str | None = None) -> Any:
+    """The ``load_config`` front-end for keepalived.conf files (warnings: see load_with_report)."""
+    cfg, warnings = load_with_report(path, config_id=config_id)
+    with contextlib.suppress(AttributeError, TypeError):
+        object.__setattr__(cfg, "_warnings", warnings)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------
+# Documentation
+# ----------------------------------------------------------------------------------------
+
+
+def keyword_table_markdown() -> str:
+    """The keyword table of docs/migrating-from-keepalived.md, generated from KEYWORDS."""
+    lines: list[str] = []
+    for block, table in KEYWORDS.items():
+        if not table:
+            continue
+        title = "file level" if block == "(top)" else f"`{block}`"
+        if block == "checker":
+            title = "every checker block"
+        if block == "connect":
+            title = "connecting checkers (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `PING_CHECK`, `DNS_CHECK`)"
+        if block == "HTTP_GET":
+            title = "`HTTP_GET` / `SSL_GET`"
+        lines += [f"### {title}", "", "| keyword | pyvrrp | model field | note |", "|---|---|---|---|"]
+        for kw in sorted(table):
+            e = table[kw]
+            field = f"`{e.field}`" if e.field else ""
+            note = e.note.replace("|", "\\|")
+            lines.append(f"| `{kw}` | {e.status} | {field} | {note} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -81,8 +81,8 @@ class _CheckBase(_Model):
 
     retry: int = Field(1, ge=0, validation_alias=AliasChoices("retry", "nb_get_retry"))
     """Extra attempts after a failed one before the server is declared down."""
-    delay_before_retry: float = Field(1.0, ge=0)
-    """Seconds between a failed attempt and its retry."""
+    delay_before_retry: float | None = Field(1.0, ge=0)
+    """Seconds between a failed attempt and its retry (None: the delay_loop)."""
     warmup: float | None = Field(None, ge=0)
     """Random delay (0..warmup s) before the first check; default: none."""
     delay_loop: float | None = Field(None, gt=0)
@@ -156,6 +156,7 @@ class HttpGet(_ConnectCheck):
     """HTTP_GET: every ``url`` answers with an accepted status / digest / regex."""
 
     kind: ClassVar[str] = "HTTP_GET"
+    delay_before_retry: float | None = Field(3.0, ge=0)  # keepalived's HTTP/SSL default
     url: list[UrlSpec] = Field(default_factory=lambda: [UrlSpec()], min_length=1)
     virtualhost: str | None = None
     """Host header; default: the virtual server's ``virtualhost``, else connect_ip."""
@@ -181,6 +182,7 @@ class MiscCheck(_CheckBase):
     """
 
     kind: ClassVar[str] = "MISC_CHECK"
+    retry: int = Field(0, ge=0, validation_alias=AliasChoices("retry", "nb_get_retry"))  # keepalived: 0
     misc_path: str = Field(min_length=1)
     misc_timeout: float | None = Field(None, gt=0)
     """Seconds before the script is killed (and counted as failed); default: delay_loop."""
@@ -197,6 +199,8 @@ class DnsCheck(_ConnectCheck):
     """DNS_CHECK: a UDP query for ``name``/``type`` gets a NOERROR answer with records."""
 
     kind: ClassVar[str] = "DNS_CHECK"
+    retry: int = Field(3, ge=0, validation_alias=AliasChoices("retry", "nb_get_retry"))  # keepalived: 3
+    delay_before_retry: float | None = Field(None, ge=0)  # keepalived: the delay_loop
     type: DnsType = "SOA"
     name: str = "."
 

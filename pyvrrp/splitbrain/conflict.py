@@ -318,6 +318,10 @@ class ConflictMonitor:
         self.quiet_intervals = quiet_intervals
         self.clock: Clock = clock or MonotonicClock()
         self.tracker: ConflictTracker | None = None
+        if self._our_macs:
+            self.tracker = ConflictTracker(
+                self._our_macs, interval_s=interval_s, quiet_intervals=quiet_intervals
+            )
         self.probes_sent = 0
         self._sock: socket.socket | None = None
         self._mac = b""
@@ -344,6 +348,8 @@ class ConflictMonitor:
             self.tracker = ConflictTracker(
                 {mac, *self._our_macs}, interval_s=self.interval_s, quiet_intervals=self.quiet_intervals
             )
+        else:
+            self.tracker.our_macs.add(mac)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._on_readable)
         self._task = asyncio.create_task(self._run(), name=f"conflict-detection:{self.ifname}")

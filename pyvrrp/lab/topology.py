@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import secrets
 import shutil
@@ -421,13 +422,13 @@ class Lab:
         self.ip_cmd(host, "neigh", "flush", "dev", LAB_IFNAME)
 
     def arping(self, from_host: str, target: str, count: int = 2, timeout_s: float = 2.0) -> list[str]:
-        """MACs that answered ARP requests for ``target`` (iputils arping, RFC 826 requests)."""
-        proc = self.exec(
-            from_host,
-            ["arping", "-c", str(count), "-w", str(timeout_s), "-I", LAB_IFNAME, target],
-            check=False,
-            timeout=timeout_s + 10.0,
-        )
+        """MACs that answered broadcast ARP requests for ``target`` (iputils arping ``-b``,
+        so a second responder is not hidden by arping switching to unicast)."""
+        deadline_s = max(1, math.ceil(timeout_s))
+        argv = ["arping", "-b", "-c", str(count), "-w", str(deadline_s), "-I", LAB_IFNAME, target]
+        proc = self.exec(from_host, argv, check=False, timeout=deadline_s + 10.0)
+        if "Sent " not in proc.stdout:
+            raise LabError(f"[{from_host}] {' '.join(argv)} failed: {proc.stderr.strip()}")
         macs: list[str] = []
         for line in proc.stdout.splitlines():
             if "reply from" in line and "[" in line:

@@ -1,0 +1,87 @@
+"""keepalived 2.2.7 in the lab: the reference behaviour the interop tests compare against."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pyvrrp.lab.capture import Capture, first, last
+from pyvrrp.lab.keepalived import KeepalivedNode
+from pyvrrp.lab.topology import VIP4, InstanceSpec, Lab
+
+pytestmark = pytest.mark.keepalived
+
+
+def master_down_s(version: int, priority: int, advert_int_s: float) -> float:
+    """RFC 5798 §6.1: Master_Down_Interval = 3 * Adver_Int + Skew_Time,
+    Skew_Time = ((256 - Priority) * Adver_Int) / 256 (RFC 3768 §6.1 for v2: (256-Prio)/256 s)."""
+    return 3 * advert_int_s + (256 - priority) * advert_int_s / 256
+
+
+def start_pair(lab: Lab, version: int, advert_int_s: float) -> tuple[KeepalivedNode, KeepalivedNode]:
+    lb1 = KeepalivedNode(
+        lab,
+        "lb1",
+        instances=[InstanceSpec(priority=150, version=version, advert_int_s=advert_int_s, state="MASTER")],
+    )
+    lb2 = KeepalivedNode(
+        lab, "lb2", instances=[InstanceSpec(priority=100, version=version, advert_int_s=advert_int_s)]
+    )
+    lb2.start()
+    lb1.start()
+    return lb1, lb2
+
+
+@pytest.mark.parametrize(("version", "advert_int_s"), [(3, 0.1), (2, 1.0)])
+def test_pair_elects_lb1_and_kill9_moves_vip(lab: Lab, version: int, advert_int_s: float) -> None:
+    """TMR-, SM-: lb1 (prio 150) becomes MASTER with the VIP; after kill -9 lb2 takes over within
+    Master_Down_Interval (+ margin) of lb1's last advert, then sends GARP (ARP-02)."""
+    with Capture(lab) as cap:
+        lb1, lb2 = start_pair(lab, version, advert_int_s)
+        lb1.wait_state("MASTER", master_down_s(version, 150, advert_int_s) + 5.0)
+        assert lab.holds_vip("lb1") and not lab.holds_vip("lb2")
+        assert lb2.state() == "BACKUP"
+        assert lab.arping("client", VIP4, count=1, timeout_s=1.0) == [lab.mac("lb1")]
+        time.sleep(advert_int_s * 1.5)
+        t_kill = time.time()
+        lb1.kill9()
+        limit_s = master_down_s(version, 100, advert_int_s) + 0.5
+        waited = lb2.wait_state("MASTER", limit_s + 2.0)
+        assert waited <= limit_s, f"lb2 took {waited:.3f} s, limit {limit_s:.3f} s"
+        assert lab.holds_vip("lb2")
+        assert lab.holds_vip("lb1")  # kill -9 leaves the VIP on the dead node (baseline §3)
+        time.sleep(0.05)
+    events = cap.events()
+    last_lb1 = last(events, before=t_kill, kind="advert", src_ip=lab.ip("lb1"))
+    first_lb2 = first(events, after=t_kill, kind="advert", src_ip=lab.ip("lb2"))
+    garp = first(events, after=t_kill, kind="garp", src_mac=lab.mac("lb2"))
+    assert last_lb1 is not None and first_lb2 is not None and garp is not None
+    assert last_lb1.priority == 150 and last_lb1.version == version
+    assert first_lb2.priority == 100 and first_lb2.addresses == (VIP4,)
+    gap_s = first_lb2.t - last_lb1.t
+    expected = master_down_s(version, 100, advert_int_s)
+    assert expected - 0.02 <= gap_s <= expected + 0.1 + advert_int_s * 0.05, (gap_s, expected)
+    assert 0 <= garp.t - first_lb2.t < 0.05
+
+
+def test_sigterm_sends_priority_zero_and_backup_takes_over_after_skew(lab: Lab) -> None:
+    """SM-, TMR-: SIGTERM on the MASTER sends a priority-0 advert; the backup becomes MASTER
+    after Skew_Time (RFC 5798 §6.4.2), not Master_Down_Interval."""
+    advert_int_s = 0.1
+    with Capture(lab) as cap:
+        lb1, lb2 = start_pair(lab, 3, advert_int_s)
+        lb1.wait_state("MASTER", 5.0)
+        t_stop = time.time()
+        lb1.stop()
+        lb2.wait_state("MASTER", 2.0)
+        assert not lab.holds_vip("lb1")
+        assert lab.holds_vip("lb2")
+        time.sleep(0.05)
+    events = cap.events()
+    prio0 = first(events, after=t_stop, kind="advert", src_ip=lab.ip("lb1"), priority=0)
+    assert prio0 is not None
+    first_lb2 = first(events, after=prio0.t, kind="advert", src_ip=lab.ip("lb2"))
+    assert first_lb2 is not None
+    skew_s = (256 - 100) * advert_int_s / 256
+    assert skew_s - 0.01 <= first_lb2.t - prio0.t <= skew_s + 0.05

@@ -608,15 +608,21 @@ def _toml_value(value: Any) -> str:
 
 
 def pyvrrp_toml(
-    router_id: str, instances: Sequence[InstanceSpec], *, control_socket: str | None = None
+    router_id: str,
+    instances: Sequence[InstanceSpec],
+    *,
+    control_socket: str | None = None,
+    state_dir: str | None = None,
 ) -> str:
-    """Render a pyvrrp TOML config (keepalived vocabulary, one ``[[vrrp_instance]]`` each)."""
-    lines = ["[global]", f"router_id = {_toml_value(router_id)}"]
+    """Render a pyvrrp TOML config (``[global_defs]`` + ``[vrrp_instance.NAME]``, keepalived
+    vocabulary, see pyvrrp/config/models.py).  ``state_dir`` keeps two lab nodes' files apart."""
+    lines = ["[global_defs]", f"router_id = {_toml_value(router_id)}"]
     if control_socket:
         lines.append(f"control_socket = {_toml_value(control_socket)}")
+    if state_dir:
+        lines.append(f"state_dir = {_toml_value(state_dir)}")
     for inst in instances:
         body: dict[str, Any] = {
-            "name": inst.name,
             "interface": inst.interface,
             "virtual_router_id": inst.vrid,
             "version": inst.version,
@@ -628,12 +634,12 @@ def pyvrrp_toml(
         if inst.unicast_peers:
             body["unicast_src_ip"] = inst.unicast_src
             body["unicast_peer"] = list(inst.unicast_peers)
-        if inst.auth_pass is not None:
-            body["auth_type"] = "PASS"
-            body["auth_pass"] = inst.auth_pass
         body |= inst.extra
-        lines += ["", "[[vrrp_instance]]"]
+        lines += ["", f"[vrrp_instance.{inst.name}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None]
+        if inst.auth_pass is not None:
+            lines += ["", f"[vrrp_instance.{inst.name}.authentication]", 'auth_type = "PASS"']
+            lines.append(f"auth_pass = {_toml_value(inst.auth_pass)}")
     return "\n".join(lines) + "\n"
 
 
@@ -656,9 +662,10 @@ class PyvrrpNode(DaemonNode):
         config_name: str = "pyvrrp.toml",
         extra_args: Sequence[str] = (),
     ) -> None:
-        sock = lab.run_dir / f"{self.kind}-{host}" / "control.sock"
+        node_dir = lab.run_dir / f"{self.kind}-{host}"
+        sock = node_dir / "control.sock"
         if config_text is None:
-            config_text = pyvrrp_toml(host, instances, control_socket=str(sock))
+            config_text = pyvrrp_toml(host, instances, control_socket=str(sock), state_dir=str(node_dir))
         super().__init__(lab, host, config_text, config_name=config_name)
         self.socket_path = sock
         self.extra_args = list(extra_args)
@@ -671,7 +678,8 @@ class PyvrrpNode(DaemonNode):
             "run",
             "-f",
             str(self.config_path),
-            *_socket_option(str(self.socket_path)),
+            "--socket",
+            str(self.socket_path),
             *self.extra_args,
         ]
 
@@ -723,23 +731,3 @@ class PyvrrpNode(DaemonNode):
     def state(self, instance: str | None = None) -> str | None:
         inst = self.instance(instance)
         return None if inst is None else str(inst.get("state", "")).upper() or None
-
-
-_SOCKET_OPTION_CACHE: dict[str, list[str]] = {}
-
-
-def _socket_option(path: str) -> list[str]:
-    """``--socket PATH`` if ``pyvrrp run`` has such an option (asked once via ``--help``)."""
-    if "flag" not in _SOCKET_OPTION_CACHE:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pyvrrp", "run", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-        flag = next((f for f in ("--socket", "--control-socket") if f in proc.stdout), "")
-        _SOCKET_OPTION_CACHE["flag"] = [flag] if flag else []
-    flag_list = _SOCKET_OPTION_CACHE["flag"]
-    return [*flag_list, path] if flag_list else []

@@ -1,0 +1,1120 @@
+"""The pyvrrp configuration model (pydantic v2), in keepalived's vocabulary.
+
+Every front-end (TOML, keepalived.conf) produces a plain ``dict`` and hands it to
+:func:`build_config`, which validates each section on its own, then runs the cross-field
+("semantic") checks, and raises one :class:`~pyvrrp.config.errors.ConfigError` listing
+**every** problem found.  :func:`check` returns the warnings of a valid config.
+
+Key names are keepalived's (keepalived.conf(5), ANCHORS §2) wherever keepalived has one;
+the split-brain guards (``gateway_check``, ``conflict_detection``, ``fence_*``,
+``probe_vip_before_takeover``) are pyvrrp's own.  Units: seconds as floats unless a name says
+otherwise.  docs/config.md documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pyvrrp.config.errors import (
+    ConfigError,
+    ConfigIssue,
+    Loc,
+    Locator,
+    format_path,
+    issues_from_validation_error,
+    show_value,
+)
+from pyvrrp.config.lvs import VirtualServer, VirtualServerGroup, parse_vs_key
+
+__all__ = [
+    "SECTIONS",
+    "Authentication",
+    "Config",
+    "ConflictDetection",
+    "GatewayCheck",
+    "GlobalDefs",
+    "TrackFile",
+    "TrackFileRef",
+    "TrackInterfaceRef",
+    "TrackScriptRef",
+    "VirtualIPAddress",
+    "VrrpInstance",
+    "VrrpScript",
+    "VrrpSyncGroup",
+    "build_config",
+    "check",
+    "validate_config",
+]
+
+IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
+
+# --------------------------------------------------------------------------- scalar types
+
+
+def _no_bool(kind: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        # pydantic's lax mode reads true as 1; a boolean where a number belongs is a mistake
+        if isinstance(v, bool):
+            raise ValueError(f"must be {kind}, got {show_value(v)}")
+        return v
+
+    return check
+
+
+def _between(lo: float, hi: float, unit: str = "") -> AfterValidator:
+    def check(v: float) -> float:
+        if not lo <= v <= hi:
+            shown = int(v) if isinstance(v, float) and v.is_integer() else v
+            raise ValueError(f"must be {_num(lo)}..{_num(hi)}{unit}, got {shown}")
+        return v
+
+    return AfterValidator(check)
+
+
+def _at_least(lo: float, unit: str = "", *, strict: bool = False) -> AfterValidator:
+    def check(v: float) -> float:
+        if v < lo or (strict and v == lo):
+            raise ValueError(f"must be {'>' if strict else '>='} {_num(lo)}{unit}, got {_num(v)}")
+        return v
+
+    return AfterValidator(check)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _parse_ip(v: Any) -> IPAddress:
+    if isinstance(v, IPv4Address | IPv6Address):
+        return v
+    if not isinstance(v, str):
+        raise ValueError(f"must be an IP address string, got {show_value(v)}")
+    try:
+        return ipaddress.ip_address(v.strip())
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address") from None
+
+
+def _parse_interface(v: Any) -> IPInterface:
+    if isinstance(v, IPv4Interface | IPv6Interface):
+        return v
+    if isinstance(v, IPv4Address | IPv6Address):
+        return ipaddress.ip_interface(v)
+    if not isinstance(v, str):
+        raise ValueError(f"must be an address string like '192.0.2.1/32', got {show_value(v)}")
+    try:
+        return ipaddress.ip_interface(v.strip())
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address[/prefix]") from None
+
+
+def _intish(v: Any) -> Any:
+    """keepalived.conf hands over strings: '3' → 3 for Literal[2, 3] fields."""
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    return v
+
+
+def _upper(v: Any) -> Any:
+    return v.strip().upper() if isinstance(v, str) else v
+
+
+def _lower(v: Any) -> Any:
+    return v.strip().lower() if isinstance(v, str) else v
+
+
+def _as_bool(v: Any) -> bool | None:
+    """A bool as pydantic reads one (true/yes/on/1 ...), or None if it is not one."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str):
+        low = v.strip().lower()
+        if low in ("true", "yes", "on", "1", "t", "y"):
+            return True
+        if low in ("false", "no", "off", "0", "f", "n"):
+            return False
+    return None
+
+
+def _one_or_many(v: Any) -> Any:
+    """A single value where a list is expected becomes a one-item list."""
+    if isinstance(v, str | Mapping | IPv4Address | IPv6Address | IPv4Interface | IPv6Interface):
+        return [v]
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_no_bool("an integer"))]
+Seconds = Annotated[float, BeforeValidator(_no_bool("a number of seconds"))]
+NonNegSeconds = Annotated[Seconds, _at_least(0, " s")]
+PosSeconds = Annotated[Seconds, _at_least(0, " s", strict=True)]
+NonNegInt = Annotated[Int, _at_least(0)]
+PosInt = Annotated[Int, _at_least(1)]
+ScriptWeight = Annotated[Int, _between(-253, 253)]
+InterfaceWeight = Annotated[Int, _between(-254, 254)]
+Version = Annotated[Literal[2, 3], BeforeValidator(_intish)]
+IPAddr = Annotated[IPAddress, PlainValidator(_parse_ip), PlainSerializer(str, return_type=str)]
+IPIface = Annotated[IPInterface, PlainValidator(_parse_interface), PlainSerializer(str, return_type=str)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- global_defs
+
+
+class GlobalDefs(_Model):
+    """``global_defs``: daemon-wide settings and defaults for every instance."""
+
+    router_id: str | None = None
+    """Name of this node in logs and notify events (keepalived default: the hostname)."""
+    control_socket: Path = Path("/run/pyvrrp/pyvrrp.sock")
+    """Unix socket of the control API (``pyvrrp state``).  pyvrrp only."""
+    state_dir: Path = Path("/var/lib/pyvrrp")
+    """Where persistent state lives (mastership epoch files).  pyvrrp only."""
+    vrrp_version: Version = 2
+    """Default ``version`` of instances (IPv6 instances are always 3)."""
+    vrrp_garp_master_delay: NonNegSeconds = 5.0
+    """Seconds after becoming master before the second GARP/NA burst (0 = none)."""
+    vrrp_garp_master_repeat: NonNegInt = 5
+    """GARPs / unsolicited NAs per burst."""
+    vrrp_garp_master_refresh: NonNegSeconds = 0.0
+    """Re-announce the VIPs every N seconds while master (0 = never)."""
+    vrrp_garp_lower_prio_repeat: NonNegInt = 5
+    """GARPs sent when the master hears a lower priority (split-brain healing)."""
+    vrrp_lower_prio_no_advert: bool = False
+    """Default of ``lower_prio_no_advert``."""
+    script_user: str | None = None
+    """``user [group]`` that runs scripts (keepalived: ``keepalived_script``, else root)."""
+    enable_script_security: bool = False
+    """Refuse scripts that a non-root user could modify."""
+    notify_timeout: PosSeconds = 10.0
+    """Seconds a notify script may run before it is killed.  pyvrrp only."""
+    vrrp_startup_delay: NonNegSeconds = 0.0
+    """Seconds to wait after start before taking part in elections."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """Log rendering: ``auto`` = console on a TTY, JSON otherwise.  pyvrrp only."""
+
+    _low = field_validator("log_format", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+
+# --------------------------------------------------------------------------- trackers
+
+
+class VrrpScript(_Model):
+    """``vrrp_script NAME``: a periodic check whose result moves the priority (or FAULT)."""
+
+    script: NonEmptyStr
+    interval: PosSeconds = 1.0
+    timeout: PosSeconds | None = None
+    """Seconds before a run counts as failed (keepalived default: ``interval``)."""
+    rise: PosInt = 1
+    fall: PosInt = 1
+    weight: ScriptWeight = 0
+    """0: failure means FAULT.  <0: subtract while failing.  >0: add while succeeding."""
+    weight_reverse: bool = False
+    init_fail: bool = False
+    """Start in the failed state until the first success."""
+    user: str | None = None
+
+
+class TrackFile(_Model):
+    """``track_file NAME`` (keepalived ``vrrp_track_file``): an integer in a file, times weight."""
+
+    file: Path
+    weight: InterfaceWeight = 1
+    weight_reverse: bool = False
+    init_file: Int | None = None
+    """If set, create the file with this value when it does not exist."""
+
+
+class _NamedRef(_Model):
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+class TrackScriptRef(_NamedRef):
+    """An entry of ``track_script``: a name, or ``{name, weight}`` overriding the script's."""
+
+    name: NonEmptyStr
+    weight: ScriptWeight | None = None
+    reverse: bool = False
+
+
+class TrackInterfaceRef(_NamedRef):
+    """An entry of ``track_interface``: down with weight 0 → FAULT, else priority ± weight."""
+
+    name: NonEmptyStr
+    weight: InterfaceWeight = 0
+    reverse: bool = False
+
+
+class TrackFileRef(_NamedRef):
+    """An entry of an instance's ``track_file`` list."""
+
+    name: NonEmptyStr
+    weight: InterfaceWeight | None = None
+    reverse: bool = False
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+_VIP_SCOPES = ("global", "site", "link", "host", "nowhere")
+
+
+class VirtualIPAddress(_Model):
+    """One ``virtual_ipaddress`` entry.
+
+    Written as a string ``"ADDR[/PREFIX] [dev IF] [label L] [scope S]"`` or a table
+    ``{address, dev, label, scope}``.  Without a prefix the address is a host route
+    (/32 or /128), as in keepalived.
+    """
+
+    address: IPIface
+    dev: str | None = None
+    """Interface to add it on (default: the instance's ``interface``)."""
+    label: str | None = None
+    scope: Literal["global", "site", "link", "host", "nowhere"] | None = None
+
+    _low = field_validator("scope", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        words = v.split()
+        if not words:
+            raise ValueError("empty address")
+        out: dict[str, Any] = {"address": words[0]}
+        rest = words[1:]
+        while rest:
+            opt = rest.pop(0).lower()
+            if opt not in ("dev", "label", "scope"):
+                raise ValueError(f"unknown address option {opt!r} (known: dev, label, scope)")
+            if not rest:
+                raise ValueError(f"{opt!r} needs a value")
+            out[opt] = rest.pop(0)
+        return out
+
+    @property
+    def family(self) -> int:
+        return self.address.version
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
+class Authentication(_Model):
+    """``authentication``: VRRPv2 only, not in RFC 3768 (SEC-01); keepalived interop."""
+
+    auth_type: Literal["PASS", "AH"] = "PASS"
+    auth_pass: NonEmptyStr
+    """Only the first 8 characters are used (RFC 2338 §5.3.10)."""
+
+    _up = field_validator("auth_type", mode="before")(classmethod(lambda cls, v: _upper(v)))
+
+
+# --------------------------------------------------------------------------- split-brain guards
+
+
+class GatewayCheck(_Model):
+    """``gateway_check``: am I isolated, or is my peer dead?  (pyvrrp, issue #4)
+
+    Probes ``targets`` every ``interval`` s; the node is *isolated* after ``fall``
+    consecutive rounds with fewer than ``min_reachable`` answering targets and healthy
+    again after ``rise`` good rounds.  An isolated node goes FAULT (``on_isolated =
+    "fault"``) or loses ``weight`` priority (``"demote"``, weight < 0).
+    """
+
+    targets: Annotated[list[IPAddr], BeforeValidator(_one_or_many), Field(min_length=1)]
+    method: Literal["icmp", "arp"] = "icmp"
+    interval: PosSeconds = 1.0
+    timeout: PosSeconds = 1.0
+    min_reachable: PosInt = 1
+    rise: PosInt = 2
+    fall: PosInt = 3
+    on_isolated: Literal["fault", "demote"] = "fault"
+    weight: ScriptWeight = 0
+
+    _low = field_validator("method", "on_isolated", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+
+class ConflictDetection(_Model):
+    """``conflict_detection``: watch for a second master of our VRID / VIPs (pyvrrp, issue #4).
+
+    Every ``interval`` s while master, look for another master (adverts from a different
+    source at equal or higher priority, or VIP ARP/NA answers from another MAC).  A conflict
+    runs ``notify_conflict``; with ``resolve`` the RFC election is re-run at once (the loser
+    yields and the winner re-announces its VIPs) instead of waiting for the next advert.
+    """
+
+    interval: PosSeconds = 1.0
+    resolve: bool = True
+
+
+# --------------------------------------------------------------------------- vrrp_instance
+
+
+_Notify = str | None
+
+
+class VrrpInstance(_Model):
+    """``vrrp_instance NAME``: one virtual router (one VRID on one interface and family)."""
+
+    interface: NonEmptyStr
+    virtual_router_id: Annotated[Int, _between(1, 255)]
+    priority: Annotated[Int, _between(1, 255)] = 100
+    advert_int: Seconds = 1.0
+    """Seconds (fractions allowed with version 3: 0.01..40.95, multiples of 0.01)."""
+    version: Version = 2
+    """Default: ``global_defs.vrrp_version`` (3 for IPv6)."""
+    preempt: bool = True
+    nopreempt: bool | None = Field(None, exclude=True, repr=False)
+    """keepalived spelling; ``nopreempt = true`` is ``preempt = false``."""
+    preempt_delay: Annotated[Seconds, _between(0, 1000, " s")] = 0.0
+    state: Literal["MASTER", "BACKUP"] | None = None
+    """keepalived's start-up hint; only a priority-255 owner starts as master at once."""
+    virtual_ipaddress: Annotated[list[VirtualIPAddress], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+    virtual_ipaddress_excluded: Annotated[list[VirtualIPAddress], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+    unicast_src_ip: IPAddr | None = None
+    unicast_peer: Annotated[list[IPAddr], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    mcast_src_ip: IPAddr | None = None
+    authentication: Authentication | None = None
+    notify_master: _Notify = None
+    notify_backup: _Notify = None
+    notify_fault: _Notify = None
+    notify_stop: _Notify = None
+    notify: _Notify = None
+    notify_conflict: _Notify = None
+    garp_master_delay: NonNegSeconds = 5.0
+    garp_master_repeat: NonNegInt = 5
+    garp_master_refresh: NonNegSeconds = 0.0
+    garp_lower_prio_repeat: NonNegInt = 5
+    lower_prio_no_advert: bool = False
+    track_interface: Annotated[list[TrackInterfaceRef], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+    track_script: Annotated[list[TrackScriptRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    track_file: Annotated[list[TrackFileRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    accept: bool = True
+    """Accept packets to the VIPs while master.  keepalived's default, not RFC 5798's (AM-02)."""
+    no_accept: bool | None = Field(None, exclude=True, repr=False)
+    v3_checksum_as_v2: bool = False
+    """v3/IPv4 checksum without the pseudo-header (RFC 9568 §5.2.8); default as keepalived."""
+    down_timer_adverts: Annotated[Int, _between(1, 100)] = 3
+    dont_track_primary: bool = False
+    gateway_check: GatewayCheck | None = None
+    conflict_detection: ConflictDetection | None = None
+    fence_script: _Notify = None
+    fence_timeout: PosSeconds = 10.0
+    fence_failure: Literal["stay-backup", "proceed"] = "stay-backup"
+    probe_vip_before_takeover: bool = False
+
+    _up = field_validator("state", mode="before")(classmethod(lambda cls, v: _upper(v)))
+    _low = field_validator("fence_failure", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _negations(cls, data: Any) -> Any:
+        """keepalived's ``nopreempt`` / ``no_accept`` set ``preempt`` / ``accept``."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for neg, pos in (("nopreempt", "preempt"), ("no_accept", "accept")):
+            flag = _as_bool(data.get(neg))
+            if pos not in data and flag is not None:
+                data[pos] = not flag
+        return data
+
+    @model_validator(mode="after")
+    def _negations_agree(self) -> VrrpInstance:
+        if self.nopreempt is not None and self.nopreempt == self.preempt:
+            raise ValueError("preempt and nopreempt contradict each other; keep one")
+        if self.no_accept is not None and self.no_accept == self.accept:
+            raise ValueError("accept and no_accept contradict each other; keep one")
+        return self
+
+    @property
+    def family(self) -> int:
+        """4 or 6: the family of the first VIP (else of the unicast peers; else 4)."""
+        if self.virtual_ipaddress:
+            return self.virtual_ipaddress[0].family
+        if self.unicast_peer:
+            return self.unicast_peer[0].version
+        return 4
+
+    @property
+    def advert_int_cs(self) -> int:
+        """``advert_int`` in centiseconds (RFC 5798 §5.2.7 units)."""
+        return round(self.advert_int * 100)
+
+    @property
+    def vips(self) -> tuple[IPInterface, ...]:
+        return tuple(v.address for v in self.virtual_ipaddress)
+
+
+class VrrpSyncGroup(_Model):
+    """``vrrp_sync_group NAME``: instances that change state together."""
+
+    group: Annotated[list[NonEmptyStr], BeforeValidator(_one_or_many), Field(min_length=1)]
+    notify_master: _Notify = None
+    notify_backup: _Notify = None
+    notify_fault: _Notify = None
+    notify_stop: _Notify = None
+    notify: _Notify = None
+    track_script: Annotated[list[TrackScriptRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    track_interface: Annotated[list[TrackInterfaceRef], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
+    track_file: Annotated[list[TrackFileRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- Config
+
+
+#: Top-level tables and the model of each entry (None: the table is itself the model).
+SECTIONS: dict[str, type[BaseModel]] = {
+    "global_defs": GlobalDefs,
+    "vrrp_script": VrrpScript,
+    "track_file": TrackFile,
+    "vrrp_instance": VrrpInstance,
+    "vrrp_sync_group": VrrpSyncGroup,
+    "virtual_server_group": VirtualServerGroup,
+    "virtual_server": VirtualServer,
+}
+_NAMED_SECTIONS = tuple(s for s in SECTIONS if s != "global_defs")
+
+
+class Config(_Model):
+    """A whole configuration.  Build it with :func:`build_config` (or ``load_config``)."""
+
+    global_defs: GlobalDefs = Field(default_factory=GlobalDefs)
+    vrrp_script: dict[str, VrrpScript] = Field(default_factory=dict)
+    track_file: dict[str, TrackFile] = Field(default_factory=dict)
+    vrrp_instance: dict[str, VrrpInstance] = Field(default_factory=dict)
+    vrrp_sync_group: dict[str, VrrpSyncGroup] = Field(default_factory=dict)
+    virtual_server_group: dict[str, VirtualServerGroup] = Field(default_factory=dict)
+    virtual_server: dict[str, VirtualServer] = Field(default_factory=dict)
+
+    _source_file: str | None = PrivateAttr(default=None)
+    _source_format: str | None = PrivateAttr(default=None)
+    _locate: Locator | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instance_defaults(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("vrrp_instance"), Mapping):
+            data = dict(data)
+            g = _globals_or_default(data.get("global_defs"))
+            data["vrrp_instance"] = {
+                k: inject_instance_defaults(v, g) for k, v in data["vrrp_instance"].items()
+            }
+        return data
+
+    @property
+    def source_file(self) -> str | None:
+        """The file this config was loaded from, if any."""
+        return self._source_file
+
+    @property
+    def source_format(self) -> str | None:
+        """``"toml"`` or ``"keepalived"`` when loaded from a file."""
+        return self._source_format
+
+    def sync_group_of(self, instance: str) -> str | None:
+        """Name of the sync group ``instance`` belongs to, or None."""
+        for name, group in self.vrrp_sync_group.items():
+            if instance in group.group:
+                return name
+        return None
+
+    def warnings(self) -> list[ConfigIssue]:
+        """Things that are legal but probably wrong (see :func:`check`)."""
+        return check(self)
+
+
+def _globals_or_default(raw: Any) -> GlobalDefs:
+    if isinstance(raw, GlobalDefs):
+        return raw
+    if isinstance(raw, Mapping):
+        try:
+            return GlobalDefs.model_validate(raw)
+        except ValidationError:
+            return GlobalDefs()  # its errors are reported where global_defs is validated
+    return GlobalDefs()
+
+
+def _looks_v6(raw: Mapping[str, Any]) -> bool:
+    for key in ("virtual_ipaddress", "unicast_peer"):
+        items = raw.get(key)
+        if isinstance(items, str | Mapping):
+            items = [items]
+        if isinstance(items, list) and items:
+            first = items[0]
+            if isinstance(first, Mapping):
+                first = first.get("address")
+            if isinstance(first, IPv6Address | IPv6Interface):
+                return True
+            if isinstance(first, str):
+                return ":" in first.split()[0] if first.split() else False
+            return False
+    return False
+
+
+def inject_instance_defaults(raw: Any, g: GlobalDefs) -> Any:
+    """Fill an instance's unset keys from ``global_defs`` (keepalived's inheritance).
+
+    ``version``: ``vrrp_version``, but 3 for IPv6 (RFC 3768 is IPv4 only);
+    ``garp_master_*``, ``garp_lower_prio_repeat``, ``lower_prio_no_advert``: the ``vrrp_``
+    globals.  Only plain dicts are touched; model instances are taken as they are.
+    """
+    if not isinstance(raw, Mapping):
+        return raw
+    out = dict(raw)
+    out.setdefault("version", 3 if _looks_v6(raw) else g.vrrp_version)
+    out.setdefault("garp_master_delay", g.vrrp_garp_master_delay)
+    out.setdefault("garp_master_repeat", g.vrrp_garp_master_repeat)
+    out.setdefault("garp_master_refresh", g.vrrp_garp_master_refresh)
+    out.setdefault("garp_lower_prio_repeat", g.vrrp_garp_lower_prio_repeat)
+    out.setdefault("lower_prio_no_advert", g.vrrp_lower_prio_no_advert)
+    return out
+
+
+# --------------------------------------------------------------------------- building
+
+
+@dataclass
+class _Parts:
+    """What validated, plus every name that was defined (valid or not)."""
+
+    g: GlobalDefs = field(default_factory=GlobalDefs)
+    items: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in _NAMED_SECTIONS})
+    names: dict[str, set[str]] = field(default_factory=lambda: {s: set() for s in _NAMED_SECTIONS})
+    dropped: dict[Loc, set[str]] = field(default_factory=dict)
+    """(section, name) → fields that failed validation (the object holds placeholders)."""
+
+    @classmethod
+    def of(cls, cfg: Config) -> _Parts:
+        parts = cls(g=cfg.global_defs)
+        for sec in _NAMED_SECTIONS:
+            parts.items[sec] = dict(getattr(cfg, sec))
+            parts.names[sec] = set(parts.items[sec])
+        return parts
+
+
+_Dep = tuple[str, str, str]  # (section, name, field) a semantic error depends on
+_Found = list[tuple[Loc, str, tuple[_Dep, ...]]]
+
+#: Stand-ins for required fields that failed validation, so the rest can still be checked.
+_PLACEHOLDERS: dict[type[BaseModel], dict[str, Any]] = {
+    VrrpInstance: {"interface": "?", "virtual_router_id": 1},
+}
+
+
+def _partial(model: type[BaseModel], raw: Any, exc: ValidationError) -> tuple[BaseModel | None, set[str]]:
+    """Re-validate ``raw`` without its failing keys: the semantic checks of the rest still run.
+
+    Returns the object (or None when that is not possible) and the dropped key names; a
+    semantic error that depends on a dropped key is not reported (it would be a guess).
+    """
+    if not isinstance(raw, Mapping):
+        return None, set()
+    dropped: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = err.get("loc", ())
+        if not loc or not isinstance(loc[0], str):
+            return None, set()  # a whole-object error: nothing sensible to keep
+        dropped.add(loc[0])
+    rest = {k: v for k, v in raw.items() if k not in dropped}
+    placeholders = _PLACEHOLDERS.get(model, {})
+    for name, info in model.model_fields.items():
+        if name in dropped and info.is_required():
+            if name not in placeholders:
+                return None, set()
+            rest[name] = placeholders[name]
+    try:
+        return model.model_validate(rest), dropped
+    except ValidationError:
+        return None, set()
+
+
+def build_config(
+    data: Mapping[str, Any],
+    *,
+    file: str | None = None,
+    fmt: str | None = None,
+    locate: Locator | None = None,
+) -> Config:
+    """Validate ``data`` (a front-end's dict) into a :class:`Config`, or raise :class:`ConfigError`.
+
+    Each top-level table and each named entry is validated on its own, so one bad instance
+    does not hide another's errors; then the semantic checks run over everything that
+    validated.  The error lists every problem, sorted by line when ``locate`` knows lines.
+    ``locate`` maps a key path tuple to ``(file, line)``; ``file``/``fmt`` are remembered on the
+    config (``Config.source_file`` / ``source_format``) and ``locate`` is reused by
+    :meth:`Config.warnings`.
+    """
+    found: list[ConfigIssue] = []
+
+    def add(loc: Loc, message: str) -> None:
+        where = locate(loc) if locate is not None else (file, None)
+        found.append(ConfigIssue(format_path(loc), message, file=where[0] or file, line=where[1]))
+
+    def validate(model: type[BaseModel], raw: Any, prefix: Loc) -> BaseModel | None:
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            for _, issue in issues_from_validation_error(exc, model=model, prefix=prefix, locate=locate):
+                found.append(issue.located(file, None))
+            obj, dropped = _partial(model, raw, exc)
+            if obj is not None:
+                parts.dropped[prefix] = dropped
+            return obj
+
+    if not isinstance(data, Mapping):
+        raise ConfigError([ConfigIssue("", "the configuration must be a table of sections", file=file)])
+
+    for key in data:
+        if key not in SECTIONS:
+            add((str(key),), f"unknown section{_suggest(str(key), SECTIONS)} (known: {', '.join(SECTIONS)})")
+
+    parts = _Parts()
+    raw_g = data.get("global_defs", {})
+    g = validate(GlobalDefs, raw_g, ("global_defs",))
+    parts.g = g if isinstance(g, GlobalDefs) else _globals_or_default(raw_g)
+
+    for sec in _NAMED_SECTIONS:
+        raw_sec = data.get(sec, {})
+        if not isinstance(raw_sec, Mapping):
+            add((sec,), f"must be a table of named entries ([{sec}.NAME]), got {show_value(raw_sec)}")
+            continue
+        model = SECTIONS[sec]
+        for name, raw in raw_sec.items():
+            name = str(name)
+            parts.names[sec].add(name)
+            if sec not in ("virtual_server",) and (not name or any(c.isspace() for c in name)):
+                add((sec, name), "names must be non-empty and contain no blanks")
+            if sec == "vrrp_instance":
+                raw = inject_instance_defaults(raw, parts.g)
+            obj = validate(model, raw, (sec, name))
+            if obj is not None:
+                parts.items[sec][name] = obj
+
+    for loc, message, deps in _semantic_errors(parts):
+        if not any(f in parts.dropped.get((sec, name), ()) for sec, name, f in deps):
+            add(loc, message)
+
+    if found:
+        raise ConfigError(_sorted(found))
+    cfg = Config.model_validate({"global_defs": parts.g, **parts.items})
+    cfg._source_file = file
+    cfg._source_format = fmt
+    cfg._locate = locate
+    return cfg
+
+
+def validate_config(cfg: Config) -> None:
+    """Run the semantic checks on an already-built :class:`Config`; raise :class:`ConfigError`."""
+    errs = _semantic_errors(_Parts.of(cfg))
+    if errs:
+        raise ConfigError(ConfigIssue(format_path(loc), msg) for loc, msg, _ in errs)
+
+
+def _sorted(issues: Iterable[ConfigIssue]) -> list[ConfigIssue]:
+    indexed = list(enumerate(issues))
+    indexed.sort(key=lambda p: (p[1].file or "", p[1].line if p[1].line is not None else 1 << 30, p[0]))
+    return [i for _, i in indexed]
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fam(family: int) -> str:
+    return "IPv6" if family == 6 else "IPv4"
+
+
+# --------------------------------------------------------------------------- semantic errors
+
+
+def _semantic_errors(p: _Parts) -> _Found:
+    out: _Found = []
+    instances: dict[str, VrrpInstance] = p.items["vrrp_instance"]
+    for name, inst in instances.items():
+        out.extend(_instance_errors(name, inst, p))
+    out.extend(_vrid_clashes(instances))
+    out.extend(_sync_group_errors(p))
+    out.extend(_lvs_errors(p))
+    return out
+
+
+def _advert_int_error(inst: VrrpInstance) -> str | None:
+    """TMR-01: v2 whole seconds 1..255; v3 1..4095 centiseconds; never 0 (RFC 9568 EID 8301)."""
+    a = inst.advert_int
+    if not math.isfinite(a) or a <= 0:
+        return (
+            f"must be > 0, got {_num(a)} (an interval of 0 makes every backup take over; "
+            "RFC 9568 erratum 8301)"
+        )
+    if inst.version == 2:
+        if not a.is_integer():
+            return (
+                f"VRRPv2 advertises whole seconds (RFC 3768 §5.3.7), got {_num(a)}; "
+                "use version = 3 for sub-second intervals"
+            )
+        if not 1 <= a <= 255:
+            return f"must be 1..255 s for VRRPv2 (RFC 3768 §5.3.7), got {_num(a)}"
+        return None
+    cs = a * 100
+    if abs(cs - round(cs)) > 1e-6:
+        return f"must be a multiple of 0.01 s (VRRPv3 counts centiseconds, RFC 5798 §5.2.7), got {a}"
+    if not 1 <= round(cs) <= 4095:
+        return f"must be 0.01..40.95 s for VRRPv3 (RFC 9568 §6.1), got {_num(a)}"
+    return None
+
+
+def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
+    base: Loc = ("vrrp_instance", name)
+    out: _Found = []
+
+    def err(loc: Loc, message: str, *deps: str) -> None:
+        out.append(((*base, *loc), message, tuple(("vrrp_instance", name, d) for d in deps)))
+
+    msg = _advert_int_error(inst)
+    if msg:
+        err(("advert_int",), msg, "advert_int", "version")
+
+    # addresses (PKT-08, RX-11)
+    vips = inst.virtual_ipaddress
+    if not vips:
+        err(
+            ("virtual_ipaddress",),
+            "at least one address is required (an advert with Count 0 is discarded, RFC 9568 §5.2.5)",
+            "virtual_ipaddress",
+        )
+    family = inst.family
+    for i, vip in enumerate(vips):
+        if vip.family != family:
+            err(
+                ("virtual_ipaddress", i),
+                f"{_fam(vip.family)} address {vip.address} in an {_fam(family)} instance: one instance "
+                "carries one family (RFC 5798 §5.2.9); use another instance or virtual_ipaddress_excluded",
+                "virtual_ipaddress",
+            )
+    fam_deps = ("virtual_ipaddress", "unicast_peer")
+    if family == 6:
+        if inst.version == 2:
+            err(("version",), "IPv6 needs VRRP version 3 (RFC 3768 is IPv4 only)", "version", *fam_deps)
+        if vips and not vips[0].address.ip.is_link_local:
+            err(
+                ("virtual_ipaddress", 0),
+                f"the first IPv6 address must be link-local (fe80::/10), got {vips[0].address}: "
+                "receivers discard other adverts (RFC 5798 §5.2.9, RFC 9568 erratum 8300); "
+                "put e.g. 'fe80::1/64' first",
+                "virtual_ipaddress",
+            )
+    for key in ("unicast_src_ip", "mcast_src_ip"):
+        addr = getattr(inst, key)
+        if addr is not None and addr.version != family:
+            err((key,), f"{_fam(addr.version)} address {addr} in an {_fam(family)} instance", key, *fam_deps)
+    for i, peer in enumerate(inst.unicast_peer):
+        if peer.version != family:
+            err(
+                ("unicast_peer", i),
+                f"{_fam(peer.version)} peer {peer} in an {_fam(family)} instance: "
+                "peers must be of the VIPs' family",
+                *fam_deps,
+            )
+
+    # election: the owner always preempts (RFC 5798 §6.4.2 / §6.4.3)
+    if inst.priority == 255 and not inst.preempt:
+        err(
+            ("nopreempt" if inst.nopreempt is not None else "preempt",),
+            "priority 255 (address owner) always preempts; remove nopreempt or lower the priority",
+            "priority",
+            "preempt",
+            "nopreempt",
+        )
+
+    # authentication (SEC-01)
+    if inst.authentication is not None:
+        if inst.version == 3:
+            err(
+                ("authentication",),
+                "VRRPv3 has no authentication (RFC 5798 §9); remove it or use version = 2",
+                "authentication",
+                "version",
+            )
+        elif inst.authentication.auth_type == "AH":
+            err(
+                ("authentication", "auth_type"),
+                "auth_type 'AH' (IPsec AH, RFC 2338) is not supported; use 'PASS' or no authentication",
+                "authentication",
+            )
+
+    out.extend(_ref_errors(base, inst.track_script, inst.track_file, p))
+
+    gc = inst.gateway_check
+    if gc is not None:
+        if gc.min_reachable > len(gc.targets):
+            err(
+                ("gateway_check", "min_reachable"),
+                f"must be <= the number of targets ({len(gc.targets)}), got {gc.min_reachable}",
+            )
+        if gc.method == "arp":
+            for i, t in enumerate(gc.targets):
+                if t.version == 6:
+                    err(
+                        ("gateway_check", "targets", i), f"method 'arp' probes IPv4 only, got {t}; use 'icmp'"
+                    )
+        if gc.on_isolated == "demote" and gc.weight >= 0:
+            err(("gateway_check", "weight"), f"must be negative with on_isolated = 'demote', got {gc.weight}")
+    return out
+
+
+def _ref_errors(base: Loc, scripts: list[TrackScriptRef], files: list[TrackFileRef], p: _Parts) -> _Found:
+    out: _Found = []
+    lists: tuple[tuple[str, Sequence[TrackScriptRef | TrackFileRef], str], ...] = (
+        ("track_script", scripts, "vrrp_script"),
+        ("track_file", files, "track_file"),
+    )
+    for key, refs, sec in lists:
+        known = p.names[sec]
+        for i, ref in enumerate(refs):
+            if ref.name not in known:
+                have = (
+                    f" (defined: {', '.join(sorted(known))})" if known else f" (no [{sec}.NAME] is defined)"
+                )
+                out.append(((*base, key, i), f"no {sec} named {ref.name!r}{have}", ()))
+    return out
+
+
+def _vrid_clashes(instances: Mapping[str, VrrpInstance]) -> _Found:
+    """A VRID is unique per interface and family (RFC 5798 §3; VMAC 00-00-5E-00-01-{VRID})."""
+    out: _Found = []
+    seen: dict[tuple[str, int, int], list[str]] = {}
+    fields = ("interface", "virtual_router_id", "virtual_ipaddress", "unicast_peer")
+    for name, inst in instances.items():
+        key = (inst.interface, inst.virtual_router_id, inst.family)
+        for other in seen.get(key, []):
+            o = instances[other]
+            disjoint_unicast = (
+                inst.unicast_peer and o.unicast_peer and not set(inst.unicast_peer) & set(o.unicast_peer)
+            )
+            if not disjoint_unicast:
+                deps = tuple(("vrrp_instance", n, f) for n in (name, other) for f in fields)
+                out.append(
+                    (
+                        ("vrrp_instance", name, "virtual_router_id"),
+                        f"VRID {inst.virtual_router_id} is already used on {inst.interface} "
+                        f"({_fam(inst.family)}) by vrrp_instance.{format_path((other,))}; a VRID must be "
+                        "unique per interface and address family",
+                        deps,
+                    )
+                )
+                break
+        seen.setdefault(key, []).append(name)
+    return out
+
+
+def _sync_group_errors(p: _Parts) -> _Found:
+    out: _Found = []
+    member_of: dict[str, str] = {}
+    instances = p.names["vrrp_instance"]
+    groups: dict[str, VrrpSyncGroup] = p.items["vrrp_sync_group"]
+    for gname, grp in groups.items():
+        base: Loc = ("vrrp_sync_group", gname)
+        for i, member in enumerate(grp.group):
+            loc = (*base, "group", i)
+            if member not in instances:
+                out.append((loc, f"no vrrp_instance named {member!r}", ()))
+            elif member in member_of:
+                where = member_of[member]
+                msg = (
+                    f"{member!r} is listed twice"
+                    if where == gname
+                    else f"{member!r} is already in vrrp_sync_group {where!r}; an instance can be in one"
+                )
+                out.append((loc, msg, ()))
+            else:
+                member_of[member] = gname
+        out.extend(_ref_errors(base, grp.track_script, grp.track_file, p))
+    return out
+
+
+def _lvs_errors(p: _Parts) -> _Found:
+    out: _Found = []
+    groups = p.names["virtual_server_group"]
+    for key in sorted(p.names["virtual_server"]):
+        try:
+            vs_key = parse_vs_key(key)
+        except ValueError as exc:
+            out.append((("virtual_server", key), str(exc), ()))
+            continue
+        if vs_key.kind == "group" and vs_key.group not in groups:
+            out.append((("virtual_server", key), f"no virtual_server_group named {vs_key.group!r}", ()))
+    return out
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
+    """Warnings: legal but probably wrong.  Each issue has ``severity == "warning"``."""
+    locate = locate or cfg._locate
+    found: list[ConfigIssue] = []
+
+    def warn(loc: Loc, message: str) -> None:
+        file, line = locate(loc) if locate is not None else (cfg.source_file, None)
+        found.append(
+            ConfigIssue(
+                format_path(loc), message, file=file or cfg.source_file, line=line, severity="warning"
+            )
+        )
+
+    if not cfg.vrrp_instance:
+        warn((), "no vrrp_instance is defined: pyvrrp would have nothing to do")
+
+    vs_addrs = _virtual_server_addresses(cfg)
+    scripts_used: set[str] = set()
+    files_used: set[str] = set()
+    vip_owner: dict[Any, str] = {}
+    has_scripts = bool(cfg.vrrp_script)
+    for name, inst in cfg.vrrp_instance.items():
+        base: Loc = ("vrrp_instance", name)
+        scripts_used.update(r.name for r in inst.track_script)
+        files_used.update(r.name for r in inst.track_file)
+        has_scripts = has_scripts or any(
+            getattr(inst, k)
+            for k in (
+                "notify_master",
+                "notify_backup",
+                "notify_fault",
+                "notify_stop",
+                "notify",
+                "fence_script",
+            )
+        )
+        if not inst.preempt and inst.state == "MASTER":
+            warn(
+                (*base, "state"),
+                "state MASTER with nopreempt: a restarted node takes the VIPs back anyway; "
+                "use state BACKUP on every node for a sticky master",
+            )
+        if not inst.preempt and inst.preempt_delay:
+            warn((*base, "preempt_delay"), "has no effect with nopreempt")
+        if not inst.accept:
+            hits = sorted(str(a) for a in vs_addrs if any(a == v.ip for v in inst.vips))
+            if hits:
+                warn(
+                    (*base, "accept"),
+                    f"no_accept while virtual_server(s) use this instance's VIPs ({', '.join(hits)}): "
+                    "IPVS needs the director to accept VIP traffic locally (AM-02); keep accept = true",
+                )
+        if inst.authentication is not None and len(inst.authentication.auth_pass) > 8:
+            warn(
+                (*base, "authentication", "auth_pass"),
+                "longer than 8 characters: only the first 8 are used (as keepalived)",
+            )
+        if inst.priority == 255 and (
+            any(r.weight for r in inst.track_interface)
+            or any(r.weight or cfg.vrrp_script.get(r.name, _NO_SCRIPT).weight for r in inst.track_script)
+        ):
+            warn(
+                (*base, "priority"),
+                "an address owner (255) keeps its priority: tracking weights do not apply to it",
+            )
+        if inst.version == 2 and inst.v3_checksum_as_v2:
+            warn((*base, "v3_checksum_as_v2"), "has no effect on a version 2 instance")
+        if inst.unicast_src_ip is not None and inst.unicast_src_ip in inst.unicast_peer:
+            warn((*base, "unicast_peer"), f"contains this node's own unicast_src_ip {inst.unicast_src_ip}")
+        if inst.fence_script is None and "fence_failure" in inst.model_fields_set:
+            warn((*base, "fence_failure"), "has no effect without fence_script")
+        gc = inst.gateway_check
+        if gc is not None:
+            if gc.timeout > gc.interval:
+                warn(
+                    (*base, "gateway_check", "timeout"), "is longer than interval: probe rounds will overlap"
+                )
+            if gc.on_isolated == "fault" and gc.weight:
+                warn((*base, "gateway_check", "weight"), "is only used with on_isolated = 'demote'")
+        for i, vip in enumerate(inst.virtual_ipaddress):
+            other = vip_owner.get(vip.address.ip)
+            if other is not None and other != name:
+                warn(
+                    (*base, "virtual_ipaddress", i),
+                    f"{vip.address.ip} is also a VIP of vrrp_instance.{format_path((other,))}",
+                )
+            vip_owner.setdefault(vip.address.ip, name)
+
+    for gname, grp in cfg.vrrp_sync_group.items():
+        scripts_used.update(r.name for r in grp.track_script)
+        files_used.update(r.name for r in grp.track_file)
+        if len(grp.group) == 1:
+            warn(("vrrp_sync_group", gname, "group"), "has only one member; a sync group needs two or more")
+    for sname in cfg.vrrp_script:
+        if sname not in scripts_used:
+            warn(("vrrp_script", sname), "is defined but not used by any track_script")
+    for fname in cfg.track_file:
+        if fname not in files_used:
+            warn(("track_file", fname), "is defined but not used by any instance or sync group")
+    if has_scripts and not cfg.global_defs.enable_script_security:
+        warn(
+            ("global_defs", "enable_script_security"),
+            "scripts are configured but enable_script_security is off (keepalived refuses this in -t)",
+        )
+    return found
+
+
+_NO_SCRIPT = VrrpScript(script="-")
+
+
+def _virtual_server_addresses(cfg: Config) -> set[IPAddress]:
+    addrs: set[IPAddress] = set()
+    for key in cfg.virtual_server:
+        try:
+            vs_key = parse_vs_key(key)
+        except ValueError:
+            continue
+        if vs_key.kind == "addr" and vs_key.address is not None:
+            addrs.add(vs_key.address)
+        elif vs_key.kind == "group" and vs_key.group in cfg.virtual_server_group:
+            for k in cfg.virtual_server_group[vs_key.group].keys():  # noqa: SIM118 (a method)
+                if k.address is not None:
+                    addrs.add(k.address)
+    return addrs

@@ -24,14 +24,14 @@ on unless ``no_accept``/``vrrp_strict``), ``lvs_method NAT`` (ipvsadm's default 
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pyvrrp.config.errors import ConfigError, format_path
+from pyvrrp.config.errors import ConfigError, ConfigIssue, format_path
 from pyvrrp.config.kaconf_parser import KaConfSyntaxError, Node, parse_file
 
 Status = Literal["supported", "approximated", "ignored", "refused"]
@@ -42,6 +42,7 @@ __all__ = [
     "Issue",
     "KeepalivedLoadError",
     "Keyword",
+    "frontend_warnings",
     "keyword_table_markdown",
     "load",
     "load_with_report",
@@ -210,51 +211,55 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     "global_defs": {
         "router_id": _sup("router_id"),
         "vrrp_version": _sup("vrrp_version", "int", "default 2, as keepalived"),
-        "vrrp_mcast_group4": _sup("vrrp_mcast_group4"),
-        "vrrp_mcast_group6": _sup("vrrp_mcast_group6"),
         "vrrp_garp_master_delay": _sup("vrrp_garp_master_delay", "float"),
         "vrrp_garp_master_repeat": _sup("vrrp_garp_master_repeat", "int"),
         "vrrp_garp_master_refresh": _sup("vrrp_garp_master_refresh", "float"),
-        "vrrp_garp_master_refresh_repeat": _sup("vrrp_garp_master_refresh_repeat", "int"),
-        "vrrp_garp_lower_prio_delay": _sup("vrrp_garp_lower_prio_delay", "float"),
         "vrrp_garp_lower_prio_repeat": _sup("vrrp_garp_lower_prio_repeat", "int"),
-        "vrrp_garp_interval": _sup("vrrp_garp_interval", "float"),
-        "vrrp_gna_interval": _sup("vrrp_gna_interval", "float"),
-        "vrrp_min_garp": _sup("vrrp_min_garp", "flag"),
-        "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
         "vrrp_lower_prio_no_advert": _sup("vrrp_lower_prio_no_advert", "flag"),
-        "vrrp_higher_prio_send_advert": _sup("vrrp_higher_prio_send_advert", "flag"),
-        "vrrp_down_timer_adverts": _sup("vrrp_down_timer_adverts", "int"),
-        "vrrp_check_unicast_src": _sup("vrrp_check_unicast_src", "flag"),
-        "vrrp_skip_check_adv_addr": _sup("vrrp_skip_check_adv_addr", "flag"),
-        "vrrp_strict": _sup("vrrp_strict", "flag"),
         "vrrp_startup_delay": _sup("vrrp_startup_delay", "float"),
-        "vrrp_notify_fifo": _sup("vrrp_notify_fifo", "script"),
-        "vrrp_notify_fifo_script": _sup("vrrp_notify_fifo_script", "script"),
-        "notify_fifo": _sup("notify_fifo", "script"),
-        "notify_fifo_script": _sup("notify_fifo_script", "script"),
-        "lvs_notify_fifo": _approx("notify_fifo", "LVS events share the notify FIFO", "script"),
-        "lvs_notify_fifo_script": _approx("notify_fifo_script", "shares the notify FIFO script", "script"),
-        "vrrp_notify_priority_changes": _sup("vrrp_notify_priority_changes", "flag"),
-        "fifo_write_vrrp_states_on_reload": _ign("states are always written again after a reload"),
         "script_user": _sup("script_user", "words"),
         "enable_script_security": _sup("enable_script_security", "flag"),
+        "vrrp_min_garp": _sup(
+            None, "min_garp", "sets vrrp_garp_master_repeat = 1 and vrrp_garp_master_delay = 0"
+        ),
+        "vrrp_down_timer_adverts": _sup(None, "int", "copied to every instance's down_timer_adverts"),
+        "vrrp_strict": _approx(
+            None, "only its no_accept part: instances without accept/no_accept get accept = false", "flag"
+        ),
+        "vrrp_garp_master_refresh_repeat": _approx(None, "one GARP/NA per refresh"),
+        "vrrp_garp_lower_prio_delay": _approx(None, "the lower-priority GARP burst is sent at once"),
+        "vrrp_garp_interval": _approx(None, "pyvrrp's fixed spacing between GARPs is used"),
+        "vrrp_gna_interval": _approx(None, "pyvrrp's fixed spacing between NAs is used"),
+        "vrrp_check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer"),
+        "vrrp_skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
+        "vrrp_higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
+        "vrrp_notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
+        "vrrp_mcast_group4": _ref("pyvrrp uses the RFC group 224.0.0.18 only"),
+        "vrrp_mcast_group6": _ref("pyvrrp uses the RFC group ff02::12 only"),
+        "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
+        "vrrp_notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
+        "vrrp_notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
+        "notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
+        "notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
+        "lvs_notify_fifo": _ref("notify FIFOs are not implemented; use notify_up/notify_down"),
+        "lvs_notify_fifo_script": _ref("notify FIFOs are not implemented; use notify_up/notify_down"),
+        "fifo_write_vrrp_states_on_reload": _ign("notify FIFOs are not implemented"),
         "startup_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStartPre"),
         "startup_script_timeout": _ref("startup/shutdown hooks are not implemented"),
         "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
         "shutdown_script_timeout": _ref("startup/shutdown hooks are not implemented"),
-        "lvs_sync_daemon": _ref("IPVS connection sync daemon is not managed; start it with ipvsadm"),
+        "lvs_sync_daemon": _ref("the IPVS connection sync daemon is not managed; start it with ipvsadm"),
         "lvs_timeouts": _ref("set IPVS timeouts with `ipvsadm --set`"),
-        "lvs_flush": _sup("lvs_flush", "flag"),
-        "lvs_flush_on_stop": _sup("lvs_flush_on_stop", "flag"),
+        "lvs_flush": _ign("pyvrrp manages only the IPVS services it configured"),
+        "lvs_flush_on_stop": _ign("pyvrrp manages only the IPVS services it configured"),
         "rs_init_notifies": _ign("real-server notifies are sent on state changes only"),
         "checker_log_all_failures": _ign("every checker failure is logged"),
-        "default_interface": _sup("default_interface"),
+        "default_interface": _ign("every instance names its interface; VIPs without dev use it"),
         "dynamic_interfaces": _ign("interfaces that come and go are handled as link down/up"),
-        "log_unknown_vrids": _ign("unknown VRIDs are always counted in `pyvrrp state`"),
-        "vrrp_iptables": _ref("firewall management is not implemented (no_accept uses nftables only)"),
+        "log_unknown_vrids": _ign("adverts for unknown VRIDs are counted in `pyvrrp state`"),
+        "vrrp_iptables": _ref("firewall management is not implemented"),
         "vrrp_ipsets": _ref("ipsets are not managed"),
-        "nftables": _ign("pyvrrp manages its own nftables table for no_accept"),
+        "nftables": _ign("firewall management is not implemented"),
         "nftables_priority": _ign(_NOT_NEEDED),
         "nftables_counters": _ign(_NOT_NEEDED),
         "nftables_ifindex": _ign(_NOT_NEEDED),
@@ -264,7 +269,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "disable_local_igmp": _ign("no VMAC, so no IGMP hygiene needed"),
         "vmac_prefix": _ign("use_vmac is not implemented"),
         "vmac_addr_prefix": _ign("use_vmac is not implemented"),
-        "reload_check_config": _ign("`pyvrrp run` always checks the config before reloading"),
+        "reload_check_config": _ign("a reload with an invalid config keeps the running one"),
         "reload_time_file": _ref("scheduled reloads are not implemented"),
         "reload_repeat": _ref("scheduled reloads are not implemented"),
         "reload_file": _ign(_NOT_NEEDED),
@@ -280,7 +285,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "script": _sup("script", "cmdline"),
         "interval": _sup("interval", "float", "seconds, default 1"),
         "timeout": _sup("timeout", "float"),
-        "weight": _sup("weight", "weight"),
+        "weight": _sup("weight", "weight", "`reverse` sets weight_reverse"),
         "rise": _sup("rise", "int"),
         "fall": _sup("fall", "int"),
         "user": _sup("user", "words"),
@@ -288,81 +293,84 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     },
     "track_file": {
         "file": _sup("file"),
-        "weight": _sup("weight", "weight"),
-        "init_file": _sup("init_file", "init_file"),
+        "weight": _sup("weight", "weight", "`reverse` sets weight_reverse"),
+        "init_file": _sup("init_file", "init_file", "`init_file [VALUE]`; `overwrite` is ignored"),
     },
     "vrrp_instance": {
-        "state": _sup("state", "upper", "initial wish; default BACKUP"),
+        "state": _sup("state", "upper", "start-up hint; default BACKUP"),
         "interface": _sup("interface"),
         "virtual_router_id": _sup("virtual_router_id", "int"),
         "priority": _sup("priority", "int"),
         "advert_int": _sup("advert_int", "float", "seconds, default 1"),
-        "version": _sup("version", "int", "overrides global vrrp_version"),
+        "version": _sup("version", "int", "default: global vrrp_version (2); 3 for IPv6"),
         "nopreempt": _sup("preempt", "false", "sets preempt = false"),
-        "preempt": _sup("preempt", "flag"),
+        "preempt": _sup("preempt", "flag", "default on"),
         "preempt_delay": _sup("preempt_delay", "float"),
-        "virtual_ipaddress": _sup("virtual_ipaddress", "vips"),
+        "virtual_ipaddress": _sup("virtual_ipaddress", "vips", "`ADDR[/LEN] [dev IF] [label L] [scope S]`"),
         "virtual_ipaddress_excluded": _sup("virtual_ipaddress_excluded", "vips"),
-        "no_virtual_ipaddress": _ref("instances without VIPs are not supported"),
         "unicast_src_ip": _sup("unicast_src_ip"),
-        "unicast_peer": _sup("unicast_peer", "peers", "`min_ttl`/`max_ttl` per peer are ignored"),
-        "unicast_ttl": _sup("unicast_ttl", "int"),
-        "unicast_fault_no_peer": _sup("unicast_fault_no_peer", "flag"),
-        "check_unicast_src": _sup("check_unicast_src", "flag"),
+        "unicast_peer": _sup("unicast_peer", "peers", "per-peer `min_ttl`/`max_ttl` are ignored"),
         "mcast_src_ip": _sup("mcast_src_ip"),
-        "mcast_dst_ip": _sup("mcast_dst_ip"),
         "authentication": _sup("authentication", "auth", "PASS only; AH is refused"),
         "track_interface": _sup("track_interface", "track_list"),
         "track_script": _sup("track_script", "track_list"),
         "track_file": _sup("track_file", "track_list"),
-        "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
-        "track_bfd": _ref("BFD is not implemented"),
-        "track_src_ip": _sup("track_src_ip", "flag"),
         "dont_track_primary": _sup("dont_track_primary", "flag"),
-        "notify_master": _sup("notify_master", "script"),
+        "notify_master": _sup("notify_master", "script", "a trailing `user [group]` is ignored"),
         "notify_backup": _sup("notify_backup", "script"),
         "notify_fault": _sup("notify_fault", "script"),
         "notify_stop": _sup("notify_stop", "script"),
-        "notify_deleted": _sup("notify_deleted", "script"),
         "notify": _sup("notify", "script"),
-        "notify_master_rx_lower_pri": _sup("notify_master_rx_lower_pri", "script"),
-        "notify_priority_changes": _sup("notify_priority_changes", "flag"),
         "garp_master_delay": _sup("garp_master_delay", "float"),
         "garp_master_repeat": _sup("garp_master_repeat", "int"),
         "garp_master_refresh": _sup("garp_master_refresh", "float"),
-        "garp_master_refresh_repeat": _sup("garp_master_refresh_repeat", "int"),
-        "garp_lower_prio_delay": _sup("garp_lower_prio_delay", "float"),
         "garp_lower_prio_repeat": _sup("garp_lower_prio_repeat", "int"),
-        "garp_interval": _sup("garp_interval", "float"),
-        "gna_interval": _sup("gna_interval", "float"),
-        "garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
         "lower_prio_no_advert": _sup("lower_prio_no_advert", "flag"),
-        "higher_prio_send_advert": _sup("higher_prio_send_advert", "flag"),
         "down_timer_adverts": _sup("down_timer_adverts", "int"),
-        "accept": _sup("accept", "flag", "default on, as keepalived (RFC default is off)"),
+        "accept": _sup("accept", "flag", "default on, as keepalived (RFC 5798 default is off)"),
         "no_accept": _sup("accept", "false", "sets accept = false"),
-        "strict_mode": _sup("strict_mode", "flag"),
-        "skip_check_adv_addr": _sup("skip_check_adv_addr", "flag"),
-        "native_ipv6": _sup("native_ipv6", "flag"),
-        "old_unicast_checksum": _ref("pre-1.3.8 unicast checksum is not implemented"),
+        "v3_checksum_as_v2": _sup("v3_checksum_as_v2", "flag", "keepalived >= 2.2.8"),
+        "strict_mode": _approx(
+            None, "only its no_accept part: accept = false unless accept is given", "flag"
+        ),
+        "garp_master_refresh_repeat": _approx(None, "one GARP/NA per refresh"),
+        "garp_lower_prio_delay": _approx(None, "the lower-priority GARP burst is sent at once"),
+        "garp_interval": _approx(None, "pyvrrp's fixed spacing between GARPs is used"),
+        "gna_interval": _approx(None, "pyvrrp's fixed spacing between NAs is used"),
+        "check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer", "flag"),
+        "unicast_ttl": _ign("adverts always carry TTL 255 (RFC 5798 §5.1.1.3)"),
+        "unicast_fault_no_peer": _ign("an empty unicast_peer list means multicast"),
+        "notify_deleted": _ign("instances removed by a reload run notify_stop"),
+        "notify_master_rx_lower_pri": _ign("not implemented; see conflict_detection / notify_conflict"),
+        "notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
+        "higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
+        "skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
+        "native_ipv6": _ign("IPv6 instances are always native VRRPv3"),
+        "track_src_ip": _ign("not implemented"),
+        "promote_secondaries": _ign("not implemented: set net.ipv4.conf.IF.promote_secondaries yourself"),
+        "sync_group_tracking_weight": _ign("tracking weights of sync group members always apply"),
         "smtp_alert": _ign(_NO_SMTP),
         "debug": _ign("use `pyvrrp run --log-level debug`"),
+        "kernel_rx_buf_size": _ign(_TUNING),
+        "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
+        "mcast_dst_ip": _ref("pyvrrp uses the RFC multicast group only"),
+        "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "track_bfd": _ref("BFD is not implemented"),
+        "no_virtual_ipaddress": _ref("instances without VIPs are not supported"),
+        "garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
+        "old_unicast_checksum": _ref("the pre-1.3.8 unicast checksum is not implemented"),
         "use_vmac": _ref(
-            "virtual MAC (macvlan) is not implemented: VIPs stay on the interface with its own MAC "
-            "and GARPs update peers; remove use_vmac to run"
+            "virtual MAC (macvlan) is not implemented: pyvrrp keeps VIPs on the interface and "
+            "moves them with gratuitous ARP/NA; remove use_vmac to run"
         ),
         "vmac_xmit_base": _ref("use_vmac is not implemented"),
         "use_vmac_addr": _ref("use_vmac is not implemented"),
         "use_ipvlan": _ref("ipvlan is not implemented"),
-        "promote_secondaries": _sup("promote_secondaries", "flag"),
         "virtual_routes": _ref("routes that follow mastership are not implemented; use notify scripts"),
         "virtual_rules": _ref("rules that follow mastership are not implemented; use notify scripts"),
-        "lvs_sync_daemon_interface": _ref("IPVS connection sync daemon is not managed"),
-        "kernel_rx_buf_size": _ign(_TUNING),
-        "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
+        "lvs_sync_daemon_interface": _ref("the IPVS connection sync daemon is not managed"),
         "interface_up_down_delays": _ref("link debouncing is not implemented"),
         "vrf": _ref("VRFs are not implemented"),
-        "sync_group_tracking_weight": _sup("sync_group_tracking_weight", "flag"),
     },
     "vrrp_sync_group": {
         "group": _sup("group", "names"),
@@ -374,12 +382,12 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "track_interface": _sup("track_interface", "track_list"),
         "track_script": _sup("track_script", "track_list"),
         "track_file": _sup("track_file", "track_list"),
+        "notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
+        "sync_group_tracking_weight": _ign("tracking weights of sync group members always apply"),
+        "global_tracking": _ign("tracking weights of sync group members always apply"),
+        "smtp_alert": _ign(_NO_SMTP),
         "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
         "track_bfd": _ref("BFD is not implemented"),
-        "notify_priority_changes": _sup("notify_priority_changes", "flag"),
-        "sync_group_tracking_weight": _sup("sync_group_tracking_weight", "flag"),
-        "global_tracking": _approx("sync_group_tracking_weight", "deprecated name", "flag"),
-        "smtp_alert": _ign(_NO_SMTP),
     },
     "virtual_server_group": {},  # value block: `IP[-last] PORT` or `fwmark N` lines (see _vsg)
     "virtual_server": {
@@ -559,7 +567,7 @@ _FALSE = {"false", "off", "no"}
 
 def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
     """Read a keyword's value; returns _SKIP when it could not be read (error recorded)."""
-    if conv == "flag":
+    if conv in ("flag", "min_garp"):
         if not node.args:
             return True
         a = node.args[0].lower()
@@ -597,10 +605,12 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
                 node,
             )
         return node.args[0]
+    if conv == "init_file" and not node.args:
+        return 0
     val = _need_arg(ctx, path, node)
     if val is None:
         return _SKIP
-    if len(node.args) > 1 and conv not in ("persistence",):
+    if len(node.args) > 1 and conv not in ("persistence", "weight", "init_file", "lvs_method"):
         ctx.warn(path, f"'{node.keyword}': extra words {' '.join(node.args[1:])!r} ignored", node)
     try:
         if conv == "int":
@@ -609,11 +619,11 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
             f = float(val)
             return int(f) if f.is_integer() and "." not in val else f
         if conv == "weight":
-            w = int(val, 10)
-            if len(node.args) > 1 and node.args[1] == "reverse":
-                ctx.warn(path, "'weight ... reverse' is approximated by the negated weight", node)
-                w = -w
-            return w
+            return int(val, 10)
+        if conv == "init_file":
+            if "overwrite" in node.args:
+                ctx.warn(path, "'init_file ... overwrite' approximated: an existing file is kept", node)
+            return 0 if val == "overwrite" else int(val, 10)
         if conv == "persistence":
             return int(val, 10)
     except ValueError:
@@ -628,8 +638,6 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
         if up == "TUN" and len(node.args) > 1:
             ctx.warn(path, f"tunnel options {' '.join(node.args[1:])!r} ignored (plain IPIP)", node)
         return up
-    if conv == "init_file":
-        return val
     return val
 
 
@@ -693,22 +701,26 @@ def _apply(
             return
         handler(ctx, cpath, child, out)
         return
-    if entry.field is None:
-        return
     if child.children is not None:
         ctx.error(cpath, f"'{kw}' takes a value, not a {{ }} block", child)
         return
     val = _conv_scalar(ctx, cpath, child, entry.conv)
     if isinstance(val, _Skip):
         return
+    if entry.field is None:
+        # no model field of its own: kept for the post-processing in walk() (see _derived)
+        out["_" + kw] = val
+        return
     fpath = cpath.rsplit(".", 1)[0] + "." + entry.field
     ctx.mark(fpath, child)
     out[entry.field] = val
+    if entry.conv == "weight" and "reverse" in child.args[1:]:
+        out["weight_reverse"] = True
 
 
 # -- value blocks -------------------------------------------------------------------------
 
-_VIP_OPTS_SUPPORTED = {"dev", "label", "scope", "brd", "broadcast"}
+_VIP_OPTS_SUPPORTED = {"dev", "label", "scope"}
 _VIP_FLAGS_IGNORED = {"-nodad", "nodad", "noprefixroute", "mngtmpaddr", "autojoin", "home", "no_track"}
 
 
@@ -732,14 +744,14 @@ def _vips(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         while j < len(words):
             w = words[j]
             if w in _VIP_OPTS_SUPPORTED and j + 1 < len(words):
-                vip["brd" if w == "broadcast" else w] = words[j + 1]
+                vip[w] = words[j + 1]
                 j += 2
                 continue
             if w in _VIP_FLAGS_IGNORED:
                 ctx.warn(ipath, f"virtual_ipaddress option '{w}' ignored", line)
                 j += 1
                 continue
-            if w in ("preferred_lft", "peer") and j + 1 < len(words):
+            if w in ("preferred_lft", "peer", "brd", "broadcast") and j + 1 < len(words):
                 ctx.warn(ipath, f"virtual_ipaddress option '{w} {words[j + 1]}' ignored", line)
                 j += 2
                 continue
@@ -788,8 +800,9 @@ def _track_list(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
                 ctx.error(f"{path}[{i}]", f"weight {rest[1]!r} is not an integer", line)
                 continue
             if rest[2:3] == ["reverse"]:
-                ctx.warn(f"{path}[{i}]", "'reverse' approximated by the negated weight", line)
-                item["weight"] = -item["weight"]
+                item["reverse"] = True
+                rest = rest[3:]
+            elif rest[2:3] == ["no_reverse"]:
                 rest = rest[3:]
             else:
                 rest = rest[2:]
@@ -878,7 +891,7 @@ def _vrrp_instance(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     if out is None:
         return
     # keepalived defaults written out explicitly (they differ from RFC 5798 §6.1 for accept)
-    out.update({"state": "BACKUP", "preempt": True, "accept": True})
+    out.update({"state": "BACKUP", "preempt": True})  # accept: see _derived()
     _walk_block(ctx, "vrrp_instance", f"vrrp_instance.{_q(name)}", node, out)
     if out.get("state") not in ("MASTER", "BACKUP"):
         ctx.error(
@@ -1189,8 +1202,25 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
             _apply(ctx, entry, "(top)", node.keyword, node, model, {})
             continue
         handler(ctx, node, model)
+    _derived(model)
     _cross_checks(ctx, model)
     return _cleanup(model), ctx.issues, ctx.locs
+
+
+def _derived(model: dict[str, Any]) -> None:
+    """Keywords without a model field of their own, applied to the fields they imply."""
+    g = model.get("global_defs", {})
+    if g.pop("_vrrp_min_garp", False):
+        g["vrrp_garp_master_repeat"] = 1
+        g["vrrp_garp_master_delay"] = 0
+    down_timer = g.pop("_vrrp_down_timer_adverts", None)
+    global_strict = bool(g.pop("_vrrp_strict", False))
+    for inst in model.get("vrrp_instance", {}).values():
+        if down_timer is not None:
+            inst.setdefault("down_timer_adverts", down_timer)
+        strict = inst.pop("_strict_mode", global_strict)
+        # keepalived: accept unless no_accept or strict mode (RFC 5798 §6.1 default is off)
+        inst.setdefault("accept", not strict)
 
 
 def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
@@ -1285,38 +1315,46 @@ def _locate(locs: dict[str, tuple[str, int]], path: str) -> tuple[str | None, in
     return None, None
 
 
-def load_with_report(path: str | Path, *, config_id: str | None = None) -> tuple[Any, list[Any]]:
-    """Load a keepalived.conf into a ``Config``; returns ``(config, warnings)``.
+def load_with_report(path: str | Path, *, config_id: str | None = None) -> tuple[Any, list[ConfigIssue]]:
+    """Load a keepalived.conf into a ``Config``; returns ``(config, front-end warnings)``.
 
-    Raises ``ConfigError`` (every error and warning, each with file:line) when the file
-    cannot be used.
+    The warnings name every keyword pyvrrp ignores or approximates (file:line).  Raises
+    ``ConfigError`` listing every error (and, after them, the warnings) when the file cannot
+    be used.
     """
-    from pydantic import ValidationError
-
-    from pyvrrp.config import errors, models  # models imports are heavy; keep lazy
+    from pyvrrp.config import models  # heavy; keep the parser importable on its own
 
     data, issues, locs = to_model_dict(path, config_id=config_id)
-    if not any(i.severity == "error" for i in issues):
+    warnings = [_issue_to_config_issue(i) for i in issues if i.severity == "warning"]
+    errs = [_issue_to_config_issue(i) for i in issues if i.severity == "error"]
+
+    def locate(loc: tuple[str | int, ...]) -> tuple[str | None, int | None]:
+        return _locate(locs, format_path(loc))
+
+    if not errs:
         try:
-            cfg = models.Config.model_validate(data)
-        except ValidationError as exc:
-
-            def locate(loc: errors.Loc) -> tuple[str | None, int | None]:
-                return _locate(locs, errors.format_path(loc))
-
-            for _loc, ci in errors.issues_from_validation_error(exc, model=models.Config, locate=locate):
-                issues.append(Issue("error", ci.path, ci.message, ci.file, ci.line))
+            cfg = models.build_config(data, file=str(path), fmt="keepalived", locate=locate)
+        except ConfigError as exc:
+            errs = list(exc.issues)
         else:
-            return cfg, [_issue_to_config_issue(i) for i in issues]
-    ordered = sorted(issues, key=lambda i: (i.severity != "error", i.file or "", i.line or 0))
-    raise ConfigError([_issue_to_config_issue(i) for i in ordered])
+            _FRONTEND_WARNINGS[id(cfg)] = warnings
+            weakref.finalize(cfg, _FRONTEND_WARNINGS.pop, id(cfg), None)
+            return cfg, warnings
+    errs.sort(key=lambda i: (i.file or "", i.line or 0))
+    raise ConfigError([*errs, *warnings])
+
+
+_FRONTEND_WARNINGS: dict[int, list[ConfigIssue]] = {}
+
+
+def frontend_warnings(cfg: Any) -> list[ConfigIssue]:
+    """The keepalived front-end's warnings for a config returned by :func:`load`."""
+    return list(_FRONTEND_WARNINGS.get(id(cfg), []))
 
 
 def load(path: str | Path, *, config_id: str | None = None) -> Any:
-    """The ``load_config`` front-end for keepalived.conf files (warnings: see load_with_report)."""
-    cfg, warnings = load_with_report(path, config_id=config_id)
-    with contextlib.suppress(AttributeError, TypeError):
-        object.__setattr__(cfg, "_warnings", warnings)
+    """The ``load_config`` front-end for keepalived.conf (warnings: :func:`frontend_warnings`)."""
+    cfg, _warnings = load_with_report(path, config_id=config_id)
     return cfg
 
 

@@ -145,6 +145,7 @@ def dumps(data: Mapping[str, Any]) -> str:
 def config_to_toml(config: Any, *, header: str | None = None) -> str:
     """TOML text for a pydantic ``Config`` (fields that were set; None left out)."""
     data = config.model_dump(mode="json", exclude_unset=True, exclude_none=True, by_alias=False)
+    data = {k: v for k, v in data.items() if v != {}}  # no empty [section] headers
     text = dumps(data)
     if header:
         text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + "\n" + text

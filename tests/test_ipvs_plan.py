@@ -147,3 +147,164 @@ def test_plan_converges_and_spares_foreign(
         elif key not in desired:
             assert key not in result
     assert plan(result, desired, owned) == []
+
+
+# --------------------------------------------------------------------------- manager
+# IpvsManager against a simulated kernel table and real TCP servers on 127.0.0.1.
+
+import asyncio  # noqa: E402
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+from typing import Any  # noqa: E402
+
+from pyvrrp.config.lvs import VirtualServer  # noqa: E402
+from pyvrrp.ipvs.manager import IpvsManager, SimulatedKernel  # noqa: E402
+
+LVIP = ServiceKey.addr("10.99.0.1", 80)
+
+
+def _listener() -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s
+
+
+def _cfg(ports: list[int], **vs: Any) -> SimpleNamespace:
+    rs = [{"ip": "127.0.0.1", "port": p, "TCP_CHECK": {"connect_timeout": 0.5, "retry": 0}} for p in ports]
+    raw = {"lb_algo": "rr", "lb_kind": "DR", "delay_loop": 0.1, "real_server": rs, **vs}
+    return SimpleNamespace(
+        virtual_server={"10.99.0.1:80": VirtualServer.model_validate(raw)}, virtual_server_group={}
+    )
+
+
+async def _until(pred: Any, timeout_s: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not pred():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def _dest_ports(k: SimulatedKernel) -> dict[int, int]:
+    return {d.port: d.weight for d in k.table[LVIP].dests} if LVIP in k.table else {}
+
+
+def test_manager_removes_failed_server_and_restores_it(tmp_path: Path) -> None:
+    """ANCHORS §2.10 TCP_CHECK: a dead RS leaves the pool, comes back when it answers;
+    stop() removes our service but not a foreign one."""
+    a, b = _listener(), _listener()
+    pa, pb = a.getsockname()[1], b.getsockname()[1]
+    foreign = Service(FOREIGN, "wlc", dests=(RS1,))
+    kern = SimulatedKernel({FOREIGN: foreign})
+
+    async def scenario() -> None:
+        nonlocal b
+        mgr = IpvsManager(_cfg([pa, pb]), kernel=kern, state_file=tmp_path / "owned.json")
+        await mgr.start()
+        assert _dest_ports(kern) == {pa: 1, pb: 1}
+        b.close()
+        await _until(lambda: _dest_ports(kern) == {pa: 1})
+        snap = mgr.snapshot()
+        rs_b = next(r for r in snap["virtual_servers"][0]["real_servers"] if r["port"] == pb)
+        assert rs_b["up"] is False and rs_b["checkers"][0]["ok"] is False
+        b = socket.socket()
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        b.bind(("127.0.0.1", pb))
+        b.listen(16)
+        await _until(lambda: _dest_ports(kern) == {pa: 1, pb: 1})
+        await mgr.stop()
+        assert LVIP not in kern.table and kern.table[FOREIGN] == foreign
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        a.close()
+        b.close()
+
+
+def test_manager_inhibit_quorum_sorry_and_floor(tmp_path: Path) -> None:
+    """ANCHORS §2.9 inhibit_on_failure (weight 0), quorum -> sorry_server; pyvrrp depool_floor."""
+    dead1, dead2 = _listener(), _listener()
+    p1, p2 = dead1.getsockname()[1], dead2.getsockname()[1]
+    dead1.close()
+    dead2.close()
+
+    async def run_with(**vs: Any) -> dict[int, int]:
+        kern = SimulatedKernel()
+        mgr = IpvsManager(_cfg([p1, p2], **vs), kernel=kern, state_file=None)
+        await mgr.start()
+        await _until(lambda: all(not s.up for s in mgr._servers.values()))
+        await mgr.reconcile()
+        await mgr.stop(keep=True)
+        return _dest_ports(kern)
+
+    assert asyncio.run(run_with()) == {}
+    assert asyncio.run(run_with(inhibit_on_failure=True)) == {p1: 0, p2: 0}
+    assert asyncio.run(run_with(depool_floor=1)) == {p1: 1}
+    assert asyncio.run(run_with(sorry_server="127.0.0.9 8080")) == {8080: 1}
+
+
+def test_manager_adopts_existing_table_and_keeps_state_on_reload(tmp_path: Path) -> None:
+    """Restart adoption: a matching kernel table gives no ops; reconfigure keeps RS state."""
+    a = _listener()
+    pa = a.getsockname()[1]
+    kern = SimulatedKernel({LVIP: Service(LVIP, "rr", dests=(Dest("127.0.0.1", pa, 1, "DR"),))})
+
+    async def scenario() -> None:
+        mgr = IpvsManager(_cfg([pa]), kernel=kern, state_file=tmp_path / "o.json")
+        ops = await mgr.reconcile()
+        assert ops == []
+        mgr._servers[("10.99.0.1:80", "127.0.0.1", pa)].up = False
+        mgr.reconfigure(_cfg([pa], lb_algo="wlc"))
+        assert mgr._servers[("10.99.0.1:80", "127.0.0.1", pa)].up is False
+        ops = await mgr.reconcile()
+        assert [type(o).__name__ for o in ops] == ["EditService", "DelDest"]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        a.close()
+
+
+def test_manager_ha_suspend_checks_only_when_master(tmp_path: Path) -> None:
+    """ANCHORS §2.9 ha_suspend: no checks while not MASTER."""
+    a = _listener()
+    pa = a.getsockname()[1]
+
+    async def scenario() -> None:
+        mgr = IpvsManager(_cfg([pa], ha_suspend=True), kernel=SimulatedKernel(), state_file=None)
+        await mgr.start()
+        await asyncio.sleep(0.3)
+        rs = next(iter(mgr._servers.values()))
+        assert rs.checkers[0].rounds == 0
+        mgr.set_master(True)
+        await _until(lambda: rs.checkers[0].rounds > 0)
+        await mgr.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        a.close()
+
+
+def test_manager_notify_scripts(tmp_path: Path) -> None:
+    """ANCHORS §2.9 notify_down/notify_up run on transitions."""
+    dead = _listener()
+    p = dead.getsockname()[1]
+    dead.close()
+    log = tmp_path / "log"
+    script = f"sh -c 'echo $PYVRRP_EVENT $PYVRRP_REAL_SERVER_PORT >> {log}'"
+    cfg = _cfg([p])
+    cfg.virtual_server["10.99.0.1:80"].real_server[0].notify_down = script
+
+    async def scenario() -> None:
+        mgr = IpvsManager(cfg, kernel=SimulatedKernel(), state_file=None)
+        await mgr.start()
+        await _until(lambda: log.exists() and log.read_text().strip() != "")
+        await mgr.stop()
+
+    asyncio.run(scenario())
+    assert log.read_text() == f"notify_down {p}\n"

@@ -188,6 +188,9 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
             say(f"lb1 did not become MASTER within {limit_s:.1f} s; its log ({lb1.log_path}):")
             say(lb1.log_text()[-3000:])
             return 1
+        except LabError as exc:
+            say(f"lb1 failed to start: {exc}")
+            return 1
         wait_for(lambda: lab.holds_vip("lb1"), 5.0, what="VIP on lb1")
         say(
             f"lb1 is MASTER after {waited:.2f} s (Master_Down_Interval for prio 150: "
@@ -229,7 +232,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
                 10.0,
                 what="client answered by lb2",
             )
-        except TimeoutError as exc:
+        except (TimeoutError, LabError) as exc:
             say(f"failover did not complete: {exc}; lb2 log ({lb2.log_path}):")
             say(lb2.log_text()[-3000:])
             return 1
@@ -246,13 +249,14 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
                 f"{sys.executable} -c \"import urllib.request as u; print(u.urlopen('http://{VIP4}/').read())\""
             )
             say(f"  capture: {cap.path}   logs: {lab.run_dir}")
-            say(f"  remove it with:  pyvrrp lab down {lab.prefix}")
         return 0
     except (LabError, TimeoutError, subprocess.SubprocessError) as exc:
         say(f"demo failed: {exc}")
         return 1
     finally:
-        if not opts.keep:
+        if opts.keep:
+            say(f"lab {lab.prefix} left running (--keep); remove it with: pyvrrp lab down {lab.prefix}")
+        else:
             lab.down()
 
 

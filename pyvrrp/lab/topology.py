@@ -587,7 +587,16 @@ class DaemonNode:
     def wait_state(self, want: str, timeout_s: float, instance: str | None = None) -> float:
         """Wait until ``state()`` is ``want``; returns seconds waited."""
         t0 = time.monotonic()
-        wait_for(lambda: self.state(instance) == want, timeout_s, 0.05, what=f"{self.host} {want}")
+
+        def reached() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LabError(
+                    f"{self.kind} on {self.host} exited with {self.proc.returncode} while waiting for "
+                    f"{want}; log {self.log_path}:\n{self.log_text()[-2000:]}"
+                )
+            return self.state(instance) == want
+
+        wait_for(reached, timeout_s, 0.05, what=f"{self.host} {want}")
         return time.monotonic() - t0
 
     def holds_vip(self, vip: str = VIP4) -> bool:

@@ -965,11 +965,9 @@ def _sync_group_errors(p: _Parts) -> _Found:
                 out.append((loc, f"no vrrp_instance named {member!r}", ()))
             elif member in member_of:
                 where = member_of[member]
-                msg = (
-                    f"{member!r} is listed twice"
-                    if where == gname
-                    else f"{member!r} is already in vrrp_sync_group {where!r}; an instance can be in one"
-                )
+                msg = f"{member!r} is listed twice"
+                if where != gname:
+                    msg = f"{member!r} is already in vrrp_sync_group {where!r} (one group per instance)"
                 out.append((loc, msg, ()))
             else:
                 member_of[member] = gname
@@ -1042,7 +1040,7 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
             hits = sorted(str(a) for a in vs_addrs if any(a == v.ip for v in inst.vips))
             if hits:
                 warn(
-                    (*base, "accept"),
+                    (*base, "no_accept" if inst.no_accept is not None else "accept"),
                     f"no_accept while virtual_server(s) use this instance's VIPs ({', '.join(hits)}): "
                     "IPVS needs the director to accept VIP traffic locally (AM-02); keep accept = true",
                 )

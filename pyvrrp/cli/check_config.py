@@ -1,0 +1,127 @@
+"""``pyvrrp check-config``: validate a configuration file (keepalived ``-t``).
+
+Exit 0: valid; prints a one-line summary per instance and any warnings.
+Exit 1: invalid (every error, one per line, ``file:line: key.path: message``), or the file
+is missing, unreadable or not text.  Never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from pyvrrp.config.errors import ConfigError, ConfigIssue
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _instance_rows(cfg: Any) -> list[dict[str, Any]]:
+    rows = []
+    for name, inst in cfg.vrrp_instance.items():
+        rows.append(
+            {
+                "name": name,
+                "interface": inst.interface,
+                "vrid": inst.virtual_router_id,
+                "version": inst.version,
+                "family": inst.family,
+                "priority": inst.priority,
+                "advert_int_s": inst.advert_int,
+                "preempt": inst.preempt,
+                "vips": [str(v.address) for v in inst.virtual_ipaddress],
+                "unicast_peers": [str(p) for p in inst.unicast_peer],
+                "sync_group": cfg.sync_group_of(name),
+            }
+        )
+    return rows
+
+
+def _render(rows: list[dict[str, Any]]) -> list[str]:
+    table = [["INSTANCE", "IFACE", "VRID", "VER", "PRIO", "ADVERT", "PREEMPT", "VIPS", "PEERS"]]
+    for r in rows:
+        table.append(
+            [
+                r["name"],
+                r["interface"],
+                str(r["vrid"]),
+                f"v{r['version']}",
+                str(r["priority"]),
+                _fmt_s(r["advert_int_s"]),
+                "yes" if r["preempt"] else "no",
+                ",".join(r["vips"]) or "-",
+                ",".join(r["unicast_peers"]) or "multicast",
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+
+
+def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
+    return {"path": issue.path, "message": issue.message, "file": issue.file, "line": issue.line}
+
+
+def run_check(file: str, config_id: str | None, as_json: bool) -> int:
+    """The command body; returns the exit code (split out for tests and other commands)."""
+    from pyvrrp.config.load import load_config
+
+    try:
+        cfg = load_config(file, config_id=config_id)
+    except ConfigError as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "errors": [_issue_dict(i) for i in exc.issues]}, indent=2))
+        else:
+            for issue in exc.issues:
+                typer.echo(f"error: {issue}", err=True)
+            n = len(exc.issues)
+            typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}", err=True)
+        return 1
+    except Exception as exc:  # a bug in a front-end: still one clear line, no traceback
+        typer.echo(f"error: {file}: internal error while loading: {type(exc).__name__}: {exc}", err=True)
+        return 1
+
+    warnings = cfg.warnings()
+    rows = _instance_rows(cfg)
+    if as_json:
+        doc = {
+            "ok": True,
+            "file": file,
+            "format": cfg.source_format,
+            "instances": rows,
+            "sync_groups": {k: list(g.group) for k, g in cfg.vrrp_sync_group.items()},
+            "virtual_servers": sorted(cfg.virtual_server),
+            "warnings": [_issue_dict(w) for w in warnings],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return 0
+
+    fmt = {"toml": "TOML", "keepalived": "keepalived.conf"}.get(cfg.source_format or "", "config")
+    counts = [
+        f"{len(cfg.vrrp_instance)} vrrp_instance",
+        f"{len(cfg.vrrp_sync_group)} vrrp_sync_group",
+        f"{len(cfg.vrrp_script)} vrrp_script",
+        f"{len(cfg.virtual_server)} virtual_server",
+    ]
+    typer.echo(f"{file}: OK ({fmt}): {', '.join(counts)}")
+    if rows:
+        for line in _render(rows):
+            typer.echo(f"  {line}")
+    for w in warnings:
+        typer.echo(f"warning: {w}")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check-config")
+    def check_config(
+        file: str = typer.Option(..., "-f", "--file", help="Config file (TOML or keepalived.conf)."),
+        config_id: str | None = typer.Option(
+            None, "-i", "--config-id", help="keepalived @id selector (keepalived -i)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout."),
+    ) -> None:
+        """Validate a config file: exit 0 and a summary, or exit 1 and every error."""
+        raise typer.Exit(run_check(file, config_id, as_json))

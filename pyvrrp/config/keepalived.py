@@ -1337,6 +1337,8 @@ def load_with_report(path: str | Path, *, config_id: str | None = None) -> tuple
         except ConfigError as exc:
             errs = list(exc.issues)
         else:
+            if "_frontend_warnings" in getattr(type(cfg), "__private_attributes__", {}):
+                cfg._frontend_warnings = warnings  # a Config that surfaces them in warnings()
             _FRONTEND_WARNINGS[id(cfg)] = warnings
             weakref.finalize(cfg, _FRONTEND_WARNINGS.pop, id(cfg), None)
             return cfg, warnings
@@ -1384,3 +1386,28 @@ def keyword_table_markdown() -> str:
             lines.append(f"| `{kw}` | {e.status} | {field} | {note} |")
         lines.append("")
     return "\n".join(lines)
+
+
+DOC_BEGIN = "<!-- BEGIN KEYWORD TABLE -->"
+DOC_END = "<!-- END KEYWORD TABLE -->"
+
+
+def update_doc(path: str | Path) -> bool:
+    """Rewrite the generated table between the markers of ``path``; True if it changed."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    head, rest = text.split(DOC_BEGIN, 1)
+    _old, tail = rest.split(DOC_END, 1)
+    new = f"{head}{DOC_BEGIN}\n\n{keyword_table_markdown().strip()}\n\n{DOC_END}{tail}"
+    if new != text:
+        p.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":  # python -m pyvrrp.config.keepalived [--update-doc FILE]
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--update-doc":
+        print("updated" if update_doc(sys.argv[2]) else "unchanged")
+    else:
+        print(keyword_table_markdown())

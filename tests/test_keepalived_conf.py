@@ -1,0 +1,490 @@
+"""keepalived.conf → pyvrrp model mapping (pyvrrp.config.keepalived); IOP-: keepalived compatibility."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from pyvrrp.config import keepalived as ka
+from pyvrrp.config.errors import ConfigError, ConfigIssue
+from pyvrrp.config.load import load_config
+from pyvrrp.config.lvs import DnsCheck, HttpGet, MiscCheck, RealServer, SslGet, TcpCheck, UrlSpec, VirtualServer
+from pyvrrp.config.models import (
+    GlobalDefs,
+    TrackFile,
+    VrrpInstance,
+    VrrpScript,
+    VrrpSyncGroup,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "migrating-from-keepalived.md"
+
+BASIC = """\
+! lab lb1
+global_defs {
+    router_id lb1
+}
+vrrp_instance VI_51 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    virtual_ipaddress {
+        192.168.233.200/32 dev eth0
+    }
+}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "keepalived.conf") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _load(tmp_path: Path, text: str, **kw: str) -> tuple[object, list[ConfigIssue]]:
+    return ka.load_with_report(_write(tmp_path, text), **kw)
+
+
+def _errors(tmp_path: Path, text: str, **kw: str) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as ei:
+        _load(tmp_path, text, **kw)
+    return [i for i in ei.value.issues if i.severity == "error"]
+
+
+def _inst(body: str, name: str = "VI_1") -> str:
+    return (
+        f"vrrp_instance {name} {{\n interface eth0\n virtual_router_id 51\n"
+        f" virtual_ipaddress {{\n  10.0.0.1/24\n }}\n{body}\n}}\n"
+    )
+
+
+# ------------------------------------------------------------------------------- VRRP
+
+
+def test_lab_config_maps_to_model(tmp_path: Path) -> None:
+    """IOP-01: the seed lab's keepalived.conf loads into the model with keepalived's meaning."""
+    cfg, warnings = _load(tmp_path, BASIC)
+    assert warnings == []
+    inst = cfg.vrrp_instance["VI_51"]
+    assert isinstance(inst, VrrpInstance)
+    assert (inst.interface, inst.virtual_router_id, inst.priority, inst.advert_int) == ("eth0", 51, 150, 1.0)
+    assert inst.state == "MASTER"
+    assert inst.vips == (ipaddress.ip_interface("192.168.233.200/32"),)
+    assert inst.virtual_ipaddress[0].dev == "eth0"
+    assert cfg.global_defs.router_id == "lb1"
+
+
+def test_keepalived_defaults_written_out(tmp_path: Path) -> None:
+    """AM-02: keepalived defaults (accept on, preempt on, BACKUP, v2) rather than RFC 5798's accept off."""
+    cfg, _ = _load(tmp_path, _inst(""))
+    inst = cfg.vrrp_instance["VI_1"]
+    assert inst.accept is True and inst.preempt is True
+    assert inst.state == "BACKUP" and inst.version == 2
+    data, _, _ = ka.to_model_dict(_write(tmp_path, _inst(""), "b.conf"))
+    assert data["vrrp_instance"]["VI_1"]["accept"] is True
+    assert data["vrrp_instance"]["VI_1"]["state"] == "BACKUP"
+
+
+def test_instance_keywords(tmp_path: Path) -> None:
+    """SM-02, AM-02, TMR-01: the election/timer keywords map one to one."""
+    body = """
+    nopreempt
+    preempt_delay 30
+    no_accept
+    advert_int 0.5
+    version 3
+    dont_track_primary
+    down_timer_adverts 5
+    lower_prio_no_advert
+    garp_master_delay 2
+    garp_master_repeat 3
+    garp_master_refresh 60
+    garp_lower_prio_repeat 2
+    unicast_src_ip 10.0.0.2
+    unicast_peer {
+        10.0.0.3
+        10.0.0.4 min_ttl 250
+    }
+    virtual_ipaddress_excluded {
+        10.0.1.1/24 dev eth1 label eth1:vip scope link
+    }
+    notify_master "/usr/local/bin/vrrp.sh MASTER VI_1"
+    notify /bin/true
+    """
+    cfg, warnings = _load(tmp_path, _inst(body))
+    inst = cfg.vrrp_instance["VI_1"]
+    assert inst.preempt is False and inst.preempt_delay == 30
+    assert inst.accept is False
+    assert inst.advert_int == 0.5 and inst.version == 3
+    assert inst.dont_track_primary and inst.down_timer_adverts == 5 and inst.lower_prio_no_advert
+    assert (inst.garp_master_delay, inst.garp_master_repeat, inst.garp_master_refresh) == (2, 3, 60)
+    assert inst.garp_lower_prio_repeat == 2
+    assert str(inst.unicast_src_ip) == "10.0.0.2"
+    assert [str(p) for p in inst.unicast_peer] == ["10.0.0.3", "10.0.0.4"]
+    ex = inst.virtual_ipaddress_excluded[0]
+    assert (str(ex.address), ex.dev, ex.label, ex.scope) == ("10.0.1.1/24", "eth1", "eth1:vip", "link")
+    assert inst.notify_master == "/usr/local/bin/vrrp.sh MASTER VI_1"
+    assert inst.notify == "/bin/true"
+    # the per-peer TTL option is reported, with its line
+    (w,) = [w for w in warnings if "min_ttl" in w.message]
+    assert w.line == 23 and w.severity == "warning"
+
+
+def test_vip_without_prefix_and_options(tmp_path: Path) -> None:
+    """virtual_ipaddress lines: addr[/len] [dev X] [label Y] [scope Z]; brd is ignored with a warning."""
+    body = "virtual_ipaddress {\n 192.168.1.1/24 dev eth0 label eth0:1\n 192.168.1.2 brd 192.168.1.255\n}"
+    text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 9\n" + body + "\n}\n"
+    cfg, warnings = _load(tmp_path, text)
+    vips = cfg.vrrp_instance["VI_1"].virtual_ipaddress
+    assert [str(v.address) for v in vips] == ["192.168.1.1/24", "192.168.1.2/32"]
+    assert vips[0].label == "eth0:1"
+    assert any("brd" in w.message and w.line == 6 for w in warnings)
+
+
+def test_bad_vip_is_error_with_line(tmp_path: Path) -> None:
+    errs = _errors(tmp_path, _inst("virtual_ipaddress {\n 10.0.0.300\n}"))
+    assert any(e.line == 8 and "10.0.0.300" in e.message for e in errs)
+
+
+def test_authentication(tmp_path: Path) -> None:
+    """SEC-01: PASS maps; AH is refused with its line."""
+    cfg, _ = _load(tmp_path, _inst("authentication {\n auth_type PASS\n auth_pass 1111\n}"))
+    auth = cfg.vrrp_instance["VI_1"].authentication
+    assert auth is not None and (auth.auth_type, auth.auth_pass) == ("PASS", "1111")
+    errs = _errors(tmp_path, _inst("authentication {\n auth_type AH\n auth_pass 1111\n}"))
+    assert [(e.path, e.line) for e in errs] == [("vrrp_instance.VI_1.authentication.auth_type", 8)]
+
+
+def test_trackers_scripts_and_files(tmp_path: Path) -> None:
+    """vrrp_script / track_file blocks and their references with weights (reverse kept)."""
+    text = """
+vrrp_script chk {
+    script "killall -0 haproxy"
+    interval 2
+    timeout 3
+    weight -20 reverse
+    rise 2
+    fall 3
+    user nobody
+    init_fail
+}
+vrrp_script chk2 {
+    script /usr/local/bin/check arg1 arg2
+}
+track_file tf {
+    file /run/prio
+    weight 10
+    init_file 5 overwrite
+}
+""" + _inst(
+        """
+    track_interface {
+        eth1 weight -10
+        eth2
+    }
+    track_script {
+        chk weight 5
+        chk2 weight 3 reverse
+    }
+    track_file {
+        tf
+    }
+    """
+    )
+    cfg, warnings = _load(tmp_path, text)
+    s = cfg.vrrp_script["chk"]
+    assert isinstance(s, VrrpScript)
+    assert (s.script, s.interval, s.timeout, s.weight, s.weight_reverse) == ("killall -0 haproxy", 2, 3, -20, True)
+    assert (s.rise, s.fall, s.user, s.init_fail) == (2, 3, "nobody", True)
+    assert cfg.vrrp_script["chk2"].script == "/usr/local/bin/check arg1 arg2"
+    tf = cfg.track_file["tf"]
+    assert isinstance(tf, TrackFile) and (str(tf.file), tf.weight, tf.init_file) == ("/run/prio", 10, 5)
+    inst = cfg.vrrp_instance["VI_1"]
+    assert [(t.name, t.weight) for t in inst.track_interface] == [("eth1", -10), ("eth2", 0)]
+    assert [(t.name, t.weight, t.reverse) for t in inst.track_script] == [("chk", 5, False), ("chk2", 3, True)]
+    assert [t.name for t in inst.track_file] == ["tf"]
+    assert any("overwrite" in w.message and w.line == 18 for w in warnings)
+
+
+def test_undefined_track_script_is_error(tmp_path: Path) -> None:
+    errs = _errors(tmp_path, _inst("track_script {\n nothere\n}"))
+    assert any("nothere" in e.message and e.line == 8 for e in errs)
+
+
+def test_sync_group(tmp_path: Path) -> None:
+    text = (
+        _inst("", "VI_1")
+        + _inst("", "VI_2").replace("virtual_router_id 51", "virtual_router_id 52")
+        + 'vrrp_sync_group G1 {\n group {\n  VI_1\n  VI_2\n }\n notify_master "/bin/x m"\n}\n'
+    )
+    cfg, _ = _load(tmp_path, text)
+    g = cfg.vrrp_sync_group["G1"]
+    assert isinstance(g, VrrpSyncGroup) and g.group == ["VI_1", "VI_2"] and g.notify_master == "/bin/x m"
+
+
+def test_global_defs(tmp_path: Path) -> None:
+    """vrrp_version, garp defaults, vrrp_min_garp, vrrp_down_timer_adverts and vrrp_strict's no_accept."""
+    text = (
+        "global_defs {\n router_id r\n vrrp_version 3\n vrrp_garp_master_refresh 30\n"
+        " vrrp_min_garp\n vrrp_down_timer_adverts 4\n vrrp_strict\n script_user nobody nogroup\n"
+        " enable_script_security\n}\n" + _inst("")
+    )
+    cfg, warnings = _load(tmp_path, text)
+    g = cfg.global_defs
+    assert isinstance(g, GlobalDefs)
+    assert (g.vrrp_version, g.vrrp_garp_master_refresh) == (3, 30)
+    assert (g.vrrp_garp_master_repeat, g.vrrp_garp_master_delay) == (1, 0)
+    assert g.script_user == "nobody nogroup" and g.enable_script_security
+    inst = cfg.vrrp_instance["VI_1"]
+    assert inst.version == 3 and inst.down_timer_adverts == 4
+    assert inst.accept is False  # vrrp_strict implies no_accept
+    assert any(w.path == "global_defs.vrrp_strict" and w.line == 7 for w in warnings)
+
+
+def test_explicit_accept_beats_strict(tmp_path: Path) -> None:
+    cfg, _ = _load(tmp_path, "global_defs {\n vrrp_strict\n}\n" + _inst("accept"))
+    assert cfg.vrrp_instance["VI_1"].accept is True
+
+
+# ------------------------------------------------------------------------------- reporting
+
+
+def test_ignored_keyword_is_warning_with_line(tmp_path: Path) -> None:
+    """Ignored keywords are never silently dropped: a warning names keyword, file and line."""
+    p = _write(tmp_path, "global_defs {\n notification_email {\n  a@b\n }\n smtp_server 1.2.3.4\n}\n" + _inst("smtp_alert"))
+    cfg, warnings = ka.load_with_report(p)
+    got = {(w.path, w.line) for w in warnings}
+    assert got == {
+        ("global_defs.notification_email", 2),
+        ("global_defs.smtp_server", 5),
+        ("vrrp_instance.VI_1.smtp_alert", 13),
+    }
+    assert all(w.file == str(p) and w.severity == "warning" and "ignored" in w.message for w in warnings)
+    assert ka.frontend_warnings(cfg) == warnings
+
+
+def test_refused_keyword_is_error_with_line(tmp_path: Path) -> None:
+    errs = _errors(tmp_path, _inst("use_vmac"))
+    assert [(e.path, e.line) for e in errs] == [("vrrp_instance.VI_1.use_vmac", 7)]
+    assert "not supported" in errs[0].message
+
+
+def test_unknown_keyword_is_error_like_keepalived(tmp_path: Path) -> None:
+    """A keyword keepalived itself rejects ('Unknown keyword') is an error with file:line."""
+    p = _write(tmp_path, _inst("priorty 100"))
+    with pytest.raises(ConfigError) as ei:
+        ka.load_with_report(p)
+    (e,) = [i for i in ei.value.issues if i.severity == "error"]
+    assert (e.path, e.file, e.line) == ("vrrp_instance.VI_1.priorty", str(p), 7)
+    assert "unknown keyword" in e.message
+
+
+def test_unknown_top_level_keyword(tmp_path: Path) -> None:
+    errs = _errors(tmp_path, "vrrp_instanse VI_1 {\n}\n")
+    assert [(e.path, e.line) for e in errs] == [("vrrp_instanse", 1)]
+
+
+def test_model_error_gets_keepalived_line(tmp_path: Path) -> None:
+    """Range errors found by the model point at the keepalived.conf line."""
+    errs = _errors(tmp_path, _inst("priority 300"))
+    (e,) = errs
+    assert e.path == "vrrp_instance.VI_1.priority" and e.line == 7
+
+
+def test_syntax_error_reported_with_line(tmp_path: Path) -> None:
+    errs = _errors(tmp_path, "vrrp_instance VI_1 {\n interface eth0\n")
+    assert errs[0].line == 1 and "missing '}'" in errs[0].message
+
+
+def test_config_id_selects_lines(tmp_path: Path) -> None:
+    text = _inst("@lb1 priority 150\n@lb2 priority 100")
+    cfg1, _ = _load(tmp_path, text, config_id="lb1")
+    cfg2, _ = _load(tmp_path, text, config_id="lb2")
+    assert cfg1.vrrp_instance["VI_1"].priority == 150
+    assert cfg2.vrrp_instance["VI_1"].priority == 100
+
+
+def test_load_config_dispatches_to_keepalived(tmp_path: Path) -> None:
+    """load_config picks this front-end for keepalived syntax and passes config_id."""
+    p = _write(tmp_path, _inst("@a priority 42"))
+    cfg = load_config(p, config_id="a")
+    assert cfg.vrrp_instance["VI_1"].priority == 42
+    assert cfg.source_format == "keepalived"
+
+
+def test_include_and_definitions_end_to_end(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "vi.conf").write_text(_inst("priority $PRIO"))
+    p = _write(tmp_path, "$PRIO=77\ninclude conf.d/*.conf\n")
+    cfg, _ = ka.load_with_report(p)
+    assert cfg.vrrp_instance["VI_1"].priority == 77
+
+
+# ------------------------------------------------------------------------------- LVS
+
+
+LVS = """
+virtual_server 192.168.233.200 80 {
+    delay_loop 6
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout
+    protocol TCP
+    sorry_server 10.0.0.9 8080
+    connect_timeout 4
+    real_server 10.0.0.1 80 {
+        weight 2
+        inhibit_on_failure
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-202 204
+                digest 640205b7b0fc66c1ea91c463fac6334d
+            }
+            retry 2
+        }
+        MISC_CHECK {
+            misc_path "/bin/check arg"
+            misc_timeout 5
+            misc_dynamic
+        }
+    }
+    real_server 10.0.0.2 {
+        SSL_GET {
+            url {
+                path /
+            }
+            connect_port 443
+        }
+        DNS_CHECK {
+            type a
+            name example.org
+        }
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+virtual_server fwmark 7 {
+    real_server 10.0.0.3 {
+        PING_CHECK {
+        }
+    }
+}
+virtual_server_group G {
+    10.0.0.10-12 80
+    fwmark 9
+}
+virtual_server group G {
+    real_server 10.0.0.4 80 {
+        weight 1
+    }
+}
+"""
+
+
+def test_lvs_mapping(tmp_path: Path) -> None:
+    """virtual_server (IP PORT | fwmark N | group NAME), real_server and checkers map onto lvs.py."""
+    cfg, warnings = _load(tmp_path, LVS)
+    vs = cfg.virtual_server["192.168.233.200:80"]
+    assert isinstance(vs, VirtualServer)
+    assert (vs.lvs_sched, vs.lvs_method, vs.persistence_timeout, vs.delay_loop) == ("wrr", "DR", 360, 6)
+    assert vs.sorry_server is not None and (str(vs.sorry_server.ip), vs.sorry_server.port) == ("10.0.0.9", 8080)
+    rs1, rs2 = vs.real_server
+    assert isinstance(rs1, RealServer) and rs1.weight == 2 and rs1.inhibit_on_failure
+    (http,) = rs1.http_get
+    assert isinstance(http, HttpGet) and http.retry == 2 and http.connect_timeout == 4  # inherited from VS
+    (url,) = http.url
+    assert isinstance(url, UrlSpec) and url.path == "/health" and url.status_code == [200, 201, 202, 204]
+    assert url.digest == "640205b7b0fc66c1ea91c463fac6334d"
+    (misc,) = rs1.misc_check
+    assert isinstance(misc, MiscCheck) and misc.misc_path == "/bin/check arg" and misc.misc_dynamic
+    assert misc.misc_timeout == 5
+    assert rs2.port is None
+    assert isinstance(rs2.ssl_get[0], SslGet) and rs2.ssl_get[0].connect_port == 443
+    assert isinstance(rs2.dns_check[0], DnsCheck) and (rs2.dns_check[0].type, rs2.dns_check[0].name) == (
+        "A",
+        "example.org",
+    )
+    assert isinstance(rs2.tcp_check[0], TcpCheck) and rs2.tcp_check[0].connect_timeout == 1
+    assert cfg.virtual_server["fwmark:7"].real_server[0].ping_check
+    grp = cfg.virtual_server_group["G"]
+    assert [str(k) for k in grp.keys()] == ["10.0.0.10:80", "10.0.0.11:80", "10.0.0.12:80", "fwmark:9"]
+    assert "group:G" in cfg.virtual_server
+    assert any(w.path.endswith(".connect_timeout") and "approximated" in w.message for w in warnings)
+
+
+def test_lvs_method_default_nat(tmp_path: Path) -> None:
+    """keepalived defaults lb_kind to NAT (ipvsadm: DR); the converted config says NAT."""
+    cfg, _ = _load(tmp_path, "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")
+    assert cfg.virtual_server["10.0.0.1:80"].lvs_method == "NAT"
+
+
+def test_smtp_check_approximated_udp_check_refused(tmp_path: Path) -> None:
+    text = (
+        "virtual_server 10.0.0.1 25 {\n real_server 10.0.0.2 25 {\n  SMTP_CHECK {\n"
+        "   helo_name x\n   connect_timeout 3\n  }\n }\n}\n"
+    )
+    cfg, warnings = _load(tmp_path, text)
+    (tcp,) = cfg.virtual_server["10.0.0.1:25"].real_server[0].tcp_check
+    assert tcp.connect_port == 25 and tcp.connect_timeout == 3
+    assert {w.line for w in warnings} >= {3, 4}
+    errs = _errors(tmp_path, text.replace("SMTP_CHECK", "UDP_CHECK").replace("   helo_name x\n", ""))
+    assert [(e.line, e.path) for e in errs] == [(3, 'virtual_server."10.0.0.1:25".real_server[0].UDP_CHECK')]
+
+
+def test_unknown_checker_keyword_is_error(tmp_path: Path) -> None:
+    text = "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   conect_port 80\n  }\n }\n}\n"
+    errs = _errors(tmp_path, text)
+    assert [e.line for e in errs] == [4]
+
+
+# ------------------------------------------------------------------------------- the table
+
+
+def _model_for_block() -> dict[str, type]:
+    return {
+        "global_defs": GlobalDefs,
+        "vrrp_script": VrrpScript,
+        "track_file": TrackFile,
+        "vrrp_instance": VrrpInstance,
+        "vrrp_sync_group": VrrpSyncGroup,
+        "virtual_server": VirtualServer,
+        "real_server": RealServer,
+        "checker": MiscCheck,
+        "connect": TcpCheck,
+        "HTTP_GET": SslGet,
+        "url": UrlSpec,
+        "MISC_CHECK": MiscCheck,
+        "DNS_CHECK": DnsCheck,
+    }
+
+
+def test_keyword_table_fields_exist_in_model() -> None:
+    """Every keyword the table claims to support sets a field that the model really has."""
+    models = _model_for_block()
+    for block, table in ka.KEYWORDS.items():
+        model = models.get(block)
+        for kw, entry in table.items():
+            assert entry.status in ("supported", "approximated", "ignored", "refused")
+            if entry.status in ("ignored", "refused"):
+                assert entry.field is None and entry.note, (block, kw)
+            if entry.field is None or model is None or entry.conv in ("block",):
+                continue
+            assert entry.field in model.model_fields, (block, kw, entry.field)
+
+
+def test_doc_keyword_table_in_sync() -> None:
+    """docs/migrating-from-keepalived.md carries the table generated from KEYWORDS."""
+    doc = DOC.read_text()
+    begin, end = "<!-- BEGIN KEYWORD TABLE -->", "<!-- END KEYWORD TABLE -->"
+    assert begin in doc and end in doc
+    inside = doc.split(begin, 1)[1].split(end, 1)[0].strip()
+    assert inside == ka.keyword_table_markdown().strip(), (
+        "regenerate: python -m pyvrrp.config.keepalived --update-doc docs/migrating-from-keepalived.md"
+    )

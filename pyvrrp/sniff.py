@@ -182,20 +182,20 @@ def _read_pcap_records(
 
 
 def _read_with_scapy(path: str | Path) -> Iterator[tuple[float, int, bytes]]:
-    """pcapng (and anything scapy knows) through scapy, imported only here."""
+    """pcapng through scapy's raw reader (frames as bytes, no dissection); scapy is imported only here."""
     from scapy.error import Scapy_Exception
-    from scapy.utils import PcapReader
+    from scapy.utils import RawPcapReader
 
     try:
-        reader = PcapReader(str(path))
+        reader = RawPcapReader(str(path))
     except Scapy_Exception as exc:
         raise SniffError(f"{path}: {exc}") from None
     with reader:
-        for pkt in reader:
-            linktype = getattr(pkt, "linktype", None)
-            if linktype is None:  # pcapng: scapy stores the interface's link type on the reader
-                linktype = LINKTYPE_ETHERNET
-            yield float(pkt.time), int(linktype), bytes(pkt)
+        for frame, meta in reader:
+            info: Any = meta  # PacketMetadataNg (the stdlib reads classic pcap)
+            # Simple Packet Blocks carry no timestamp (tshigh None).
+            time_s = 0.0 if info.tshigh is None else ((info.tshigh << 32) + info.tslow) / info.tsresol
+            yield time_s, int(info.linktype), frame
 
 
 # Classic BPF programs: accept only IP protocol 112 (PKT-01), so the live

@@ -362,3 +362,15 @@ def test_analyzer_direct() -> None:
     assert analyzer.groups() == [(4, 51)]
     assert analyzer.conflicts(4, 51) == []
     assert analyzer.to_json()["valid"] == 3
+
+
+def test_sniff_module_does_not_import_scapy() -> None:
+    """scapy (about a second to import) loads only when a pcapng file is read."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pyvrrp.sniff, pyvrrp.cli.sniff; print(any(m.startswith('scapy') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

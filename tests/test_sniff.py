@@ -373,4 +373,4 @@ def test_sniff_module_does_not_import_scapy() -> None:
         "import sys, pyvrrp.sniff, pyvrrp.cli.sniff; print(any(m.startswith('scapy') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 import pytest
@@ -14,6 +15,7 @@ from pyvrrp.splitbrain.conflict import (
     ConflictTracker,
     VridCollisionLog,
     flag_vrid_collision,
+    probe_vip_once,
     should_yield,
 )
 
@@ -180,6 +182,16 @@ def test_monitor_rejects_bad_interval():
     """Issue #4 §4: conflict_detection.interval must be positive."""
     with pytest.raises(ValueError):
         ConflictMonitor("eth0", OURS, list, 0)
+
+
+@pytest.mark.parametrize(
+    ("vip", "kwargs"),
+    [(VIP, {}), (VIP, {"timeout": 0}), ("2001:db8::1", {"timeout": 1.0})],
+)
+def test_probe_vip_once_argument_errors(vip, kwargs):
+    """Issue #4 §4: the pre-takeover probe needs a positive timeout and an IPv4 VIP (checked before I/O)."""
+    with pytest.raises(ValueError):
+        asyncio.run(probe_vip_once("eth0", vip, **kwargs))
 
 
 # ------------------------------------------------------------ VRID collisions

@@ -45,9 +45,9 @@ def test_success_passes_argv_and_env(tmp_path):
     res = asyncio.run(
         run_fence(
             f"{script} --hard",
-            instance="VI_1",
+            name="VI_1",
             epoch=42,
-            old_master_ip="192.168.233.11",
+            old_master="192.168.233.11",
             timeout_s=5,
             env={"EXTRA": "x"},
         )
@@ -61,7 +61,7 @@ def test_success_passes_argv_and_env(tmp_path):
 def test_nonzero_exit_is_failure(tmp_path):
     """Issue #4 §3: a non-zero exit status means the fence failed."""
     script = _script(tmp_path, "echo nope >&2\nexit 3\n")
-    res = asyncio.run(run_fence(str(script), instance="VI_1", epoch=1, timeout_s=5))
+    res = asyncio.run(run_fence(str(script), name="VI_1", epoch=1, timeout_s=5))
     assert not res.ok and res.rc == 3 and res.reason == "exit status 3"
     assert "nope" in res.output
 
@@ -71,7 +71,7 @@ def test_timeout_kills_whole_process_group(tmp_path):
     pidfile = tmp_path / "child.pid"
     script = _script(tmp_path, f"sleep 300 &\necho $! > {pidfile}\nsleep 300\n")
     started = time.monotonic()
-    res = asyncio.run(run_fence(str(script), instance="VI_1", epoch=1, timeout_s=0.5))
+    res = asyncio.run(run_fence(str(script), name="VI_1", epoch=1, timeout_s=0.5))
     elapsed = time.monotonic() - started
     assert not res.ok and res.timed_out and res.rc is None
     assert res.reason.startswith("timeout")
@@ -85,7 +85,7 @@ def test_cancellation_kills_process_group(tmp_path):
     script = _script(tmp_path, f"sleep 300 &\necho $$ $! > {pidfile}\nwait\n")
 
     async def scenario() -> None:
-        task = asyncio.create_task(run_fence(str(script), instance="VI_1", epoch=1, timeout_s=30))
+        task = asyncio.create_task(run_fence(str(script), name="VI_1", epoch=1, timeout_s=30))
         for _ in range(200):
             if pidfile.exists() and len(pidfile.read_text().split()) == 2:
                 break
@@ -104,12 +104,12 @@ def test_cancellation_kills_process_group(tmp_path):
 
 def test_missing_and_non_executable_scripts_are_reported(tmp_path):
     """Issue #4 §3: a missing or non-executable hook is a clear failed result, not a crash."""
-    res = asyncio.run(run_fence(str(tmp_path / "absent.sh"), instance="VI_1", epoch=1, timeout_s=1))
+    res = asyncio.run(run_fence(str(tmp_path / "absent.sh"), name="VI_1", epoch=1, timeout_s=1))
     assert not res.ok and res.rc is None and res.reason.startswith("not found")
     p = tmp_path / "noexec.sh"
     p.write_text("#!/bin/sh\nexit 0\n")
     p.chmod(0o644)
-    res = asyncio.run(run_fence(str(p), instance="VI_1", epoch=1, timeout_s=1))
+    res = asyncio.run(run_fence(str(p), name="VI_1", epoch=1, timeout_s=1))
     # even root cannot exec a file without any execute bit (EACCES)
     assert not res.ok and res.rc is None and res.reason.startswith("cannot run")
 
@@ -117,19 +117,19 @@ def test_missing_and_non_executable_scripts_are_reported(tmp_path):
 def test_killed_by_signal_and_bad_arguments(tmp_path):
     """Issue #4 §3: a hook killed by a signal fails; empty script / bad timeout are caller errors."""
     script = _script(tmp_path, "kill -TERM $$\n")
-    res = asyncio.run(run_fence(str(script), instance="VI_1", epoch=1, timeout_s=5))
+    res = asyncio.run(run_fence(str(script), name="VI_1", epoch=1, timeout_s=5))
     assert not res.ok and res.rc == -15 and res.reason == "killed by signal 15"
     with pytest.raises(ValueError):
-        asyncio.run(run_fence("", instance="VI_1", epoch=1, timeout_s=1))
+        asyncio.run(run_fence("", name="VI_1", epoch=1, timeout_s=1))
     with pytest.raises(ValueError):
-        asyncio.run(run_fence(str(script), instance="VI_1", epoch=1, timeout_s=0))
+        asyncio.run(run_fence(str(script), name="VI_1", epoch=1, timeout_s=0))
 
 
 def test_argv_list_form_and_unknown_old_master(tmp_path):
     """Issue #4 §3: argv may be a list; an unknown old master is passed as an empty argument."""
     out = tmp_path / "out"
     script = _script(tmp_path, f'printf "%s|" "$@" > {out}\n')
-    res = asyncio.run(run_fence([str(script), "a b"], instance="VI_2", epoch=0, timeout_s=5))
+    res = asyncio.run(run_fence([str(script), "a b"], name="VI_2", epoch=0, timeout_s=5))
     assert res.ok
     assert out.read_text() == "a b|INSTANCE|VI_2|0||"
 

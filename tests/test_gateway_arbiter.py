@@ -276,9 +276,30 @@ def test_config_from_issue_keys():
     assert (cfg.rise, cfg.fall, cfg.on_isolated, cfg.method) == (2, 2, "fault", "icmp")
 
 
+def test_config_matches_pydantic_model_defaults():
+    """Issue #4 config names: the daemon's GatewayCheck model converts 1:1 (same keys, same defaults)."""
+    from pyvrrp.config.models import GatewayCheck
+
+    model = GatewayCheck(targets=[GW, "fd00:233::1"], on_isolated="demote", weight=-30)
+    cfg = GatewayCheckConfig.from_mapping(model.model_dump())
+    assert cfg.targets == (GW, "fd00:233::1")
+    assert (cfg.interval_s, cfg.timeout_s, cfg.rise, cfg.fall) == (
+        model.interval,
+        model.timeout,
+        model.rise,
+        model.fall,
+    )
+    assert GatewayCheckConfig(targets=(GW,)) == GatewayCheckConfig.from_mapping(
+        GatewayCheck(targets=[GW]).model_dump()
+    )
+    mon = GatewayMonitor("eth0", model)
+    assert mon.config == cfg and mon.tracker_update() == (-30, False)
+
+
 @pytest.mark.parametrize(
     "data",
     [
+        {"targets": [GW], "on_isolated": "demote"},
         {"targets": [GW], "method": "tcp"},
         {"targets": [GW], "on_isolated": "reboot"},
         {"targets": [GW], "interval": 0},

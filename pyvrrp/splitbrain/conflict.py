@@ -218,8 +218,9 @@ def _drain(sock: socket.socket) -> list[ArpPacket]:
 async def probe_vip_once(
     ifname: str,
     vip: VipLike,
-    timeout_s: float,
+    timeout_s: float | None = None,
     *,
+    timeout: float | None = None,
     our_macs: Iterable[str | bytes] = (),
     count: int = 2,
 ) -> str | None:
@@ -231,9 +232,16 @@ async def probe_vip_once(
     master.  ``count`` RFC 5227 probes are spread over the timeout (loss
     tolerance); a gratuitous ARP from the holder seen meanwhile counts too.
 
+    ``timeout`` is accepted as an alias of ``timeout_s``.
+
     Raises:
         OSError: the packet socket cannot be opened on ``ifname``.
+        ValueError: no timeout given, or ``vip`` is not IPv4.
     """
+    if timeout_s is None:
+        timeout_s = timeout
+    if timeout_s is None or timeout_s <= 0:
+        raise ValueError(f"probe_vip_once needs a positive timeout, got {timeout_s!r}")
     v4 = _v4_vips([vip])
     if not v4:
         raise ValueError(f"probe_vip_once needs an IPv4 VIP, got {vip}")

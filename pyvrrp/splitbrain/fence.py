@@ -101,12 +101,12 @@ def takeover_allowed(result: FenceResult, policy: FenceFailurePolicy | str) -> t
     return False, f"fence failed ({result.reason}); staying BACKUP (fence_failure=stay-backup)"
 
 
-def _argv(script: str | Sequence[str], instance: str, epoch: int, old_master_ip: object) -> list[str]:
+def _argv(script: str | Sequence[str], name: str, epoch: int, old_master: object) -> list[str]:
     base = shlex.split(script) if isinstance(script, str) else list(script)
     if not base:
         raise ValueError("fence script is empty")
-    old = "" if old_master_ip is None else str(old_master_ip)
-    return [*base, "INSTANCE", instance, str(epoch), old]
+    old = "" if old_master is None else str(old_master)
+    return [*base, "INSTANCE", name, str(epoch), old]
 
 
 def _kill_group(pid: int) -> None:
@@ -138,9 +138,9 @@ def _read_tail(fh: IO[bytes]) -> str:
 async def run_fence(
     script: str | Sequence[str],
     *,
-    instance: str,
+    name: str,
     epoch: int,
-    old_master_ip: object = None,
+    old_master: object = None,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
 ) -> FenceResult:
@@ -148,9 +148,9 @@ async def run_fence(
 
     Args:
         script: a command line (split with :mod:`shlex`) or an argv list.
-        instance: VRRP instance name (argv and ``PYVRRP_INSTANCE``).
+        name: VRRP instance name (argv and ``PYVRRP_INSTANCE``).
         epoch: the epoch the new MASTER term will carry (``PYVRRP_EPOCH``).
-        old_master_ip: the silent master's address, if known.
+        old_master: the silent master's IP address, if known (``""``/None = unknown).
         timeout_s: budget; the process group is SIGKILLed when it is exceeded.
         env: extra environment variables (override the defaults).
 
@@ -163,14 +163,14 @@ async def run_fence(
     """
     if timeout_s <= 0:
         raise ValueError(f"fence timeout must be > 0, got {timeout_s!r}")
-    argv = _argv(script, instance, epoch, old_master_ip)
+    argv = _argv(script, name, epoch, old_master)
     full_env = dict(os.environ)
     full_env.update(
         {
             "PYVRRP_ACTION": "fence",
-            "PYVRRP_INSTANCE": instance,
+            "PYVRRP_INSTANCE": name,
             "PYVRRP_EPOCH": str(epoch),
-            "PYVRRP_OLD_MASTER": "" if old_master_ip is None else str(old_master_ip),
+            "PYVRRP_OLD_MASTER": "" if old_master is None else str(old_master),
         }
     )
     if env:
@@ -192,7 +192,7 @@ async def run_fence(
             return FenceResult(False, None, f"cannot run: {argv[0]} ({exc.strerror})", monotonic() - started)
         except OSError as exc:
             return FenceResult(False, None, f"cannot run: {argv[0]} ({exc})", monotonic() - started)
-        _log.info("fence_started", instance=instance, epoch=epoch, pid=proc.pid, argv=argv)
+        _log.info("fence_started", instance=name, epoch=epoch, pid=proc.pid, argv=argv)
         try:
             rc = await asyncio.wait_for(proc.wait(), timeout_s)
         except TimeoutError:
@@ -202,14 +202,14 @@ async def run_fence(
             result = FenceResult(
                 False, None, f"timeout after {timeout_s:g}s", duration, _read_tail(out), timed_out=True
             )
-            _log.warning("fence_timeout", instance=instance, epoch=epoch, duration_s=round(duration, 3))
+            _log.warning("fence_timeout", instance=name, epoch=epoch, duration_s=round(duration, 3))
             return result
         except asyncio.CancelledError:
             _kill_group(proc.pid)
             # Shield the reap so a second cancellation cannot leave a zombie behind.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(_reap(proc))
-            _log.info("fence_cancelled", instance=instance, epoch=epoch, pid=proc.pid)
+            _log.info("fence_cancelled", instance=name, epoch=epoch, pid=proc.pid)
             raise
         # The hook itself exited; helpers it left in its group must not outlive it.
         _kill_group(proc.pid)
@@ -224,7 +224,7 @@ async def run_fence(
     result = FenceResult(rc == 0, rc, reason, duration, output)
     _log.info(
         "fence_finished",
-        instance=instance,
+        instance=name,
         epoch=epoch,
         ok=result.ok,
         reason=reason,

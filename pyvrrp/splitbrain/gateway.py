@@ -244,12 +244,12 @@ class GatewayCheckConfig:
     targets: tuple[str, ...]
     method: str = "icmp"
     interval_s: float = 1.0
-    timeout_s: float = 0.5
+    timeout_s: float = 1.0
     min_reachable: int = 1
     rise: int = 2
-    fall: int = 2
+    fall: int = 3
     on_isolated: str = "fault"
-    weight: int = 50
+    weight: int = 0  # with "demote": the priority lost (keepalived writes it negative)
 
     def __post_init__(self) -> None:
         if self.method not in ("icmp", "arp"):
@@ -260,6 +260,8 @@ class GatewayCheckConfig:
             )
         if self.interval_s <= 0 or self.timeout_s <= 0:
             raise ValueError("gateway_check.interval and timeout must be > 0")
+        if self.on_isolated == "demote" and self.weight == 0:
+            raise ValueError("gateway_check.weight must be non-zero with on_isolated = 'demote'")
         for t in self.targets:
             addr = ip_address(t)
             if self.method == "arp" and not isinstance(addr, IPv4Address):
@@ -268,7 +270,11 @@ class GatewayCheckConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GatewayCheckConfig:
-        """Build from the issue's key names (``interval``, ``timeout`` in seconds)."""
+        """Build from the issue's key names (``interval``, ``timeout`` in seconds).
+
+        Defaults are those of ``pyvrrp.config.models.GatewayCheck``, so
+        ``from_mapping(instance.gateway_check.model_dump())`` round-trips.
+        """
         known = {
             "targets",
             "method",
@@ -287,12 +293,12 @@ class GatewayCheckConfig:
             targets=tuple(str(t) for t in data.get("targets", ())),
             method=str(data.get("method", "icmp")),
             interval_s=float(data.get("interval", 1.0)),
-            timeout_s=float(data.get("timeout", 0.5)),
+            timeout_s=float(data.get("timeout", 1.0)),
             min_reachable=int(data.get("min_reachable", 1)),
             rise=int(data.get("rise", 2)),
-            fall=int(data.get("fall", 2)),
+            fall=int(data.get("fall", 3)),
             on_isolated=str(data.get("on_isolated", "fault")),
-            weight=int(data.get("weight", 50)),
+            weight=int(data.get("weight", 0)),
         )
 
 
@@ -589,7 +595,7 @@ class GatewayMonitor:
     def __init__(
         self,
         ifname: str,
-        config: GatewayCheckConfig | Mapping[str, Any],
+        config: GatewayCheckConfig | Mapping[str, Any] | Any,
         on_change: Callable[[bool], None] | None = None,
         *,
         clock: Clock | None = None,
@@ -597,7 +603,10 @@ class GatewayMonitor:
     ) -> None:
         self.ifname = ifname
         if not isinstance(config, GatewayCheckConfig):
-            config = GatewayCheckConfig.from_mapping(config)
+            if hasattr(config, "model_dump"):  # pyvrrp.config.models.GatewayCheck
+                config = GatewayCheckConfig.from_mapping(config.model_dump())
+            else:
+                config = GatewayCheckConfig.from_mapping(config)
         self.config = config
         self.on_change = on_change
         self.clock: Clock = clock or MonotonicClock()

@@ -518,6 +518,11 @@ class IpvsManager:
 
     # ------------------------------------------------------------------ ownership file
 
+    @property
+    def recorded_keys(self) -> set[ServiceKey]:
+        """Service keys recorded as created by pyvrrp (state file + this run)."""
+        return set(self._recorded)
+
     def _load_recorded(self) -> None:
         if self.state_file is None or not self.state_file.exists():
             return

@@ -10,7 +10,16 @@ import pytest
 from pyvrrp.config import keepalived as ka
 from pyvrrp.config.errors import ConfigError, ConfigIssue
 from pyvrrp.config.load import load_config
-from pyvrrp.config.lvs import DnsCheck, HttpGet, MiscCheck, RealServer, SslGet, TcpCheck, UrlSpec, VirtualServer
+from pyvrrp.config.lvs import (
+    DnsCheck,
+    HttpGet,
+    MiscCheck,
+    RealServer,
+    SslGet,
+    TcpCheck,
+    UrlSpec,
+    VirtualServer,
+)
 from pyvrrp.config.models import (
     GlobalDefs,
     TrackFile,
@@ -199,14 +208,23 @@ track_file tf {
     cfg, warnings = _load(tmp_path, text)
     s = cfg.vrrp_script["chk"]
     assert isinstance(s, VrrpScript)
-    assert (s.script, s.interval, s.timeout, s.weight, s.weight_reverse) == ("killall -0 haproxy", 2, 3, -20, True)
+    assert (s.script, s.interval, s.timeout, s.weight, s.weight_reverse) == (
+        "killall -0 haproxy",
+        2,
+        3,
+        -20,
+        True,
+    )
     assert (s.rise, s.fall, s.user, s.init_fail) == (2, 3, "nobody", True)
     assert cfg.vrrp_script["chk2"].script == "/usr/local/bin/check arg1 arg2"
     tf = cfg.track_file["tf"]
     assert isinstance(tf, TrackFile) and (str(tf.file), tf.weight, tf.init_file) == ("/run/prio", 10, 5)
     inst = cfg.vrrp_instance["VI_1"]
     assert [(t.name, t.weight) for t in inst.track_interface] == [("eth1", -10), ("eth2", 0)]
-    assert [(t.name, t.weight, t.reverse) for t in inst.track_script] == [("chk", 5, False), ("chk2", 3, True)]
+    assert [(t.name, t.weight, t.reverse) for t in inst.track_script] == [
+        ("chk", 5, False),
+        ("chk2", 3, True),
+    ]
     assert [t.name for t in inst.track_file] == ["tf"]
     assert any("overwrite" in w.message and w.line == 18 for w in warnings)
 
@@ -256,7 +274,10 @@ def test_explicit_accept_beats_strict(tmp_path: Path) -> None:
 
 def test_ignored_keyword_is_warning_with_line(tmp_path: Path) -> None:
     """Ignored keywords are never silently dropped: a warning names keyword, file and line."""
-    p = _write(tmp_path, "global_defs {\n notification_email {\n  a@b\n }\n smtp_server 1.2.3.4\n}\n" + _inst("smtp_alert"))
+    p = _write(
+        tmp_path,
+        "global_defs {\n notification_email {\n  a@b\n }\n smtp_server 1.2.3.4\n}\n" + _inst("smtp_alert"),
+    )
     cfg, warnings = ka.load_with_report(p)
     got = {(w.path, w.line) for w in warnings}
     assert got == {
@@ -394,7 +415,10 @@ def test_lvs_mapping(tmp_path: Path) -> None:
     vs = cfg.virtual_server["192.168.233.200:80"]
     assert isinstance(vs, VirtualServer)
     assert (vs.lvs_sched, vs.lvs_method, vs.persistence_timeout, vs.delay_loop) == ("wrr", "DR", 360, 6)
-    assert vs.sorry_server is not None and (str(vs.sorry_server.ip), vs.sorry_server.port) == ("10.0.0.9", 8080)
+    assert vs.sorry_server is not None and (str(vs.sorry_server.ip), vs.sorry_server.port) == (
+        "10.0.0.9",
+        8080,
+    )
     rs1, rs2 = vs.real_server
     assert isinstance(rs1, RealServer) and rs1.weight == 2 and rs1.inhibit_on_failure
     (http,) = rs1.http_get
@@ -414,7 +438,8 @@ def test_lvs_mapping(tmp_path: Path) -> None:
     assert isinstance(rs2.tcp_check[0], TcpCheck) and rs2.tcp_check[0].connect_timeout == 1
     assert cfg.virtual_server["fwmark:7"].real_server[0].ping_check
     grp = cfg.virtual_server_group["G"]
-    assert [str(k) for k in grp.keys()] == ["10.0.0.10:80", "10.0.0.11:80", "10.0.0.12:80", "fwmark:9"]
+    keys = [str(k) for k in grp.keys()]  # noqa: SIM118 -- VirtualServerGroup.keys() expands ranges
+    assert keys == ["10.0.0.10:80", "10.0.0.11:80", "10.0.0.12:80", "fwmark:9"]
     assert "group:G" in cfg.virtual_server
     assert any(w.path.endswith(".connect_timeout") and "approximated" in w.message for w in warnings)
 
@@ -439,7 +464,10 @@ def test_smtp_check_approximated_udp_check_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_checker_keyword_is_error(tmp_path: Path) -> None:
-    text = "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   conect_port 80\n  }\n }\n}\n"
+    text = (
+        "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n"
+        "   conect_port 80\n  }\n }\n}\n"
+    )
     errs = _errors(tmp_path, text)
     assert [e.line for e in errs] == [4]
 

@@ -996,7 +996,11 @@ def _virtual_server(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         _apply(ctx, entry, "virtual_server", cpath, child, out, {})
     proto_node = next((c for c in node.children if c.keyword == "protocol"), None)
     if key.startswith("fwmark:") and proto_node is not None:
-        ctx.warn(f"{path}.protocol", "protocol is ignored for fwmark services (as keepalived)", proto_node)
+        ctx.warn(
+            f"{path}.protocol",
+            "'protocol' has no effect on fwmark services (keepalived ignores it too)",
+            proto_node,
+        )
     vs_virtualhost = out.get("virtualhost")
     for i, rs in enumerate(rs_nodes):
         _real_server(ctx, rs, f"{path}.real_server[{i}]", out["real_server"], dict(inherited), vs_virtualhost)

@@ -1,0 +1,424 @@
+"""Raw IPPROTO_VRRP (112) sockets, one per (interface, address family).
+
+Theory of operation
+-------------------
+* Transmit (RFC 5798 §5.1, ANCHORS PKT-01/PKT-02/PKT-09): the kernel builds
+  the IP header.  TTL / hop limit is 255 for multicast *and* unicast; the
+  source is the interface's primary address (first IPv4 / IPv6 link-local),
+  fixed per datagram with an IP_PKTINFO / IPV6_PKTINFO control message (not
+  ``bind()``, which would filter multicast on IPv4) so the checksum the codec computes over the IPv6
+  pseudo-header (and the v3/IPv4 pseudo-header form) matches what goes on
+  the wire.  Multicast goes out of this interface only (IP_MULTICAST_IF /
+  IPV6_MULTICAST_IF) and is not looped back to us.
+* Receive (RFC 5798 §7.1): the socket is bound to the device
+  (SO_BINDTODEVICE) and joins 224.0.0.18 / ff02::12 on that ifindex only;
+  IP_MULTICAST_ALL is turned off so groups joined elsewhere leak nothing in.
+  An IPv4 raw socket delivers the IP header: ihl, TTL, src and dst are parsed
+  from it (the IP_TTL control message is a fallback).  An IPv6 raw socket
+  delivers the payload only: hop limit (RX-01) and dst come from
+  IPV6_HOPLIMIT / IPV6_PKTINFO control messages, src from the peer address.
+* Floods: each readiness event drains at most ``max_batch`` datagrams so the
+  loop's timers keep running while someone sprays VRRP at us.
+* Unicast mode (RX-13, keepalived ``unicast_peer``): no group join;
+  ``send()`` without a destination sends one copy to each peer.
+
+The callback gets ``(payload, src, dst, ttl)`` with ``payload`` the VRRP
+message (no IP header) ready for ``pyvrrp.proto.packet.decode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import structlog
+
+from pyvrrp.adapters import InterfaceNotFound
+from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
+from pyvrrp.runtime.logging import RateLimitedLogger
+
+IPAddress = IPv4Address | IPv6Address
+ReceiveCallback = Callable[[bytes, IPAddress, IPAddress, "int | None"], None]
+
+# Linux socket options missing from Python's socket module on some builds.
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_TTL = socket.IP_TTL
+IP_MULTICAST_ALL = 49
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+IPV6_MULTICAST_ALL = 29
+
+RECV_BUFSIZE = 65535
+ANC_BUFSIZE = 512
+DEFAULT_MAX_BATCH = 64
+
+_log = structlog.get_logger("pyvrrp.adapters.vrrp_socket")
+
+
+@dataclass
+class SocketStats:
+    """Counters for ``pyvrrp state``."""
+
+    rx_packets: int = 0
+    rx_errors: int = 0
+    rx_malformed: int = 0  # truncated IP header / not protocol 112
+    rx_batches_full: int = 0  # readiness events that hit max_batch (flood indicator)
+    tx_packets: int = 0
+    tx_errors: int = 0
+
+
+def _strip_scope(host: str) -> str:
+    return host.split("%", 1)[0]
+
+
+def parse_ipv4_datagram(data: bytes) -> tuple[bytes, IPv4Address, IPv4Address, int] | None:
+    """Split a raw-socket IPv4 datagram into (payload, src, dst, ttl); None if malformed.
+
+    Linux raw sockets deliver the header with ``tot_len`` in network order.
+    The payload is trimmed to ``tot_len`` (drops Ethernet padding, RX-04).
+    """
+    if len(data) < 20 or data[0] >> 4 != 4:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    if ihl < 20 or len(data) < ihl:
+        return None
+    (tot_len,) = struct.unpack_from("!H", data, 2)
+    ttl, proto = data[8], data[9]
+    if proto != IPPROTO_VRRP:
+        return None
+    end = min(len(data), tot_len) if tot_len >= ihl else len(data)
+    return (
+        bytes(data[ihl:end]),
+        IPv4Address(bytes(data[12:16])),
+        IPv4Address(bytes(data[16:20])),
+        ttl,
+    )
+
+
+class VrrpSocket:
+    """A raw VRRP socket for one interface and one family (4 or 6).
+
+    Create with ``await VrrpSocket.open(...)``; then ``add_reader(cb)`` and
+    ``send(payload)``; ``close()`` when done.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        family: int,
+        *,
+        ifindex: int,
+        src: IPAddress | None,
+        unicast_peers: tuple[IPAddress, ...],
+        group: IPAddress,
+        max_batch: int,
+    ) -> None:
+        self.ifname = ifname
+        self.family = family
+        self.ifindex = ifindex
+        self.src = src
+        self.unicast_peers = unicast_peers
+        self.group = group
+        self.max_batch = max_batch
+        self.stats = SocketStats()
+        self._sock: socket.socket | None = None
+        self._pktinfo = self._src_cmsg()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callback: ReceiveCallback | None = None
+        self._err_log = RateLimitedLogger(_log, burst=5, window_s=60.0, level="warning")
+        self._log = _log.bind(iface=ifname, family=family)
+
+    # ------------------------------------------------------------ open
+
+    @classmethod
+    async def open(
+        cls,
+        ifname: str,
+        family: int,
+        *,
+        src: IPAddress | str | None = None,
+        unicast_peers: Iterable[IPAddress | str] = (),
+        group: IPAddress | str | None = None,
+        ttl: int = VRRP_TTL,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> VrrpSocket:
+        """Open, configure and bind the socket.
+
+        Args:
+            ifname: the VRRP interface.
+            family: 4 or 6.
+            src: source address to bind (the primary address; IPv6: link-local).  None lets
+                the kernel choose (then IPv6 checksums computed by the caller may not match).
+            unicast_peers: non-empty = unicast mode (no group join).
+            group: multicast group (default 224.0.0.18 / ff02::12, RFC 5798 §5.1.1.2/§5.1.2.2).
+            ttl: TTL / hop limit for every packet sent (PKT-02: 255; keepalived ``unicast_ttl``).
+            max_batch: datagrams drained per readiness event.
+
+        Raises:
+            InterfaceNotFound: no such interface.
+            ValueError: address family mismatch.
+            PermissionError: no CAP_NET_RAW.
+            OSError: other socket errors (message names the interface).
+        """
+        if family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, got {family!r}")
+        try:
+            ifindex = socket.if_nametoindex(ifname)
+        except OSError:
+            raise InterfaceNotFound(ifname, "cannot open VRRP socket") from None
+        src_ip = ip_address(src) if isinstance(src, str) else src
+        peers = tuple(ip_address(p) if isinstance(p, str) else p for p in unicast_peers)
+        grp = (
+            ip_address(group)
+            if isinstance(group, str)
+            else (group or (MCAST_GROUP_V4 if family == 4 else MCAST_GROUP_V6))
+        )
+        for addr in (src_ip, *peers, grp):
+            if addr is not None and addr.version != family:
+                raise ValueError(f"address {addr} is not IPv{family}")
+        self = cls(
+            ifname,
+            family,
+            ifindex=ifindex,
+            src=src_ip,
+            unicast_peers=peers,
+            group=grp,
+            max_batch=max_batch,
+        )
+        try:
+            self._sock = self._make_socket(ttl)
+        except OSError as exc:
+            if isinstance(exc, PermissionError):
+                raise PermissionError(
+                    exc.errno, f"raw VRRP socket on {ifname!r} needs CAP_NET_RAW: {exc.strerror}"
+                ) from exc
+            raise OSError(exc.errno, f"VRRP socket on {ifname!r} (IPv{family}): {exc.strerror}") from exc
+        self._log.info(
+            "vrrp_socket_open",
+            ifindex=ifindex,
+            src=str(src_ip) if src_ip else None,
+            group=None if peers else str(grp),
+            unicast_peers=[str(p) for p in peers],
+        )
+        return self
+
+    def _make_socket(self, ttl: int) -> socket.socket:
+        if self.family == 4:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
+        else:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+            if self.family == 4:
+                self._setup_v4(sock, ttl)
+            else:
+                self._setup_v6(sock, ttl)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _setup_v4(self, sock: socket.socket, ttl: int) -> None:
+        src = self.src.packed if isinstance(self.src, IPv4Address) else b"\x00" * 4
+        # RFC 5798 §5.1.1.3 / PKT-02: TTL 255 for multicast and unicast alike.
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, IP_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        # struct ip_mreqn {in_addr multiaddr; in_addr address; int ifindex}
+        sock.setsockopt(
+            socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("=4s4si", b"\0" * 4, src, self.ifindex)
+        )
+        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        if not self.unicast_peers:
+            mreqn = struct.pack("=4s4si", self.group.packed, b"\0" * 4, self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+
+    def _setup_v6(self, sock: socket.socket, ttl: int) -> None:
+        # RFC 5798 §5.1.2.3 / PKT-02: hop limit 255.
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        if not self.unicast_peers:
+            mreq = struct.pack("=16sI", self.group.packed, self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+
+    def _src_cmsg(self) -> list[tuple[int, int, bytes]]:
+        """IP_PKTINFO / IPV6_PKTINFO control message fixing source address and interface.
+
+        The socket is deliberately *not* bound to the source address: a raw
+        IPv4 socket bound to a unicast address only receives datagrams sent
+        to that address, which would filter out the 224.0.0.18 adverts.
+        """
+        if self.src is None:
+            return []
+        if self.family == 4:
+            # struct in_pktinfo {int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr}
+            data = struct.pack("=i4s4s", self.ifindex, self.src.packed, b"\0" * 4)
+            return [(socket.IPPROTO_IP, IP_PKTINFO, data)]
+        # struct in6_pktinfo {in6_addr ipi6_addr; int ipi6_ifindex}
+        data = struct.pack("=16si", self.src.packed, self.ifindex)
+        return [(socket.IPPROTO_IPV6, IPV6_PKTINFO, data)]
+
+    # ------------------------------------------------------------ receive
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("VrrpSocket is closed")
+        return self._sock.fileno()
+
+    def add_reader(self, callback: ReceiveCallback) -> None:
+        """Deliver every received advert to ``callback(payload, src, dst, ttl)`` from the running loop.
+
+        The callback runs synchronously inside the readiness handler; an
+        exception it raises is logged and counted, never propagated to the loop.
+        """
+        if self._sock is None:
+            raise RuntimeError("VrrpSocket is closed")
+        self._loop = asyncio.get_running_loop()
+        self._callback = callback
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def remove_reader(self) -> None:
+        if self._loop is not None and self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+        self._callback = None
+
+    def _on_readable(self) -> None:
+        for _ in range(self.max_batch):
+            item = self.recv_one()
+            if item is None:
+                return
+            if item is False or self._callback is None:
+                continue
+            try:
+                self._callback(*item)
+            except Exception:  # a bug in the consumer must not stop reception; make it loud
+                self.stats.rx_errors += 1
+                self._log.exception("vrrp_rx_callback_failed")
+        self.stats.rx_batches_full += 1  # more may be pending; the loop calls us again
+
+    def recv_one(
+        self,
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | bool | None:
+        """Read one datagram without blocking.
+
+        Returns:
+            ``(payload, src, dst, ttl)``; ``None`` when nothing is pending;
+            ``False`` when a datagram was consumed but unusable (error or malformed).
+        """
+        assert self._sock is not None
+        try:
+            data, ancdata, _flags, addr = self._sock.recvmsg(RECV_BUFSIZE, ANC_BUFSIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            self.stats.rx_errors += 1
+            self._err_log.log(("recv", exc.errno), "vrrp_recv_error", iface=self.ifname, error=str(exc))
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                return None
+            return False
+        if self.family == 4:
+            return self._parse_v4(data, ancdata)
+        return self._parse_v6(data, ancdata, addr)
+
+    def _parse_v4(
+        self, data: bytes, ancdata: list[tuple[int, int, bytes]]
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | bool:
+        parsed = parse_ipv4_datagram(data)
+        if parsed is None:
+            self.stats.rx_malformed += 1
+            self._err_log.log("malformed_v4", "vrrp_rx_malformed", iface=self.ifname, length=len(data))
+            return False
+        payload, src, dst, ttl = parsed
+        self.stats.rx_packets += 1
+        return payload, src, dst, ttl
+
+    def _parse_v6(
+        self, data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[str, int, int, int]
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | bool:
+        hop: int | None = None
+        dst: IPAddress | None = None
+        for level, ctype, cdata in ancdata:
+            if level != socket.IPPROTO_IPV6:
+                continue
+            if ctype == IPV6_HOPLIMIT and len(cdata) >= 4:
+                (hop,) = struct.unpack("=i", cdata[:4])
+            elif ctype == IPV6_PKTINFO and len(cdata) >= 20:
+                dst = IPv6Address(cdata[:16])
+        try:
+            src = IPv6Address(_strip_scope(addr[0]))
+        except (ValueError, IndexError):
+            self.stats.rx_malformed += 1
+            return False
+        self.stats.rx_packets += 1
+        return bytes(data), src, dst if dst is not None else self.group, hop
+
+    # ------------------------------------------------------------ send
+
+    def destinations(self) -> tuple[IPAddress, ...]:
+        """Where ``send(payload)`` goes: every unicast peer, else the group."""
+        return self.unicast_peers if self.unicast_peers else (self.group,)
+
+    def send(self, payload: bytes, dst: IPAddress | None = None) -> int:
+        """Send ``payload`` (a VRRP message, no IP header) now.
+
+        ``dst`` None sends to the group, or to each unicast peer in unicast
+        mode.  Returns the number of datagrams sent; errors are counted and
+        logged (rate limited), never raised, so a transient ENOBUFS or a
+        downed link cannot kill the caller.
+        """
+        if self._sock is None:
+            raise RuntimeError("VrrpSocket is closed")
+        sent = 0
+        for target in (dst,) if dst is not None else self.destinations():
+            if self.family == 4:
+                sockaddr: tuple[str, int] | tuple[str, int, int, int] = (str(target), 0)
+            else:
+                scope = self.ifindex if (target.is_link_local or target.is_multicast) else 0
+                sockaddr = (str(target), 0, 0, scope)
+            try:
+                self._sock.sendmsg([payload], self._pktinfo, 0, sockaddr)
+                sent += 1
+            except OSError as exc:
+                self.stats.tx_errors += 1
+                self._err_log.log(
+                    ("send", exc.errno), "vrrp_send_error", iface=self.ifname, dst=str(target), error=str(exc)
+                )
+        self.stats.tx_packets += sent
+        return sent
+
+    # ------------------------------------------------------------ close
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        self.remove_reader()
+        self._sock.close()
+        self._sock = None
+        self._log.info("vrrp_socket_closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    async def __aenter__(self) -> VrrpSocket:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()

@@ -16,12 +16,20 @@ RX-10, unicast peers RX-13) is the engine's job, as in FRR's
 failure wins::
 
     length >= 8 (RX-04) -> version 2|3 (PKT-03) -> type 1 (RX-03)
-    -> IP family consistency (PKT-08) -> vrid != 0 (PKT-04)
-    -> length == count-derived length (RX-04; PKT-08 when the length fits the
-       other family's address size) -> checksum (RX-05)
-    -> count != 0 (RX-11, EID 8299) -> interval != 0 (EID 8301)
+    -> src/dst same family (PKT-08) -> v2 only over IPv4 ("version")
+    -> vrid != 0 (PKT-04) -> length == count-derived length (RX-04; PKT-08
+       when the length fits the other family's address size)
+    -> checksum (RX-05) -> count != 0 (RX-11, EID 8299)
+    -> interval != 0 (v3: EID 8301; v2: RFC 3768 gives no range but 0 can
+       never equal a configured interval, so RX-08 would drop it anyway)
     -> v2 auth type 0|1 (RX-07: 2 = AH and unknown types are "auth")
     -> v6 first address link-local (EID 8300)
+
+So every Advertisement that decode returns has vrid >= 1, at least one
+address of the packet's family and interval_cs >= 1: the engine may divide
+by the interval.  Count 0 is dropped for v2 as well (RFC 3768 gives no
+minimum; an advert without addresses is keepalived's non-standard
+``no_virtual_ipaddress``).
 
 Length decision (RX-04): the payload must be *exactly* the length implied by
 the address count (v2: 8 + 4n + 8; v3: 8 + 4n or 8 + 16n).  ``payload`` is

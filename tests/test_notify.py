@@ -14,8 +14,9 @@ from pyvrrp.adapters.notify import (
     NotifyRunner,
     NotifyScripts,
     build_argv,
+    event_from_state_change,
 )
-from pyvrrp.proto.events import State
+from pyvrrp.proto.events import State, StateChanged
 
 
 def _script(path: Path, body: str) -> Path:
@@ -229,3 +230,25 @@ def test_drain_is_bounded(tmp_path: Path) -> None:
         assert runner.submit(NotifyEvent("VI_1", "BACKUP", 1), NotifyScripts(notify_backup=str(hang))) == 0
 
     asyncio.run(main())
+
+
+def test_event_from_state_change_maps_shutdown_to_stop() -> None:
+    """SM-09: the engine's shutdown (-> INIT) is keepalived's STOP; base priority is reported."""
+    ev = event_from_state_change(
+        "VI_1",
+        StateChanged(State.MASTER, State.INIT, "shutdown", 0, 4),
+        base_priority=150,
+        vips=["192.0.2.10/24"],
+    )
+    assert (ev.state, ev.previous_state, ev.priority, ev.epoch, ev.vips) == (
+        "STOP",
+        "MASTER",
+        150,
+        4,
+        ("192.0.2.10/24",),
+    )
+    assert build_argv("/x", generic=True, event=ev)[1:] == ("INSTANCE", "VI_1", "STOP", "150")
+    other = event_from_state_change(
+        "VI_1", StateChanged(State.BACKUP, State.MASTER, "master_down", 90), base_priority=100
+    )
+    assert (other.state, other.priority, other.reason) == ("MASTER", 100, "master_down")

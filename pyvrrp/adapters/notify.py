@@ -33,12 +33,13 @@ import os
 import shlex
 import signal
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from pyvrrp.proto.events import State, StateChanged
 from pyvrrp.runtime.clock import monotonic
 
 _log = structlog.get_logger("pyvrrp.adapters.notify")
@@ -160,6 +161,37 @@ def build_env(event: NotifyEvent, base: Mapping[str, str] | None = None) -> dict
         PYVRRP_EPOCH=str(event.epoch),
     )
     return env
+
+
+def event_from_state_change(
+    instance: str,
+    change: StateChanged,
+    *,
+    base_priority: int,
+    vips: Iterable[object] = (),
+    kind: str = "INSTANCE",
+) -> NotifyEvent:
+    """Turn the engine's :class:`~pyvrrp.proto.events.StateChanged` into a :class:`NotifyEvent`.
+
+    keepalived reports the configured (base) priority, also for STOP
+    (KEEPALIVED-BASELINE §4), so the caller passes ``base_priority``; the
+    effective priority of the change is not used.  The engine's transition
+    to INIT on Shutdown (RFC 5798 §6.4.2/§6.4.3) is reported as keepalived's
+    ``STOP``; any other INIT runs only the generic script.
+    """
+    new = change.new.value
+    if change.new is State.INIT and change.reason == "shutdown":
+        new = "STOP"
+    return NotifyEvent(
+        instance=instance,
+        state=new,
+        priority=base_priority,
+        previous_state=change.old.value,
+        vips=tuple(str(v) for v in vips),
+        reason=change.reason,
+        epoch=change.epoch,
+        kind=kind,
+    )
 
 
 class NotifyRunner:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -535,6 +535,9 @@ def _q(key: str) -> str:
     return format_path((key,))
 
 
+_Handler = Callable[["_Ctx", str, Node, dict[str, Any]], None]
+
+
 class _Ctx:
     def __init__(self) -> None:
         self.issues: list[Issue] = []
@@ -658,7 +661,7 @@ def _walk_block(
     path: str,
     node: Node,
     out: dict[str, Any],
-    handlers: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]] | None = None,
+    handlers: Mapping[str, _Handler] | None = None,
     extra_tables: tuple[str, ...] = (),
 ) -> None:
     """Apply KEYWORDS[block] (plus extra tables) to every child of ``node``."""
@@ -680,7 +683,7 @@ def _apply(
     cpath: str,
     child: Node,
     out: dict[str, Any],
-    handlers: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]],
+    handlers: Mapping[str, _Handler],
 ) -> None:
     kw = child.keyword
     if entry.status == "refused":
@@ -849,7 +852,7 @@ def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         out["authentication"] = auth
 
 
-_GENERIC_BLOCK: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]] = {
+_GENERIC_BLOCK: dict[str, _Handler] = {
     "vips": _vips,
     "peers": _peers,
     "track_list": _track_list,
@@ -917,12 +920,7 @@ def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         return
     out = model.setdefault("global_defs", {})
     ctx.mark("global_defs", node)
-    handlers = {"notification_email": _ignore_block}
-    _walk_block(ctx, "global_defs", "global_defs", node, out, handlers)
-
-
-def _ignore_block(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
-    """A keyword whose { } block is ignored as a whole (the warning was already issued)."""
+    _walk_block(ctx, "global_defs", "global_defs", node, out)
 
 
 # -- LVS ----------------------------------------------------------------------------------
@@ -1081,7 +1079,7 @@ def _checker(
     }
     ctx.mark(cpath, node)
     own = "HTTP_GET" if kind == "SSL_GET" else kind
-    handlers: dict[str, Callable[[_Ctx, str, Node, dict[str, Any]], None]] = {
+    handlers: dict[str, _Handler] = {
         "url": _url,
         "host": _smtp_host,
     }
@@ -1342,7 +1340,7 @@ def load_with_report(path: str | Path, *, config_id: str | None = None) -> tuple
             errs = list(exc.issues)
         else:
             if "_frontend_warnings" in getattr(type(cfg), "__private_attributes__", {}):
-                cfg._frontend_warnings = warnings  # a Config that surfaces them in warnings()
+                setattr(cfg, "_frontend_warnings", warnings)  # a Config that surfaces them  # noqa: B010
             _FRONTEND_WARNINGS[id(cfg)] = warnings
             weakref.finalize(cfg, _FRONTEND_WARNINGS.pop, id(cfg), None)
             return cfg, warnings

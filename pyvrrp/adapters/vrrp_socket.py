@@ -346,6 +346,11 @@ class VrrpSocket:
             self._err_log.log("malformed_v4", "vrrp_rx_malformed", iface=self.ifname, length=len(data))
             return False
         payload, src, dst, ttl = parsed
+        # RX-01: prefer the kernel's IP_TTL control message (IP_RECVTTL); it equals the
+        # header's TTL, which remains the fallback if the control message is missing.
+        for level, ctype, cdata in ancdata:
+            if level == socket.IPPROTO_IP and ctype == IP_TTL and len(cdata) >= 4:
+                (ttl,) = struct.unpack("=i", cdata[:4])
         self.stats.rx_packets += 1
         return payload, src, dst, ttl
 

@@ -158,6 +158,7 @@ def test_json_output(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["ok"] is False and len(doc["errors"]) == 5
     assert doc["errors"][0] == {
+        "severity": "error",
         "path": "vrrp_instance.VI_1.virtual_router_id",
         "message": "must be 1..255, got 0",
         "file": str(tmp_path / "bad.toml"),
@@ -168,3 +169,39 @@ def test_json_output(tmp_path: Path) -> None:
 def test_file_option_is_required() -> None:
     result = runner.invoke(app, ["check-config"])
     assert result.exit_code == 2
+
+
+def test_keepalived_conf_is_checked_too(tmp_path: Path) -> None:
+    pytest.importorskip("pyvrrp.config.keepalived")
+    code, out, _ = invoke("-f", str(REPO / "conf/keepalived/lb1.conf"))
+    assert code == 0 and "OK (keepalived.conf)" in out and "VI_51" in out
+    ka = tmp_path / "keepalived.conf"
+    ka.write_text(
+        "global_defs {\n    router_id lb1\n    notification_email {\n        a@example.org\n    }\n}\n"
+        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n"
+        "    virtual_ipaddress {\n        192.168.233.200/32\n    }\n}\n"
+    )
+    code, out, _ = invoke("-f", str(ka))
+    assert code == 0
+    assert any(line.startswith(f"warning: {ka}:3: ") for line in out.splitlines())
+
+
+def test_warnings_that_come_with_errors_are_labelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyvrrp.config import ConfigError, ConfigIssue
+
+    def failing(*_a: object, **_k: object) -> None:
+        raise ConfigError(
+            [
+                ConfigIssue("vrrp_instance.A.priority", "must be 1..255, got 0", file="k.conf", line=4),
+                ConfigIssue("global_defs.smtp_server", "ignored", file="k.conf", line=2, severity="warning"),
+            ]
+        )
+
+    monkeypatch.setattr(load_mod, "load_config", failing)
+    code, _out, err = invoke("-f", "k.conf")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: k.conf:4: vrrp_instance.A.priority: must be 1..255, got 0",
+        "warning: k.conf:2: global_defs.smtp_server: ignored",
+        "k.conf: 1 error",
+    ]

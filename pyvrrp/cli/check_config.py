@@ -61,7 +61,13 @@ def _render(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
-    return {"path": issue.path, "message": issue.message, "file": issue.file, "line": issue.line}
+    return {
+        "severity": issue.severity,
+        "path": issue.path,
+        "message": issue.message,
+        "file": issue.file,
+        "line": issue.line,
+    }
 
 
 def run_check(file: str, config_id: str | None, as_json: bool) -> int:
@@ -72,11 +78,16 @@ def run_check(file: str, config_id: str | None, as_json: bool) -> int:
         cfg = load_config(file, config_id=config_id)
     except ConfigError as exc:
         if as_json:
-            typer.echo(json.dumps({"ok": False, "errors": [_issue_dict(i) for i in exc.issues]}, indent=2))
+            doc = {
+                "ok": False,
+                "errors": [_issue_dict(i) for i in exc.issues if i.severity == "error"],
+                "warnings": [_issue_dict(i) for i in exc.issues if i.severity == "warning"],
+            }
+            typer.echo(json.dumps(doc, indent=2))
         else:
             for issue in exc.issues:
-                typer.echo(f"error: {issue}", err=True)
-            n = len(exc.issues)
+                typer.echo(f"{issue.severity}: {issue}", err=True)
+            n = sum(1 for i in exc.issues if i.severity == "error")
             typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}", err=True)
         return 1
     except Exception as exc:  # a bug in a front-end: still one clear line, no traceback

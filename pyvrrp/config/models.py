@@ -531,6 +531,8 @@ class Config(_Model):
     _source_file: str | None = PrivateAttr(default=None)
     _source_format: str | None = PrivateAttr(default=None)
     _locate: Locator | None = PrivateAttr(default=None)
+    _frontend_warnings: list[ConfigIssue] = PrivateAttr(default_factory=list)
+    """Set by a front-end (keepalived.conf: ignored/approximated keywords)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -561,8 +563,8 @@ class Config(_Model):
         return None
 
     def warnings(self) -> list[ConfigIssue]:
-        """Things that are legal but probably wrong (see :func:`check`)."""
-        return check(self)
+        """The front-end's warnings, then things that are legal but probably wrong (:func:`check`)."""
+        return [*self._frontend_warnings, *check(self)]
 
 
 def _globals_or_default(raw: Any) -> GlobalDefs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyvrrp.lab.capture import Capture, first
-from pyvrrp.lab.topology import HOSTS, LAB_IFNAME, VIP4, VIP6, Lab, list_netns
+from pyvrrp.lab.topology import HOSTS, LAB_IFNAME, VIP4, VIP6, Lab, list_netns, wait_for
 
 
 def test_lab_up_client_reaches_each_real_server(lab: Lab) -> None:
@@ -101,26 +102,30 @@ def test_teardown_kills_processes_and_deletes_namespaces() -> None:
     from conftest import make_lab
 
     lab = make_lab()
-    lab.up()
-    stubborn = lab.popen(
-        "client",
-        [
-            sys.executable,
-            "-c",
-            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
-        ],
-    )
-    pids = [p for h in lab.hosts for p in lab.pids(h)]
-    assert stubborn.pid in pids and len(pids) >= 3  # two HTTP servers + the sleeper
-    run_dir = Path(lab.run_dir)
-    lab.down(term_wait_s=0.5)
-    assert stubborn.wait(timeout=5) != 0
-    assert not [n for n in list_netns() if n.startswith(f"{lab.prefix}-")]
-    assert not run_dir.exists()
-    for pid in pids:
-        alive = subprocess.run(["kill", "-0", str(pid)], capture_output=True, check=False).returncode == 0
-        assert not alive, pid
-    lab.down()  # idempotent
+    try:
+        lab.up()
+        stubborn = lab.popen(
+            "client",
+            [
+                sys.executable,
+                "-c",
+                "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
+            ],
+        )
+        # `ip netns exec` enters the namespace just after the fork: wait until it shows up.
+        wait_for(lambda: stubborn.pid in lab.pids("client"), 5.0)
+        pids = [p for h in lab.hosts for p in lab.pids(h)]
+        assert len(pids) >= 3  # two HTTP servers + the sleeper
+        run_dir = Path(lab.run_dir)
+        lab.down(term_wait_s=0.5)
+        assert stubborn.wait(timeout=5) == -signal.SIGKILL
+        assert not [n for n in list_netns() if n.startswith(f"{lab.prefix}-")]
+        assert not run_dir.exists()
+        for pid in pids:
+            alive = subprocess.run(["kill", "-0", str(pid)], capture_output=True, check=False).returncode == 0
+            assert not alive, pid
+    finally:
+        lab.down()  # idempotent
 
 
 def test_ipv6_lab_and_gateway(lab_factory: Callable[..., Lab]) -> None:

@@ -1,0 +1,70 @@
+# shellcheck shell=bash
+# Shared set-up for scripts/demo and scripts/test (sourced, not run).
+# Installs what a fresh Debian 12 machine lacks, once: apt packages, then .venv with
+# `pip install -e '.[test]'`.  Set PYVRRP_NO_INSTALL=1 to only check.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$REPO/.venv"
+export DEBIAN_FRONTEND=noninteractive
+
+# command -> Debian package
+APT_NEEDS=(
+    "ip:iproute2"            # namespaces, veths, bridge
+    "nft:nftables"           # split-brain tests block VRRP on the lab switch
+    "keepalived:keepalived"  # interop / reference peer
+    "tcpdump:tcpdump"        # br0 captures
+    "arping:iputils-arping"  # ARP checks from the client
+    "modprobe:kmod"          # tools/uml-run (IPVS in User-Mode Linux)
+    "ipvsadm:ipvsadm"        # IPVS cross-checks
+    "dpkg-deb:dpkg"          # tools/uml-run unpacks the UML kernel package
+    "ps:procps"
+    "killall:psmisc"
+    "python3:python3"
+)
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "$(basename "$0"): needs root (network namespaces, raw sockets): run it with sudo" >&2
+        exit 2
+    fi
+}
+
+ensure_apt() {
+    local missing=() item cmd pkg
+    for item in "${APT_NEEDS[@]}"; do
+        cmd=${item%%:*}
+        pkg=${item#*:}
+        command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 \
+            || missing+=("$pkg")
+    done
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    if [ "${PYVRRP_NO_INSTALL:-0}" = 1 ]; then
+        echo "missing packages: ${missing[*]}" >&2
+        return 1
+    fi
+    echo "installing: ${missing[*]}" >&2
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+ensure_venv() {
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pyvrrp, pytest, pytest_timeout, scapy' >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "${PYVRRP_NO_INSTALL:-0}" = 1 ]; then
+        echo "no usable $VENV" >&2
+        return 1
+    fi
+    echo "creating $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e "$REPO[test]"
+}
+
+ensure_all() {
+    ensure_apt
+    ensure_venv
+}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -516,3 +519,119 @@ def test_doc_keyword_table_in_sync() -> None:
     assert inside == ka.keyword_table_markdown().strip(), (
         "regenerate: python -m pyvrrp.config.keepalived --update-doc docs/migrating-from-keepalived.md"
     )
+
+
+# ------------------------------------------------------------------------------- vs keepalived -t
+
+KEEPALIVED = shutil.which("keepalived") or (
+    "/usr/sbin/keepalived" if Path("/usr/sbin/keepalived").exists() else None
+)
+needs_keepalived = pytest.mark.skipif(
+    KEEPALIVED is None, reason="Debian's keepalived binary is not installed"
+)
+
+#: keepalived keywords that are blocks (followed by { }) though the table reads no value from them
+_KA_BLOCKS = {
+    "notification_email", "static_ipaddress", "static_routes", "static_rules", "track_group",
+    "linkbeat_interfaces", "interface_up_down_delays", "garp_group", "vrrp_track_process", "bfd_instance",
+    "SSL", "virtual_routes", "virtual_rules", "track_process", "track_bfd", "host", "UDP_CHECK",
+    "FILE_CHECK", "BFD_CHECK", "url", "global_defs", "vrrp_script", "vrrp_track_file", "track_file",
+    "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group", "real_server",
+}  # fmt: skip
+_NAMED_TOP = {
+    "vrrp_script", "vrrp_track_file", "track_file", "vrrp_instance", "vrrp_sync_group",
+    "virtual_server_group", "track_group", "vrrp_track_process", "bfd_instance",
+}  # fmt: skip
+_RS = "virtual_server 10.0.0.1 80 {\nreal_server 10.0.0.2 80 {\n"
+_WRAP = {
+    "(top)": ("", ""),
+    "global_defs": ("global_defs {\n", "}\n"),
+    "vrrp_instance": ("vrrp_instance VI_1 {\n", "}\n"),
+    "vrrp_script": ("vrrp_script s {\n", "}\n"),
+    "track_file": ("track_file f {\n", "}\n"),
+    "vrrp_sync_group": ("vrrp_sync_group G {\n", "}\n"),
+    "virtual_server": ("virtual_server 10.0.0.1 80 {\n", "}\n"),
+    "real_server": (_RS, "}\n}\n"),
+    "checker": (_RS + "MISC_CHECK {\n", "}\n}\n}\n"),
+    "connect": (_RS + "TCP_CHECK {\n", "}\n}\n}\n"),
+    "HTTP_GET": (_RS + "HTTP_GET {\n", "}\n}\n}\n"),
+    "url": (_RS + "HTTP_GET {\nurl {\n", "}\n}\n}\n}\n"),
+    "MISC_CHECK": (_RS + "MISC_CHECK {\n", "}\n}\n}\n"),
+    "DNS_CHECK": (_RS + "DNS_CHECK {\n", "}\n}\n}\n"),
+    "SMTP_CHECK": (_RS + "SMTP_CHECK {\n", "}\n}\n}\n"),
+}
+#: in the table on purpose though Debian's 2.2.7 build does not know them
+_NEWER_OR_BUILD_OPTION = {
+    ("global_defs", "vrrp_ipsets"),  # needs keepalived built with ipset support
+    ("vrrp_instance", "v3_checksum_as_v2"),  # keepalived >= 2.2.8
+    ("vrrp_instance", "no_virtual_ipaddress"),  # keepalived >= 2.2.8
+    ("HTTP_GET", "sni_name"),  # keepalived >= 2.3
+    ("HTTP_GET", "tls_compliant"),  # keepalived >= 2.3
+}
+
+
+def _ka_unknown(conf: Path) -> set[tuple[int, str]]:
+    assert KEEPALIVED is not None
+    out = subprocess.run(
+        [KEEPALIVED, "-t", "-f", str(conf), "-l", "-D"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return {
+        (int(n), kw)
+        for n, kw in re.findall(r"Line (\d+)\) Unknown keyword '([^']+)'", out.stdout + out.stderr)
+    }
+
+
+@needs_keepalived
+@pytest.mark.keepalived
+@pytest.mark.parametrize("block", sorted(_WRAP))
+def test_every_table_keyword_is_known_to_keepalived(block: str, tmp_path: Path) -> None:
+    """The table lists keepalived 2.2.7's own vocabulary: `keepalived -t` knows every keyword in it."""
+    head, tail = _WRAP[block]
+    body: list[str] = []
+    for kw, entry in ka.KEYWORDS[block].items():
+        block_like = (entry.conv in ("block", "vips", "peers", "track_list", "names", "auth", "checker")) or (
+            kw in _KA_BLOCKS
+        )
+        if block == "track_file":
+            block_like = False
+        if block_like:
+            arg = " x" if block == "(top)" and kw in _NAMED_TOP else ""
+            arg = " 10.0.0.9 80" if kw == "virtual_server" else " 10.0.0.3 80" if kw == "real_server" else arg
+            body.append(f"{kw}{arg} {{\n}}")
+        else:
+            body.append(f"{kw} 1")
+    conf = tmp_path / f"{block.strip('()')}.conf"
+    conf.write_text(head + "\n".join(body) + "\n" + tail)
+    unknown = {(block, kw) for _n, kw in _ka_unknown(conf)}
+    assert unknown <= _NEWER_OR_BUILD_OPTION, unknown
+
+
+@needs_keepalived
+@pytest.mark.keepalived
+def test_unknown_keywords_match_keepalived(tmp_path: Path) -> None:
+    """Keywords we call unknown are the ones `keepalived -t` calls unknown, at the same lines."""
+    text = (
+        "global_defs {\n router_idd x\n vrrp_version 2\n}\n"
+        "vrrp_script chk {\n script /bin/true\n intervall 2\n}\n"
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n priorty 100\n"
+        " virtual_ipaddress {\n  10.9.9.9/32\n }\n track_script {\n  chk\n }\n}\n"
+        "vrrp_sync_group G {\n VI_1\n}\n"
+        "virtual_server 10.0.0.1 80 {\n lb_algoo rr\n real_server 10.0.0.2 80 {\n"
+        "  weigth 1\n  TCP_CHECK {\n   conect_timeout 3\n  }\n }\n}\n"
+    )
+    conf = tmp_path / "typos.conf"
+    conf.write_text(text)
+    ours: set[tuple[int, str]] = set()
+    with pytest.raises(ConfigError) as ei:
+        ka.load_with_report(conf)
+    for issue in ei.value.issues:
+        if "unknown keyword" in issue.message:
+            assert issue.line is not None
+            ours.add((issue.line, issue.message.split("'")[1]))
+    theirs = _ka_unknown(conf)
+    assert ours == theirs
+    assert len(ours) == 7

@@ -122,7 +122,6 @@ _GLOBAL_IGNORED_TUNING = [
     "checker_process_name",
     "checker_rlimit_rttime",
     "checker_rt_priority",
-    "child_wait_time",
     "lvs_netlink_cmd_rcv_bufs",
     "lvs_netlink_cmd_rcv_bufs_force",
     "lvs_netlink_monitor_rcv_bufs",
@@ -151,8 +150,6 @@ _GLOBAL_IGNORED_TUNING = [
     "config_save_dir",
     "data_use_instance",
     "include_check",
-    "use_pid_dir",
-    "instance",
 ]
 
 _GLOBAL_IGNORED_SMTP = [
@@ -273,10 +270,6 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "reload_time_file": _ref("scheduled reloads are not implemented"),
         "reload_repeat": _ref("scheduled reloads are not implemented"),
         "reload_file": _ign(_NOT_NEEDED),
-        "net_namespace": _ref("run pyvrrp itself inside the namespace (`ip netns exec NS pyvrrp run`)"),
-        "net_namespace_ipvs": _ref("IPVS in another namespace is not implemented"),
-        "namespace_with_ipsets": _ign(_NOT_NEEDED),
-        "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
         **{k: _ign(_TUNING) for k in _GLOBAL_IGNORED_TUNING},
         **{k: _ign(_NO_SMTP) for k in _GLOBAL_IGNORED_SMTP},
         **{k: _ign(_NO_SNMP) for k in _GLOBAL_IGNORED_SNMP},
@@ -335,8 +328,6 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         ),
         "garp_master_refresh_repeat": _approx(None, "one GARP/NA per refresh"),
         "garp_lower_prio_delay": _approx(None, "the lower-priority GARP burst is sent at once"),
-        "garp_interval": _approx(None, "pyvrrp's fixed spacing between GARPs is used"),
-        "gna_interval": _approx(None, "pyvrrp's fixed spacing between NAs is used"),
         "check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer", "flag"),
         "unicast_ttl": _ign("adverts always carry TTL 255 (RFC 5798 §5.1.1.3)"),
         "unicast_fault_no_peer": _ign("an empty unicast_peer list means multicast"),
@@ -348,7 +339,6 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "native_ipv6": _ign("IPv6 instances are always native VRRPv3"),
         "track_src_ip": _ign("not implemented"),
         "promote_secondaries": _ign("not implemented: set net.ipv4.conf.IF.promote_secondaries yourself"),
-        "sync_group_tracking_weight": _ign("tracking weights of sync group members always apply"),
         "smtp_alert": _ign(_NO_SMTP),
         "debug": _ign("use `pyvrrp run --log-level debug`"),
         "kernel_rx_buf_size": _ign(_TUNING),
@@ -369,7 +359,6 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "virtual_routes": _ref("routes that follow mastership are not implemented; use notify scripts"),
         "virtual_rules": _ref("rules that follow mastership are not implemented; use notify scripts"),
         "lvs_sync_daemon_interface": _ref("the IPVS connection sync daemon is not managed"),
-        "interface_up_down_delays": _ref("link debouncing is not implemented"),
         "vrf": _ref("VRFs are not implemented"),
     },
     "vrrp_sync_group": {
@@ -434,7 +423,6 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     "real_server": {
         "weight": _sup("weight", "int"),
         "lvs_method": _sup("lvs_method", "lvs_method"),
-        "lb_kind": _sup("lvs_method", "lvs_method", "old name of lvs_method"),
         "inhibit_on_failure": _sup("inhibit_on_failure", "flag"),
         "notify_up": _sup("notify_up", "script"),
         "notify_down": _sup("notify_down", "script"),
@@ -465,7 +453,6 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     },
     "checker": {  # keywords every checker block accepts (MISC_CHECK too)
         "retry": _sup("retry", "int"),
-        "nb_get_retry": _sup("retry", "int", "old name of retry"),
         "delay_before_retry": _sup("delay_before_retry", "float"),
         "warmup": _sup("warmup", "float"),
         "delay_loop": _sup("delay_loop", "float"),
@@ -483,6 +470,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     },
     "HTTP_GET": {  # also SSL_GET
         "url": _sup("url", "block"),
+        "nb_get_retry": _sup("retry", "int", "old name of retry"),
         "virtualhost": _sup("virtualhost"),
         "http_protocol": _ign("HTTP/1.1 with Host header is always used"),
         "fast_recovery": _ign("failed servers are always checked at delay_before_retry"),

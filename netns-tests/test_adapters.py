@@ -41,7 +41,7 @@ import asyncio, json
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.proto.packet import decode, Advertisement
 async def main():
-    s = await VrrpSocket.open({ifname!r}, {family}, src={src!r}, unicast_peers={peers!r})
+    s = await VrrpSocket({ifname!r}, {family}, src={src!r}, unicast_peers={peers!r}).open()
     got = []
     done = asyncio.get_running_loop().create_future()
     def on_packet(payload, src, dst, ttl):
@@ -66,12 +66,14 @@ from ipaddress import ip_address
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.proto.packet import encode, Advertisement
 async def main():
-    s = await VrrpSocket.open({ifname!r}, {family}, src={src!r}, unicast_peers={peers!r})
+    s = VrrpSocket({ifname!r}, {family}, unicast_peers={peers!r})  # no default source ...
+    await s.open()
+    src = ip_address({src!r})
     vip = ip_address({vip!r})
     for prio in range({count}):
         adv = Advertisement(version=3, vrid=51, priority=100 + prio, addresses=(vip,), interval_cs=100)
         for dst in s.destinations():
-            n = s.send(encode(adv, src=ip_address({src!r}), dst=dst), dst)
+            n = s.send(encode(adv, src=src, dst=dst), dst, src=src)  # ... but one per send
             assert n == 1, n
         await asyncio.sleep(0.01)
     print(json.dumps(vars(s.stats)))
@@ -315,7 +317,7 @@ import asyncio, json, time
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 async def main():
     loop = asyncio.get_running_loop()
-    s = await VrrpSocket.open({ifname!r}, 4, src={src!r}, max_batch=8)
+    s = await VrrpSocket({ifname!r}, 4, src={src!r}, max_batch=8).open()
     n = 0
     def on_packet(payload, src, dst, ttl):
         nonlocal n

@@ -107,41 +107,18 @@ def parse_ipv4_datagram(data: bytes) -> tuple[bytes, IPv4Address, IPv4Address, i
 class VrrpSocket:
     """A raw VRRP socket for one interface and one family (4 or 6).
 
-    Create with ``await VrrpSocket.open(...)``; then ``add_reader(cb)`` and
-    ``send(payload)``; ``close()`` when done.
+    Usage::
+
+        sock = await VrrpSocket("eth0", 4, src=primary).open()
+        sock.add_reader(on_packet)          # on_packet(payload, src, dst, ttl)
+        sock.send(payload)                  # group, or every unicast peer
+        sock.close()
+
+    The constructor only validates; :meth:`open` creates the socket.
     """
 
     def __init__(
         self,
-        ifname: str,
-        family: int,
-        *,
-        ifindex: int,
-        src: IPAddress | None,
-        unicast_peers: tuple[IPAddress, ...],
-        group: IPAddress,
-        max_batch: int,
-    ) -> None:
-        self.ifname = ifname
-        self.family = family
-        self.ifindex = ifindex
-        self.src = src
-        self.unicast_peers = unicast_peers
-        self.group = group
-        self.max_batch = max_batch
-        self.stats = SocketStats()
-        self._sock: socket.socket | None = None
-        self._pktinfo = self._src_cmsg()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._callback: ReceiveCallback | None = None
-        self._err_log = RateLimitedLogger(_log, burst=5, window_s=60.0, level="warning")
-        self._log = _log.bind(iface=ifname, family=family)
-
-    # ------------------------------------------------------------ open
-
-    @classmethod
-    async def open(
-        cls,
         ifname: str,
         family: int,
         *,
@@ -150,64 +127,82 @@ class VrrpSocket:
         group: IPAddress | str | None = None,
         ttl: int = VRRP_TTL,
         max_batch: int = DEFAULT_MAX_BATCH,
-    ) -> VrrpSocket:
-        """Open, configure and bind the socket.
+    ) -> None:
+        """Validate the settings (no I/O).
 
         Args:
             ifname: the VRRP interface.
             family: 4 or 6.
-            src: source address to bind (the primary address; IPv6: link-local).  None lets
-                the kernel choose (then IPv6 checksums computed by the caller may not match).
+            src: source address of every advert (the primary address; IPv6: link-local),
+                set per datagram with IP_PKTINFO / IPV6_PKTINFO.  None lets the kernel
+                choose (then a checksum computed over a pseudo-header may not match).
             unicast_peers: non-empty = unicast mode (no group join).
             group: multicast group (default 224.0.0.18 / ff02::12, RFC 5798 §5.1.1.2/§5.1.2.2).
-            ttl: TTL / hop limit for every packet sent (PKT-02: 255; keepalived ``unicast_ttl``).
+            ttl: TTL / hop limit of every packet sent (PKT-02: 255; keepalived ``unicast_ttl``).
             max_batch: datagrams drained per readiness event.
 
         Raises:
-            InterfaceNotFound: no such interface.
-            ValueError: address family mismatch.
-            PermissionError: no CAP_NET_RAW.
-            OSError: other socket errors (message names the interface).
+            ValueError: bad family or an address of the other family.
         """
         if family not in (4, 6):
             raise ValueError(f"family must be 4 or 6, got {family!r}")
-        try:
-            ifindex = socket.if_nametoindex(ifname)
-        except OSError:
-            raise InterfaceNotFound(ifname, "cannot open VRRP socket") from None
         src_ip = ip_address(src) if isinstance(src, str) else src
         peers = tuple(ip_address(p) if isinstance(p, str) else p for p in unicast_peers)
-        grp = (
-            ip_address(group)
-            if isinstance(group, str)
-            else (group or (MCAST_GROUP_V4 if family == 4 else MCAST_GROUP_V6))
-        )
+        grp = ip_address(group) if isinstance(group, str) else group
+        if grp is None:
+            grp = MCAST_GROUP_V4 if family == 4 else MCAST_GROUP_V6
         for addr in (src_ip, *peers, grp):
             if addr is not None and addr.version != family:
                 raise ValueError(f"address {addr} is not IPv{family}")
-        self = cls(
-            ifname,
-            family,
-            ifindex=ifindex,
-            src=src_ip,
-            unicast_peers=peers,
-            group=grp,
-            max_batch=max_batch,
-        )
+        self.ifname = ifname
+        self.family = family
+        self.ifindex = 0
+        self.src = src_ip
+        self.unicast_peers = peers
+        self.group: IPAddress = grp
+        self.ttl = ttl
+        self.max_batch = max_batch
+        self.stats = SocketStats()
+        self._sock: socket.socket | None = None
+        self._pktinfo: list[tuple[int, int, bytes]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callback: ReceiveCallback | None = None
+        self._err_log = RateLimitedLogger(_log, burst=5, window_s=60.0, level="warning")
+        self._log = _log.bind(iface=ifname, family=family)
+
+    # ------------------------------------------------------------ open
+
+    async def open(self) -> VrrpSocket:
+        """Create, configure and (for multicast) join; returns ``self``.
+
+        Raises:
+            InterfaceNotFound: no such interface.
+            PermissionError: no CAP_NET_RAW.
+            OSError: other socket errors (message names the interface).
+        """
+        if self._sock is not None:
+            return self
         try:
-            self._sock = self._make_socket(ttl)
+            self.ifindex = socket.if_nametoindex(self.ifname)
+        except OSError:
+            raise InterfaceNotFound(self.ifname, "cannot open VRRP socket") from None
+        self._pktinfo = self._src_cmsg(self.src)
+        try:
+            self._sock = self._make_socket(self.ttl)
         except OSError as exc:
             if isinstance(exc, PermissionError):
                 raise PermissionError(
-                    exc.errno, f"raw VRRP socket on {ifname!r} needs CAP_NET_RAW: {exc.strerror}"
+                    exc.errno, f"raw VRRP socket on {self.ifname!r} needs CAP_NET_RAW: {exc.strerror}"
                 ) from exc
-            raise OSError(exc.errno, f"VRRP socket on {ifname!r} (IPv{family}): {exc.strerror}") from exc
+            raise OSError(
+                exc.errno, f"VRRP socket on {self.ifname!r} (IPv{self.family}): {exc.strerror}"
+            ) from exc
         self._log.info(
             "vrrp_socket_open",
-            ifindex=ifindex,
-            src=str(src_ip) if src_ip else None,
-            group=None if peers else str(grp),
-            unicast_peers=[str(p) for p in peers],
+            ifindex=self.ifindex,
+            src=str(self.src) if self.src else None,
+            group=None if self.unicast_peers else str(self.group),
+            unicast_peers=[str(p) for p in self.unicast_peers],
         )
         return self
 
@@ -258,21 +253,21 @@ class VrrpSocket:
             mreq = struct.pack("=16sI", self.group.packed, self.ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
 
-    def _src_cmsg(self) -> list[tuple[int, int, bytes]]:
+    def _src_cmsg(self, src: IPAddress | None) -> list[tuple[int, int, bytes]]:
         """IP_PKTINFO / IPV6_PKTINFO control message fixing source address and interface.
 
         The socket is deliberately *not* bound to the source address: a raw
         IPv4 socket bound to a unicast address only receives datagrams sent
         to that address, which would filter out the 224.0.0.18 adverts.
         """
-        if self.src is None:
+        if src is None:
             return []
         if self.family == 4:
             # struct in_pktinfo {int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr}
-            data = struct.pack("=i4s4s", self.ifindex, self.src.packed, b"\0" * 4)
+            data = struct.pack("=i4s4s", self.ifindex, src.packed, b"\0" * 4)
             return [(socket.IPPROTO_IP, IP_PKTINFO, data)]
         # struct in6_pktinfo {in6_addr ipi6_addr; int ipi6_ifindex}
-        data = struct.pack("=16si", self.src.packed, self.ifindex)
+        data = struct.pack("=16si", src.packed, self.ifindex)
         return [(socket.IPPROTO_IPV6, IPV6_PKTINFO, data)]
 
     # ------------------------------------------------------------ receive
@@ -380,16 +375,18 @@ class VrrpSocket:
         """Where ``send(payload)`` goes: every unicast peer, else the group."""
         return self.unicast_peers if self.unicast_peers else (self.group,)
 
-    def send(self, payload: bytes, dst: IPAddress | None = None) -> int:
+    def send(self, payload: bytes, dst: IPAddress | None = None, *, src: IPAddress | None = None) -> int:
         """Send ``payload`` (a VRRP message, no IP header) now.
 
         ``dst`` None sends to the group, or to each unicast peer in unicast
-        mode.  Returns the number of datagrams sent; errors are counted and
-        logged (rate limited), never raised, so a transient ENOBUFS or a
-        downed link cannot kill the caller.
+        mode.  ``src`` overrides the socket's source address for this call.
+        Returns the number of datagrams sent; errors are counted and logged
+        (rate limited), never raised, so a transient ENOBUFS or a downed link
+        cannot kill the caller.
         """
         if self._sock is None:
             raise RuntimeError("VrrpSocket is closed")
+        cmsg = self._pktinfo if src is None or src == self.src else self._src_cmsg(src)
         sent = 0
         for target in (dst,) if dst is not None else self.destinations():
             if self.family == 4:
@@ -398,7 +395,7 @@ class VrrpSocket:
                 scope = self.ifindex if (target.is_link_local or target.is_multicast) else 0
                 sockaddr = (str(target), 0, 0, scope)
             try:
-                self._sock.sendmsg([payload], self._pktinfo, 0, sockaddr)
+                self._sock.sendmsg([payload], cmsg, 0, sockaddr)
                 sent += 1
             except OSError as exc:
                 self.stats.tx_errors += 1

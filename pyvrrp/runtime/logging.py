@@ -74,6 +74,13 @@ def setup_logging(
     )
 
 
+def configure_logging(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Alias of :func:`setup_logging` with the CLI's option names (``--log-format``/``--log-level``)."""
+    if fmt not in ("auto", "json", "console"):
+        raise ValueError(f"unknown log format {fmt!r}; expected auto, json or console")
+    setup_logging(level=level, log_format=fmt, stream=stream)  # type: ignore[arg-type]
+
+
 def _isatty(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
@@ -107,7 +114,10 @@ class RateLimitedLogger:
         window_s: float = 60.0,
         level: str = "info",
         now: Callable[[], float] = monotonic,
+        per_key: int | None = None,
     ) -> None:
+        if per_key is not None:  # alias of burst
+            burst = per_key
         if burst < 1:
             raise ValueError("burst must be >= 1")
         if window_s <= 0:
@@ -119,8 +129,24 @@ class RateLimitedLogger:
         self._now = now
         self._windows: dict[Any, _Window] = {}
 
-    def log(self, key: Any, event: str, **fields: Any) -> bool:
-        """Log ``event`` unless ``key`` is over budget.  Returns True if it was emitted."""
+    def debug(self, key: Any, event: str, **fields: Any) -> bool:
+        """:meth:`log` at debug level."""
+        return self.log(key, event, _level="debug", **fields)
+
+    def info(self, key: Any, event: str, **fields: Any) -> bool:
+        """:meth:`log` at info level."""
+        return self.log(key, event, _level="info", **fields)
+
+    def warning(self, key: Any, event: str, **fields: Any) -> bool:
+        """:meth:`log` at warning level."""
+        return self.log(key, event, _level="warning", **fields)
+
+    def log(self, key: Any, event: str, *, _level: str | None = None, **fields: Any) -> bool:
+        """Log ``event`` unless ``key`` is over budget.  Returns True if it was emitted.
+
+        The budget is counted per key whatever the level, and a filtered-out
+        level (e.g. debug in production) still counts as emitted.
+        """
         now_s = self._now()
         win = self._windows.get(key)
         if win is None or now_s - win.started_s >= self._window_s:
@@ -133,7 +159,7 @@ class RateLimitedLogger:
             win.suppressed += 1
             return False
         win.emitted += 1
-        getattr(self._logger, self._level)(event, **fields)
+        getattr(self._logger, _level or self._level)(event, **fields)
         return True
 
     def suppressed(self, key: Any) -> int:

@@ -16,13 +16,17 @@ runs them in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import os
 import shutil
 import socket
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pyvrrp.ipvs.plan import (
     FWD_METHOD,
@@ -73,6 +77,26 @@ def _open() -> Any:
     return IPVS()
 
 
+_T = TypeVar("_T")
+
+
+def _off_loop(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """pyroute2's synchronous sockets run their own event loop and fail with "This event
+    loop is already running" inside a coroutine: from a running loop, call in a thread."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(fn, *args, **kwargs).result()
+
+    return wrapper
+
+
+@_off_loop
 def ipvs_available(*, try_modprobe: bool = True) -> IpvsStatus:
     """Whether this kernel has IPVS reachable over generic netlink (loads ip_vs if needed)."""
     if try_modprobe and not os.path.exists("/proc/net/ip_vs") and shutil.which("modprobe"):
@@ -230,6 +254,7 @@ def _parse_dest(nla: Any) -> tuple[Dest, DestStats]:
     return dest, st
 
 
+@_off_loop
 def dump(sock: Any = None) -> list[ServiceDump]:
     """Every IPVS service of this network namespace, with destinations and counters."""
     own = sock is None
@@ -260,6 +285,7 @@ def dump(sock: Any = None) -> list[ServiceDump]:
             sock.close()
 
 
+@_off_loop
 def read_table(sock: Any = None) -> KernelTable:
     """The kernel's IPVS table as planner input."""
     return {sd.service.key: sd.service for sd in dump(sock)}
@@ -285,6 +311,7 @@ def apply_op(sock: Any, op: Op) -> None:
         raise IpvsError(f"{op}: {exc}", op) from exc
 
 
+@_off_loop
 def apply(ops: list[Op], sock: Any = None) -> list[IpvsError]:
     """Execute ``ops`` in order; keep going after a failure and return the failures."""
     own = sock is None

@@ -372,3 +372,54 @@ def test_vrrp_socket_flood_keeps_timers_running() -> None:
         assert row["stats"]["rx_batches_full"] > 0  # the drain loop yielded to the loop under load
         assert row["ticks"] > 100
         assert row["max_late"] < 0.1, row
+
+
+SYNC_NETLINK = """
+import asyncio, json, subprocess
+from ipaddress import ip_interface
+from pyvrrp.adapters.netlink import SyncNetlink, InterfaceNotFound, LinkEvent
+from pyvrrp.adapters.arp import Announcer
+IF = {ifname!r}
+async def main():
+    nl = SyncNetlink()          # blocking calls, made from inside the running loop
+    ann = Announcer()
+    vip = ip_interface("192.0.2.30/24")
+    res = dict(up=nl.link_is_up(IF), p4=str(nl.primary_address(IF, 4)),
+               added=[nl.add_vip(IF, vip), nl.add_vip(IF, vip)],
+               garps=ann.announce(IF, [vip], repeat=3))
+    try:
+        nl.link_mac("nope0")
+    except InterfaceNotFound as exc:
+        res["missing"] = str(exc)
+    events = []
+    async def watch():
+        async for ev in nl.events([IF]):
+            events.append(repr(ev))
+            if isinstance(ev, LinkEvent):
+                return
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    res["removed"] = [nl.remove_vip(IF, vip), nl.remove_vip(IF, vip)]
+    await asyncio.to_thread(subprocess.run, ["ip", "link", "set", IF, "down"], check=True)
+    await asyncio.wait_for(task, 5)
+    res["events"] = events
+    res["addrs"] = [str(a) for a in nl.list_addresses(IF)]
+    ann.close()
+    nl.close()
+    print(json.dumps(res))
+asyncio.run(main())
+"""
+
+
+def test_sync_netlink_inside_running_loop_and_announcer() -> None:
+    """SM-04, SM-12, ARP-02: SyncNetlink works from loop code (executor order); Announcer sends GARPs."""
+    with veth_pair() as p:
+        res = json.loads(p.run("a", SYNC_NETLINK.format(ifname=p.if_a)))
+        assert res["up"] is True and res["p4"] == p.ip_a
+        assert res["added"] == [True, False]
+        assert res["removed"] == [True, False]
+        assert res["garps"] == 3
+        assert res["missing"] == "interface 'nope0' not found"
+        assert any("192.0.2.30/24" in e and "added=False" in e for e in res["events"])
+        assert res["events"][-1].startswith("LinkEvent(") and "up=False" in res["events"][-1]
+        assert "192.0.2.30/24" not in res["addrs"]

@@ -266,3 +266,54 @@ class AnnounceSender:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+class Announcer:
+    """GARP/NA for any interface: one :class:`AnnounceSender` per interface, opened on first use.
+
+    ``announce(ifname, vips, repeat)`` is synchronous (a packet-socket send
+    never blocks the loop), so an in-order action executor can call it right
+    after adding the VIPs.  Raises OSError (naming the interface) if the
+    packet socket cannot be opened; send errors are counted, not raised.
+    """
+
+    def __init__(self, *, macs: dict[str, str | bytes] | None = None) -> None:
+        self._senders: dict[str, AnnounceSender] = {}
+        self._macs = dict(macs or {})
+
+    def sender(self, ifname: str) -> AnnounceSender:
+        snd = self._senders.get(ifname)
+        if snd is None:
+            snd = AnnounceSender(ifname, mac=self._macs.get(ifname))
+            snd._open()
+            self._senders[ifname] = snd
+        return snd
+
+    def announce(
+        self,
+        ifname: str,
+        vips: Iterable[IPv4Interface | IPv6Interface | IPv4Address | IPv6Address],
+        repeat: int = 1,
+    ) -> int:
+        """Send ``repeat`` rounds of GARP (IPv4) / unsolicited NA (IPv6) for ``vips`` on ``ifname``.
+
+        If nothing at all could be sent (e.g. the interface was re-created and
+        the old socket points at a dead ifindex), the socket is reopened once.
+        """
+        vip_list = list(vips)
+        sent = self.sender(ifname).announce_now(vip_list, repeat)
+        if sent == 0 and vip_list and repeat > 0:
+            self.forget(ifname)
+            sent = self.sender(ifname).announce_now(vip_list, repeat)
+        return sent
+
+    def forget(self, ifname: str) -> None:
+        """Close the sender of ``ifname`` (after the link was deleted or its MAC changed)."""
+        snd = self._senders.pop(ifname, None)
+        if snd is not None:
+            snd.close()
+
+    def close(self) -> None:
+        for snd in self._senders.values():
+            snd.close()
+        self._senders.clear()

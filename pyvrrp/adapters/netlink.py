@@ -29,10 +29,11 @@ import asyncio
 import contextlib
 import errno
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pyroute2 import AsyncIPRoute
@@ -49,6 +50,18 @@ from pyroute2.netlink.rtnl import (
 
 from pyvrrp.adapters import InterfaceNotFound
 
+__all__ = [
+    "AddressEvent",
+    "InterfaceNotFound",
+    "LinkEvent",
+    "Netlink",
+    "NetlinkEvent",
+    "NetlinkMonitor",
+    "NetlinkOperationError",
+    "SyncNetlink",
+    "netlink",
+]
+
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -61,6 +74,7 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 
 _log = structlog.get_logger("pyvrrp.adapters.netlink")
+_T = TypeVar("_T")
 
 
 class NetlinkOperationError(OSError):
@@ -169,6 +183,16 @@ class Netlink:
             async for msg in await self._ipr.link("dump"):
                 out[int(msg["index"])] = str(msg.get("ifname"))
         return out
+
+    async def events(self, ifnames: Iterable[str] | None = None) -> AsyncIterator[NetlinkEvent]:
+        """Link/address events on a separate monitor socket (see :class:`NetlinkMonitor`)."""
+        mon = NetlinkMonitor(ifnames)
+        await mon.start()
+        try:
+            async for ev in mon.events():
+                yield ev
+        finally:
+            mon.close()
 
     # ------------------------------------------------------------ addresses
 
@@ -363,6 +387,82 @@ class NetlinkMonitor:
                     await res
             except Exception:  # a consumer bug must not stop link monitoring; make it loud
                 _log.exception("netlink_event_callback_failed", event=repr(ev))
+
+
+class SyncNetlink:
+    """Blocking facade of :class:`Netlink` that is safe to call from inside a running loop.
+
+    pyroute2's synchronous ``IPRoute`` cannot be used in a thread whose asyncio
+    loop is running ("This event loop is already running").  This class runs
+    an ``AsyncIPRoute``-based :class:`Netlink` on a private thread with its
+    own loop and waits for each call (typically well under a millisecond; at
+    most ``timeout_s``).  It exists for an in-order, synchronous action
+    executor: ``AddVips`` must be done before the ``AnnounceVips`` that
+    follows it (RFC 5798 §6.4.1 order).  Methods and errors are those of
+    :class:`Netlink`; a stuck kernel call raises ``TimeoutError``.
+    """
+
+    def __init__(self, *, timeout_s: float = 2.0) -> None:
+        self.timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pyvrrp-netlink", daemon=True)
+        self._thread.start()
+        self._nl: Netlink = self._call(Netlink.open())
+
+    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result(self.timeout_s)
+        except TimeoutError:
+            fut.cancel()
+            raise TimeoutError(f"netlink request took longer than {self.timeout_s}s") from None
+
+    def link_index(self, ifname: str) -> int:
+        return self._call(self._nl.link_index(ifname))
+
+    def link_mac(self, ifname: str) -> str:
+        return self._call(self._nl.link_mac(ifname))
+
+    def link_is_up(self, ifname: str) -> bool:
+        return self._call(self._nl.link_is_up(ifname))
+
+    def list_addresses(self, ifname: str) -> list[IPInterface]:
+        return self._call(self._nl.list_addresses(ifname))
+
+    def primary_address(
+        self, ifname: str, family: int, *, exclude: Iterable[IPAddress | IPInterface] = ()
+    ) -> IPAddress | None:
+        return self._call(self._nl.primary_address(ifname, family, exclude=tuple(exclude)))
+
+    def add_vip(self, ifname: str, address: IPInterface | str, label: str | None = None) -> bool:
+        return self._call(self._nl.add_vip(ifname, address, label=label))
+
+    def remove_vip(self, ifname: str, address: IPInterface | str) -> bool:
+        return self._call(self._nl.remove_vip(ifname, address))
+
+    async def events(self, ifnames: Iterable[str] | None = None) -> AsyncIterator[NetlinkEvent]:
+        """Link/address events, delivered in the *caller's* loop (see :class:`NetlinkMonitor`)."""
+        mon = NetlinkMonitor(ifnames)
+        await mon.start()
+        try:
+            async for ev in mon.events():
+                yield ev
+        finally:
+            mon.close()
+
+    def close(self) -> None:
+        if not self._loop.is_running():
+            return
+
+        async def _close() -> None:
+            self._nl.close()
+
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            self._call(_close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(self.timeout_s)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 @contextlib.asynccontextmanager

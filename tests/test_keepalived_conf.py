@@ -447,10 +447,14 @@ def test_lvs_mapping(tmp_path: Path) -> None:
     assert any(w.path.endswith(".connect_timeout") and "approximated" in w.message for w in warnings)
 
 
-def test_lvs_method_default_nat(tmp_path: Path) -> None:
-    """keepalived defaults lb_kind to NAT (ipvsadm: DR); the converted config says NAT."""
-    cfg, _ = _load(tmp_path, "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")
-    assert cfg.virtual_server["10.0.0.1:80"].lvs_method == "NAT"
+def test_lvs_defaults_follow_keepalived(tmp_path: Path) -> None:
+    """keepalived 2.2.7 -t: no lb_kind → NAT (ipvsadm: DR), no lb_algo → wlc, no protocol → UDP (warned)."""
+    cfg, warnings = _load(tmp_path, "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")
+    vs = cfg.virtual_server["10.0.0.1:80"]
+    assert (vs.lvs_method, vs.lvs_sched, vs.protocol) == ("NAT", "wlc", "UDP")
+    assert [(w.path, w.line) for w in warnings] == [('virtual_server."10.0.0.1:80".protocol', 1)]
+    cfg, warnings = _load(tmp_path, "virtual_server fwmark 3 {\n real_server 10.0.0.2 80 {\n }\n}\n")
+    assert warnings == []  # fwmark services have no protocol
 
 
 def test_smtp_check_approximated_udp_check_refused(tmp_path: Path) -> None:
@@ -635,3 +639,47 @@ def test_unknown_keywords_match_keepalived(tmp_path: Path) -> None:
     theirs = _ka_unknown(conf)
     assert ours == theirs
     assert len(ours) == 7
+
+
+# ------------------------------------------------------------------------------- a split site config
+
+SITE = Path(__file__).resolve().parent / "data" / "keepalived" / "site" / "keepalived.conf"
+
+
+@pytest.mark.parametrize(("node", "prio", "state"), [("lb1", 150, "MASTER"), ("lb2", 100, "BACKUP")])
+def test_site_fixture_includes_definitions_conditionals(node: str, prio: int, state: str) -> None:
+    """Includes, $VAR/${VAR}, a multi-line block definition, @id/@^id and ${_INSTANCE} together."""
+    cfg, warnings = ka.load_with_report(SITE, config_id=node)
+    assert cfg.global_defs.router_id == node
+    inst = cfg.vrrp_instance["VI_51"]
+    assert (inst.priority, inst.state, inst.interface) == (prio, state, "eth0")
+    vip = inst.virtual_ipaddress[0]
+    assert (str(vip.address), vip.dev, vip.label) == ("192.168.233.200/32", "eth0", "eth0:vip")
+    assert inst.notify == "/usr/local/bin/vrrp-notify \\#1"  # inside quotes: no comment, no unescape
+    assert [t.name for t in inst.track_script] == ["chk_ipvs"]
+    vs = cfg.virtual_server["192.168.233.200:80"]
+    assert [(str(r.ip), r.tcp_check[0].connect_timeout) for r in vs.real_server] == [
+        ("192.168.233.100", 2),
+        ("192.168.233.110", 2),
+    ]
+    # the only warning: no protocol → UDP, located in the included file
+    (w,) = warnings
+    assert w.file is not None and w.file.endswith("conf.d/30-lvs.conf") and w.line == 1
+
+
+@needs_keepalived
+@pytest.mark.keepalived
+@pytest.mark.parametrize("node", ["lb1", "lb2"])
+def test_site_fixture_is_valid_for_keepalived(node: str) -> None:
+    """keepalived -t accepts the same fixture (no unknown keyword, no syntax complaint)."""
+    assert KEEPALIVED is not None
+    out = subprocess.run(
+        [KEEPALIVED, "-t", "-f", str(SITE), "-i", node, "-l", "-D"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    log = out.stdout + out.stderr
+    assert "Unknown keyword" not in log and "Missing" not in log and "Unexpected" not in log, log
+    assert "defaulting to UDP" in log  # the default we copy

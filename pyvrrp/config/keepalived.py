@@ -385,7 +385,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "lb_algo": _sup("lvs_sched", "lower", "old name of lvs_sched"),
         "lvs_method": _sup("lvs_method", "lvs_method", "default NAT, as keepalived"),
         "lb_kind": _sup("lvs_method", "lvs_method", "old name of lvs_method"),
-        "protocol": _sup("protocol", "upper"),
+        "protocol": _sup("protocol", "upper", "default UDP, as keepalived 2.2.7 (a warning says so)"),
         "persistence_timeout": _sup("persistence_timeout", "persistence", "default 360 s without value"),
         "persistence_granularity": _sup("persistence_granularity"),
         "persistence_engine": _ref("IPVS persistence engines (sip) are not implemented"),
@@ -981,6 +981,16 @@ def _virtual_server(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
             continue
         _apply(ctx, entry, "virtual_server", cpath, child, out, {})
     proto_node = next((c for c in node.children if c.keyword == "protocol"), None)
+    if proto_node is None and not key.startswith("fwmark:"):
+        # measured: keepalived 2.2.7 -t says "no protocol set - defaulting to UDP"
+        out["protocol"] = "UDP"
+        ctx.mark(f"{path}.protocol", node)
+        ctx.warn(
+            f"{path}.protocol",
+            "no 'protocol': keepalived defaults to UDP and so does pyvrrp here; add `protocol TCP` "
+            "for a TCP service",
+            node,
+        )
     if key.startswith("fwmark:") and proto_node is not None:
         ctx.warn(
             f"{path}.protocol",

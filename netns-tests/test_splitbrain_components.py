@@ -9,9 +9,10 @@ JSON lines on stdout, so no socket is ever opened in the root namespace.
 from __future__ import annotations
 
 import json
-import select
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,8 +93,27 @@ print(json.dumps({"rtts": asyncio.run(main())}), flush=True)
 """
 
 
-def _spawn(lab: Lab, host: str, driver: str, args: dict[str, Any]) -> subprocess.Popen[str]:
-    return lab.popen(
+class _Driver:
+    """A driver process plus a thread that queues its stdout lines.
+
+    (``select`` on the pipe is not enough: two lines can arrive in one read and the second
+    would then sit in Python's buffer while the descriptor looks idle.)
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+
+def _spawn(lab: Lab, host: str, driver: str, args: dict[str, Any]) -> _Driver:
+    proc = lab.popen(
         host,
         [sys.executable, "-c", _PRELUDE + driver, json.dumps(args)],
         stdin=subprocess.PIPE,
@@ -102,28 +122,36 @@ def _spawn(lab: Lab, host: str, driver: str, args: dict[str, Any]) -> subprocess
         text=True,
         cwd=str(REPO),
     )
+    return _Driver(proc)
 
 
-def _next_json(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
+def _stderr_of(proc: subprocess.Popen[str]) -> str:
+    """Kill the driver if needed and return the tail of its stderr (stdout belongs to the pump)."""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return "<driver did not exit>"
+    return (proc.stderr.read() if proc.stderr else "")[-2000:]
+
+
+def _next_json(drv: _Driver, timeout_s: float) -> dict[str, Any]:
     """The next JSON line the driver prints, or fail with its stderr after ``timeout_s``."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"driver printed nothing within {timeout_s}s")
-        ready, _, _ = select.select([proc.stdout], [], [], left)
-        if not ready:
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise AssertionError(f"driver exited rc={proc.wait()}: {err}")
-        return json.loads(line)
+    try:
+        line = drv.lines.get(timeout=max(timeout_s, 0.001))
+    except queue.Empty:
+        raise AssertionError(
+            f"driver printed nothing within {timeout_s:.1f}s; stderr: {_stderr_of(drv.proc)}"
+        ) from None
+    if line is None:
+        rc = drv.proc.wait()
+        raise AssertionError(f"driver exited rc={rc}: {_stderr_of(drv.proc)}")
+    return json.loads(line)
 
 
 def _wait_json(
-    proc: subprocess.Popen[str], pred: Callable[[dict[str, Any]], bool], timeout_s: float
+    proc: _Driver, pred: Callable[[dict[str, Any]], bool], timeout_s: float
 ) -> tuple[dict[str, Any], float]:
     """Skip lines until ``pred`` holds; returns (line, seconds waited)."""
     start = time.monotonic()
@@ -134,15 +162,15 @@ def _wait_json(
             return msg, time.monotonic() - start
 
 
-def _finish(proc: subprocess.Popen[str], timeout_s: float = 10.0) -> list[dict[str, Any]]:
+def _finish(drv: _Driver, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Close the driver's stdin (its stop signal) and return the JSON lines it prints until exit."""
-    assert proc.stdin is not None
-    proc.stdin.close()
+    assert drv.proc.stdin is not None
+    drv.proc.stdin.close()
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            out.append(_next_json(proc, max(deadline - time.monotonic(), 0.001)))
+            out.append(_next_json(drv, deadline - time.monotonic()))
     except AssertionError as exc:
         if "exited rc=0" not in str(exc):
             raise
@@ -221,6 +249,16 @@ def test_icmp_prober_ipv6_and_arp_prober(lab_factory: Callable[..., Lab]) -> Non
         {"method": "icmp", "target": lab.ip("gw", 6), "timeout": 1.0, "count": 3},
     )
     assert all(r is not None and r < 0.5 for r in v6["rtts"]), v6
+    # a link-local gateway (the usual IPv6 default route) with its scope
+    out = lab.ip_cmd("gw", "-6", "-o", "addr", "show", "dev", LAB_IFNAME, "scope", "link").stdout
+    gw_ll = out.split()[3].split("/")[0]
+    ll = _run_once(
+        lab,
+        "lb1",
+        ONE_SHOT_PROBE_DRIVER,
+        {"method": "icmp", "target": f"{gw_ll}%{LAB_IFNAME}", "timeout": 1.0, "count": 2},
+    )
+    assert all(r is not None and r < 0.5 for r in ll["rtts"]), ll
     arp = _run_once(
         lab,
         "lb1",

@@ -425,3 +425,20 @@ def test_monitor_survives_probe_exception_and_callback_error():
 
     asyncio.run(scenario())
     assert mon.isolated and mon.arbiter.status(GW).last_ok is False
+
+
+def test_icmp_sockaddr_handles_ipv6_scope():
+    """Issue #4 §2: a link-local IPv6 gateway (fe80::1%lo) gets its scope index; replies match without it."""
+    import socket
+    from ipaddress import ip_address
+
+    from pyvrrp.splitbrain.gateway import IcmpProber
+
+    prober = IcmpProber(bind_device="lo")
+    lo = socket.if_nametoindex("lo")
+    assert prober._sockaddr(ip_address("fe80::1%lo")) == ("fe80::1", ("fe80::1", 0, 0, lo))
+    assert prober._sockaddr(ip_address("fe80::1")) == ("fe80::1", ("fe80::1", 0, 0, lo))
+    assert prober._sockaddr(ip_address("2001:db8::1")) == ("2001:db8::1", ("2001:db8::1", 0, 0, 0))
+    assert prober._sockaddr(ip_address(GW)) == (GW, (GW, 0))
+    with pytest.raises(OSError):
+        prober._sockaddr(ip_address("fe80::1%nosuchif0"))

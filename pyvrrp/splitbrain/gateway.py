@@ -414,6 +414,25 @@ class IcmpProber:
             if fut is not None and not fut.done():
                 fut.set_result(self._loop.time())
 
+    def _sockaddr(self, addr: IPAddress) -> tuple[str, tuple[Any, ...]]:
+        """(address without scope, sockaddr); link-local IPv6 targets get their scope index.
+
+        The scope comes from ``fe80::1%eth0`` / ``fe80::1%2``, else from ``bind_device``.
+
+        Raises:
+            OSError: the scope names an interface that does not exist.
+        """
+        if isinstance(addr, IPv6Address):
+            plain = IPv6Address(addr.packed)
+            scope = addr.scope_id
+            index = 0
+            if scope:
+                index = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+            elif plain.is_link_local and self.bind_device:
+                index = socket.if_nametoindex(self.bind_device)
+            return str(plain), (str(plain), 0, 0, index)
+        return str(addr), (str(addr), 0)
+
     async def probe(self, target: str | IPAddress, timeout_s: float) -> float | None:
         """Send one echo request; RTT in seconds, or None (timeout or send error)."""
         addr = ip_address(target)
@@ -424,15 +443,20 @@ class IcmpProber:
         except OSError as exc:
             _log.warning("icmp_socket_failed", family=family, error=str(exc))
             return None
+        try:
+            plain, sockaddr = self._sockaddr(addr)
+        except OSError as exc:  # unknown scope interface
+            _log.warning("icmp_bad_target", target=str(addr), error=str(exc))
+            return None
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
-        key = (family, str(addr), seq)
+        key = (family, plain, seq)
         fut: asyncio.Future[float] = loop.create_future()
         self._pending[key] = fut
         try:
             sent_at = loop.time()
             try:
-                sock.sendto(build_echo_request(family, self.ident, seq), (str(addr), 0))
+                sock.sendto(build_echo_request(family, self.ident, seq), sockaddr)
             except OSError as exc:  # ENETUNREACH, EHOSTUNREACH, ENOBUFS: a failed probe
                 _log.debug("icmp_send_failed", target=str(addr), error=str(exc))
                 return None

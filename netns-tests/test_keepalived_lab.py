@@ -85,3 +85,22 @@ def test_sigterm_sends_priority_zero_and_backup_takes_over_after_skew(lab: Lab) 
     assert first_lb2 is not None
     skew_s = (256 - 100) * advert_int_s / 256
     assert skew_s - 0.01 <= first_lb2.t - prio0.t <= skew_s + 0.05
+
+
+def test_demo_runs_with_keepalived_and_prints_the_timeline() -> None:
+    """The main job (`pyvrrp lab demo`) end to end against keepalived: exit 0, a timeline with
+    lb2's takeover close to Master_Down_Interval (RFC 5798 §6.1), and no lab left behind."""
+    from pyvrrp.lab.demo import DemoOptions, run_demo
+    from pyvrrp.lab.topology import labs_present
+
+    before = set(labs_present())
+    lines: list[str] = []
+    code = run_demo(DemoOptions(daemon="keepalived", version=3, advert_int_s=0.1), lines.append)
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "lb2's first advert as MASTER" in text
+    assert "client's first reply from lb2 through the VIP" in text
+    took = next(line for line in lines if "lb2 took over" in line and "ms after" in line)
+    took_ms = float(took.split("lb2 took over", 1)[1].split("ms", 1)[0])
+    assert 340.0 <= took_ms <= 460.0, took  # Master_Down for prio 100 at 0.1 s: 360.9 ms
+    assert set(labs_present()) <= before

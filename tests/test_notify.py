@@ -252,3 +252,29 @@ def test_event_from_state_change_maps_shutdown_to_stop() -> None:
         "VI_1", StateChanged(State.BACKUP, State.MASTER, "master_down", 90), base_priority=100
     )
     assert (other.state, other.priority, other.reason) == ("MASTER", 100, "master_down")
+
+
+def test_submit_script_low_level_keeps_order_and_path(tmp_path: Path) -> None:
+    """submit_script: argv = shlex(script) + args; env merged over os.environ (PATH kept); FIFO order."""
+    log = tmp_path / "log"
+    script = _script(
+        tmp_path / "s.sh",
+        f'echo "$# [$1] $2 $3 $PYVRRP_STATE" >> {log}\ncommand -v sh >/dev/null && echo path-ok >> {log}\n',
+    )
+
+    async def main() -> None:
+        runner = NotifyRunner()
+        env_master = {"PYVRRP_STATE": "MASTER"}
+        assert runner.submit_script("VI_1", f"{script} 'a b'", ["INSTANCE", "VI_1"], env_master)
+        assert runner.submit_script("VI_1", str(script), [], {"PYVRRP_STATE": "BACKUP"})
+        assert not runner.submit_script("VI_1", "'broken", [])
+        await runner.close()
+        assert runner.stats.errors == 1
+
+    asyncio.run(main())
+    assert log.read_text().splitlines() == [
+        "3 [a b] INSTANCE VI_1 MASTER",
+        "path-ok",
+        "0 []   BACKUP",
+        "path-ok",
+    ]

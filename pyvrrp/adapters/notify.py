@@ -33,7 +33,7 @@ import os
 import shlex
 import signal
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,11 +265,47 @@ class NotifyRunner:
         if not jobs:
             return 0
         env = build_env(event, self._base_env)
-        queue = self._queue(event.instance)
         for argv, _kind in jobs:
-            queue.put_nowait(_Job(event.instance, argv, env, _state_word(event.state)))
-            self._pending[event.instance] = self._pending.get(event.instance, 0) + 1
+            self._enqueue(_Job(event.instance, argv, env, _state_word(event.state)))
         return len(jobs)
+
+    def submit_script(
+        self,
+        instance: str,
+        script: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        *,
+        state: str = "",
+    ) -> bool:
+        """Low-level: queue one script string (shlex-split) plus ``args`` for ``instance``.
+
+        ``env`` is added on top of the base environment (``os.environ`` by
+        default), so PATH and friends survive.  For keepalived-compatible
+        argv/env built for you, use :meth:`submit`.  Returns False (logged)
+        if the script cannot be parsed or the runner is closed.
+        """
+        if self._closed:
+            _log.warning("notify_after_close", instance=instance, script=script)
+            return False
+        try:
+            argv = (*shlex.split(script), *args)
+        except ValueError as exc:
+            self.stats.errors += 1
+            _log.error("notify_script_invalid", instance=instance, script=script, error=str(exc))
+            return False
+        if not argv:
+            self.stats.errors += 1
+            _log.error("notify_script_invalid", instance=instance, script=script, error="empty")
+            return False
+        full_env = dict(os.environ if self._base_env is None else self._base_env)
+        full_env.update(env or {})
+        self._enqueue(_Job(instance, tuple(argv), full_env, state or full_env.get("PYVRRP_STATE", "")))
+        return True
+
+    def _enqueue(self, job: _Job) -> None:
+        self._queue(job.instance).put_nowait(job)
+        self._pending[job.instance] = self._pending.get(job.instance, 0) + 1
 
     def _queue(self, instance: str) -> asyncio.Queue[_Job]:
         queue = self._queues.get(instance)

@@ -356,6 +356,25 @@ def parse_echo_reply(family: int, data: bytes) -> tuple[int, int] | None:
 # ------------------------------------------------------------------- probers
 
 
+_SOL_RAW = 255
+_ICMP_FILTER = 1  # linux/icmp.h
+_ICMP6_FILTER = 1  # linux/icmpv6.h
+
+
+def _pass_only_echo_replies(sock: socket.socket, family: int) -> None:
+    """Kernel-side filter so the raw socket only wakes us for echo replies (best effort)."""
+    try:
+        if family == 4:
+            block = 0xFFFFFFFF & ~(1 << ICMP_ECHO_REPLY)
+            sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("=I", block))
+        else:
+            words = [0xFFFFFFFF] * 8  # a set bit blocks that type
+            words[ICMP6_ECHO_REPLY >> 5] &= ~(1 << (ICMP6_ECHO_REPLY & 31)) & 0xFFFFFFFF
+            sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("=8I", *words))
+    except OSError as exc:  # not fatal: parse_echo_reply filters in user space too
+        _log.debug("icmp_filter_unavailable", family=family, error=str(exc))
+
+
 class IcmpProber:
     """ICMP echo prober: one raw socket per family, shared by all targets.
 
@@ -382,6 +401,7 @@ class IcmpProber:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
             sock.setblocking(False)
+            _pass_only_echo_replies(sock, family)
             if self.bind_device:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.bind_device.encode())
         except OSError:

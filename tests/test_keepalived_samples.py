@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from pyvrrp.cli.app import app
 from pyvrrp.config import keepalived as ka
 from pyvrrp.config.errors import ConfigError
 from pyvrrp.config.load import load_config
@@ -82,13 +84,20 @@ def test_sample_loads_or_is_refused_precisely(sample: Path, tmp_path: Path) -> N
     for w in warnings:
         assert w.severity == "warning" and w.file == str(conf) and isinstance(w.line, int), w
         assert f"'{_last(w.path).split('[')[0]}'" in w.message or "options" in w.message, w
-    # the converted TOML re-loads (as `pyvrrp check-config` does) to the same model
+    # the converted TOML re-loads to the same model
     toml_file = tmp_path / "converted.toml"
     toml_file.write_text(config_to_toml(cfg))
     again = load_config(toml_file)
     assert again.model_dump() == cfg.model_dump()
     assert again.source_format == "toml"
-    again.warnings()  # the model's own lint runs on the converted config
+    # ... and passes `pyvrrp check-config`, which also lists the keepalived warnings
+    runner = CliRunner()
+    ok = runner.invoke(app, ["check-config", "-f", str(toml_file)])
+    assert ok.exit_code == 0, ok.output
+    orig = runner.invoke(app, ["check-config", "-f", str(conf)])
+    assert orig.exit_code == 0, orig.output
+    for w in warnings:
+        assert f"{conf}:{w.line}: {w.path}" in orig.output
 
 
 def test_email_settings_reported_in_samples(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def _ref(note: str, conv: str = "any") -> Keyword:
     return Keyword("refused", None, note, conv)
 
 
-_NO_SMTP = "pyvrrp sends no e-mail; use notify scripts or the event stream"
+_NO_SMTP = "pyvrrp sends no e-mail; use notify scripts"
 _NO_SNMP = "no SNMP agent; use `pyvrrp state --json`"
 _TUNING = "keepalived process/socket tuning; pyvrrp sizes its own sockets"
 _NOT_NEEDED = "not needed by pyvrrp"
@@ -826,7 +826,10 @@ def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         if line.keyword == "auth_type":
             if val.upper() == "AH":
                 ctx.error(
-                    f"{path}.auth_type", "auth_type AH is not supported (RFC 3768 §5.3.6.3 removed)", line
+                    f"{path}.auth_type",
+                    "auth_type AH (IPsec AH, RFC 2338) is not supported: RFC 3768 §5.3.6.3 reserves type 2; "
+                    "use PASS or no authentication",
+                    line,
                 )
                 continue
             auth["auth_type"] = val.upper()

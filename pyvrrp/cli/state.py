@@ -21,27 +21,33 @@ def register(app: typer.Typer) -> None:
         instance: str | None = typer.Argument(None, help="Only this instance."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
         verbose: bool = typer.Option(False, "-v", "--verbose", help="Timers, counters and guards."),
-        socket: str | None = typer.Option(None, "--socket", help=f"Control socket (default {DEFAULT_SOCKET})."),
+        socket: str | None = typer.Option(
+            None, "--socket", help=f"Control socket (default {DEFAULT_SOCKET})."
+        ),
         file: str | None = typer.Option(None, "-f", "--file", help="Take the socket path from this config."),
     ) -> None:
         """Show each instance's state, who is master and why (exit 2 when no daemon answers)."""
-        from pyvrrp.runtime.control import DaemonUnreachable, request_sync
+        from pyvrrp.runtime.control import DaemonUnreachable, ErrorReply, request_sync
         from pyvrrp.runtime.state_view import render_table
 
-        path = socket or (_socket_from_config(file) if file else DEFAULT_SOCKET)
         try:
-            reply = request_sync(path, "state", instance=instance)
+            path = socket or (_socket_from_config(file) if file else DEFAULT_SOCKET)
+        except Exception as exc:  # a bad config file: say so in one line
+            typer.echo(f"pyvrrp: cannot read {file}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        try:
+            result = request_sync(path, "state", instance=instance)
         except DaemonUnreachable as exc:
             typer.echo(f"pyvrrp: no daemon answers on {path}: {exc}", err=True)
             raise typer.Exit(2) from None
-        if not reply.get("ok"):
-            err = reply.get("error") or {}
-            typer.echo(f"pyvrrp: {err.get('message', 'error')}", err=True)
-            raise typer.Exit(1)
-        result = reply["result"]
+        except ErrorReply as exc:
+            typer.echo(f"pyvrrp: {exc}", err=True)
+            raise typer.Exit(1) from None
         if as_json:
             typer.echo(json.dumps(result, indent=2, sort_keys=True))
         else:
-            typer.echo(f"router_id={result.get('router_id')} pid={result.get('pid')} "
-                       f"uptime={result.get('uptime_s')}s")
+            typer.echo(
+                f"router_id={result.get('router_id')} pid={result.get('pid')} "
+                f"uptime={result.get('uptime_s')}s"
+            )
             typer.echo(render_table(result["instances"], verbose=verbose))

@@ -126,15 +126,19 @@ class Daemon:
 
     async def run(self) -> int:
         """Start everything, serve until SIGTERM/SIGINT, then stop cleanly.  Returns the exit code."""
-        from pyvrrp.adapters import netlink as nl
+        from pyvrrp.adapters.arp import Announcer
+        from pyvrrp.adapters.netlink import SyncNetlink
         from pyvrrp.adapters.notify import NotifyRunner
         from pyvrrp.runtime.control import ControlServer
         from pyvrrp.runtime.logging import RateLimitedLogger
 
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
-        self._rx_log = RateLimitedLogger(log, per_key=5, window_s=10.0)
-        self.netlink = nl.Netlink()
+        self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
+        # Netlink calls are synchronous (sub-millisecond, on a private thread) so that the
+        # action order AddVips -> SendAdvert -> AnnounceVips holds (RFC 5798 §6.4.1).
+        self.netlink = SyncNetlink()
+        self.announcer = Announcer()
         self.notifier = NotifyRunner(timeout_s=float(self.config.global_defs.notify_timeout))
         self.epochs = self._epoch_store()
 
@@ -152,8 +156,9 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         monitor = asyncio.ensure_future(self._watch_netlink())
 
-        log.info("daemon_started", instances=len(self.instances), control_socket=self.control_path,
-                 pid=os.getpid())
+        log.info(
+            "daemon_started", instances=len(self.instances), control_socket=self.control_path, pid=os.getpid()
+        )
         await self.stop_event.wait()
         log.info("daemon_stopping")
         monitor.cancel()
@@ -170,8 +175,12 @@ class Daemon:
         for sock in self.sockets.values():
             with contextlib.suppress(OSError):
                 sock.close()
+        if self.announcer is not None:
+            self.announcer.close()
         if self.control is not None:
             await self.control.close()
+        if self.netlink is not None:
+            self.netlink.close()
         log.info("daemon_stopped")
 
     def _epoch_store(self) -> Any:
@@ -182,24 +191,21 @@ class Daemon:
         try:
             return EpochStore(self.config.global_defs.state_dir)
         except OSError as exc:
-            log.warning("epoch_store_unavailable", state_dir=self.config.global_defs.state_dir, error=str(exc))
+            log.warning(
+                "epoch_store_unavailable", state_dir=self.config.global_defs.state_dir, error=str(exc)
+            )
             return None
 
     # ------------------------------------------------------------- instances
 
     def _router_config(self, name: str, spec: Any, primary: Any, family: int) -> RouterConfig:
-        g = self.config.global_defs
-        version = spec.version if spec.version is not None else g.vrrp_version
+        version = spec.version
         interval_cs = round(float(spec.advert_int) * 100)
         auth_type, auth_data = 0, b""
-        if spec.authentication is not None and version == 2:
-            if str(spec.authentication.auth_type).upper() == "PASS":
-                auth_type = 1
-                auth_data = str(spec.authentication.auth_pass).encode()[:8]
+        if spec.authentication is not None and version == 2 and spec.authentication.auth_type == "PASS":
+            auth_type = 1
+            auth_data = str(spec.authentication.auth_pass).encode()[:8]
         peers = tuple(ipaddress.ip_address(str(p)) for p in (spec.unicast_peer or []))
-
-        def pick(value: Any, default: Any) -> Any:
-            return default if value is None else value
 
         return RouterConfig(
             name=name,
@@ -219,11 +225,13 @@ class Daemon:
             unicast_peers=peers,
             check_ttl=not peers,
             lower_prio_advert=not spec.lower_prio_no_advert,
-            garp_master_repeat=pick(spec.garp_master_repeat, g.vrrp_garp_master_repeat),
-            garp_master_delay_s=float(pick(spec.garp_master_delay, g.vrrp_garp_master_delay)),
-            garp_master_refresh_s=float(pick(spec.garp_master_refresh, g.vrrp_garp_master_refresh) or 0),
-            garp_lower_prio_repeat=pick(spec.garp_lower_prio_repeat, 5),
-            down_timer_adverts=spec.down_timer_adverts or 3,
+            garp_master_repeat=spec.garp_master_repeat,
+            garp_master_delay_s=float(spec.garp_master_delay),
+            garp_master_refresh_s=float(spec.garp_master_refresh),
+            garp_lower_prio_repeat=spec.garp_lower_prio_repeat,
+            down_timer_adverts=spec.down_timer_adverts,
+            takeover_gate=bool(spec.fence_script or spec.probe_vip_before_takeover),
+            conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
         )
 
     async def _add_instance(self, name: str, spec: Any) -> None:
@@ -267,9 +275,12 @@ class Daemon:
         if sock is None:
             from pyvrrp.adapters.vrrp_socket import VrrpSocket
 
-            sock = VrrpSocket(ifname, family)
-            await sock.open()
-            sock.add_reader(lambda payload, src, dst, ttl, _k=key: self._on_packet(_k, payload, src, dst, ttl))
+            # One socket per (interface, family), shared by every instance on it and
+            # demultiplexed by VRID; the source address is set per advert.
+            sock = await VrrpSocket(ifname, family).open()
+            sock.add_reader(
+                lambda payload, src, dst, ttl, _k=key: self._on_packet(_k, payload, src, dst, ttl)
+            )
             self.sockets[key] = sock
         return sock
 
@@ -403,16 +414,13 @@ class Daemon:
                 inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
 
     def _do_announce(self, inst: Instance, action: ev.AnnounceVips) -> None:
-        if self.announcer is None:
-            from pyvrrp.adapters.arp import AnnounceSender
-
-            self.announcer = AnnounceSender()
         try:
             self.announcer.announce(inst.ifname, action.vips, repeat=action.repeat)
         except OSError as exc:
             inst.log.warning("announce_failed", error=str(exc))
-        inst.log.debug("vips_announced", vips=[str(v) for v in action.vips], repeat=action.repeat,
-                       reason=action.reason)
+        inst.log.debug(
+            "vips_announced", vips=[str(v) for v in action.vips], repeat=action.repeat, reason=action.reason
+        )
 
     def _do_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
         inst.log.info(
@@ -432,30 +440,21 @@ class Daemon:
         self._notify(inst, action)
 
     def _notify(self, inst: Instance, action: ev.StateChanged) -> None:
+        from pyvrrp.adapters.notify import NotifyScripts, event_from_state_change
+
         spec = inst.spec
-        state = action.new.value if action.new is not ev.State.INIT else "STOP"
-        specific = {
-            "MASTER": spec.notify_master,
-            "BACKUP": spec.notify_backup,
-            "FAULT": spec.notify_fault,
-            "STOP": spec.notify_stop,
-        }.get(state)
-        env = {
-            "PYVRRP_INSTANCE": inst.name,
-            "PYVRRP_STATE": state,
-            "PYVRRP_PREVIOUS_STATE": action.old.value,
-            "PYVRRP_PRIORITY": str(action.priority),
-            "PYVRRP_VIPS": " ".join(str(v) for v in inst.router.config.vips),
-            "PYVRRP_REASON": action.reason,
-            "PYVRRP_EPOCH": str(action.epoch),
-        }
-        scripts: list[tuple[str, list[str]]] = []
-        if specific:
-            scripts.append((specific, []))
-        if spec.notify:
-            scripts.append((spec.notify, ["INSTANCE", inst.name, state, str(action.priority)]))
-        for script, args in scripts:
-            self.notifier.submit(inst.name, script, args, env)
+        event = event_from_state_change(
+            inst.name, action, base_priority=inst.router.config.priority, vips=inst.router.config.vips
+        )
+        scripts = NotifyScripts(
+            notify=spec.notify,
+            notify_master=spec.notify_master,
+            notify_backup=spec.notify_backup,
+            notify_fault=spec.notify_fault,
+            notify_stop=spec.notify_stop,
+        )
+        if not scripts.is_empty():
+            self.notifier.submit(event, scripts)
 
     def _do_takeover_pending(self, inst: Instance, action: Any) -> None:
         inst.log.info("takeover_pending", epoch=getattr(action, "epoch", None))
@@ -502,17 +501,18 @@ class Daemon:
             allow, reason = False, f"takeover guard error: {exc}"
             inst.log.error("takeover_guard_error", error=str(exc))
         inst.pending_takeover = None
-        self._feed(inst, ev.TakeoverVerdict(allow=allow, reason=reason))  # type: ignore[attr-defined]
+        self._feed(inst, ev.TakeoverVerdict(allow=allow, reason=reason))
 
     # ------------------------------------------------------------ netlink
 
     async def _watch_netlink(self) -> None:
         try:
-            async for event in self.netlink.events():
+            async for event in self.netlink.events({i.ifname for i in self.instances.values()}):
                 kind = type(event).__name__
                 if kind == "LinkEvent":
-                    for inst in self.instances.values():
-                        if inst.ifname == event.ifname:
+                    for inst in list(self.instances.values()):
+                        if inst.ifname == event.ifname and not inst.spec.dont_track_primary:
+                            inst.log.info("link_changed", up=event.up, deleted=event.deleted)
                             self._feed(inst, ev.LinkChanged(up=event.up))
                 elif kind == "AddressEvent" and not event.added:
                     self._on_address_removed(event.ifname, event.address)
@@ -530,8 +530,9 @@ class Daemon:
                 inst.removing_vips.discard(key)
                 continue
             if inst.router.state is ev.State.MASTER and key in {str(v) for v in inst.router.config.vips}:
-                inst.log.warning("vip_deleted_externally", vip=key,
-                                 action="leaving MASTER; re-election follows")
+                inst.log.warning(
+                    "vip_deleted_externally", vip=key, action="leaving MASTER; re-election follows"
+                )
                 # keepalived: a VIP deleted under a MASTER sends the instance back through election.
                 self._feed(inst, ev.TrackerChanged(name="vip_deleted", fault=True))
                 self._feed(inst, ev.TrackerChanged(name="vip_deleted", fault=False))
@@ -561,7 +562,11 @@ class Daemon:
     async def _op_state(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("instance")
         if name is not None and name not in self.instances:
-            raise KeyError(f"no instance named {name!r}; have: {', '.join(self.instances) or 'none'}")
+            from pyvrrp.runtime.control import ControlError
+
+            raise ControlError(
+                "no_such_instance", f"no instance named {name!r}; have: {', '.join(self.instances) or 'none'}"
+            )
         return {
             "router_id": self.config.global_defs.router_id,
             "pid": os.getpid(),

@@ -44,7 +44,7 @@ def icmpv6_checksum(src: IPv6Address, dst: IPv6Address, icmp: bytes) -> int:
     data = pseudo + icmp
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return (~total) & 0xFFFF

@@ -355,6 +355,7 @@ class NotifyRunner:
         self.stats.started += 1
         log.debug("notify_script_started", pid=proc.pid)
         timed_out = False
+        rc: int | None
         try:
             rc = await asyncio.wait_for(proc.wait(), self.timeout_s)
         except TimeoutError:

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Literal
 
 import structlog
 
@@ -310,7 +311,7 @@ class VrrpSocket:
 
     def recv_one(
         self,
-    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | bool | None:
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | Literal[False] | None:
         """Read one datagram without blocking.
 
         Returns:
@@ -334,7 +335,7 @@ class VrrpSocket:
 
     def _parse_v4(
         self, data: bytes, ancdata: list[tuple[int, int, bytes]]
-    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | bool:
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | Literal[False]:
         parsed = parse_ipv4_datagram(data)
         if parsed is None:
             self.stats.rx_malformed += 1
@@ -351,7 +352,7 @@ class VrrpSocket:
 
     def _parse_v6(
         self, data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[str, int, int, int]
-    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | bool:
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | Literal[False]:
         hop: int | None = None
         dst: IPAddress | None = None
         for level, ctype, cdata in ancdata:

@@ -41,8 +41,12 @@ def _server(path: Path) -> ControlServer:
     async def boom(params: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("kaput")
 
+    async def lookup(params: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError(f"no instance named {params.get('instance')!r}")
+
     srv.register("state", state)
     srv.register("boom", boom)
+    srv.register("lookup", lookup)
     return srv
 
 
@@ -90,6 +94,7 @@ def test_error_replies_never_crash_server(tmp_path: Path) -> None:
                 b'{"v":1,"op":"frobnicate"}\n'
                 b'{"v":1,"op":"boom"}\n'
                 b'{"v":1,"op":"state","instance":"nope"}\n'
+                b'{"v":1,"op":"lookup","instance":"VI_9"}\n'
                 b"\n"
                 b'{"v":1,"op":"state","instance":"VI_1"}\n',
             )
@@ -102,8 +107,10 @@ def test_error_replies_never_crash_server(tmp_path: Path) -> None:
                 "unknown_op",
                 "internal",
                 "no_such_instance",
+                "not_found",
                 "ok",
             ]
+            assert replies[7]["error"]["message"] == "no instance named 'VI_9'"
             assert all(r["v"] == 1 for r in replies)
             assert "frobnicate" in replies[4]["error"]["message"]
             assert "kaput" in replies[5]["error"]["message"]

@@ -13,8 +13,10 @@ Replies::
 
 Every key other than ``v`` and ``op`` is passed to the handler as its
 ``params`` dict.  Error codes: ``bad_request`` (not JSON, not an object, no
-``op``), ``unsupported_version``, ``unknown_op``, ``internal`` (a handler
-crashed; logged with traceback), or whatever a handler raises with
+``op``), ``unsupported_version``, ``unknown_op``, ``not_found`` (a handler raised
+``LookupError``/``KeyError``, e.g. an unknown instance; the message is the
+exception's first argument), ``internal`` (any other handler exception;
+logged with traceback), or whatever a handler raises with
 :class:`ControlError`.  A connection may carry several requests in sequence.
 
 Start-up probe (ExaBGP's unixsocket habit): before binding, a live daemon
@@ -233,6 +235,10 @@ class ControlServer:
             return reply
         except ControlError as exc:
             return _error(exc.code, exc.message)
+        except LookupError as exc:  # convention: "no such instance/object" from a handler
+            message = str(exc.args[0]) if exc.args else type(exc).__name__
+            _log.info("control_not_found", op=op, message=message)
+            return _error("not_found", message)
         except Exception as exc:  # a handler bug must not kill the daemon; reply and log it
             _log.exception("control_handler_failed", op=op)
             return _error("internal", f"{type(exc).__name__}: {exc}")
@@ -290,9 +296,7 @@ async def request_reply(
     except PermissionError:
         raise DaemonUnreachable(f"permission denied on {p} (need root or the socket's group)") from None
     except TimeoutError:
-        raise DaemonUnreachable(
-            f"pyvrrp daemon did not accept on {p} within {timeout}s"
-        ) from None
+        raise DaemonUnreachable(f"pyvrrp daemon did not accept on {p} within {timeout}s") from None
     except OSError as exc:
         raise DaemonUnreachable(f"cannot connect to {p}: {exc.strerror or exc}") from None
     try:

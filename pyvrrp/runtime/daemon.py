@@ -114,6 +114,7 @@ class Daemon:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None
         self.netlink: Any = None
+        self.addrs: Any = None
         self.notifier: Any = None
         self.announcer: Any = None
         self.control: Any = None
@@ -129,6 +130,7 @@ class Daemon:
         from pyvrrp.adapters.arp import Announcer
         from pyvrrp.adapters.netlink import SyncNetlink
         from pyvrrp.adapters.notify import NotifyRunner
+        from pyvrrp.adapters.rtnl import FastAddr
         from pyvrrp.runtime.control import ControlServer
         from pyvrrp.runtime.logging import RateLimitedLogger
 
@@ -138,6 +140,7 @@ class Daemon:
         # Netlink calls are synchronous (sub-millisecond, on a private thread) so that the
         # action order AddVips -> SendAdvert -> AnnounceVips holds (RFC 5798 §6.4.1).
         self.netlink = SyncNetlink()
+        self.addrs = FastAddr()
         self.announcer = Announcer()
         self.notifier = NotifyRunner(timeout_s=float(self.config.global_defs.notify_timeout))
         self.epochs = self._epoch_store()
@@ -181,6 +184,8 @@ class Daemon:
             await self.control.close()
         if self.netlink is not None:
             self.netlink.close()
+        if self.addrs is not None:
+            self.addrs.close()
         log.info("daemon_stopped")
 
     def _epoch_store(self) -> Any:
@@ -393,7 +398,8 @@ class Daemon:
         for vip in action.vips:
             inst.removing_vips.discard(str(vip))
             try:
-                self.netlink.add_vip(inst.ifname, vip, label=labels.get(str(vip)))
+                if self.addrs.add(inst.ifname, vip, label=labels.get(str(vip))):
+                    inst.log.info("vip_added", vip=str(vip))
             except Exception as exc:  # netlink errors are reported, never fatal
                 failed.append(str(vip))
                 inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
@@ -406,12 +412,14 @@ class Daemon:
         for vip in vips:
             inst.removing_vips.add(str(vip))
             try:
-                removed = self.netlink.remove_vip(inst.ifname, vip)
+                removed = self.addrs.remove(inst.ifname, vip)
             except Exception as exc:
                 inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
                 continue
             if stale and removed:
                 inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
+            elif removed:
+                inst.log.info("vip_removed", vip=str(vip))
 
     def _do_announce(self, inst: Instance, action: ev.AnnounceVips) -> None:
         try:

@@ -215,3 +215,72 @@ def test_sync_wrapper_and_concurrent_clients(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert not os.path.exists(path)
+
+
+# ---------------------------------------------------------------------------
+# runtime.logging helpers (kept here: the control tests are this ring's unit tests)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **kw: self.events.append((level, event, kw))
+
+
+def test_rate_limited_logger_budget_and_summary() -> None:
+    """RX-12 (RFC 9568 §7.1): at most N events per key per window, then 'suppressed=K' on the next window."""
+    from pyvrrp.runtime.logging import RateLimitedLogger
+
+    now = [0.0]
+    sink = _Sink()
+    rl = RateLimitedLogger(sink, burst=2, window_s=10.0, now=lambda: now[0])
+    emitted = [rl.debug("ttl", "advert_dropped", n=i) for i in range(5)]
+    assert emitted == [True, True, False, False, False]
+    assert rl.suppressed("ttl") == 3
+    assert rl.warning("checksum", "advert_dropped", n=0)  # other keys have their own budget
+    now[0] = 9.9
+    assert not rl.debug("ttl", "advert_dropped", n=5)
+    now[0] = 10.0
+    assert rl.debug("ttl", "advert_dropped", n=6)
+    assert sink.events[-1] == ("debug", "advert_dropped", {"n": 6, "suppressed": 4})
+    assert ("warning", "advert_dropped", {"n": 0}) in sink.events
+    assert len(sink.events) == 4
+    rl.debug("ttl", "advert_dropped")
+    rl.debug("ttl", "advert_dropped")
+    rl.flush()
+    assert sink.events[-1] == ("info", "log_suppressed", {"key": "ttl", "suppressed": 1})
+
+
+def test_setup_logging_json_when_not_a_tty() -> None:
+    """Logs are JSON lines on a non-TTY stream; console rendering on request; bad format rejected."""
+    import structlog
+
+    from pyvrrp.runtime.logging import configure_logging, setup_logging
+
+    try:
+        _check_setup_logging(setup_logging, configure_logging)
+    finally:
+        structlog.reset_defaults()
+
+
+def _check_setup_logging(setup_logging: Any, configure_logging: Any) -> None:
+    import io
+
+    import structlog
+
+    buf = io.StringIO()
+    setup_logging(level="info", stream=buf)
+    structlog.get_logger("t").info("state_changed", vrid=51)
+    structlog.get_logger("t").debug("hidden")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["event"] == "state_changed" and rec["vrid"] == 51 and rec["level"] == "info"
+    buf2 = io.StringIO()
+    configure_logging(fmt="console", level="debug", stream=buf2)
+    structlog.get_logger("t").debug("visible", a=1)
+    assert "visible" in buf2.getvalue() and not buf2.getvalue().startswith("{")
+    with pytest.raises(ValueError):
+        setup_logging(log_format="xml")

@@ -423,3 +423,56 @@ def test_sync_netlink_inside_running_loop_and_announcer() -> None:
         assert any("192.0.2.30/24" in e and "added=False" in e for e in res["events"])
         assert res["events"][-1].startswith("LinkEvent(") and "up=False" in res["events"][-1]
         assert "192.0.2.30/24" not in res["addrs"]
+
+
+RAW_TTL_TX = """
+import socket
+fam = {family}
+if fam == 4:
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    s.setsockopt(socket.SOL_SOCKET, 25, {ifname!r}.encode())
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 64)
+    s.sendto(bytes.fromhex("3101640100640000") + bytes(4), ("224.0.0.18", 0))
+else:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+    s.setsockopt(socket.SOL_SOCKET, 25, {ifname!r}.encode())
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 64)
+    idx = socket.if_nametoindex({ifname!r})
+    s.sendto(bytes.fromhex("3101640100640000") + bytes(16), ("ff02::12", 0, 0, idx))
+"""
+
+SELF_RX = """
+import asyncio, json
+from ipaddress import ip_address
+from pyvrrp.adapters.vrrp_socket import VrrpSocket
+async def main():
+    s = await VrrpSocket({ifname!r}, {family}, src={src!r}).open()
+    got = []
+    s.add_reader(lambda *a: got.append(a))
+    sent = s.send(b"\\x31\\x01\\x64\\x01\\x00\\x64\\x00\\x00" + bytes({alen}))
+    await asyncio.sleep(0.3)
+    print(json.dumps(dict(sent=sent, own=len(got))))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_reports_real_ttl_and_ignores_own_packets(family: int) -> None:
+    """RX-01: a TTL/hop limit of 64 is reported as 64 (so the engine can drop it); our own adverts
+    are not looped back to us (IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP off)."""
+    with veth_pair() as p:
+        src_b = p.ip_b if family == 4 else p.ll_b
+        rx = p.spawn("b", RECEIVER.format(ifname=p.if_b, family=family, src=src_b, peers=(), count=1))
+        try:
+            _expect_ready(rx)
+            p.run("a", RAW_TTL_TX.format(ifname=p.if_a, family=family))
+            rows = _finish(rx)
+        finally:
+            if rx.poll() is None:
+                rx.kill()
+        assert rows[0]["ttl"] == 64
+        src_a = p.ip_a if family == 4 else p.ll_a
+        res = json.loads(
+            p.run("a", SELF_RX.format(ifname=p.if_a, family=family, src=src_a, alen=4 if family == 4 else 16))
+        )
+        assert res == {"sent": 1, "own": 0}

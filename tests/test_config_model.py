@@ -610,3 +610,21 @@ def test_no_instances_warns() -> None:
 def test_direct_construction_of_an_instance() -> None:
     vi = VrrpInstance(interface="eth0", virtual_router_id=5, virtual_ipaddress=["10.0.0.5"])  # type: ignore[list-item]
     assert vi.vips == (IPv4Interface("10.0.0.5/32"),) and vi.family == 4
+
+
+def test_messages_for_shapes_unions_and_non_finite_numbers() -> None:
+    errs = errors(instance("track_script = [5]\nvirtual_ipaddress_excluded = [true]\nadvert_int = inf\n"))
+    assert errs == {
+        "vrrp_instance.VI_1.track_script[0]": "must be a string or a table, got 5",
+        "vrrp_instance.VI_1.virtual_ipaddress_excluded[0]": "must be a string or a table, got true",
+        "vrrp_instance.VI_1.advert_int": "must be a finite number, got inf",
+    }
+    errs = errors(
+        '[virtual_server."10.0.0.1:80"]\n[[virtual_server."10.0.0.1:80".real_server]]\nip = "10.0.0.2"\n'
+        'http_get = {url = {status_code = "ok"}}\n'
+    )
+    assert errs == {
+        'virtual_server."10.0.0.1:80".real_server[0].http_get[0].url[0].status_code': (
+            "must be an integer or a list, got 'ok'"
+        )
+    }

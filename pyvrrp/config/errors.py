@@ -192,7 +192,13 @@ def _walk(root: Any, loc: Sequence[str | int]) -> list[str | int]:
     return out
 
 
-def _message(err: Mapping[str, Any], parent: type[BaseModel] | None, key: str | int | None) -> str:
+def _message(
+    err: Mapping[str, Any],
+    parent: type[BaseModel] | None,
+    key: str | int | None,
+    target: type[BaseModel] | None = None,
+) -> str:
+    """Plain English for one pydantic error; ``parent`` owns the key, ``target`` is its model type."""
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
     value = err.get("input")
@@ -210,8 +216,10 @@ def _message(err: Mapping[str, Any], parent: type[BaseModel] | None, key: str | 
         return f"must be an integer{got}"
     if kind == "int_from_float":
         return f"must be a whole number{got}"
-    if kind in ("float_parsing", "float_type", "finite_number"):
+    if kind in ("float_parsing", "float_type"):
         return f"must be a number{got}"
+    if kind == "finite_number":
+        return f"must be a finite number{got}"
     if kind in ("bool_parsing", "bool_type"):
         return f"must be true or false{got}"
     if kind in ("string_type", "string_sub_type"):
@@ -221,6 +229,8 @@ def _message(err: Mapping[str, Any], parent: type[BaseModel] | None, key: str | 
     if kind in ("list_type", "tuple_type", "set_type", "iterable_type"):
         return f"must be a list{got}"
     if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
+        if getattr(target, "accepts_string", False):
+            return f"must be a string or a table{got}"
         return f"must be a table{got}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected', 'one of the allowed values')}{got}"
@@ -271,15 +281,27 @@ def issues_from_validation_error(
             parent = _model_of(model, loc_list[:-1])  # the owner of the unknown key
         loc: Loc = (*prefix, *loc_list)
         key = loc_list[-1] if loc_list else None
-        msg = _message(err, parent, key)
+        target = _model_of(model, loc_list) if model is not None else None
+        msg = _message(err, parent, key, target)
         bucket = merged.setdefault(loc, [])
         if msg not in bucket:
             bucket.append(msg)
     out: list[tuple[Loc, ConfigIssue]] = []
     for loc, msgs in merged.items():
         file, line = locate(loc) if locate is not None else (None, None)
-        out.append((loc, ConfigIssue(format_path(loc), " or ".join(msgs), file=file, line=line)))
+        out.append((loc, ConfigIssue(format_path(loc), _join(msgs), file=file, line=line)))
     return out
+
+
+def _join(msgs: list[str]) -> str:
+    """Merge the messages of a union's members: "must be an integer or a list, got 'x'"."""
+    if len(msgs) == 1:
+        return msgs[0]
+    tails = {m.rpartition(", got ")[2] for m in msgs}
+    if len(tails) == 1 and all(m.startswith("must be ") and ", got " in m for m in msgs):
+        heads = [m.rpartition(", got ")[0].removeprefix("must be ") for m in msgs]
+        return f"must be {' or '.join(heads)}, got {tails.pop()}"
+    return "; or ".join(msgs)
 
 
 def _model_of(root: Any, loc: Sequence[str | int]) -> type[BaseModel] | None:

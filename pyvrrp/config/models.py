@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -181,7 +181,7 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- global_defs
@@ -253,6 +253,8 @@ class TrackFile(_Model):
 
 
 class _NamedRef(_Model):
+    accepts_string: ClassVar[bool] = True  # errors.py: "must be a string or a table"
+
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, v: Any) -> Any:
@@ -296,6 +298,8 @@ class VirtualIPAddress(_Model):
     ``{address, dev, label, scope}``.  Without a prefix the address is a host route
     (/32 or /128), as in keepalived.
     """
+
+    accepts_string: ClassVar[bool] = True
 
     address: IPIface
     dev: str | None = None

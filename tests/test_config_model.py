@@ -475,17 +475,40 @@ def test_unicast_family_mismatch() -> None:
 def test_gateway_check_rules() -> None:
     errs = errors(
         instance(
-            'gateway_check = {targets = ["10.0.0.1", "2001:db8::1"], method = "arp", min_reachable = 3, '
-            'on_isolated = "demote"}\n'
+            'gateway_check = {targets = ["10.0.0.1", "2001:db8::1", "10.0.0.1"], method = "arp", '
+            'min_reachable = 4, on_isolated = "demote"}\n'
         )
     )
     assert errs == {
-        "vrrp_instance.VI_1.gateway_check.min_reachable": "must be <= the number of targets (2), got 3",
+        "vrrp_instance.VI_1.gateway_check.min_reachable": "must be <= the number of targets (3), got 4",
+        "vrrp_instance.VI_1.gateway_check.targets[2]": "10.0.0.1 is listed twice",
         "vrrp_instance.VI_1.gateway_check.targets[1]": (
             "method 'arp' probes IPv4 only, got 2001:db8::1; use 'icmp'"
         ),
-        "vrrp_instance.VI_1.gateway_check.weight": "must be negative with on_isolated = 'demote', got 0",
+        "vrrp_instance.VI_1.gateway_check.weight": (
+            "must be non-zero with on_isolated = 'demote' (the priority an isolated node loses)"
+        ),
     }
+
+
+def test_gateway_check_feeds_the_split_brain_runtime() -> None:
+    """The model's defaults and names are what pyvrrp.splitbrain.gateway reads."""
+    gateway = pytest.importorskip("pyvrrp.splitbrain.gateway")
+    vi = load(
+        instance(
+            'gateway_check = {targets = ["10.0.0.1", "10.0.0.2"], on_isolated = "demote", weight = -30}\n'
+        )
+    )
+    gc = vi.vrrp_instance["VI_1"].gateway_check
+    assert gc is not None
+    rt = gateway.GatewayCheckConfig.from_mapping(gc.model_dump(mode="json"))
+    assert (rt.targets, rt.on_isolated, rt.weight, rt.rise, rt.fall) == (
+        ("10.0.0.1", "10.0.0.2"),
+        "demote",
+        -30,
+        2,
+        3,
+    )
 
 
 def test_virtual_server_keys_are_checked() -> None:

@@ -355,7 +355,8 @@ class GatewayCheck(_Model):
     Probes ``targets`` every ``interval`` s; the node is *isolated* after ``fall``
     consecutive rounds with fewer than ``min_reachable`` answering targets and healthy
     again after ``rise`` good rounds.  An isolated node goes FAULT (``on_isolated =
-    "fault"``) or loses ``weight`` priority (``"demote"``, weight < 0).
+    "fault"``) or loses ``abs(weight)`` priority (``"demote"``; written negative, as in
+    keepalived).  Runtime: ``pyvrrp.splitbrain.gateway.GatewayCheckConfig.from_mapping``.
     """
 
     targets: Annotated[list[IPAddr], BeforeValidator(_one_or_many), Field(min_length=1)]
@@ -908,8 +909,16 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
                     err(
                         ("gateway_check", "targets", i), f"method 'arp' probes IPv4 only, got {t}; use 'icmp'"
                     )
-        if gc.on_isolated == "demote" and gc.weight >= 0:
-            err(("gateway_check", "weight"), f"must be negative with on_isolated = 'demote', got {gc.weight}")
+        seen: set[IPAddress] = set()
+        for i, t in enumerate(gc.targets):
+            if t in seen:
+                err(("gateway_check", "targets", i), f"{t} is listed twice")
+            seen.add(t)
+        if gc.on_isolated == "demote" and gc.weight == 0:
+            err(
+                ("gateway_check", "weight"),
+                "must be non-zero with on_isolated = 'demote' (the priority an isolated node loses)",
+            )
     return out
 
 

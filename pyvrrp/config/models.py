@@ -373,12 +373,13 @@ class GatewayCheck(_Model):
 
 
 class ConflictDetection(_Model):
-    """``conflict_detection``: watch for a second master of our VRID / VIPs (pyvrrp, issue #4).
+    """``conflict_detection``: watch for a second master of our VIPs (pyvrrp, issue #4).
 
-    Every ``interval`` s while master, look for another master (adverts from a different
-    source at equal or higher priority, or VIP ARP/NA answers from another MAC).  A conflict
-    runs ``notify_conflict``; with ``resolve`` the RFC election is re-run at once (the loser
-    yields and the winner re-announces its VIPs) instead of waiting for the next advert.
+    Every ``interval`` s while master, ARP-probe each held IPv4 VIP (RFC 5227 probe form) and
+    watch ARP on the interface: an answer or announcement for a VIP from another MAC is a
+    second master.  ``notify_conflict`` runs; with ``resolve`` a fixed order on the two MACs
+    picks the node that yields, and the survivor re-announces its VIPs, without needing the
+    adverts (which are what is broken).  Runtime: ``pyvrrp.splitbrain.conflict``.
     """
 
     interval: PosSeconds = 1.0

@@ -57,11 +57,12 @@ class Pair:
         out = nsexec(ns, "ip", "-j", "link", "show", ifname).stdout
         return json.loads(out)[0]["address"]
 
-    def spawn(self, side: str, code: str) -> subprocess.Popen[str]:
-        """Start ``code`` (Python) inside a namespace; stdout/stderr are pipes."""
+    def spawn(self, side: str, code: str, *, stdin: bool = False) -> subprocess.Popen[str]:
+        """Start ``code`` (Python) inside a namespace; stdout/stderr (and stdin if asked) are pipes."""
         ns = self.a if side == "a" else self.b
         return subprocess.Popen(
             ["ip", "netns", "exec", ns, PYTHON, "-c", PRELUDE + textwrap.dedent(code)],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -96,6 +97,37 @@ def _wait_ready(pair: Pair, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"veth pair {pair.if_a}/{pair.if_b} not ready after {timeout_s}s")
 
 
+def _create_link(pair: Pair) -> None:
+    sh(
+        "ip",
+        "-n",
+        pair.a,
+        "link",
+        "add",
+        pair.if_a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        pair.if_b,
+        "netns",
+        pair.b,
+    )
+    sides = ((pair.a, pair.if_a, pair.ip_a, pair.ll_a), (pair.b, pair.if_b, pair.ip_b, pair.ll_b))
+    for ns, ifname, ip4, ll in sides:
+        nsexec(ns, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.addr_gen_mode=1")  # no EUI-64 address
+        nsexec(ns, "ip", "addr", "add", f"{ip4}/24", "dev", ifname)
+        nsexec(ns, "ip", "addr", "add", f"{ll}/64", "dev", ifname)
+        nsexec(ns, "ip", "link", "set", ifname, "up")
+    _wait_ready(pair)
+
+
+def recreate_link(pair: Pair) -> None:
+    """Delete the veth pair and create it again with the same names and addresses (new ifindex)."""
+    sh("ip", "-n", pair.a, "link", "del", pair.if_a)
+    _create_link(pair)
+
+
 @contextlib.contextmanager
 def veth_pair() -> Iterator[Pair]:
     tag = secrets.token_hex(3)
@@ -108,30 +140,7 @@ def veth_pair() -> Iterator[Pair]:
             nsexec(ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
             nsexec(ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0")
             nsexec(ns, "ip", "link", "set", "lo", "up")
-        sh(
-            "ip",
-            "-n",
-            pair.a,
-            "link",
-            "add",
-            pair.if_a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            pair.if_b,
-            "netns",
-            pair.b,
-        )
-        for ns, ifname, ip4, ll in (
-            (pair.a, pair.if_a, pair.ip_a, pair.ll_a),
-            (pair.b, pair.if_b, pair.ip_b, pair.ll_b),
-        ):
-            nsexec(ns, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.addr_gen_mode=1")  # no EUI-64 address
-            nsexec(ns, "ip", "addr", "add", f"{ip4}/24", "dev", ifname)
-            nsexec(ns, "ip", "addr", "add", f"{ll}/64", "dev", ifname)
-            nsexec(ns, "ip", "link", "set", ifname, "up")
-        _wait_ready(pair)
+        _create_link(pair)
         yield pair
     finally:
         for ns in created:

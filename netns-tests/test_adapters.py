@@ -13,7 +13,7 @@ import os
 import subprocess
 
 import pytest
-from _ns import nsexec, veth_pair
+from _ns import nsexec, recreate_link, veth_pair
 
 pytestmark = [
     pytest.mark.netns,
@@ -476,3 +476,47 @@ def test_reports_real_ttl_and_ignores_own_packets(family: int) -> None:
             p.run("a", SELF_RX.format(ifname=p.if_a, family=family, src=src_a, alen=4 if family == 4 else 16))
         )
         assert res == {"sent": 1, "own": 0}
+
+
+REOPEN_RX = """
+import asyncio, json, sys
+from pyvrrp.adapters.vrrp_socket import VrrpSocket
+async def main():
+    loop = asyncio.get_running_loop()
+    s = await VrrpSocket({ifname!r}, 4, src={src!r}).open()
+    got = []
+    s.add_reader(lambda payload, src, dst, ttl: got.append(ttl))
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)   # link re-created meanwhile
+    await asyncio.sleep(1.0)
+    before = len(got)
+    await s.reopen()
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)   # second send done
+    await asyncio.sleep(0.5)
+    print(json.dumps(dict(before=before, after=len(got) - before)))
+asyncio.run(main())
+"""
+
+
+def test_reopen_after_interface_recreated() -> None:
+    """A socket bound to a deleted interface hears nothing from its namesake; reopen() fixes it."""
+    with veth_pair() as p:
+        rx = p.spawn("b", REOPEN_RX.format(ifname=p.if_b, src=p.ip_b), stdin=True)
+        try:
+            _expect_ready(rx)
+            recreate_link(p)
+            sender = SENDER.format(ifname=p.if_a, family=4, src=p.ip_a, peers=(), vip="192.0.2.100", count=3)
+            p.run("a", sender)
+            assert rx.stdin is not None
+            rx.stdin.write("go\n")
+            rx.stdin.flush()
+            _expect_ready(rx)
+            p.run("a", sender)
+            rx.stdin.write("go\n")
+            rx.stdin.flush()
+            row = _finish(rx)[0]
+        finally:
+            if rx.poll() is None:
+                rx.kill()
+        assert row == {"before": 0, "after": 3}

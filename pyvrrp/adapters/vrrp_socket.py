@@ -416,6 +416,21 @@ class VrrpSocket:
         self._sock = None
         self._log.info("vrrp_socket_closed")
 
+    async def reopen(self) -> VrrpSocket:
+        """Close and open again, keeping the reader callback.
+
+        Needed when the interface was deleted and re-created: SO_BINDTODEVICE
+        and the group membership refer to the old ifindex, so the old socket
+        would stay silent forever.  Call it on ``LinkEvent(deleted=True)``
+        followed by the link reappearing.
+        """
+        callback = self._callback
+        self.close()
+        await self.open()
+        if callback is not None:
+            self.add_reader(callback)
+        return self
+
     @property
     def closed(self) -> bool:
         return self._sock is None

@@ -520,3 +520,36 @@ def test_reopen_after_interface_recreated() -> None:
             if rx.poll() is None:
                 rx.kill()
         assert row == {"before": 0, "after": 3}
+
+
+RESYNC = """
+import asyncio, errno, json, subprocess
+from pyvrrp.adapters.netlink import NetlinkMonitor, LinkEvent
+IF = {ifname!r}
+class Overflowed:
+    def __init__(self, real):
+        self.real = real
+    def get(self):
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+    def close(self):
+        self.real.close()
+async def main():
+    mon = NetlinkMonitor([IF])
+    await mon.start()
+    mon._ipr = Overflowed(mon._ipr)          # the kernel dropped our events ...
+    subprocess.run(["ip", "link", "set", IF, "down"], check=True)   # ... including this one
+    agen = mon.events()
+    ev = await asyncio.wait_for(agen.__anext__(), 5)
+    print(json.dumps(dict(ev=repr(ev), known=mon.is_up(IF))))
+    await agen.aclose()
+    mon.close()
+asyncio.run(main())
+"""
+
+
+def test_monitor_resyncs_link_state_after_overflow() -> None:
+    """After ENOBUFS the monitor re-reads links and reports the link-down it missed."""
+    with veth_pair() as p:
+        row = json.loads(p.run("a", RESYNC.format(ifname=p.if_a)))
+        assert row["ev"].startswith("LinkEvent(") and "up=False" in row["ev"] and p.if_a in row["ev"]
+        assert row["known"] is False

@@ -368,15 +368,44 @@ class NetlinkMonitor:
         return None
 
     async def events(self) -> AsyncIterator[NetlinkEvent]:
-        """Yield events until :meth:`close` (or cancellation)."""
+        """Yield events until cancelled.
+
+        If the socket fails (typically ENOBUFS: the kernel dropped events
+        during a storm), the monitor resubscribes, re-reads every link and
+        yields a LinkEvent for each link whose up state changed meanwhile
+        (address events lost in the overflow are not replayed).
+        """
         if self._ipr is None:
             await self.start()
-        assert self._ipr is not None
         while self._ipr is not None:
-            async for msg in self._ipr.get():
-                ev = self.translate(msg)
-                if ev is not None:
+            try:
+                async for msg in self._ipr.get():
+                    ev = self.translate(msg)
+                    if ev is not None:
+                        yield ev
+            except (OSError, NetlinkError) as exc:
+                _log.warning("netlink_monitor_resync", error=str(exc))
+                for ev in await self._resync():
                     yield ev
+
+    async def _resync(self) -> list[LinkEvent]:
+        old_up, old_names = dict(self._up), dict(self._names)
+        self.close()
+        self._up.clear()
+        self._names.clear()
+        await asyncio.sleep(0.1)  # no tight loop if the socket keeps failing
+        await self.start()
+        out = [
+            LinkEvent(self._names[idx], idx, up)
+            for idx, up in self._up.items()
+            if old_up.get(idx) != up and self._wanted(self._names[idx])
+        ]
+        out += [
+            LinkEvent(old_names[idx], idx, False, deleted=True)
+            for idx in old_up.keys() - self._up.keys()
+            if self._wanted(old_names[idx])
+        ]
+        return out
 
     async def run(self, callback: Callable[[NetlinkEvent], Awaitable[None] | None]) -> None:
         """Feed every event to ``callback`` (sync or async) until cancelled."""

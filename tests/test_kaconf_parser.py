@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from pyvrrp.config.kaconf_parser import KaConfSyntaxError, Node, parse_file, parse_text, tokenize
 
@@ -247,3 +249,30 @@ def test_seq_generator_refused_with_line() -> None:
     with pytest.raises(KaConfSyntaxError) as ei:
         parse_text("x 1\n~SEQ(i, 1, 3) vrid $i\n")
     assert ei.value.line == 2
+
+
+_PIECES = [
+    "a", "b 1", "{", "}", '"x y"', '"', "#c", "!c", "$A=1", "$B=x \\", "$A", "${A}", "${B}", "@a ", "@^a ",
+    "\n", " ", "\t", "\\", "\\#", "include nothing*", "~SEQ(i,1,2) x",
+]  # fmt: skip
+_text = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_text, st.sampled_from([None, "a", "b"]))
+@example('""\n', None)
+def test_parser_never_crashes(text: str, config_id: str | None) -> None:
+    """Arbitrary text either parses or raises KaConfSyntaxError with a line (never another exception)."""
+    try:
+        res = parse_text(text, config_id=config_id)
+    except KaConfSyntaxError as exc:
+        assert exc.line >= 1 and exc.file == "<string>"
+        return
+
+    def walk(nodes: list[Node]) -> None:
+        for n in nodes:
+            assert isinstance(n.keyword, str) and n.line >= 1  # "" is a keyword keepalived calls unknown
+            if n.children is not None:
+                walk(n.children)
+
+    walk(res.nodes)

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pyvrrp.config import keepalived as ka
 from pyvrrp.config.errors import ConfigError, ConfigIssue
@@ -683,3 +685,52 @@ def test_site_fixture_is_valid_for_keepalived(node: str) -> None:
     log = out.stdout + out.stderr
     assert "Unknown keyword" not in log and "Missing" not in log and "Unexpected" not in log, log
     assert "defaulting to UDP" in log  # the default we copy
+
+
+# ------------------------------------------------------------------------------- robustness
+
+_ALL_KWS = sorted({kw for table in ka.KEYWORDS.values() for kw in table})
+_ARGS = [
+    "",
+    "1",
+    "-5",
+    "x",
+    "10.0.0.1",
+    "10.0.0.1/24",
+    "ae00::1",
+    "weight",
+    "reverse",
+    "200-299",
+    '"a b"',
+    "on",
+]
+
+
+@st.composite
+def _conf(draw: st.DrawFn, depth: int = 0) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 4))):
+        kw = draw(st.sampled_from(_ALL_KWS))
+        args = " ".join(draw(st.lists(st.sampled_from(_ARGS), max_size=3)))
+        if depth < 3 and draw(st.booleans()):
+            lines.append(f"{kw} {args} {{\n{draw(_conf(depth + 1))}}}")
+        else:
+            lines.append(f"{kw} {args}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(_WRAP)), _conf())
+def test_loader_never_crashes(tmp_path: Path, where: str, body: str) -> None:
+    """Any soup of keepalived keywords, args and blocks, in any block, loads or raises ConfigError."""
+    head, tail = _WRAP[where]
+    p = tmp_path / "fuzz.conf"
+    p.write_text(head + body + tail)
+    try:
+        cfg, warnings = ka.load_with_report(p)
+    except ConfigError as exc:
+        assert exc.issues
+        assert all(i.severity in ("error", "warning") for i in exc.issues)
+        return
+    assert all(w.severity == "warning" and w.line is not None for w in warnings)
+    assert cfg is not None

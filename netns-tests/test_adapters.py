@@ -185,7 +185,7 @@ def test_garp_and_na_burst_on_the_wire() -> None:
             if cap.poll() is None:
                 cap.kill()
         assert res["sent"] == 10 and res["errors"] == 0 and res["mac"] == mac_a
-        assert res["seconds"] < 0.05  # a burst, not paced
+        assert res["seconds"] < 0.01  # a burst, not paced (typically ~0.2 ms for 10 frames)
         garps = [r for r in rows if r["kind"] == "arp" and r["sha"] == mac_a and r["op"] == 1]
         assert len(garps) == 5
         for g in garps:

@@ -200,6 +200,9 @@ class AnnounceSender:
             ) from exc
         sock.setblocking(False)
         self._sock = sock
+        # Import the NA builder now, not inside the first (time-critical) burst.
+        from pyvrrp.adapters import ndisc  # noqa: F401  (circular at module level)
+
         # getsockname() of a bound packet socket carries the interface's hardware address.
         hw = sock.getsockname()[4]
         self.mac = self._mac_override or bytes(hw)

@@ -49,7 +49,7 @@ from pyvrrp.ipvs.plan import (
 _PROTO_NUM = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
 _PROTO_NAME = {v: k for k, v in _PROTO_NUM.items()}
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-_FAMILY = {socket.AF_INET: 4, socket.AF_INET6: 6}
+_FAMILY: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 
 
 class IpvsError(RuntimeError):

@@ -140,3 +140,26 @@ def test_ipv6_lab_and_gateway(lab_factory: Callable[..., Lab]) -> None:
     assert res.ok, res.error
     assert res.body.startswith("rs1")
     assert lab.arping("client", lab.ip("gw"), count=1, timeout_s=1) == [lab.mac("gw")]
+
+
+def test_pyvrrp_lab_demo_cli_fails_over_with_pyvrrp() -> None:
+    """The main job through the CLI, `pyvrrp lab demo --advert-int 0.1` with the pyvrrp daemon:
+    exit 0, lb1 elected then lb2 takes over within Master_Down_Interval (RFC 5798 §6.1:
+    360.9 ms for prio 100 at 0.1 s) + margin of lb1's last advert, and the lab is removed."""
+    from pyvrrp.lab.topology import labs_present
+
+    before = set(labs_present())
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvrrp", "lab", "demo", "--version", "3", "--advert-int", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "lb1 is MASTER" in out and "client's first reply from lb2 through the VIP" in out
+    took = next(line for line in out.splitlines() if "lb2 took over" in line and "ms after" in line)
+    took_ms = float(took.split("lb2 took over", 1)[1].split("ms", 1)[0])
+    assert 340.0 <= took_ms <= 460.0, took
+    assert set(labs_present()) <= before

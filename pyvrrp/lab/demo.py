@@ -193,8 +193,8 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
             return 1
         wait_for(lambda: lab.holds_vip("lb1"), 5.0, what="VIP on lb1")
         say(
-            f"lb1 is MASTER after {waited:.2f} s (Master_Down_Interval for prio 150: "
-            f"{master_down_s(150, opts.advert_int_s):.3f} s) and holds {VIP4}"
+            f"lb1 is MASTER {waited:.2f} s after both daemons were started (start-up + Master_Down_Interval "
+            f"for prio 150, {master_down_s(150, opts.advert_int_s):.3f} s) and holds {VIP4}"
         )
         _show_state(lb1, say)
         _show_state(lb2, say)

@@ -734,3 +734,12 @@ def test_loader_never_crashes(tmp_path: Path, where: str, body: str) -> None:
         return
     assert all(w.severity == "warning" and w.line is not None for w in warnings)
     assert cfg is not None
+
+
+def test_block_keywords_are_read_as_blocks() -> None:
+    """A keepalived block keyword the loader uses (supported/approximated) has a block reader."""
+    block_convs = {"block", "vips", "peers", "track_list", "names", "auth", "checker"}
+    for block, table in ka.KEYWORDS.items():
+        for kw, entry in table.items():
+            if kw in _KA_BLOCKS and entry.status in ("supported", "approximated") and block != "track_file":
+                assert entry.conv in block_convs, (block, kw)

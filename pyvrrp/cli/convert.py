@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     def convert(
         file: str = typer.Option(..., "-f", "--file", help="keepalived.conf to convert."),
         config_id: str | None = typer.Option(
-            None, "--config-id", help="keepalived -i: selects `@ID` conditional lines."
+            None, "-i", "--config-id", help="keepalived -i: selects `@ID` conditional lines."
         ),
         output: str | None = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Do not list warnings on stderr."),

@@ -261,7 +261,7 @@ asyncio.run(main())
 
 
 def test_netlink_vips_facts_and_monitor() -> None:
-    """SM-04, SM-12, PKT-09: idempotent VIP add/remove, primary address, monitor sees del and link down."""
+    """SM-08, SM-03, SM-16, PKT-09: idempotent VIP add/remove, primary address, monitor (del, link down)."""
     with veth_pair() as p:
         rows = {
             r["step"]: r
@@ -412,7 +412,7 @@ asyncio.run(main())
 
 
 def test_sync_netlink_inside_running_loop_and_announcer() -> None:
-    """SM-04, SM-12, ARP-02: SyncNetlink works from loop code (executor order); Announcer sends GARPs."""
+    """SM-08, SM-03, SM-05, ARP-02: SyncNetlink works inside a running loop; Announcer sends GARPs."""
     with veth_pair() as p:
         res = json.loads(p.run("a", SYNC_NETLINK.format(ifname=p.if_a)))
         assert res["up"] is True and res["p4"] == p.ip_a

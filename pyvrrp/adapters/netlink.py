@@ -7,7 +7,7 @@ removing one that is already gone both succeed (keepalived behaves the same;
 after a crash or a manual ``ip addr del`` the state converges).
 
 * VIPs: RFC 5798 §6.4.1 "for each IP address associated with the virtual
-  router, add it" / §6.4.3 remove on leaving MASTER (SM-04/SM-12).  IPv6 VIPs
+  router, add it" / §6.4.3 remove on leaving MASTER (SM-08/SM-03, FAULT SM-16).  IPv6 VIPs
   are added with IFA_F_NODAD so they are usable at once (a master must answer
   for them immediately, and the unsolicited NA must not be suppressed by a
   tentative address).

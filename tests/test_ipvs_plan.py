@@ -308,3 +308,91 @@ def test_manager_notify_scripts(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert log.read_text() == f"notify_down {p}\n"
+
+
+def test_manager_sorry_server_inhibit_keeps_weight_zero() -> None:
+    """ANCHORS §2.9 sorry_server_inhibit: the sorry server stays in the table at weight 0."""
+    a = _listener()
+    pa = a.getsockname()[1]
+
+    async def scenario() -> dict[int, int]:
+        kern = SimulatedKernel()
+        cfg = _cfg([pa], sorry_server="127.0.0.9 8080", sorry_server_inhibit=True)
+        mgr = IpvsManager(cfg, kernel=kern, state_file=None)
+        await mgr.reconcile()
+        return _dest_ports(kern)
+
+    try:
+        assert asyncio.run(scenario()) == {pa: 1, 8080: 0}
+    finally:
+        a.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_ipvs_plan_without_kernel(tmp_path: Path, monkeypatch: Any) -> None:
+    """`pyvrrp ipvs plan` prints the ops for the issue's config (kernel unavailable here)."""
+    from typer.testing import CliRunner
+
+    from pyvrrp.cli import ipvs as cli_ipvs
+    from pyvrrp.cli.app import app
+
+    monkeypatch.setattr(cli_ipvs, "_kernel_status", lambda: (False, "no ip_vs in this test"))
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        '[virtual_server."192.168.233.200:80"]\nlb_algo = "rr"\nlb_kind = "DR"\n'
+        '[[virtual_server."192.168.233.200:80".real_server]]\nip = "192.168.233.100"\nport = 80\n'
+        '[[virtual_server."192.168.233.200:80".real_server]]\nip = "192.168.233.110"\nport = 80\n'
+    )
+    res = CliRunner().invoke(app, ["ipvs", "plan", "-f", str(conf), "--state-file", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1:] == [
+        "add service TCP 192.168.233.200:80 sched rr",
+        "add dest 192.168.233.100:80 DR w=1 to TCP 192.168.233.200:80",
+        "add dest 192.168.233.110:80 DR w=1 to TCP 192.168.233.200:80",
+    ]
+    res = CliRunner().invoke(app, ["ipvs", "plan", "-f", str(conf), "--json", "--state-file", "/nonexistent"])
+    assert [o["op"] for o in __import__("json").loads(res.output)["ops"]] == [
+        "AddService",
+        "AddDest",
+        "AddDest",
+    ]
+
+
+def test_cli_ipvs_show_merges_health(monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from pyvrrp.cli import ipvs as cli_ipvs
+    from pyvrrp.cli.app import app
+
+    dest = {
+        "address": "10.0.0.1",
+        "port": 80,
+        "weight": 0,
+        "method": "DR",
+        "active_conns": 0,
+        "inactive_conns": 2,
+    }
+    svc = {"key": "TCP 10.9.9.9:80", "sched": "rr", "persistence_timeout_s": 0, "dests": [dest]}
+    health = {
+        "virtual_servers": [
+            {
+                "real_servers": [
+                    {"ip": "10.0.0.1", "port": 80, "up": False, "held_by_floor": False},
+                    {"ip": "10.0.0.2", "port": 80, "up": False, "held_by_floor": False},
+                ]
+            }
+        ]
+    }
+    monkeypatch.setattr(cli_ipvs, "_kernel_status", lambda: (True, ""))
+    monkeypatch.setattr(cli_ipvs, "_kernel_services", lambda: [svc])
+    monkeypatch.setattr(cli_ipvs, "_daemon_health", lambda path: (health, ""))
+    res = CliRunner().invoke(app, ["ipvs", "show"])
+    assert res.exit_code == 0, res.output
+    assert "TCP 10.9.9.9:80 rr" in res.output
+    assert "10.0.0.1:80" in res.output and "DOWN" in res.output
+    assert "(not in table) 10.0.0.2:80 DOWN" in res.output
+    monkeypatch.setattr(cli_ipvs, "_kernel_status", lambda: (False, "none"))
+    monkeypatch.setattr(cli_ipvs, "_daemon_health", lambda path: (None, "unreachable"))
+    assert CliRunner().invoke(app, ["ipvs", "show"]).exit_code == 1

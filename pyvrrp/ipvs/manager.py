@@ -300,6 +300,12 @@ class IpvsManager:
         if self._running:
             return
         self._running = True
+        if isinstance(self.kernel, LinuxKernel):
+            from pyvrrp.ipvs.kernel import ipvs_available
+
+            status = await asyncio.to_thread(ipvs_available)
+            if not status:
+                _log.error("IPVS unavailable: services will not be programmed", reason=status.reason)
         await self.reconcile()
         self._restart_checkers()
         self._sync_task = asyncio.create_task(self._sync_loop(), name="ipvs-sync")
@@ -471,6 +477,11 @@ class IpvsManager:
             return [Dest(sorry.ip.compressed, port, 1, method)]
 
         dests: list[Dest] = []
+        if vs.sorry_server is not None and vs.sorry_server_inhibit:
+            # keepalived: with sorry_server_inhibit the sorry server stays at weight 0
+            sorry = vs.sorry_server
+            port = sorry.port if sorry.port is not None else default_port
+            dests.append(Dest(sorry.ip.compressed, port, 0, vs.sorry_server_lvs_method or vs.lvs_method))
         for s in servers:
             method = s.config.lvs_method or vs.lvs_method
             inhibit = (

@@ -72,6 +72,9 @@ class Instance:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     pending_takeover: asyncio.Task[Any] | None = None
     log: Any = None
+    mac: bytes = b""
+    gateway: Any = None  # splitbrain.gateway.GatewayMonitor
+    conflict: Any = None  # splitbrain.conflict.ConflictMonitor
 
 
 def _vip_list(spec: Any) -> list[tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, str | None]]:
@@ -122,6 +125,7 @@ class Daemon:
         self.started_at = clock.monotonic()
         self.socket_drops: collections.Counter[str] = collections.Counter()
         self._rx_log: Any = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------ life cycle
 
@@ -156,7 +160,7 @@ class Daemon:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop_event.set)
-        self.loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         monitor = asyncio.ensure_future(self._watch_netlink())
 
         log.info(
@@ -201,6 +205,13 @@ class Daemon:
             )
             return None
 
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run a background task, keeping a reference until it finishes."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
     # ------------------------------------------------------------- instances
 
     def _router_config(self, name: str, spec: Any, primary: Any, family: int) -> RouterConfig:
@@ -235,7 +246,7 @@ class Daemon:
             garp_master_refresh_s=float(spec.garp_master_refresh),
             garp_lower_prio_repeat=spec.garp_lower_prio_repeat,
             down_timer_adverts=spec.down_timer_adverts,
-            takeover_gate=bool(spec.fence_script or spec.probe_vip_before_takeover),
+            takeover_gate=bool(spec.fence_script or spec.probe_vip_before_takeover or spec.gateway_check),
             conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
         )
 
@@ -264,9 +275,69 @@ class Daemon:
         # (keepalived does the same: "removing VIPs" at start).
         self._remove_vips(inst, router.config.vips, stale=True)
         inst.sock = await self._socket_for(spec.interface, family, primary)
+        try:
+            from pyvrrp.adapters.arp import mac_to_bytes
+
+            inst.mac = mac_to_bytes(self.netlink.link_mac(spec.interface))
+        except Exception as exc:
+            inst.log.warning("link_mac_unknown", error=str(exc))
+        await self._start_guards(inst)
         self._feed(inst, ev.Startup())
         if not self.netlink.link_is_up(spec.interface):
             self._feed(inst, ev.LinkChanged(up=False))
+
+    async def _start_guards(self, inst: Instance) -> None:
+        """Gateway arbitration and dual-master detection (issue #4), when configured."""
+        spec = inst.spec
+        if spec.gateway_check is not None:
+            from pyvrrp.splitbrain.gateway import GatewayMonitor
+
+            inst.gateway = GatewayMonitor(inst.ifname, spec.gateway_check)
+            # Unknown counts as isolated until proven otherwise (docs/split-brain.md).
+            self._feed_isolation(inst)
+            inst.gateway.on_change = lambda _isolated, i=inst: self._feed_isolation(i)
+            await inst.gateway.start()
+        if spec.conflict_detection is not None:
+            from pyvrrp.splitbrain.conflict import ConflictMonitor
+
+            def held(i: Instance = inst) -> Any:
+                return i.router.config.vips if i.router.state is ev.State.MASTER else ()
+
+            inst.conflict = ConflictMonitor(
+                inst.ifname,
+                inst.mac or None,
+                held,
+                float(spec.conflict_detection.interval),
+                on_conflict=lambda vip, mac, i=inst: self._on_conflict(i, vip, mac),
+                on_clear=lambda vip, i=inst: i.log.info("dual_master_conflict_cleared", vip=str(vip)),
+            )
+            await inst.conflict.start()
+
+    def _feed_isolation(self, inst: Instance) -> None:
+        delta, fault = inst.gateway.tracker_update()
+        inst.log.info("gateway_arbitration", isolated=inst.gateway.isolated, delta=delta, fault=fault)
+        self._feed(inst, ev.TrackerChanged(name="gateway", delta=delta, fault=fault))
+
+    def _on_conflict(self, inst: Instance, vip: Any, peer_mac: str) -> None:
+        from pyvrrp.adapters.arp import mac_to_bytes
+        from pyvrrp.adapters.notify import NotifyEvent, NotifyScripts
+
+        inst.log.warning(
+            "dual_master_conflict", vip=str(vip), peer_mac=peer_mac, state=inst.router.state.value
+        )
+        if inst.spec.notify_conflict:
+            event = NotifyEvent(
+                instance=inst.name,
+                state="CONFLICT",
+                priority=inst.router.config.priority,
+                previous_state=inst.router.state.value,
+                vips=tuple(str(v) for v in inst.router.config.vips),
+                reason=f"{vip} answered by {peer_mac}",
+                epoch=inst.router.epoch,
+            )
+            self.notifier.submit(event, NotifyScripts(notify=inst.spec.notify_conflict))
+        if inst.mac:
+            self._feed(inst, ev.ConflictDetected(our_mac=inst.mac, peer_mac=mac_to_bytes(peer_mac)))
 
     def _primary_address(self, spec: Any, family: int) -> Any:
         src = spec.unicast_src_ip or spec.mcast_src_ip
@@ -296,6 +367,9 @@ class Daemon:
             inst.timer = None
         for task in inst.tasks:
             task.cancel()
+        for guard in (inst.gateway, inst.conflict):
+            if guard is not None:
+                self._spawn(guard.stop())
         # Whatever state we ended in, never leave a VIP behind.
         self._remove_vips(inst, inst.router.config.vips)
 
@@ -468,14 +542,16 @@ class Daemon:
         inst.log.info("takeover_pending", epoch=getattr(action, "epoch", None))
         if inst.pending_takeover is not None:
             inst.pending_takeover.cancel()
-        inst.pending_takeover = asyncio.ensure_future(self._decide_takeover(inst, action))
+        inst.pending_takeover = self._spawn(self._decide_takeover(inst, action))
 
     async def _decide_takeover(self, inst: Instance, action: Any) -> None:
         """Run the takeover guards (VIP probe, fence hook) and answer the engine."""
         allow, reason = True, "no guard configured"
         spec = inst.spec
         try:
-            if getattr(spec, "probe_vip_before_takeover", False):
+            if inst.gateway is not None:
+                allow, reason = inst.gateway.takeover_verdict()
+            if allow and spec.probe_vip_before_takeover:
                 from pyvrrp.splitbrain.conflict import probe_vip_once
 
                 for vip, _ in _vip_list(spec):
@@ -485,7 +561,7 @@ class Daemon:
                     if mac is not None:
                         allow, reason = False, f"{vip.ip} still answered by {mac}: master host alive"
                         break
-            if allow and getattr(spec, "fence_script", None):
+            if allow and spec.fence_script:
                 from pyvrrp.splitbrain.fence import run_fence
 
                 snap = inst.router.snapshot(now=clock.monotonic())
@@ -564,6 +640,11 @@ class Daemon:
                 extra=inst.extra,
             )
             view["drops_socket"] = dict(self.socket_drops)
+            if inst.gateway is not None:
+                view["isolated"] = inst.gateway.isolated
+                view["gateway_check"] = inst.gateway.snapshot()
+            if inst.conflict is not None:
+                view["conflict"] = inst.conflict.snapshot()
             out.append(view)
         return out
 

@@ -409,6 +409,12 @@ class Daemon:
                     self._execute(inst, action)
         finally:
             inst.busy = False
+        if inst.pending_takeover is not None and not inst.router.takeover_pending:
+            # The old master came back while the guards ran: abandon the takeover
+            # (cancelling kills the fence hook's process group).
+            inst.log.info("takeover_abandoned", reason="a master is advertising again")
+            inst.pending_takeover.cancel()
+            inst.pending_takeover = None
         self._arm(inst)
 
     def _arm(self, inst: Instance) -> None:

@@ -327,5 +327,6 @@ def _print_timeline(
     if opts.event == "kill9":
         say(
             "  note: after kill -9 the VIP stays on lb1 (nothing removes it) and lb1's responder keeps "
-            "answering until lb2's GARP moves the client: that is why there is no outage."
+            "answering until lb2's GARP moves the client: no outage.  A request in flight at the GARP "
+            "can fail: its connection moves to a different responder (IPVS with sync would keep it)."
         )

@@ -292,6 +292,7 @@ def test_ignored_keyword_is_warning_with_line(tmp_path: Path) -> None:
     }
     assert all(w.file == str(p) and w.severity == "warning" and "ignored" in w.message for w in warnings)
     assert ka.frontend_warnings(cfg) == warnings
+    assert cfg.warnings()[: len(warnings)] == warnings  # what `pyvrrp check-config` prints
 
 
 def test_refused_keyword_is_error_with_line(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ on unless ``no_accept``/``vrrp_strict``), ``lvs_method NAT`` (ipvsadm's default 
 from __future__ import annotations
 
 import ipaddress
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -1340,21 +1339,16 @@ def load_with_report(path: str | Path, *, config_id: str | None = None) -> tuple
         except ConfigError as exc:
             errs = list(exc.issues)
         else:
-            if "_frontend_warnings" in getattr(type(cfg), "__private_attributes__", {}):
-                setattr(cfg, "_frontend_warnings", warnings)  # a Config that surfaces them  # noqa: B010
-            _FRONTEND_WARNINGS[id(cfg)] = warnings
-            weakref.finalize(cfg, _FRONTEND_WARNINGS.pop, id(cfg), None)
+            # Config.warnings() (and so `pyvrrp check-config`) lists these first
+            cfg._frontend_warnings = warnings
             return cfg, warnings
     errs.sort(key=lambda i: (i.file or "", i.line or 0))
     raise ConfigError([*errs, *warnings])
 
 
-_FRONTEND_WARNINGS: dict[int, list[ConfigIssue]] = {}
-
-
 def frontend_warnings(cfg: Any) -> list[ConfigIssue]:
     """The keepalived front-end's warnings for a config returned by :func:`load`."""
-    return list(_FRONTEND_WARNINGS.get(id(cfg), []))
+    return list(getattr(cfg, "_frontend_warnings", []))
 
 
 def load(path: str | Path, *, config_id: str | None = None) -> Any:

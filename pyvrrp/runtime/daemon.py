@@ -118,6 +118,7 @@ class Daemon:
         self.stop_event: asyncio.Event | None = None
         self.netlink: Any = None
         self.addrs: Any = None
+        self.ipvs: Any = None
         self.notifier: Any = None
         self.announcer: Any = None
         self.control: Any = None
@@ -157,6 +158,8 @@ class Daemon:
 
         for name, spec in self.config.vrrp_instance.items():
             await self._add_instance(name, spec)
+        if self.config.virtual_server:
+            await self._start_ipvs()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop_event.set)
@@ -176,6 +179,9 @@ class Daemon:
         """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
         for inst in list(self.instances.values()):
             self._stop_instance(inst)
+        if self.ipvs is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ipvs.stop(), timeout=0.5)
         if self.notifier is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.notifier.drain(), timeout=0.8)
@@ -191,6 +197,22 @@ class Daemon:
         if self.addrs is not None:
             self.addrs.close()
         log.info("daemon_stopped")
+
+    async def _start_ipvs(self) -> None:
+        """IPVS services and real-server health checks (issue #5); VRRP goes on without ip_vs."""
+        from pyvrrp.ipvs.manager import IpvsManager
+
+        state_file = os.path.join(str(self.config.global_defs.state_dir), "ipvs-owned.json")
+        self.ipvs = IpvsManager(self.config, state_file=state_file)
+        self.ipvs.set_master(self._any_master())
+        await self.ipvs.start()
+        self.control.register("ipvs", self._op_ipvs)
+
+    def _any_master(self) -> bool:
+        return any(i.router.state is ev.State.MASTER for i in self.instances.values())
+
+    async def _op_ipvs(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.ipvs.snapshot() if self.ipvs is not None else {"services": []}
 
     def _epoch_store(self) -> Any:
         try:
@@ -523,6 +545,8 @@ class Daemon:
                 self.epochs.save(inst.name, action.epoch)
             except OSError as exc:
                 inst.log.warning("epoch_save_failed", error=str(exc))
+        if self.ipvs is not None:
+            self.ipvs.set_master(self._any_master())
         if action.new is ev.State.INIT and action.old is ev.State.INIT:
             return
         self._notify(inst, action)
@@ -723,6 +747,10 @@ class Daemon:
                 await self._add_instance(name, new.vrrp_instance[name])
             except StartupError as exc:
                 log.error("instance_start_failed", instance=name, error=str(exc))
+        if self.ipvs is not None:
+            self.ipvs.reconfigure(new)
+        elif new.virtual_server:
+            await self._start_ipvs()
         log.info("reloaded", added=sorted(added), removed=sorted(removed), changed=changed)
         return {"reloaded": True, "added": sorted(added), "removed": sorted(removed), "changed": changed}
 

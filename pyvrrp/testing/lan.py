@@ -50,6 +50,7 @@ from pyvrrp.testing.recorder import RecordingExecutor
 __all__ = ["FakeLan", "Node", "Transition", "make_config", "make_router"]
 
 _MAX_STEPS = 2_000_000
+_MAX_STEPS_SAME_INSTANT = 10_000  # more than this at one timestamp is a livelock (advert ping-pong)
 
 
 def make_config(
@@ -258,8 +259,20 @@ class FakeLan:
         return best
 
     def run_until(self, until: float) -> None:
-        """Process every delivery and deadline up to and including ``until``."""
+        """Process every delivery and deadline up to and including ``until``.
+
+        Raises:
+            RuntimeError: a livelock (too many steps at one instant) or no
+                progress within ``_MAX_STEPS``.
+        """
+        instant, same = self.now, 0
         for _ in range(_MAX_STEPS):
+            if self.now == instant:
+                same += 1
+                if same > _MAX_STEPS_SAME_INSTANT:
+                    raise RuntimeError(f"FakeLan livelock at t={instant}: engines keep answering each other")
+            else:
+                instant, same = self.now, 0
             timer = self._next_timer()
             delivery_at = self._queue[0][0] if self._queue else None
             if delivery_at is not None and (timer is None or delivery_at <= timer[0]):

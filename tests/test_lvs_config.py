@@ -157,3 +157,18 @@ def test_group_expansion() -> None:
     ]
     with pytest.raises(ValidationError):
         VirtualServerGroup(address=["10.0.0.5-2:80"])
+
+
+def test_persistence_granularity_forms() -> None:
+    """ANCHORS §2.9 persistence_granularity: dotted mask or prefix length (IPv6)."""
+    from pyvrrp.ipvs.manager import _netmask
+
+    vs = VirtualServer(persistence_timeout=300, persistence_granularity="255.255.255.0")
+    assert _netmask(vs, 4) == "255.255.255.0"
+    assert _netmask(VirtualServer(persistence_granularity=24), 4) == "255.255.255.0"
+    assert _netmask(VirtualServer(persistence_granularity=64), 6) == "64"
+    assert _netmask(VirtualServer(persistence_granularity="ffff:ffff:ffff:ffff::"), 6) == "64"
+    with pytest.raises(ValidationError, match="contiguous"):
+        VirtualServer(persistence_granularity="255.0.255.0")
+    with pytest.raises(ValidationError):
+        VirtualServer(persistence_granularity=129)

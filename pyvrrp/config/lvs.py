@@ -307,8 +307,9 @@ class VirtualServer(_Model):
     """Forwarding method. Keepalived's default is NAT; LVS-DR setups must say ``DR``."""
     persistence_timeout: int | None = Field(None, ge=0)
     """Seconds of client affinity (IPVS persistent service); None/0: not persistent."""
-    persistence_granularity: IPAddress | None = None
-    """Netmask grouping clients for persistence (e.g. 255.255.255.0); IPv6: a prefix."""
+    persistence_granularity: IPAddress | int | None = None
+    """Netmask grouping clients for persistence: a dotted mask (255.255.255.0) or a prefix
+    length (24; the only form for IPv6 services, e.g. 64)."""
     quorum: int = Field(1, ge=0)
     """Minimum sum of weights of live servers; below it ``sorry_server`` takes over."""
     hysteresis: int = Field(0, ge=0)
@@ -356,6 +357,17 @@ class VirtualServer(_Model):
             raise ValueError("depool_floor count must be >= 0")
         if isinstance(v, float) and not 0.0 <= v <= 1.0:
             raise ValueError("depool_floor fraction must be within 0..1 (use an int for a count)")
+        return v
+
+    @field_validator("persistence_granularity")
+    @classmethod
+    def _granularity(cls, v: IPAddress | int | None) -> IPAddress | int | None:
+        if isinstance(v, int) and not 0 <= v <= 128:
+            raise ValueError("persistence_granularity prefix length must be within 0..128")
+        if isinstance(v, ipaddress.IPv4Address):
+            bits = f"{int(v):032b}"
+            if "01" in bits:
+                raise ValueError(f"persistence_granularity {v} is not a contiguous netmask")
         return v
 
     def depool_floor_count(self, total: int) -> int:

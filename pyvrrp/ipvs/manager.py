@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import shlex
@@ -139,8 +140,12 @@ def _netmask(vs: lvs.VirtualServer, family: int) -> str | None:
     g = vs.persistence_granularity
     if g is None:
         return None
+    if isinstance(g, int):  # a prefix length
+        if family == 6:
+            return str(g)
+        return str(ipaddress.IPv4Network(f"0.0.0.0/{min(g, 32)}").netmask)
     if family == 6:
-        # an IPv6 granularity is written as a mask (ffff:ffff:ffff:ffff::) -> prefix length
+        # an IPv6 granularity written as a mask (ffff:ffff:ffff:ffff::) -> prefix length
         return str(bin(int(g)).count("1")) if g.version == 6 else None
     return str(g) if g.version == 4 else None
 
@@ -614,6 +619,10 @@ class IpvsManager:
         task.add_done_callback(self._script_tasks.discard)
 
     # ------------------------------------------------------------------ introspection
+
+    async def handle_control(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Control-socket handler for op ``"ipvs"``: ``server.register("ipvs", mgr.handle_control)``."""
+        return self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-friendly state for ``pyvrrp ipvs show`` (control op "ipvs")."""

@@ -651,3 +651,31 @@ def test_messages_for_shapes_unions_and_non_finite_numbers() -> None:
             "must be an integer or a list, got 'ok'"
         )
     }
+
+
+def test_interface_names_and_special_addresses() -> None:
+    errs = errors(
+        """
+        [vrrp_instance.VI_1]
+        interface = "a-very-long-interface-name"
+        virtual_router_id = 1
+        virtual_ipaddress = ["224.0.0.18", "10.0.0.1 dev eth0:1"]
+        virtual_ipaddress_excluded = ["127.0.0.1"]
+        unicast_peer = ["0.0.0.0"]
+        track_interface = ["bond 0"]
+        """
+    )
+    assert errs == {
+        "vrrp_instance.VI_1.interface": "'a-very-long-interface-name' is not a valid interface name "
+        "(at most 15 characters)",
+        "vrrp_instance.VI_1.virtual_ipaddress[0]": "224.0.0.18 is a multicast address: a virtual "
+        "address must be an ordinary unicast one",
+        "vrrp_instance.VI_1.virtual_ipaddress[1].dev": "'eth0:1' is not a valid interface name "
+        "(no blanks, '/' or ':'; use label for aliases)",
+        "vrrp_instance.VI_1.virtual_ipaddress_excluded[0]": "127.0.0.1 is a loopback address: a virtual "
+        "address must be an ordinary unicast one",
+        "vrrp_instance.VI_1.unicast_peer[0]": "0.0.0.0 is the unspecified address: unicast peers are "
+        "ordinary unicast addresses",
+        "vrrp_instance.VI_1.track_interface[0].name": "'bond 0' is not a valid interface name "
+        "(no blanks, '/' or ':'; use label for aliases)",
+    }

@@ -827,6 +827,15 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
     if msg:
         err(("advert_int",), msg, "advert_int", "version")
 
+    for loc, ifname in (
+        (("interface",), inst.interface),
+        *((("virtual_ipaddress", i, "dev"), v.dev) for i, v in enumerate(inst.virtual_ipaddress)),
+        *((("track_interface", i, "name"), t.name) for i, t in enumerate(inst.track_interface)),
+    ):
+        bad = _ifname_problem(ifname)
+        if bad:
+            err(loc, bad, str(loc[0]))
+
     # addresses (PKT-08, RX-11)
     vips = inst.virtual_ipaddress
     if not vips:
@@ -836,6 +845,26 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
             "virtual_ipaddress",
         )
     family = inst.family
+    for key, entries in (
+        ("virtual_ipaddress", vips),
+        ("virtual_ipaddress_excluded", inst.virtual_ipaddress_excluded),
+    ):
+        for i, vip in enumerate(entries):
+            bad = _special_address(vip.address.ip)
+            if bad:
+                err(
+                    (key, i),
+                    f"{vip.address.ip} is {bad}: a virtual address must be an ordinary unicast one",
+                    key,
+                )
+    for i, peer in enumerate(inst.unicast_peer):
+        bad = _special_address(peer)
+        if bad:
+            err(
+                ("unicast_peer", i),
+                f"{peer} is {bad}: unicast peers are ordinary unicast addresses",
+                "unicast_peer",
+            )
     for i, vip in enumerate(vips):
         if vip.family != family:
             err(
@@ -921,6 +950,31 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
                 "must be non-zero with on_isolated = 'demote' (the priority an isolated node loses)",
             )
     return out
+
+
+def _ifname_problem(name: str | None) -> str | None:
+    """Linux link names: 1..15 bytes (IFNAMSIZ 16), no blanks, '/' or ':'."""
+    if name is None:
+        return None
+    if not name or name in (".", ".."):
+        return f"{name!r} is not a valid interface name"
+    if len(name.encode()) > 15:
+        return f"{name!r} is not a valid interface name (at most 15 characters)"
+    if any(c.isspace() or c in "/:" for c in name):
+        return f"{name!r} is not a valid interface name (no blanks, '/' or ':'; use label for aliases)"
+    return None
+
+
+def _special_address(addr: IPAddress) -> str | None:
+    if addr.is_unspecified:
+        return "the unspecified address"
+    if addr.is_multicast:
+        return "a multicast address"
+    if addr.is_loopback:
+        return "a loopback address"
+    if isinstance(addr, IPv4Address) and addr == IPv4Address("255.255.255.255"):
+        return "the broadcast address"
+    return None
 
 
 def _ref_errors(base: Loc, scripts: list[TrackScriptRef], files: list[TrackFileRef], p: _Parts) -> _Found:

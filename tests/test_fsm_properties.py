@@ -243,3 +243,17 @@ def test_any_input_sequence_keeps_invariants(base: int, steps: list[tuple[float,
             assert deadline is None
         elif engine.state is State.BACKUP and not engine.takeover_pending:
             assert deadline is not None and deadline > now - 1e-9
+
+
+def test_documented_table_matches_code() -> None:
+    """SM-01..SM-16: docs/state-machine.md's transition table is exactly states.TRANSITIONS."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "state-machine.md").read_text(encoding="utf-8")
+    section = doc.split("<!-- transition-table:", 1)[1].split("\n\n", 1)[0]
+    rows: dict[tuple[State, Trigger], State] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] in State.__members__:
+            rows[(State[cells[0]], Trigger[cells[1]])] = State[cells[2]]
+    assert rows == TRANSITIONS

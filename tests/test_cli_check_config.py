@@ -205,3 +205,11 @@ def test_warnings_that_come_with_errors_are_labelled(tmp_path: Path, monkeypatch
         "warning: k.conf:2: global_defs.smtp_server: ignored",
         "k.conf: 1 error",
     ]
+
+
+def test_summary_lists_sync_groups_and_virtual_servers() -> None:
+    code, out, _ = invoke("-f", str(REPO / "conf/examples/ipv6-v3.toml"))
+    assert code == 0 and "  vrrp_sync_group VG_51: VI_51_v4, VI_51_v6" in out.splitlines()
+    code, out, _ = invoke("-f", str(REPO / "conf/examples/lvs-dr.toml"))
+    assert code == 0
+    assert "  virtual_server 192.168.233.200:80: TCP DR wrr, 2 real servers" in out.splitlines()

@@ -120,6 +120,14 @@ def run_check(file: str, config_id: str | None, as_json: bool) -> int:
     if rows:
         for line in _render(rows):
             typer.echo(f"  {line}")
+    for gname, group in cfg.vrrp_sync_group.items():
+        typer.echo(f"  vrrp_sync_group {gname}: {', '.join(group.group)}")
+    for key, vs in cfg.virtual_server.items():
+        n = len(vs.real_server)
+        typer.echo(
+            f"  virtual_server {key}: {vs.protocol} {vs.lvs_method} {vs.lvs_sched}, "
+            f"{n} real server{'s' if n != 1 else ''}"
+        )
     for w in warnings:
         typer.echo(f"warning: {w}")
     return 0

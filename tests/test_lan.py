@@ -267,3 +267,33 @@ def test_lan_delivers_advert_fields() -> None:
     assert seen[0].dst == ip_address("224.0.0.18")
     assert isinstance(seen[0].advert, Advertisement)
     assert all(isinstance(a, SendAdvert) for _, a in lan.nodes["b"].executor.of_type(SendAdvert))
+
+
+def test_ipv6_pair_uses_link_local_tie_break() -> None:
+    """SM-12, PKT-01: v3/IPv6 over ff02::12; equal priority -> the greater link-local wins."""
+    lan = FakeLan(make_router("lo", 100, "fe80::1"), make_router("hi", 100, "fe80::2"))
+    lan.partition(["lo"], ["hi"])
+    lan.start()
+    lan.run_until(10)
+    assert sorted(lan.masters()) == ["hi", "lo"]
+    lan.heal()
+    lan.run_until(20)
+    assert lan.masters() == ["hi"]
+    assert lan.nodes["hi"].executor.vips == set(lan["hi"].config.vips)
+    assert not lan.nodes["lo"].executor.vips
+
+
+def test_takeover_gate_on_lan() -> None:
+    """Issue #4: with the gate on, the backup asks and stays BACKUP until the verdict."""
+    from pyvrrp.proto.events import TakeoverPending, TakeoverVerdict
+
+    lan = FakeLan(make_router("a", 150, "192.0.2.1"), make_router("b", 100, "192.0.2.2", takeover_gate=True))
+    lan.start()
+    lan.run_until(10)
+    lan.crash("a")
+    lan.run_until(20)
+    asks = lan.nodes["b"].executor.of_type(TakeoverPending)
+    assert [t for t, _ in asks] == [9.4140625 + MDI_100]
+    assert lan.state("b") is State.BACKUP
+    lan.inject("b", TakeoverVerdict(allow=True, reason="peer fenced"))
+    assert lan.masters() == ["b"]

@@ -641,3 +641,46 @@ def test_unknown_input_is_a_protocol_violation() -> None:
     r = backup()
     with pytest.raises(ProtocolViolation, match=r"object.*BACKUP"):
         r.handle(object(), now=1.0)  # type: ignore[arg-type]
+
+
+def test_scoped_ipv6_source_is_recognised_as_self() -> None:
+    """PKT-09, SM-12: an IPv6 link-local source with a scope id still matches our primary address."""
+    r = make_router("r", 100, "fe80::5")
+    r.handle(Startup(), now=0.0)
+    advert = Advertisement(
+        version=3,
+        vrid=1,
+        priority=100,
+        addresses=tuple(v.ip for v in r.config.vips),
+        interval_cs=100,
+    )
+    r.handle(AdvertReceived(advert, src=ip_address("fe80::5%eth0")), now=1.0)
+    assert r.snapshot(now=1.0).drops == {"self": 1}
+
+
+def test_reconfigure_removing_gate_releases_pending_takeover() -> None:
+    """Issue #4: a reload that turns the takeover gate off while pending takes over at once."""
+    r = backup(takeover_gate=True)
+    r.handle_timer(now=3.609375)
+    assert r.takeover_pending
+    assert r.reconfigure(make_config("r", 100, "192.0.2.5"), now=4.0) == []
+    assert r.next_deadline() == 4.0
+    actions = r.handle_timer(now=4.0)
+    assert r.state is State.MASTER and isinstance(actions[0], StateChanged)
+
+
+def test_startup_twice_is_ignored() -> None:
+    """SM-02: Startup outside INIT changes nothing (counted)."""
+    r = backup()
+    deadline = r.next_deadline()
+    assert r.handle(Startup(), now=1.0) == []
+    assert r.next_deadline() == deadline
+    assert r.snapshot(now=1.0).counters["startup_ignored"] == 1
+
+
+def test_tracker_fault_in_master_sends_priority_zero() -> None:
+    """SM-16 (keepalived #1367): MASTER -> FAULT on a tracker fault sends priority 0 first."""
+    r = master()
+    actions = r.handle(TrackerChanged("chk", fault=True), now=5.0)
+    assert kinds(actions) == ["StateChanged", "SendAdvert", "RemoveVips"]
+    assert isinstance(actions[1], SendAdvert) and actions[1].advert.priority == 0

@@ -233,6 +233,11 @@ def peer_wins(peer_priority: int, peer_address: IPAddress, our_priority: int, ou
     return peer_address.packed > our_address.packed
 
 
+def _same_address(a: IPAddress, b: IPAddress) -> bool:
+    """Equal addresses, ignoring an IPv6 scope id (``fe80::1%eth0`` is ``fe80::1``)."""
+    return a.version == b.version and a.packed == b.packed
+
+
 def _auth_key(data: bytes) -> bytes:
     """RFC 3768 §5.3.10 / keepalived PASS: 8 bytes, NUL padded; compare without padding."""
     return data[:V2_AUTH_DATA_LEN].rstrip(b"\0")
@@ -453,10 +458,10 @@ class VirtualRouter:
             return DropReason.VERSION
         if adv.vrid != cfg.vrid:  # RX-06
             return DropReason.VRID
-        if event.src == cfg.primary_address:  # our own advert looped back
+        if _same_address(event.src, cfg.primary_address):  # our own advert looped back
             return DropReason.SELF
-        if cfg.unicast_peers and event.src not in cfg.unicast_peers:  # RX-13 (keepalived extension)
-            return DropReason.UNICAST_PEER
+        if cfg.unicast_peers and not any(_same_address(event.src, p) for p in cfg.unicast_peers):
+            return DropReason.UNICAST_PEER  # RX-13 (keepalived extension)
         if cfg.version == 2:
             # RFC 3768 §5.3.6 / §7.1 (RX-07)
             if adv.auth_type != cfg.auth_type:
@@ -644,7 +649,7 @@ class VirtualRouter:
 
     def _enter_backup(self, old: State, now: float) -> None:
         """RFC 5798 §6.4.1 (SM-02, TMR-06) / §6.4.3 (SM-12): arm Master_Down_Timer."""
-        if self._master_ip == self._config.primary_address:
+        if self._master_ip is not None and _same_address(self._master_ip, self._config.primary_address):
             self._master_ip = None  # we yielded without hearing a winner (conflict)
             self._master_priority = None
         if old is not State.MASTER:
@@ -703,8 +708,13 @@ class VirtualRouter:
                 self._garp_refresh_at = None
             elif self._garp_refresh_at is None:
                 self._garp_refresh_at = now + config.garp_master_refresh_s
-        elif self._state is State.BACKUP and config.version == 2:
-            self._master_adver_interval_cs = config.advert_interval_cs
+        elif self._state is State.BACKUP:
+            if config.version == 2:
+                self._master_adver_interval_cs = config.advert_interval_cs
+            if self._takeover_pending and not config.takeover_gate:
+                # the gate was removed while we were asking: take over at the next timer call
+                self._takeover_pending = False
+                self._master_down_at = now
         return actions
 
     # ---------------------------------------------------------------- snapshot

@@ -245,9 +245,39 @@ def test_crlf_and_tabs() -> None:
     assert res.nodes[0].children[0].words() == ["priority", "100"]
 
 
-def test_seq_generator_refused_with_line() -> None:
+@pytest.mark.parametrize(
+    ("seq", "values"),
+    [
+        ("~SEQ(i, 3)", ["1", "2", "3"]),
+        ("~SEQ(i, -2)", ["-1", "-2"]),
+        ("~SEQ(i, 3, 1)", ["3", "2", "1"]),
+        ("~SEQ(i, 0, 5, 10)", ["0", "5", "10"]),
+        ("~SEQ(i, 0x10, 0x11)", ["16", "17"]),
+    ],
+)
+def test_seq_generator(seq: str, values: list[str]) -> None:
+    """keepalived's ~SEQ(VAR, [START,] [STEP,] END) TEXT repeats TEXT with $VAR set."""
+    res = parse_text(f"x 0\n{seq} vrid $i\n")
+    assert [n.args[0] for n in res.nodes[1:]] == values
+    assert all(n.keyword == "vrid" and n.line == 2 for n in res.nodes[1:])
+
+
+def test_seq_with_multiline_definition_builds_blocks() -> None:
+    text = "$VI=vrrp_instance VI_${i} { \\\n  virtual_router_id ${i} \\\n}\n~SEQ(i, 1, 2) $VI\n"
+    nodes = parse_text(text).nodes
+    assert [(n.keyword, n.args) for n in nodes] == [("vrrp_instance", ["VI_1"]), ("vrrp_instance", ["VI_2"])]
+    assert [c.words() for n in nodes for c in n.children or []] == [
+        ["virtual_router_id", "1"],
+        ["virtual_router_id", "2"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "line", ["~SEQ(i, 1, -1, 5) x", "~SEQ(i) x", "~SEQ(i, 1, 2)", "~LST(i, a, b) x", "~SEQ(i, 1, 100000) x"]
+)
+def test_bad_generators_are_errors_with_line(line: str) -> None:
     with pytest.raises(KaConfSyntaxError) as ei:
-        parse_text("x 1\n~SEQ(i, 1, 3) vrid $i\n")
+        parse_text(f"x 1\n{line}\n")
     assert ei.value.line == 2
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pyvrrp.config import keepalived as ka
 from pyvrrp.config.errors import ConfigError, ConfigIssue
+from pyvrrp.config.kaconf_parser import Node, parse_file
 from pyvrrp.config.load import load_config
 from pyvrrp.config.lvs import (
     DnsCheck,
@@ -744,3 +745,72 @@ def test_block_keywords_are_read_as_blocks() -> None:
         for kw, entry in table.items():
             if kw in _KA_BLOCKS and entry.status in ("supported", "approximated") and block != "track_file":
                 assert entry.conv in block_convs, (block, kw)
+
+
+_DIFF_MAIN = """\
+$K=kk
+$M=m1 \\
+m2
+global_defs {
+  a1 # comment
+  a2#glued
+  a3 ! bang
+  e\\#1 escaped
+  "qu oted" x
+@lb1 c1
+@lb2 c2
+@^lb1 c3
+@^lb2 c4
+  $K
+  ${K}x
+  $M
+  ~SEQ(i, 2) s$i
+  ~SEQ(j, 4, -2, 0) d${j}
+  include inc/*.conf
+  t1 { t2 }
+  t3
+  {
+  }
+}
+"""
+
+
+@needs_keepalived
+@pytest.mark.keepalived
+def test_grammar_agrees_with_keepalived(tmp_path: Path) -> None:
+    """Differential: every line keepalived reads as a keyword (it reports unknown ones, in order, with
+    file and line) is a node of our tree, in the same order: comments, escapes, quotes, @id/@^id,
+    $VAR/${VAR}, multi-line definitions, ~SEQ, include globs, braces on one line."""
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "b.conf").write_text("inc_b 1\n")
+    (tmp_path / "inc" / "a.conf").write_text("inc_a 1\n")
+    main = tmp_path / "main.conf"
+    main.write_text(_DIFF_MAIN)
+    assert KEEPALIVED is not None
+    out = subprocess.run(
+        [KEEPALIVED, "-t", "-f", str(main), "-i", "lb1", "-l", "-D"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=tmp_path,
+    )
+    theirs = [
+        (f or None, int(n), kw)
+        for f, n, kw in re.findall(
+            r"\((?:([^:()]+): )?Line (\d+)\) Unknown keyword '([^']*)'", out.stdout + out.stderr
+        )
+        if kw != "}"
+    ]
+
+    def flat(nodes: list[Node]) -> list[tuple[str | None, int, str]]:
+        acc: list[tuple[str | None, int, str]] = []
+        for n in nodes:
+            rel = None if n.file == str(main) else str(Path(n.file).relative_to(tmp_path))
+            acc.append((rel, n.line, n.keyword))
+            acc.extend(flat(n.children or []))
+        return acc
+
+    ours = flat(parse_file(main, config_id="lb1").nodes[0].children or [])
+    assert ours == theirs
+    assert len(ours) == 21

@@ -21,6 +21,8 @@ keywords exist (that is :mod:`pyvrrp.config.keepalived`).  The rules follow keep
   on the next line are the same; ``a { b }`` on one line is accepted (keepalived itself
   rejects nested blocks on one line; we are more lenient).
 * Tokens are separated by blanks; a double-quoted string is one token (quotes removed).
+* ``~SEQ(VAR, [START,] [STEP,] END) TEXT`` repeats TEXT with ``$VAR`` set to each value
+  (``~LST`` is not supported: an error).
 * Unbalanced braces and unterminated quotes raise :class:`KaConfSyntaxError` naming the
   file and line.
 """
@@ -156,6 +158,46 @@ def tokenize(text: str, *, file: str = "<string>", line: int = 0) -> list[str]:
             tokens.append(text[i:j])
             i = j
     return tokens
+
+
+_SEQ_RE = re.compile(
+    r"~SEQ[ \t]*\([ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*,"
+    r"[ \t]*([-+]?\w+)[ \t]*(?:,[ \t]*([-+]?\w+)[ \t]*)?(?:,[ \t]*([-+]?\w+)[ \t]*)?\)[ \t]*(.*)$"
+)
+_MAX_SEQ = 4096
+
+
+def _parse_seq(text: str, file: str, line: int) -> tuple[str, range, str]:
+    """``~SEQ(VAR, END)``, ``~SEQ(VAR, START, END)``, ``~SEQ(VAR, START, STEP, END) TEXT``.
+
+    As keepalived: with one number the sequence is 1..END (or -1..END downwards); with two
+    the step is +1 or -1; numbers may be 0x hex.  TEXT is read once per value with $VAR set.
+    """
+    m = _SEQ_RE.match(text)
+    if m is None:
+        raise KaConfSyntaxError(f"invalid ~SEQ definition {text!r}", file, line)
+    var, a, b, c, body = m.groups()
+    try:
+        nums = [int(x, 0) for x in (a, b, c) if x is not None]
+    except ValueError:
+        raise KaConfSyntaxError(f"invalid ~SEQ numbers in {text!r}", file, line) from None
+    if len(nums) == 1:
+        end = nums[0]
+        step = -1 if end < 1 else 1
+        start = -1 if end < 0 else 1
+    elif len(nums) == 2:
+        start, end = nums
+        step = 1 if start <= end else -1
+    else:
+        start, step, end = nums
+        if step == 0 or (start < end and step < 0) or (start > end and step > 0):
+            raise KaConfSyntaxError(f"invalid ~SEQ values in {text!r}", file, line)
+    values = range(start, end + (1 if step > 0 else -1), step)
+    if len(values) > _MAX_SEQ:
+        raise KaConfSyntaxError(f"~SEQ expands to {len(values)} lines (limit {_MAX_SEQ})", file, line)
+    if not body:
+        raise KaConfSyntaxError("~SEQ needs text after the parentheses", file, line)
+    return var, values, body
 
 
 def _split_braces(text: str) -> list[str]:
@@ -306,30 +348,49 @@ class _Reader:
                     continue
                 text = parts[1].strip(" \t")
             dm = _DEF_RE.match(text)
-            if dm:
-                name, value = dm.group(1), dm.group(2)
-                if value.endswith("\\"):
-                    first = value[:-1].rstrip(" \t")
-                    self.defs[name] = [first] if first else []
-                    multiline_name = name
-                else:
-                    self.defs[name] = [value]
+            if dm and dm.group(2).endswith("\\"):
+                first = dm.group(2)[:-1].rstrip(" \t")
+                self.defs[dm.group(1)] = [first] if first else []
+                multiline_name = dm.group(1)
                 continue
-            if text.startswith("~SEQ") or text.startswith("~"):
-                raise KaConfSyntaxError(
-                    "~SEQ/~LST generators are not supported by pyvrrp; expand them by hand",
-                    fname,
-                    lineno,
-                )
-            for piece in self._substitute(text, cur_dir):
-                # keepalived checks for include before splitting at braces (GLOB_BRACE)
-                words = tokenize(piece, file=fname, line=lineno) if piece.startswith("include") else []
-                if len(words) == 2 and words[0] == "include":
-                    yield from self._include(words[1], cur_dir, depth, fname, lineno)
-                    continue
-                yield _Line(piece, fname, lineno)
+            yield from self._logical(text, fname, lineno, cur_dir, depth, conditional_done=True)
         if multiline_name is not None and not self.defs[multiline_name]:
             self.defs.pop(multiline_name)
+
+    def _logical(
+        self, text: str, fname: str, lineno: int, cur_dir: str, depth: int, *, conditional_done: bool = False
+    ) -> Iterator[_Line]:
+        """One logical line after comments: @id, $NAME=, ~SEQ, substitution, include."""
+        if text.startswith("@") and not conditional_done:
+            neg = text.startswith("@^")
+            rest = text[2:] if neg else text[1:]
+            parts = re.split(r"[ \t]+", rest, maxsplit=1)
+            if len(parts) < 2:
+                return
+            if (self.config_id is not None and parts[0] == self.config_id) == neg:
+                return
+            text = parts[1].strip(" \t")
+        dm = _DEF_RE.match(text)
+        if dm:
+            self.defs[dm.group(1)] = [dm.group(2)]
+            return
+        if text.startswith("~SEQ"):
+            var, values, body = _parse_seq(text, fname, lineno)
+            for value in values:
+                self.defs[var] = [str(value)]
+                yield from self._logical(body, fname, lineno, cur_dir, depth)
+            return
+        if text.startswith("~"):
+            raise KaConfSyntaxError(
+                "only the ~SEQ generator is supported (not ~LST); expand it by hand", fname, lineno
+            )
+        for piece in self._substitute(text, cur_dir):
+            # keepalived checks for include before splitting at braces (GLOB_BRACE)
+            words = tokenize(piece, file=fname, line=lineno) if piece.startswith("include") else []
+            if len(words) == 2 and words[0] == "include":
+                yield from self._include(words[1], cur_dir, depth, fname, lineno)
+                continue
+            yield _Line(piece, fname, lineno)
 
     def _include(self, pattern: str, cur_dir: str, depth: int, fname: str, lineno: int) -> Iterator[_Line]:
         matches: list[str] = []

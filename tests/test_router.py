@@ -31,6 +31,7 @@ from pyvrrp.testing import make_config, make_router
 VIP = ip_interface("192.0.2.100/24")
 PEER = ip_address("192.0.2.9")  # greater than our 192.0.2.5
 LOW_PEER = ip_address("192.0.2.2")
+MDI_150 = 3 + 106 / 256
 
 
 def adv(
@@ -618,6 +619,16 @@ def test_conflict_ignored_without_resolution() -> None:
         ({"version": 3, "advert_interval_cs": 0}, "1..4095"),
         ({"auth_type": 2}, "auth_type"),
         ({"down_timer_adverts": 0}, "down_timer_adverts"),
+        ({"version": 4}, "version"),
+        ({"family": 5}, "family"),
+        ({"family": 6}, "not IPv6"),
+        ({"advert_interval_cs": 25600}, "<= 255 s"),
+        ({"primary_address": ip_address("fe80::1")}, "not IPv4"),
+        ({"vips": (ip_interface("2001:db8::1/64"),)}, "not IPv4"),
+        ({"preempt_delay_s": -1.0}, "preempt_delay_s"),
+        ({"version": 3, "auth_type": 1}, "only in VRRPv2"),
+        ({"garp_master_repeat": -1}, "garp_master_repeat"),
+        ({"garp_master_delay_s": -1.0}, "garp_master_delay_s"),
     ],
 )
 def test_config_validation(changes: dict[str, Any], message: str) -> None:
@@ -684,3 +695,50 @@ def test_tracker_fault_in_master_sends_priority_zero() -> None:
     actions = r.handle(TrackerChanged("chk", fault=True), now=5.0)
     assert kinds(actions) == ["StateChanged", "SendAdvert", "RemoveVips"]
     assert isinstance(actions[1], SendAdvert) and actions[1].advert.priority == 0
+
+
+def test_preempt_window_reopens_after_a_higher_master() -> None:
+    """TMR-11 (keepalived preempt_delay): the window reopens when a lower master follows a higher one."""
+    r = backup(150, preempt_delay_s=10.0)
+    r.handle(rx(adv(200)), now=20.0)  # a higher master: window closed/reset
+    r.handle(rx(adv(100)), now=30.0)  # first lower master seen now: window 30..40
+    assert r.next_deadline() == 30.0 + MDI_150
+    r.handle(rx(adv(100)), now=39.0)
+    assert r.next_deadline() == 39.0 + MDI_150
+    r.handle(rx(adv(100)), now=40.0)
+    assert r.next_deadline() == 39.0 + MDI_150
+
+
+def test_owner_ignores_preempt_delay() -> None:
+    """SM-14: the owner preempts at once; preempt_delay does not hold it back."""
+    r = make_router("r", 255, "192.0.2.5", preempt_delay_s=30.0)
+    r.handle(LinkChanged(up=False), now=0.0)
+    r.handle(Startup(), now=0.0)
+    r.handle(LinkChanged(up=True), now=1.0)
+    deadline = r.next_deadline()
+    r.handle(rx(adv(100)), now=2.0)
+    assert r.next_deadline() == deadline
+
+
+def test_no_announce_without_vips_or_repeat() -> None:
+    """ARP-02: garp_master_repeat=0 or no VIPs: no AnnounceVips, no AddVips for an empty list."""
+    r = make_router("r", 255, "192.0.2.5", garp_master_repeat=0)
+    assert kinds(r.handle(Startup(), now=0.0)) == ["StateChanged", "AddVips", "SendAdvert"]
+    r = make_router("r", 255, "192.0.2.5", vips=())
+    assert kinds(r.handle(Startup(), now=0.0)) == ["StateChanged", "SendAdvert"]
+    assert kinds(r.handle(Shutdown(), now=1.0)) == ["StateChanged", "SendAdvert"]
+
+
+def test_reconfigure_master_priority_and_refresh() -> None:
+    """SIGHUP reload: a MASTER advertises a new priority at once; GARP refresh can be turned on and off."""
+    r = master(garp_master_delay_s=0)
+    actions = r.reconfigure(make_config("r", 120, "192.0.2.5", garp_master_refresh_s=2.0), now=4.0)
+    assert kinds(actions) == ["SendAdvert"]
+    assert isinstance(actions[0], SendAdvert) and actions[0].advert.priority == 120
+    assert r.next_deadline() == 5.0
+    assert [a for a in r.handle_timer(now=6.0) if isinstance(a, AnnounceVips)] == [
+        AnnounceVips((VIP,), repeat=1, reason="refresh")
+    ]
+    r.reconfigure(make_config("r", 120, "192.0.2.5"), now=6.5)
+    assert r.next_deadline() == 7.0
+    assert not any(isinstance(a, AnnounceVips) for a in r.handle_timer(now=9.0))

@@ -593,8 +593,6 @@ class VirtualRouter:
         old = self._state
         new = next_state(old, trigger)
         actions: list[Action] = []
-        if old is new:
-            return actions
         self._state = new
         self._counters.bump("transitions")
         self._takeover_pending = False

@@ -49,9 +49,6 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (I, Trigger.STARTUP_OWNER): M,
     (I, Trigger.STARTUP_BACKUP): B,
     (I, Trigger.STARTUP_FAULT): F,
-    (I, Trigger.SHUTDOWN): I,
-    (I, Trigger.FAULT): I,  # a fault before Startup is remembered, the state stays INIT
-    (I, Trigger.FAULT_CLEARED): I,
     # RFC 5798 §6.4.2 Backup
     (B, Trigger.SHUTDOWN): I,
     (B, Trigger.MASTER_DOWN): M,
@@ -64,7 +61,6 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (M, Trigger.FAULT): F,
     # FAULT (keepalived, SM-16)
     (F, Trigger.SHUTDOWN): I,
-    (F, Trigger.FAULT): F,
     (F, Trigger.FAULT_CLEARED): B,
 }
 

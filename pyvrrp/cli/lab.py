@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         version: int = typer.Option(3, "--version", help="VRRP version, 2 or 3."),
         advert_int: float = typer.Option(1.0, "--advert-int", help="Advertisement interval in seconds."),
         daemon: str = typer.Option("pyvrrp", "--daemon", help="pyvrrp or keepalived (for comparison)."),
+        peer: str = typer.Option("", "--peer", help="lb2's daemon if different: pyvrrp or keepalived."),
         event: str = typer.Option("kill9", "--event", help="How lb1 fails: kill9, sigterm or linkdown."),
         keep: bool = typer.Option(False, "--keep", help="Leave the lab running afterwards."),
     ) -> None:
@@ -35,9 +36,13 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--version must be 2 or 3")
         if daemon not in ("pyvrrp", "keepalived"):
             raise typer.BadParameter("--daemon must be pyvrrp or keepalived")
+        if peer not in ("", "pyvrrp", "keepalived"):
+            raise typer.BadParameter("--peer must be pyvrrp or keepalived")
         if event not in ("kill9", "sigterm", "linkdown"):
             raise typer.BadParameter("--event must be kill9, sigterm or linkdown")
-        opts = DemoOptions(daemon=daemon, version=version, advert_int_s=advert_int, event=event, keep=keep)
+        opts = DemoOptions(
+            daemon=daemon, peer=peer, version=version, advert_int_s=advert_int, event=event, keep=keep
+        )
         raise typer.Exit(run_demo(opts, typer.echo))
 
     @lab_app.command("up")

@@ -8,7 +8,8 @@
 5. fail lb1 (kill -9 by default), wait for lb2 to take over and for the client to follow;
 6. print the failover timeline from the capture and the probe log, then tear it all down.
 
-``--daemon keepalived`` runs the same scenario with keepalived 2.2.7 for comparison.
+``--daemon keepalived`` runs the same scenario with keepalived 2.2.7 for comparison;
+``--peer keepalived`` runs pyvrrp on lb1 against keepalived on lb2 (interop).
 """
 
 from __future__ import annotations
@@ -84,13 +85,18 @@ with open(out, "w", buffering=1) as log:
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
-    daemon: str = "pyvrrp"  # "pyvrrp" or "keepalived"
+    daemon: str = "pyvrrp"  # lb1's daemon: "pyvrrp" or "keepalived"
+    peer: str = ""  # lb2's daemon; "" = the same as ``daemon``
     version: int = 3
     advert_int_s: float = 1.0
     event: str = "kill9"  # "kill9", "sigterm", "linkdown"
     keep: bool = False
     probe_interval_s: float = 0.01
     probe_timeout_s: float = 0.1
+
+
+def _daemon_of(opts: DemoOptions, host: str) -> str:
+    return (opts.peer or opts.daemon) if host == "lb2" else opts.daemon
 
 
 def master_down_s(priority: int, advert_int_s: float) -> float:
@@ -110,7 +116,7 @@ def _node(lab: Lab, opts: DemoOptions, host: str, priority: int) -> DaemonNode:
         advert_int_s=opts.advert_int_s,
         state="MASTER" if priority > 100 else "BACKUP",
     )
-    if opts.daemon == "keepalived":
+    if _daemon_of(opts, host) == "keepalived":
         return KeepalivedNode(lab, host, instances=[inst])
     return PyvrrpNode(lab, host, instances=[inst])
 
@@ -175,7 +181,8 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
         lb1 = _node(lab, opts, "lb1", 150)
         lb2 = _node(lab, opts, "lb2", 100)
         say(
-            f"starting {opts.daemon} on lb2 (priority 100) and lb1 (priority 150), VRRPv{opts.version}, "
+            f"starting {_daemon_of(opts, 'lb2')} on lb2 (priority 100) and {opts.daemon} on lb1 "
+            f"(priority 150), VRRPv{opts.version}, "
             f"advert_int {opts.advert_int_s:g} s"
         )
         lb2.start()
@@ -302,8 +309,8 @@ def _print_timeline(
 
     say("")
     say(
-        f"failover timeline ({opts.daemon}, VRRPv{opts.version}, advert_int {opts.advert_int_s:g} s; "
-        "t=0 is the failure; frames from the br0 capture)"
+        f"failover timeline (lb1 {opts.daemon}, lb2 {_daemon_of(opts, 'lb2')}, VRRPv{opts.version}, "
+        f"advert_int {opts.advert_int_s:g} s; t=0 is the failure; frames from the br0 capture)"
     )
     for t, what in rows:
         say(f"  {_fmt(t, t0)}  {what}")

@@ -732,6 +732,16 @@ class PyvrrpNode(DaemonNode):
             return None
         return data if isinstance(data, dict) else None
 
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``pyvrrp check-config -f CONF`` (exit 0 when the generated config is valid)."""
+        return subprocess.run(
+            [sys.executable, "-m", "pyvrrp", "check-config", "-f", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60.0,
+            check=False,
+        )
+
     def state_text(self) -> str:
         """Human output of ``pyvrrp state`` (for the demo)."""
         proc = subprocess.run(

@@ -419,7 +419,18 @@ def test_ipv6_rules() -> None:
         """
     )
     assert errs["vrrp_instance.V6.version"] == "IPv6 needs VRRP version 3 (RFC 3768 is IPv4 only)"
-    assert "must be link-local" in errs["vrrp_instance.V6.virtual_ipaddress[0]"]
+    assert "vrrp_instance.V6.virtual_ipaddress[0]" not in errs  # IOP: keepalived sends global first
+
+
+def test_ipv6_global_first_address_is_a_warning() -> None:
+    """PKT-08: a global first IPv6 VIP loads (keepalived does the same) but is warned about."""
+    from pyvrrp.config.toml_loader import loads_toml as loads
+
+    cfg = loads(
+        '[vrrp_instance.V6]\ninterface = "eth0"\nvirtual_router_id = 7\nversion = 3\n'
+        'virtual_ipaddress = ["fd00::200/64"]\n'
+    )
+    assert any("should be link-local" in w.message for w in cfg.warnings())
 
 
 def test_authentication_rules() -> None:

@@ -328,14 +328,6 @@ DROPS = [
         ["auth_type 7"],
     ),
     (
-        "v6-first-not-link-local",
-        dict(addresses=GLOBAL6 + LL, src=V6_SRC, dst=V6_GROUP),
-        V6_SRC,
-        V6_GROUP,
-        DropReason.ADDRESS_LIST,
-        ["2001:db8::1", "link-local", "8300"],
-    ),
-    (
         "v6-addresses-in-v4-packet",
         dict(addresses=LL, count=1),
         V4_SRC,
@@ -401,7 +393,7 @@ def test_drop_reasons(
 def test_every_decode_reason_is_reachable() -> None:
     """The drop table covers every reason decode() can produce (the rest belong to the engine)."""
     produced = {d[4] for d in DROPS}
-    engine_only = {DropReason.TTL, DropReason.UNICAST_PEER, DropReason.SELF}
+    engine_only = {DropReason.TTL, DropReason.UNICAST_PEER, DropReason.SELF, DropReason.ADDRESS_LIST}
     assert produced | engine_only == set(DropReason)
 
 
@@ -461,7 +453,6 @@ BAD_ENCODES = [
     (Advertisement(2, 1, 100, (VIP,), 25600), "whole seconds"),
     (Advertisement(2, 1, 100, (VIP,), 100, 2), "auth_type 2"),
     (Advertisement(2, 1, 100, (IPv6Address("fe80::1"),), 100), "IPv4 only"),
-    (Advertisement(3, 1, 100, (IPv6Address("2001:db8::1"),), 100), "link-local"),
 ]
 
 
@@ -498,3 +489,17 @@ def test_vmac() -> None:
     for bad in ((0, 4), (256, 4), (1, 5)):
         with pytest.raises(ValueError):
             vmac(*bad)
+
+
+def test_v6_first_address_not_link_local_is_accepted_for_keepalived_interop() -> None:
+    """PKT-08, RX-11, IOP: keepalived 2.2.7 sends a global IPv6 VIP first (it only warns);
+    pyvrrp encodes and accepts such adverts instead of dropping them per EID 8300."""
+    from pyvrrp.proto.packet import first_is_link_local
+
+    adv = Advertisement(3, 60, 150, (IPv6Address("fd00::200"), IPv6Address("fe80::1")), 20)
+    src, dst = IPv6Address("fe80::f038:1fff:fe70:27dd"), IPv6Address("ff02::12")
+    decoded = decode(encode(adv, src=src, dst=dst), src=src, dst=dst)
+    assert isinstance(decoded, Advertisement)
+    assert decoded.addresses == adv.addresses
+    assert not first_is_link_local(decoded)
+    assert first_is_link_local(Advertisement(3, 60, 150, (IPv6Address("fe80::1"),), 20))

@@ -874,17 +874,8 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
                 "virtual_ipaddress",
             )
     fam_deps = ("virtual_ipaddress", "unicast_peer")
-    if family == 6:
-        if inst.version == 2:
-            err(("version",), "IPv6 needs VRRP version 3 (RFC 3768 is IPv4 only)", "version", *fam_deps)
-        if vips and not vips[0].address.ip.is_link_local:
-            err(
-                ("virtual_ipaddress", 0),
-                f"the first IPv6 address must be link-local (fe80::/10), got {vips[0].address}: "
-                "receivers discard other adverts (RFC 5798 §5.2.9, RFC 9568 erratum 8300); "
-                "put e.g. 'fe80::1/64' first",
-                "virtual_ipaddress",
-            )
+    if family == 6 and inst.version == 2:
+        err(("version",), "IPv6 needs VRRP version 3 (RFC 3768 is IPv4 only)", "version", *fam_deps)
     for key in ("unicast_src_ip", "mcast_src_ip"):
         addr = getattr(inst, key)
         if addr is not None and addr.version != family:
@@ -1126,6 +1117,13 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
             warn(
                 (*base, "priority"),
                 "an address owner (255) keeps its priority: tracking weights do not apply to it",
+            )
+        if inst.family == 6 and inst.vips and not inst.vips[0].ip.is_link_local:
+            warn(
+                (*base, "virtual_ipaddress"),
+                f"the first IPv6 address should be link-local (RFC 5798 §5.2.9), got {inst.vips[0]}; "
+                "keepalived sends it anyway and pyvrrp accepts that, but strict RFC 9568 routers "
+                "(erratum 8300) discard such adverts: put e.g. 'fe80::1/64' first",
             )
         if inst.version == 2 and inst.v3_checksum_as_v2:
             warn((*base, "v3_checksum_as_v2"), "has no effect on a version 2 instance")

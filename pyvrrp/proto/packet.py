@@ -122,7 +122,7 @@ class DropReason(StrEnum):
     AUTH = "auth"  # RX-07
     INTERVAL = "interval"  # RX-08 (v2), EID 8301 (v3 zero)
     ADDRESS_COUNT = "address_count"  # RX-11, EID 8299
-    ADDRESS_LIST = "address_list"  # RX-10, EID 8300
+    ADDRESS_LIST = "address_list"  # RX-10 (engine: v2 list mismatch from a non-owner)
     ADDRESS_FAMILY = "address_family"  # PKT-08
     UNICAST_PEER = "unicast_peer"  # RX-13
     SELF = "self"  # our own advert looped back
@@ -280,8 +280,6 @@ def encode(
     interval_cs = adv.interval_cs
     if not 1 <= interval_cs <= V3_ADVER_INT_MAX_CS:
         raise ValueError(f"interval_cs {interval_cs} outside 1..4095 (RFC 5798 §5.2.7, EID 8301)")
-    if family == 6 and not _is_link_local_v6(addr_bytes):
-        raise ValueError(f"first IPv6 address {addresses[0]} must be link-local (RFC 9568 §5.2.9, EID 8300)")
     message = (
         _V3_HEADER.pack(0x30 | VRRP_TYPE_ADVERTISEMENT, adv.vrid, adv.priority, count, interval_cs, 0)
         + addr_bytes
@@ -295,6 +293,12 @@ def encode(
         else:
             total += _pseudo_v4(src, dst or MCAST_GROUP_V4, len(message))  # type: ignore[arg-type]
     return message[:6] + _CKSUM.pack(_checksum_of(total)) + message[8:]
+
+
+def first_is_link_local(adv: Advertisement) -> bool:
+    """RFC 9568 §5.2.9 / EID 8300: is an IPv6 advert's first address link-local (True for IPv4)."""
+    first = adv.addresses[0] if adv.addresses else None
+    return not isinstance(first, IPv6Address) or first.is_link_local
 
 
 def _is_link_local_v6(raw: bytes) -> bool:
@@ -449,11 +453,11 @@ def decode(
     if interval_cs == 0:
         return InvalidPacket(DropReason.INTERVAL, "max_adver_int 0 cs (RFC 9568 §7.1, EID 8301)")
     raw = payload[VRRP_HEADER_LEN:end]
-    if family == 6 and not _is_link_local_v6(raw):
-        return InvalidPacket(
-            DropReason.ADDRESS_LIST,
-            f"first address {IPv6Address(raw[:16])} is not link-local (RFC 9568 §5.2.9, EID 8300)",
-        )
+    # RFC 9568 EID 8300 says to discard an IPv6 advert whose first address is not
+    # link-local.  Deliberate deviation (IOP): keepalived 2.2.7 sends its VIPs in
+    # configured order (it only warns "the first IPv6 VIP address should be link
+    # local"), so discarding would break every keepalived IPv6 pair.  Accepted;
+    # `first_is_link_local()` lets callers count it.
     return Advertisement(3, vrid, priority, _addresses(raw, family), interval_cs, 0, b"", form)
 
 

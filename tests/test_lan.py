@@ -297,3 +297,61 @@ def test_takeover_gate_on_lan() -> None:
     assert lan.state("b") is State.BACKUP
     lan.inject("b", TakeoverVerdict(allow=True, reason="peer fenced"))
     assert lan.masters() == ["b"]
+
+
+def test_v3_rolling_vip_change_does_not_flap() -> None:
+    """RX-10: v3 only counts an address-list mismatch, so a rolling VIP change keeps one master."""
+    lan = FakeLan(
+        make_router("a", 150, "192.0.2.1", version=3),
+        make_router("b", 100, "192.0.2.2", version=3, vips=("192.0.2.100/24", "192.0.2.101/24")),
+    )
+    lan.start()
+    lan.run_until(30)
+    assert lan.masters() == ["a"]
+    assert lan["b"].snapshot(now=lan.now).counters["address_list_mismatch"] > 0
+
+
+def test_v2_vip_mismatch_is_dropped_per_rfc() -> None:
+    """RX-10: v2 MUST drop a mismatched list from a non-owner: the backup takes over (as keepalived 2.2.7)."""
+    lan = FakeLan(
+        make_router("a", 150, "192.0.2.1"),
+        make_router("b", 100, "192.0.2.2", vips=("192.0.2.100/24", "192.0.2.101/24")),
+    )
+    lan.start()
+    lan.run_until(30)
+    assert sorted(lan.masters()) == ["a", "b"]
+    assert lan["b"].snapshot(now=lan.now).drops["address_list"] > 0
+
+
+def test_v2_interval_mismatch_is_dropped() -> None:
+    """RX-08: v2 routers with different Adver Int drop each other's adverts."""
+    lan = FakeLan(
+        make_router("a", 150, "192.0.2.1", advert_interval_cs=100),
+        make_router("b", 100, "192.0.2.2", advert_interval_cs=200),
+    )
+    lan.start()
+    lan.run_until(30)
+    assert sorted(lan.masters()) == ["a", "b"]
+    assert lan["a"].snapshot(now=lan.now).drops["interval"] > 0
+
+
+def test_reload_vip_change_on_master_without_flap() -> None:
+    """SIGHUP reload: the master adds a VIP without any state change on either node."""
+    from pyvrrp.testing import make_config
+
+    lan = FakeLan(
+        make_router("a", 150, "192.0.2.1", version=3),
+        make_router("b", 100, "192.0.2.2", version=3),
+    )
+    lan.start()
+    lan.run_until(10)
+    before = len(lan.transitions)
+    vips = ("192.0.2.100/24", "192.0.2.101/24")
+    for name, prio, addr in (("b", 100, "192.0.2.2"), ("a", 150, "192.0.2.1")):
+        node = lan.nodes[name]
+        actions = node.engine.reconfigure(make_config(name, prio, addr, version=3, vips=vips), now=lan.now)
+        node.executor.run(actions, now=lan.now)
+    lan.run_until(40)
+    assert len(lan.transitions) == before
+    assert {str(v) for v in lan.nodes["a"].executor.vips} == set(vips)
+    assert not lan.nodes["b"].executor.vips

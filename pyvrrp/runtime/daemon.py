@@ -119,6 +119,8 @@ class Daemon:
         self.netlink: Any = None
         self.addrs: Any = None
         self.ipvs: Any = None
+        self.trackers: Any = None
+        self._tracker_names: dict[str, set[str]] = {}
         self.notifier: Any = None
         self.announcer: Any = None
         self.control: Any = None
@@ -157,7 +159,14 @@ class Daemon:
         await self.control.start()  # raises if another live daemon holds the socket
 
         for name, spec in self.config.vrrp_instance.items():
-            await self._add_instance(name, spec)
+            await self._add_instance(name, spec, start=False)
+        # Trackers report their initial effect before Startup, so an instance whose
+        # check already fails starts in FAULT instead of flapping through MASTER.
+        self.trackers = self._build_trackers(self.config)
+        self.trackers.report_all()
+        for inst in self.instances.values():
+            self._start_instance(inst)
+        self.trackers.start()
         if self.config.virtual_server:
             await self._start_ipvs()
 
@@ -177,6 +186,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
+        if self.trackers is not None:
+            self.trackers.stop()
         for inst in list(self.instances.values()):
             self._stop_instance(inst)
         if self.ipvs is not None:
@@ -272,7 +283,30 @@ class Daemon:
             conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
         )
 
-    async def _add_instance(self, name: str, spec: Any) -> None:
+    def _build_trackers(self, config: Any) -> Any:
+        from pyvrrp.runtime.trackers import Trackers
+
+        def link_up(ifname: str) -> bool | None:
+            try:
+                return bool(self.netlink.link_is_up(ifname))
+            except Exception as exc:
+                log.warning("track_interface_missing", interface=ifname, error=str(exc))
+                return False
+
+        return Trackers.from_config(config, self._tracker_report, link_up)
+
+    def _tracker_report(self, instance: str, name: str, delta: int, fault: bool) -> None:
+        inst = self.instances.get(instance)
+        if inst is not None:
+            self._tracker_names.setdefault(instance, set()).add(name)
+            self._feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
+
+    def _start_instance(self, inst: Instance) -> None:
+        self._feed(inst, ev.Startup())
+        if not self.netlink.link_is_up(inst.ifname) and not inst.spec.dont_track_primary:
+            self._feed(inst, ev.LinkChanged(up=False))
+
+    async def _add_instance(self, name: str, spec: Any, *, start: bool = True) -> None:
         """Create and start one instance: resolve its interface, clean stale VIPs, Startup."""
         from pyvrrp.adapters.netlink import InterfaceNotFound
 
@@ -304,9 +338,8 @@ class Daemon:
         except Exception as exc:
             inst.log.warning("link_mac_unknown", error=str(exc))
         await self._start_guards(inst)
-        self._feed(inst, ev.Startup())
-        if not self.netlink.link_is_up(spec.interface):
-            self._feed(inst, ev.LinkChanged(up=False))
+        if start:
+            self._start_instance(inst)
 
     async def _start_guards(self, inst: Instance) -> None:
         """Gateway arbitration and dual-master detection (issue #4), when configured."""
@@ -621,13 +654,15 @@ class Daemon:
 
     async def _watch_netlink(self) -> None:
         try:
-            async for event in self.netlink.events({i.ifname for i in self.instances.values()}):
+            async for event in self.netlink.events():
                 kind = type(event).__name__
                 if kind == "LinkEvent":
                     for inst in list(self.instances.values()):
                         if inst.ifname == event.ifname and not inst.spec.dont_track_primary:
                             inst.log.info("link_changed", up=event.up, deleted=event.deleted)
                             self._feed(inst, ev.LinkChanged(up=event.up))
+                    if self.trackers is not None:
+                        self.trackers.link_changed(event.ifname, event.up)
                 elif kind == "AddressEvent" and not event.added:
                     self._on_address_removed(event.ifname, event.address)
         except asyncio.CancelledError:
@@ -675,6 +710,8 @@ class Daemon:
                 view["gateway_check"] = inst.gateway.snapshot()
             if inst.conflict is not None:
                 view["conflict"] = inst.conflict.snapshot()
+            if self.trackers is not None:
+                view["trackers"] = self.trackers.snapshot(inst.name)
             out.append(view)
         return out
 
@@ -747,6 +784,19 @@ class Daemon:
                 await self._add_instance(name, new.vrrp_instance[name])
             except StartupError as exc:
                 log.error("instance_start_failed", instance=name, error=str(exc))
+        old_trackers = self.trackers
+        if old_trackers is not None:
+            old_trackers.stop()
+        self.trackers = self._build_trackers(new)
+        if old_trackers is not None:
+            self.trackers.adopt(old_trackers)
+        before, self._tracker_names = self._tracker_names, {}
+        self.trackers.report_all()
+        for instance, names in before.items():
+            for gone in names - self._tracker_names.get(instance, set()):
+                if instance in self.instances:  # a tracker removed from the config: neutral again
+                    self._feed(self.instances[instance], ev.TrackerChanged(name=gone))
+        self.trackers.start()
         if self.ipvs is not None:
             self.ipvs.reconfigure(new)
         elif new.virtual_server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -158,3 +159,31 @@ def test_unicast_auth_pair_sends_adverts_to_the_peer(lab: Lab) -> None:
     assert adverts, "no advert from lb1 after it became MASTER"
     assert {e.dst_ip for e in adverts} == {lab.ip("lb2")}
     assert all(e.version == 2 and e.priority == 150 for e in adverts)
+
+
+def test_ipv6_pair_elects_lb1_and_sends_unsolicited_na(lab_factory: Callable[..., Lab]) -> None:
+    """ARP-07, PKT-: in an IPv6 lab keepalived's VRRPv3/IPv6 master (prio 150) holds the IPv6
+    VIP, advertises from its link-local address to ff02::12, sends unsolicited NAs (S=0) for
+    the VIP, and the client resolves the VIP to lb1's MAC."""
+    from pyvrrp.lab.topology import VIP6
+
+    lab = lab_factory(ipv6=True)
+    with Capture(lab) as cap:
+        for host, prio in (("lb2", 100), ("lb1", 150)):
+            spec = InstanceSpec(
+                priority=prio, version=3, advert_int_s=0.1, vips=(f"{VIP6}/64",), name="VI_6", vrid=61
+            )
+            KeepalivedNode(lab, host, instances=[spec]).start()
+        wait_for_vip = time.monotonic() + 5.0
+        while not lab.holds_vip("lb1", VIP6) and time.monotonic() < wait_for_vip:
+            time.sleep(0.05)
+        assert lab.holds_vip("lb1", VIP6) and not lab.holds_vip("lb2", VIP6)
+        res = lab.http_get("client", f"http://[{VIP6}]/", timeout=1.0)
+        assert not res.ok and "refused" in res.error.lower()  # lb1 answered at L2, no listener
+        assert lab.client_arp_mac(VIP6) == lab.mac("lb1")
+    events = cap.events()
+    adverts = [e for e in events if e.kind == "advert" and e.priority == 150]
+    assert adverts and all(e.src_ip.startswith("fe80::") and e.dst_ip == "ff02::12" for e in adverts)
+    assert adverts[0].addresses == (VIP6,)
+    nas = [e for e in events if e.kind == "na" and e.src_mac == lab.mac("lb1")]
+    assert nas and all(e.target == VIP6 and "S" not in e.flags for e in nas)

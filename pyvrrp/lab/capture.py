@@ -25,7 +25,7 @@ class WireEvent:
     """One frame of interest.  ``t`` is wall-clock seconds (pcap timestamp)."""
 
     t: float
-    kind: str  # "advert", "garp", "arp_request", "arp_reply", "na", "ns", "icmp6"
+    kind: str  # "advert", "garp", "arp_request", "arp_reply", "na" (unsolicited), "na_solicited", "ns"
     src_mac: str
     src_ip: str = ""
     dst_ip: str = ""
@@ -36,6 +36,7 @@ class WireEvent:
     count: int = 0
     target: str = ""  # ARP target / NA target
     addresses: tuple[str, ...] = ()
+    flags: str = ""  # NA only: "R", "S", "O" set (RFC 4861 §4.4)
 
     def describe(self, hosts: dict[str, str] | None = None) -> str:
         """One line; ``hosts`` maps MAC -> host name."""
@@ -48,7 +49,7 @@ class WireEvent:
         if self.kind == "garp":
             return f"gratuitous ARP for {self.target} from {who}"
         if self.kind == "na":
-            return f"unsolicited NA for {self.target} from {who}"
+            return f"unsolicited NA for {self.target} from {who} (flags {self.flags or '-'})"
         return f"{self.kind} {self.src_ip}->{self.target or self.dst_ip} from {who}"
 
 
@@ -189,7 +190,10 @@ def parse_pcap(path: str | Path) -> list[WireEvent]:
                     if ev:
                         events.append(ev)
                 elif ICMPv6ND_NA in pkt:
-                    events.append(WireEvent(t, "na", src_mac, ip6.src, ip6.dst, target=pkt[ICMPv6ND_NA].tgt))
+                    na = pkt[ICMPv6ND_NA]
+                    flags = "".join(f for f, on in (("R", na.R), ("S", na.S), ("O", na.O)) if on)
+                    kind = "na_solicited" if na.S else "na"  # RFC 4861 §4.4: S=0 -> unsolicited
+                    events.append(WireEvent(t, kind, src_mac, ip6.src, ip6.dst, target=na.tgt, flags=flags))
                 elif ICMPv6ND_NS in pkt:
                     events.append(WireEvent(t, "ns", src_mac, ip6.src, ip6.dst, target=pkt[ICMPv6ND_NS].tgt))
     return events

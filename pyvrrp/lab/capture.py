@@ -219,3 +219,21 @@ def last(events: list[WireEvent], *, before: float = float("inf"), **match: obje
 def now() -> float:
     """Wall clock, the same clock tcpdump stamps frames with."""
     return time.time()
+
+
+def timeline(
+    events: list[WireEvent],
+    t0: float,
+    hosts: dict[str, str] | None = None,
+    kinds: tuple[str, ...] = ("advert", "garp", "na"),
+    *,
+    start: float = float("-inf"),
+    end: float = float("inf"),
+) -> list[str]:
+    """Printable lines ``"+361.2 ms  VRRPv3 advert from ..."`` relative to ``t0`` (wall clock),
+    for events of ``kinds`` between ``start`` and ``end``; ``hosts`` maps MAC -> name."""
+    return [
+        f"{(ev.t - t0) * 1000:+10.1f} ms  {ev.describe(hosts)}"
+        for ev in events
+        if ev.kind in kinds and start <= ev.t <= end
+    ]

@@ -164,6 +164,10 @@ class Daemon:
         # check already fails starts in FAULT instead of flapping through MASTER.
         self.trackers = self._build_trackers(self.config)
         self.trackers.report_all()
+        delay = float(self.config.global_defs.vrrp_startup_delay)
+        if delay > 0:  # keepalived vrrp_startup_delay: let slow links and bonds settle first
+            log.info("startup_delay", seconds=delay)
+            await asyncio.sleep(delay)
         for inst in self.instances.values():
             self._start_instance(inst)
         self.trackers.start()

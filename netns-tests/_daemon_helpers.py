@@ -13,6 +13,7 @@ frames from a file written by the test.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -143,7 +144,7 @@ def adverts(
 
 def max_gap_s(times: Sequence[float]) -> float:
     """Largest gap between consecutive timestamps (0 for fewer than two)."""
-    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 class AddrMonitor:
@@ -266,7 +267,8 @@ def fix_v2_checksum(payload: bytes) -> bytes:
 
 SENDER_SRC = r"""
 import json, socket, sys, time
-frames_file, ifname, pps, duration_s, max_count = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+frames_file, ifname = sys.argv[1], sys.argv[2]
+pps, duration_s, max_count = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 kinds, frames = [], []
 with open(frames_file, "rb") as fh:
     data = fh.read()
@@ -354,3 +356,18 @@ def send_once(lab: Lab, host: str, frames: Sequence[tuple[str, bytes]]) -> dict[
     assert proc.returncode == 0, err
     sent: dict[str, int] = json.loads(out)["sent"]
     return sent
+
+
+def log_transitions(node: PyvrrpNode, name: str = "VI_51") -> list[tuple[str, str, str]]:
+    """(from, to, reason) of every ``state_changed`` log event of ``name`` (JSON console log)."""
+    out = []
+    for line in node.log_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("event") == "state_changed" and rec.get("instance") == name:
+            out.append((str(rec["from"]), str(rec["to"]), str(rec.get("reason", ""))))
+    return out

@@ -1,0 +1,137 @@
+"""Failover between two real ``pyvrrp run`` daemons, measured on the wire (issue #3 §4).
+
+Timings come from tcpdump on the lab bridge (:mod:`pyvrrp.lab.capture`), so they
+include everything a real peer would see: timer accuracy, the event loop, the
+raw socket and the kernel.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from _daemon_helpers import adverts, capture, inst, log_transitions, start_pair, v2, v3, wait_view
+
+from pyvrrp.lab.topology import Lab
+
+pytestmark = pytest.mark.netns
+
+
+def mdi_s(interval_s: float, priority: int, version: int) -> float:
+    """Master_Down_Interval: RFC 3768 §6.1 (v2 skew in seconds), RFC 5798 §6.1 (v3, scaled)."""
+    skew = (256 - priority) / 256 if version == 2 else (256 - priority) * interval_s / 256
+    return 3 * interval_s + skew
+
+
+@pytest.mark.parametrize(
+    ("version", "interval_s"), [pytest.param(3, 0.1, id="v3-100ms"), pytest.param(2, 1.0, id="v2-1s")]
+)
+def test_kill9_failover_after_master_down_interval(lab: Lab, version: int, interval_s: float) -> None:
+    """TMR-03, TMR-05, SM-05, SM-10, TMR-08: after ``kill -9`` of the MASTER (no priority 0
+    sent), the BACKUP's first advert follows the master's last advert on the wire by
+    Master_Down_Interval (-20 ms / +50 ms), and the BACKUP takes the VIP."""
+    mk = v3 if version == 3 else v2
+    n1, n2 = start_pair(lab, mk(150, advert_int_s=interval_s), mk(100, advert_int_s=interval_s))
+    cap = capture(lab)
+    try:
+        time.sleep(max(0.25, 1.2 * interval_s))  # at least one advert from lb1 on the capture
+        n1.kill9()
+        n2.wait_state("MASTER", 3 * mdi_s(interval_s, 100, version))
+        time.sleep(0.1)
+    finally:
+        cap.stop()
+    events = cap.events()
+    old, new = adverts(events, lab, "lb1"), adverts(events, lab, "lb2")
+    assert old and new, f"adverts lb1={len(old)} lb2={len(new)}"
+    assert all(e.priority == 150 for e in old), "kill -9 must not send priority 0"
+    gap = new[0].t - old[-1].t
+    expected = mdi_s(interval_s, 100, version)
+    assert expected - 0.020 <= gap <= expected + 0.050, f"failover gap {gap:.4f}s, MDI {expected:.4f}s"
+    assert new[0].priority == 100 and new[0].version == version
+    assert n2.holds_vip()
+    view = inst(n2)
+    assert view["last_transition"]["from"] == "BACKUP" and view["last_transition"]["reason"] == "master_down"
+
+
+def test_sigterm_sends_priority_zero_and_backup_takes_over_at_skew(lab: Lab) -> None:
+    """SM-09, SM-06, TMR-07, TMR-04: SIGTERM on the MASTER puts a priority-0 advert on the
+    wire; the BACKUP advertises Skew_Time later ((256-100)*0.1/256 = 61 ms, not MDI); the
+    stopped daemon exits 0 within 1 s and has removed its VIP."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    cap = capture(lab)
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        rc = n1.stop(timeout_s=5)
+        exit_s = time.monotonic() - t0
+        n2.wait_state("MASTER", 2)
+        time.sleep(0.15)
+    finally:
+        cap.stop()
+    assert rc == 0, n1.log_text()[-2000:]
+    assert exit_s <= 1.0, f"daemon took {exit_s:.2f}s to exit"
+    assert not lab.holds_vip("lb1") and n2.holds_vip()
+    events = cap.events()
+    old, new = adverts(events, lab, "lb1"), adverts(events, lab, "lb2")
+    zero = [e for e in old if e.priority == 0]
+    assert len(zero) == 1 and zero[0] is old[-1], [e.priority for e in old]
+    skew = (256 - 100) * 0.1 / 256
+    gap = new[0].t - zero[0].t
+    assert skew - 0.020 <= gap <= skew + 0.050, f"takeover {gap:.4f}s after priority 0, skew {skew:.4f}s"
+    assert inst(n2)["counters"]["adverts_rx"] >= 1
+
+
+def test_preempt_back_when_master_returns(lab: Lab) -> None:
+    """SM-14, SM-07, SM-12: lb1 (150) is killed, lb2 (100) takes over; when lb1 comes back
+    it enters BACKUP, ignores the lower-priority adverts and preempts: lb1 MASTER with the
+    VIP, lb2 BACKUP (reason: preempted by lb1) without it."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    n1.kill9()
+    n2.wait_state("MASTER", 2)
+    n1.start()
+    n1.wait_state("MASTER", 3)
+    n2.wait_state("BACKUP", 2)
+    assert n1.holds_vip() and not n2.holds_vip()
+    assert log_transitions(n1)[-2:] == [("INIT", "BACKUP", "startup"), ("BACKUP", "MASTER", "master_down")]
+    reason = inst(n2)["last_transition"]["reason"]
+    assert "192.168.233.10" in reason and "150" in reason, reason
+
+
+def test_nopreempt_keeps_the_current_master(lab: Lab) -> None:
+    """SM-07, SM-14: with ``preempt = false`` on lb1 (150), after lb1 restarts it stays
+    BACKUP under lb2 (100) and holds no VIP (the copy left by kill -9 is cleaned at start)."""
+    n1, n2 = start_pair(lab, v3(150, preempt=False), v3(100))
+    n1.kill9()
+    n2.wait_state("MASTER", 2)
+    assert lab.holds_vip("lb1"), "kill -9 leaves the VIP behind (test precondition)"
+    n1.start()
+    n1.wait_state("BACKUP", 3)
+    time.sleep(1.2)  # > 3 Master_Down_Intervals
+    a, b = inst(n1), inst(n2)
+    assert a["state"] == "BACKUP" and b["state"] == "MASTER"
+    assert a["master_ip"] == "192.168.233.11"
+    assert not n1.holds_vip() and n2.holds_vip()
+    assert b["counters"]["transitions"] == 2
+
+
+def test_link_down_fault_then_preempt_back(lab: Lab) -> None:
+    """SM-16, SM-05, SM-14: link down on the MASTER -> FAULT (``faults`` says why), VIP
+    removed, the peer takes over; link up -> BACKUP, then the higher priority preempts
+    back."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    lab.link_set("lb1", "eth0", False)
+    view = wait_view(n1, lambda v: v["state"] == "FAULT", 3, what="lb1 FAULT")
+    assert view["faults"], view
+    assert view["vips_held"] is False and not n1.holds_vip()
+    n2.wait_state("MASTER", 2)
+    assert n2.holds_vip()
+    lab.link_set("lb1", "eth0", True)
+    n1.wait_state("MASTER", 5)
+    n2.wait_state("BACKUP", 2)
+    assert n1.holds_vip() and not n2.holds_vip()
+    assert [t[:2] for t in log_transitions(n1)][-3:] == [
+        ("MASTER", "FAULT"),
+        ("FAULT", "BACKUP"),
+        ("BACKUP", "MASTER"),
+    ]
+    assert inst(n1)["faults"] == []

@@ -1,0 +1,185 @@
+"""Operating a running ``pyvrrp run``: notify scripts, SIGHUP reload, GARP (issue #3 §4)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from _daemon_helpers import (
+    VIP4_B,
+    AddrMonitor,
+    adverts,
+    capture,
+    inst,
+    make_notify_scripts,
+    max_gap_s,
+    notify_lines,
+    sighup,
+    start,
+    start_pair,
+    v3,
+    wait_view,
+    write_config,
+)
+
+from pyvrrp.lab.topology import VIP4, Lab, wait_for
+
+pytestmark = pytest.mark.netns
+
+
+def _wait_lines(log, n: int, timeout_s: float = 5.0) -> list[str]:  # type: ignore[no-untyped-def]
+    wait_for(lambda: len(notify_lines(log)) >= n, timeout_s, 0.02, what=f"{n} notify lines in {log}")
+    return notify_lines(log)
+
+
+def test_notify_scripts_keepalived_args_order_and_env(lab: Lab) -> None:
+    """SM-02, SM-05, SM-16, SM-09: notify_backup/master/fault/stop and the generic
+    ``notify`` (``INSTANCE <name> <STATE> <base prio>``, keepalived's argv) run for every
+    transition, specific before generic, in transition order, with PYVRRP_* in the env.
+    Path: start (BACKUP, MASTER), link down (FAULT), link up (BACKUP, MASTER), SIGTERM (STOP)."""
+    log = lab.run_dir / "notify.log"
+    scripts = make_notify_scripts(lab.run_dir, log)
+    n1 = start(lab, "lb1", v3(150, extra=scripts))
+    n1.wait_state("MASTER", 3)
+    _wait_lines(log, 4)
+    lab.link_set("lb1", "eth0", False)
+    _wait_lines(log, 6)
+    lab.link_set("lb1", "eth0", True)
+    n1.wait_state("MASTER", 3)
+    _wait_lines(log, 10)
+    assert n1.stop(timeout_s=5) == 0
+    lines = _wait_lines(log, 12)
+    time.sleep(0.2)
+    lines = notify_lines(log)
+    env = "inst=VI_51 state={s} prev={p} prio=150 vips=[192.168.233.200/32]"
+    expected = []
+    for state, prev in [
+        ("BACKUP", "INIT"),
+        ("MASTER", "BACKUP"),
+        ("FAULT", "MASTER"),
+        ("BACKUP", "FAULT"),
+        ("MASTER", "BACKUP"),
+        ("STOP", "MASTER"),
+    ]:
+        tail = env.format(s=state, p=prev)
+        expected.append(f"notify_{state.lower()} args=[] {tail}")
+        expected.append(f"notify args=[INSTANCE VI_51 {state} 150] {tail}")
+    assert lines == expected, "\n".join(lines)
+
+
+def test_reload_irrelevant_change_keeps_master_without_flap(lab: Lab) -> None:
+    """SM-10, TMR-08: SIGHUP with a new second instance and a changed notify script: the
+    MASTER instance keeps its state, its last transition and its VIP (no delete seen by
+    ``ip monitor``), no priority-0 advert or advert gap on the wire, no new notify; the
+    new instance starts.  Then an invalid config on SIGHUP is rejected and changes nothing."""
+    log = lab.run_dir / "notify.log"
+    scripts = make_notify_scripts(lab.run_dir, log)
+    spec1 = v3(150, extra={"notify": scripts["notify"]})
+    n1, n2 = start_pair(lab, spec1, v3(100))
+    _wait_lines(log, 2)  # BACKUP, MASTER
+    before = inst(n1)
+    mon = AddrMonitor(lab, "lb1")
+    cap = capture(lab)
+    try:
+        spec1b = v3(150, extra={"notify": scripts["notify_master"]})
+        spec2 = v3(150, name="VI_52", vrid=52, vips=(f"{VIP4_B}/32",))
+        write_config(n1, [spec1b, spec2])
+        sighup(n1)
+        wait_view(n1, lambda v: v["state"] == "MASTER", 3, name="VI_52", what="VI_52 MASTER")
+        after = inst(n1)
+        assert n1.holds_vip() and n1.holds_vip(VIP4_B)
+
+        write_config(n1, [], raw="[vrrp_instance.VI_51]\npriority = 'not a number'\n")
+        sighup(n1)
+        wait_for(lambda: "reload_rejected" in n1.log_text(), 3, 0.02, what="reload_rejected logged")
+        time.sleep(0.3)
+        assert n1.alive()
+    finally:
+        cap.stop()
+        mon_text = mon.stop()
+    assert after["state"] == "MASTER" and after["last_transition"] == before["last_transition"]
+    assert after["counters"]["transitions"] == before["counters"]["transitions"]
+    rejected = n1.state_json()
+    assert rejected is not None
+    assert [i["name"] for i in rejected["instances"]] == ["VI_51", "VI_52"]
+    assert all(i["state"] == "MASTER" for i in rejected["instances"])
+    assert VIP4_B in mon_text, "ip monitor saw nothing (the new instance's VIP add is missing)"
+    assert not [ln for ln in mon_text.splitlines() if "Deleted" in ln and f"{VIP4}/" in ln], mon_text
+    events = cap.events()
+    ads = adverts(events, lab, "lb1")
+    assert ads and all(e.priority == 150 for e in ads)
+    assert max_gap_s([e.t for e in ads]) <= 0.15, "advert gap across reload"
+    assert not adverts(events, lab, "lb2")
+    assert not [e for e in events if e.kind == "garp" and e.target == VIP4]
+    assert len(notify_lines(log)) == 2, notify_lines(log)
+    assert inst(n2)["state"] == "BACKUP" and not n2.holds_vip()
+
+
+def test_reload_removing_instance_releases_vip(lab: Lab) -> None:
+    """SM-09, SM-06: SIGHUP with the MASTER's instance removed from the config: it stops
+    (priority 0), its VIP is released, the peer takes over; the other instance keeps running."""
+    spec2 = v3(150, name="VI_52", vrid=52, vips=(f"{VIP4_B}/32",))
+    n1 = start(lab, "lb1", v3(150), spec2)
+    n1.wait_state("MASTER", 3, "VI_51")
+    n1.wait_state("MASTER", 3, "VI_52")
+    n2 = start(lab, "lb2", v3(100))
+    n2.wait_state("BACKUP", 3)
+    vi52 = inst(n1, "VI_52")
+    cap = capture(lab)
+    try:
+        write_config(n1, [spec2])
+        sighup(n1)
+        n2.wait_state("MASTER", 1)
+        time.sleep(0.05)
+    finally:
+        cap.stop()
+    zero = [e for e in adverts(cap.events(), lab, "lb1") if e.priority == 0]
+    assert len(zero) == 1, "the removed MASTER instance must send priority 0 (SM-09)"
+    takeover = adverts(cap.events(), lab, "lb2")[0]
+    assert takeover.t - zero[0].t <= 0.061 + 0.05, "peer should take over at Skew_Time (SM-06)"
+    doc = n1.state_json()
+    assert doc is not None and [i["name"] for i in doc["instances"]] == ["VI_52"]
+    assert not n1.holds_vip() and n2.holds_vip()
+    assert n1.holds_vip(VIP4_B) and inst(n1, "VI_52")["last_transition"] == vi52["last_transition"]
+
+
+def test_garp_bursts_after_first_advert(lab: Lab) -> None:
+    """ARP-02, SM-05, TMR-11: on takeover the new MASTER sends its first advert, then 5
+    gratuitous ARPs (sender IP = target IP = VIP) from its MAC at once, and a second
+    burst of 5 ``garp_master_delay`` (1 s) later."""
+    garp = {"garp_master_delay": 1.0}
+    n1, n2 = start_pair(lab, v3(150, extra=garp), v3(100, extra=garp))
+    cap = capture(lab)
+    try:
+        time.sleep(0.2)
+        n1.kill9()
+        n2.wait_state("MASTER", 2)
+        time.sleep(1.4)
+    finally:
+        cap.stop()
+    events = cap.events()
+    first = adverts(events, lab, "lb2")[0]
+    garps = [e for e in events if e.kind == "garp" and e.t >= first.t - 0.001]
+    assert all(e.src_mac == lab.mac("lb2") and e.src_ip == e.target == VIP4 for e in garps), garps
+    burst1 = [e for e in garps if e.t - first.t <= 0.1]
+    burst2 = [e for e in garps if 0.9 <= e.t - first.t <= 1.2]
+    assert len(burst1) == 5 and len(burst2) == 5 and len(garps) == 10, [
+        round(e.t - first.t, 3) for e in garps
+    ]
+    assert burst1[0].t >= first.t, "GARP before the first advert (RFC 5798 §6.4.2 order)"
+    assert burst1[0].t - first.t <= 0.02
+    assert n2.holds_vip()
+
+
+def test_sighup_reload_when_config_unchanged_is_noop(lab: Lab) -> None:
+    """A SIGHUP with an identical config changes nothing: same state, same last transition,
+    the daemon answers ``state`` afterwards."""
+    n1 = start(lab, "lb1", v3(150))
+    n1.wait_state("MASTER", 3)
+    before = inst(n1)
+    for i in range(1, 4):  # one at a time: pending signals of one kind coalesce
+        n1.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_for(lambda i=i: n1.log_text().count('"reloaded"') >= i, 3, 0.02, what=f"reload {i} logged")
+    after = inst(n1)
+    assert after["last_transition"] == before["last_transition"] and after["state"] == "MASTER"

@@ -10,7 +10,19 @@ from __future__ import annotations
 import time
 
 import pytest
-from _daemon_helpers import adverts, capture, inst, log_transitions, start_pair, v2, v3, wait_view
+from _daemon_helpers import (
+    adverts,
+    capture,
+    inst,
+    ipv4_frame,
+    log_transitions,
+    send_once,
+    start_pair,
+    v2,
+    v3,
+    vrrp_payload,
+    wait_view,
+)
 
 from pyvrrp.lab.topology import Lab
 
@@ -135,3 +147,46 @@ def test_link_down_fault_then_preempt_back(lab: Lab) -> None:
         ("BACKUP", "MASTER"),
     ]
     assert inst(n1)["faults"] == []
+
+
+def test_unicast_peers_failover_and_foreign_source_dropped(lab: Lab) -> None:
+    """RX-13, PKT-02, SM-05, TMR-03: with ``unicast_src_ip``/``unicast_peer`` the adverts go
+    to the peer's address (not 224.0.0.18); an otherwise valid priority-200 advert sent to
+    the MASTER from a host that is not a peer is dropped and counted (``unicast_peer``),
+    the MASTER stays MASTER; after kill -9 the BACKUP takes over and advertises to lb1."""
+    ip1, ip2, ipc = lab.ip("lb1"), lab.ip("lb2"), lab.ip("client")
+    n1, n2 = start_pair(
+        lab,
+        v3(150, unicast_src=ip1, unicast_peers=(ip2,)),
+        v3(100, unicast_src=ip2, unicast_peers=(ip1,)),
+    )
+    cap = capture(lab)
+    try:
+        hostile = vrrp_payload(priority=200, src=ipc, dst=ip1)
+        frame = ipv4_frame(
+            hostile,
+            src=ipc,
+            dst=ip1,
+            src_mac=lab.mac("client"),
+            dst_mac=bytes.fromhex(lab.mac("lb1").replace(":", "")),
+        )
+        assert send_once(lab, "client", [("foreign", frame)]) == {"foreign": 1}
+        view = wait_view(n1, lambda v: v["drops"].get("unicast_peer", 0) >= 1, 2, what="unicast_peer drop")
+        time.sleep(0.2)
+        n1.kill9()
+        n2.wait_state("MASTER", 2)
+        time.sleep(0.25)
+    finally:
+        cap.stop()
+    assert view["drops"] == {"unicast_peer": 1} and view["state"] == "MASTER"
+    assert view["counters"]["transitions"] == 2
+    events = cap.events()
+    old, new = adverts(events, lab, "lb1"), adverts(events, lab, "lb2")
+    assert old and new
+    assert {(e.src_ip, e.dst_ip) for e in old} == {(ip1, ip2)}
+    assert {(e.src_ip, e.dst_ip) for e in new} == {(ip2, ip1)}
+    assert not [e for e in events if e.kind == "advert" and e.dst_ip == "224.0.0.18"]
+    gap = new[0].t - old[-1].t
+    expected = mdi_s(0.1, 100, 3)
+    assert expected - 0.020 <= gap <= expected + 0.050, f"failover gap {gap:.4f}s, MDI {expected:.4f}s"
+    assert n2.holds_vip()

@@ -104,6 +104,29 @@ class ConflictDetected:
     peer_mac: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class SyncCommand:
+    """A ``vrrp_sync_group`` coordinator moves this member with the group (keepalived).
+
+    ``target`` MASTER: a BACKUP member becomes MASTER at once (another member
+    took over; keepalived ``vrrp_sync_master``), whatever it hears on its own
+    link.  ``target`` BACKUP: a MASTER member leaves MASTER without a
+    priority-0 advert, removes its VIPs and re-arms Master_Down_Timer (another
+    member was preempted; keepalived ``vrrp_sync_backup``).  In any other
+    state the command is ignored and counted (``sync_ignored``).  Group FAULT
+    is not a command: the coordinator sets the tracker ``sync:<group>``
+    (:class:`TrackerChanged` with ``fault=True``).  See
+    :class:`pyvrrp.proto.syncgroup.SyncGroup`.
+    """
+
+    target: State
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.target not in (State.MASTER, State.BACKUP):
+            raise ValueError(f"SyncCommand target must be MASTER or BACKUP, got {self.target.name}")
+
+
 # -------------------------------------------------------------------- actions
 
 
@@ -135,13 +158,19 @@ class AnnounceVips:
 
 @dataclass(frozen=True, slots=True)
 class StateChanged:
-    """The engine moved between states.  The runtime logs it and runs notify scripts."""
+    """The engine moved between states.  The runtime logs it and runs notify scripts.
+
+    ``trigger`` is the :class:`pyvrrp.proto.states.Trigger` value that caused
+    it (``"master_down"``, ``"sync_master"``, ...; empty when built by hand).
+    It is informative and left out of equality.
+    """
 
     old: State
     new: State
     reason: str
     priority: int
     epoch: int = 0
+    trigger: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +187,14 @@ class TakeoverPending:
 
 Action = SendAdvert | AddVips | RemoveVips | AnnounceVips | StateChanged | TakeoverPending
 Input = (
-    Startup | Shutdown | AdvertReceived | LinkChanged | TrackerChanged | TakeoverVerdict | ConflictDetected
+    Startup
+    | Shutdown
+    | AdvertReceived
+    | LinkChanged
+    | TrackerChanged
+    | TakeoverVerdict
+    | ConflictDetected
+    | SyncCommand
 )
 
 

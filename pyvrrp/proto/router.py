@@ -76,6 +76,16 @@ engine emits :class:`TakeoverPending` and stays BACKUP until a
 Master_Down_Timer) cancels the request; a later verdict is then ignored.  A
 denial re-arms Master_Down_Timer (retry).
 
+Sync groups (keepalived ``vrrp_sync_group``, issue #6): the engine knows
+nothing about its group.  :class:`pyvrrp.proto.syncgroup.SyncGroup` vetoes a
+member's takeover through the takeover gate (it holds the
+:class:`TakeoverPending` until every member is ready), moves members with
+:class:`SyncCommand` (BACKUP -> MASTER ``SYNC_MASTER``, MASTER -> BACKUP
+``SYNC_BACKUP``: ``RemoveVips`` without a priority-0 advert, Master_Down_Timer
+re-armed) and puts the whole group in FAULT with the tracker
+``sync:<group>``.  ``StateChanged.trigger`` tells the coordinator which
+transitions it caused itself.
+
 Dual-master conflict (issue #4, ``conflict_resolve``): on
 :class:`ConflictDetected` a MASTER whose MAC is numerically lower yields
 (-> BACKUP, ``RemoveVips``); the other one re-announces (``reason="conflict"``).
@@ -116,6 +126,7 @@ from pyvrrp.proto.events import (
     Startup,
     State,
     StateChanged,
+    SyncCommand,
     TakeoverPending,
     TakeoverVerdict,
     TrackerChanged,
@@ -401,6 +412,8 @@ class VirtualRouter:
             return self._on_verdict(event, now)
         if isinstance(event, ConflictDetected):
             return self._on_conflict(event, now)
+        if isinstance(event, SyncCommand):
+            return self._on_sync(event, now)
         raise ProtocolViolation(f"can't handle input {type(event).__name__} in state {self._state.name}")
 
     def _on_startup(self, now: float) -> list[Action]:
@@ -433,6 +446,23 @@ class VirtualRouter:
         # denied: retry after another Master_Down_Interval
         self._counters.bump("takeover_denied")
         self._master_down_at = now + self._master_down_interval_s()
+        return []
+
+    def _on_sync(self, event: SyncCommand, now: float) -> list[Action]:
+        """keepalived ``vrrp_sync_group``: follow the group to MASTER or BACKUP.
+
+        BACKUP -> MASTER (``vrrp_sync_master``): full MASTER entry actions,
+        whatever this member hears on its own link (a pending takeover is
+        settled by it).  MASTER -> BACKUP (``vrrp_sync_backup``): ``RemoveVips``
+        without a priority-0 advert (as on preemption, RFC 5798 §6.4.3) and
+        Master_Down_Timer := Master_Down_Interval.  Anything else: ignored.
+        """
+        suffix = f": {event.reason}" if event.reason else ""
+        if event.target is State.MASTER and self._state is State.BACKUP:
+            return self._transition(Trigger.SYNC_MASTER, "sync group master" + suffix, now)
+        if event.target is State.BACKUP and self._state is State.MASTER:
+            return self._transition(Trigger.SYNC_BACKUP, "sync group backup" + suffix, now)
+        self._counters.bump("sync_ignored")
         return []
 
     def _on_conflict(self, event: ConflictDetected, now: float) -> list[Action]:
@@ -600,7 +630,9 @@ class VirtualRouter:
             self._epoch += 1
             self._counters.bump("become_master")
         self._last_transition = (old, new, reason, now)
-        actions.append(StateChanged(old, new, reason, self.effective_priority, self._epoch))
+        actions.append(
+            StateChanged(old, new, reason, self.effective_priority, self._epoch, trigger=trigger.value)
+        )
         if old is State.MASTER:
             actions += self._exit_master(trigger)
         if new is State.MASTER:

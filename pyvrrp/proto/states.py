@@ -39,6 +39,8 @@ class Trigger(enum.Enum):
     CONFLICT_YIELD = "conflict_yield"  # dual-master conflict, lower MAC yields (issue #4)
     FAULT = "fault"  # link down or a tracker fault (SM-16)
     FAULT_CLEARED = "fault_cleared"  # link up and no tracker fault: re-election (SM-16)
+    SYNC_MASTER = "sync_master"  # another sync-group member became MASTER (keepalived)
+    SYNC_BACKUP = "sync_backup"  # another sync-group member left MASTER (keepalived)
 
 
 I, B, M, F = State.INIT, State.BACKUP, State.MASTER, State.FAULT  # noqa: E741 (table shorthand)
@@ -54,11 +56,13 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (B, Trigger.MASTER_DOWN): M,
     (B, Trigger.TAKEOVER_ALLOWED): M,
     (B, Trigger.FAULT): F,
+    (B, Trigger.SYNC_MASTER): M,
     # RFC 5798 §6.4.3 Master
     (M, Trigger.SHUTDOWN): I,
     (M, Trigger.PREEMPTED): B,
     (M, Trigger.CONFLICT_YIELD): B,
     (M, Trigger.FAULT): F,
+    (M, Trigger.SYNC_BACKUP): B,
     # FAULT (keepalived, SM-16)
     (F, Trigger.SHUTDOWN): I,
     (F, Trigger.FAULT_CLEARED): B,

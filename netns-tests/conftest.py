@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pyvrrp.lab import DaemonNode, InstanceSpec, make_node  # noqa: E402
 from pyvrrp.lab.keepalived import keepalived_available  # noqa: E402
 from pyvrrp.lab.topology import Lab, destroy_prefix, list_netns  # noqa: E402
 from pyvrrp.lab.topology import wait_for as _wait_for  # noqa: E402
@@ -77,6 +78,28 @@ def lab_factory() -> Iterator[Callable[..., Lab]]:
 def lab(lab_factory: Callable[..., Lab]) -> Lab:
     """The default lab (client, lb1, lb2, rs1, rs2; IPv4 only), up."""
     return lab_factory()
+
+
+@pytest.fixture
+def vrrp_pair(lab: Lab) -> Callable[..., tuple[DaemonNode, DaemonNode]]:
+    """Start a VRRP pair in ``lab``: ``lb1, lb2 = vrrp_pair("pyvrrp", "keepalived", version=3,
+    advert_int_s=0.1)``.  lb1 gets priority 150 (``state MASTER`` hint), lb2 100; lb2 starts
+    first.  Extra keywords go to both ``InstanceSpec``s.  The lab fixture's teardown kills them."""
+
+    def start(
+        lb1: str = "pyvrrp",
+        lb2: str = "pyvrrp",
+        *,
+        priorities: tuple[int, int] = (150, 100),
+        **spec_kw: Any,
+    ) -> tuple[DaemonNode, DaemonNode]:
+        node1 = make_node(lab, "lb1", lb1, [InstanceSpec(priority=priorities[0], state="MASTER", **spec_kw)])
+        node2 = make_node(lab, "lb2", lb2, [InstanceSpec(priority=priorities[1], **spec_kw)])
+        node2.start()
+        node1.start()
+        return node1, node2
+
+    return start
 
 
 @pytest.fixture(scope="session", autouse=True)

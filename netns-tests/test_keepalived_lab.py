@@ -10,7 +10,7 @@ import pytest
 
 from pyvrrp.lab.capture import Capture, first, last
 from pyvrrp.lab.keepalived import KeepalivedNode
-from pyvrrp.lab.topology import VIP4, InstanceSpec, Lab, list_netns
+from pyvrrp.lab.topology import VIP4, DaemonNode, InstanceSpec, Lab, list_netns
 
 pytestmark = pytest.mark.keepalived
 
@@ -67,12 +67,14 @@ def test_pair_elects_lb1_and_kill9_moves_vip(lab: Lab, version: int, advert_int_
     assert 0 <= garp.t - first_lb2.t < 0.05
 
 
-def test_sigterm_sends_priority_zero_and_backup_takes_over_after_skew(lab: Lab) -> None:
+def test_sigterm_sends_priority_zero_and_backup_takes_over_after_skew(
+    lab: Lab, vrrp_pair: Callable[..., tuple[DaemonNode, DaemonNode]]
+) -> None:
     """SM-, TMR-: SIGTERM on the MASTER sends a priority-0 advert; the backup becomes MASTER
     after Skew_Time (RFC 5798 §6.4.2), not Master_Down_Interval."""
     advert_int_s = 0.1
     with Capture(lab) as cap:
-        lb1, lb2 = start_pair(lab, 3, advert_int_s)
+        lb1, lb2 = vrrp_pair("keepalived", "keepalived", version=3, advert_int_s=advert_int_s)
         lb1.wait_state("MASTER", 5.0)
         t_stop = time.time()
         lb1.stop()

@@ -1,0 +1,87 @@
+"""VRRPv3 over IPv6 between two real ``pyvrrp run`` daemons (issue #3 §4).
+
+The lab runs with ``ipv6=True``: link-local addresses from the fixed MACs
+(fe80::ff:fe00:10 / fe80::ff:fe00:11), fd00:233::/64, DAD off.  The VIP is
+fd00:233::200/128.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from ipaddress import ip_address
+from typing import Any
+
+import pytest
+from _daemon_helpers import adverts, capture, inst, start_pair, v3
+
+from pyvrrp.lab.topology import VIP6, InstanceSpec, Lab
+
+pytestmark = pytest.mark.netns
+
+
+def v6(priority: int, **kw: Any) -> InstanceSpec:
+    """A VRRPv3 IPv6 instance holding fd00:233::200/128 (0.1 s interval)."""
+    return v3(priority, vips=(f"{VIP6}/128",), **kw)
+
+
+def test_ipv6_election_failover_and_unsolicited_na(lab_factory: Callable[..., Lab]) -> None:
+    """PKT-01, PKT-02, PKT-09, PKT-08, SM-05, ARP-07, TMR-05: VRRPv3/IPv6 adverts go to
+    ff02::12 from the sender's link-local address and list the IPv6 VIP; lb1 (150) holds
+    fd00:233::200, lb2 does not; after kill -9 of lb1, lb2 advertises Master_Down_Interval
+    after lb1's last advert, holds the VIP and sends unsolicited NAs for it (R=1 S=0 O=1)
+    from its MAC right after its first advert."""
+    lab = lab_factory(ipv6=True)
+    n1, n2 = start_pair(lab, v6(150), v6(100))
+    assert n1.holds_vip(VIP6) and not n2.holds_vip(VIP6)
+    view = inst(n2)
+    assert view["family"] == "ipv6" and ip_address(view["master_ip"]).is_link_local
+    cap = capture(lab)
+    try:
+        time.sleep(0.3)
+        n1.kill9()
+        n2.wait_state("MASTER", 2)
+        time.sleep(0.2)
+    finally:
+        cap.stop()
+    events = cap.events()
+    old, new = adverts(events, lab, "lb1"), adverts(events, lab, "lb2")
+    assert old and new
+    for ad, prio in [(a, 150) for a in old] + [(a, 100) for a in new]:
+        assert ad.version == 3 and ad.priority == prio and ad.interval_cs == 10
+        assert ad.dst_ip == "ff02::12" and ip_address(ad.src_ip).is_link_local
+        assert VIP6 in ad.addresses
+        assert not [a for a in ad.addresses if ip_address(a).version != 6]
+    assert old[0].src_ip != new[0].src_ip
+    assert view["master_ip"] == old[0].src_ip
+    gap = new[0].t - old[-1].t
+    mdi = 0.3 + 156 * 0.1 / 256
+    assert mdi - 0.020 <= gap <= mdi + 0.050, f"failover gap {gap:.4f}s, MDI {mdi:.4f}s"
+    nas = [e for e in events if e.kind == "na" and e.target == VIP6 and e.t >= new[0].t]
+    assert nas, [e.describe() for e in events if e.kind != "advert"]
+    assert all(e.src_mac == lab.mac("lb2") for e in nas)
+    assert nas[0].t - new[0].t <= 0.05
+    assert all(e.flags == "RO" for e in nas), [e.flags for e in nas]
+    assert not [e for e in events if e.kind == "advert" and e.dst_ip == "224.0.0.18"]
+    assert n2.holds_vip(VIP6)
+
+
+def test_ipv6_sigterm_releases_vip_and_peer_takes_over(lab_factory: Callable[..., Lab]) -> None:
+    """SM-09, SM-06, TMR-07 over IPv6: SIGTERM on the MASTER sends priority 0 to ff02::12,
+    removes the IPv6 VIP and exits 0; the peer holds the VIP within Skew_Time + margin."""
+    lab = lab_factory(ipv6=True)
+    n1, n2 = start_pair(lab, v6(150), v6(100))
+    cap = capture(lab)
+    try:
+        time.sleep(0.2)
+        assert n1.stop(timeout_s=5) == 0
+        n2.wait_state("MASTER", 2)
+        time.sleep(0.1)
+    finally:
+        cap.stop()
+    events = cap.events()
+    zero = [e for e in adverts(events, lab, "lb1") if e.priority == 0]
+    new = adverts(events, lab, "lb2")
+    assert len(zero) == 1 and zero[0].dst_ip == "ff02::12"
+    assert 0.061 - 0.02 <= new[0].t - zero[0].t <= 0.061 + 0.05
+    assert not lab.holds_vip("lb1", VIP6) and n2.holds_vip(VIP6)

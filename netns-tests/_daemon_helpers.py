@@ -236,6 +236,30 @@ def ipv4_frame(
     return eth + hdr + payload
 
 
+def ipv6_frame(
+    payload: bytes,
+    *,
+    src: str,
+    dst: str = "ff02::12",
+    src_mac: str,
+    dst_mac: bytes = bytes.fromhex("333300000012"),
+    hop_limit: int = 255,
+    next_header: int = 112,
+) -> bytes:
+    """Ethernet + IPv6 header around ``payload`` (RFC 8200 §3; 33:33:00:00:00:12 for ff02::12)."""
+    hdr = struct.pack(
+        "!IHBB16s16s",
+        6 << 28,
+        len(payload),
+        next_header,
+        hop_limit,
+        ip_address(src).packed,
+        ip_address(dst).packed,
+    )
+    eth = dst_mac + bytes.fromhex(src_mac.replace(":", "")) + b"\x86\xdd"
+    return eth + hdr + payload
+
+
 def vrrp_payload(
     *,
     version: int = 3,
@@ -245,8 +269,10 @@ def vrrp_payload(
     interval_cs: int = 10,
     src: str,
     dst: str = MCAST4,
+    auth_pass: bytes | None = None,
 ) -> bytes:
-    """A well-formed advert payload built with the project's own codec (RFC 5798 §5.1)."""
+    """A well-formed advert payload built with the project's own codec (RFC 5798 §5.1;
+    ``auth_pass``: v2 simple password, RFC 3768 §5.3.6.1)."""
     from pyvrrp.proto.packet import Advertisement, encode
 
     adv = Advertisement(
@@ -255,6 +281,8 @@ def vrrp_payload(
         priority=priority,
         addresses=tuple(ip_address(a) for a in addresses),
         interval_cs=interval_cs,
+        auth_type=0 if auth_pass is None else 1,
+        auth_data=auth_pass or b"",
     )
     return encode(adv, src=ip_address(src), dst=ip_address(dst))
 

@@ -4,7 +4,7 @@ The frames are built once in the test (Ethernet + IPv4 + VRRP bytes) and replaye
 a paced ``AF_PACKET`` sender inside the ``client`` namespace (bounded by count and
 time), so thousands of packets per second cost no scapy per packet.  Both lb1
 (MASTER) and lb2 (BACKUP) run two instances: VI_51 (VRRPv3, 0.1 s) and VI_52
-(VRRPv2, 1 s; needed for the v2 Adver Int mismatch check, RX-08).
+(VRRPv2, 1 s, simple password; for the v2 Adver Int and auth checks, RX-07/RX-08).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ pytestmark = pytest.mark.netns
 
 FLOOD_PPS = 5000.0
 FLOOD_S = 3.0
-SPECS = (v3(150), v2(150, name="VI_52", vrid=52, vips=(f"{VIP4_B}/32",)))
-SPECS_B = (v3(100), v2(100, name="VI_52", vrid=52, vips=(f"{VIP4_B}/32",)))
+PASS = "pv-pass"
+SPECS = (v3(150), v2(150, name="VI_52", vrid=52, vips=(f"{VIP4_B}/32",), auth_pass=PASS))
+SPECS_B = (v3(100), v2(100, name="VI_52", vrid=52, vips=(f"{VIP4_B}/32",), auth_pass=PASS))
 
 
 def _plain_checksum(payload: bytearray) -> bytes:
@@ -80,14 +81,11 @@ def hostile_payloads(src: str) -> list[tuple[str, bytes, str, str]]:
     out.append(
         ("v2_on_v3", vrrp_payload(version=2, priority=200, interval_cs=100, src=src), "VI_51", "version")
     )
-    out.append(
-        (
-            "v2_interval",
-            vrrp_payload(version=2, vrid=52, priority=200, addresses=(VIP4_B,), interval_cs=300, src=src),
-            "VI_52",
-            "interval",
-        )
-    )  # RX-08
+    v2_52: dict[str, Any] = {"version": 2, "vrid": 52, "priority": 200, "addresses": (VIP4_B,), "src": src}
+    right = PASS.encode()
+    out.append(("v2_interval", vrrp_payload(interval_cs=300, auth_pass=right, **v2_52), "VI_52", "interval"))
+    out.append(("auth_wrong", vrrp_payload(interval_cs=100, auth_pass=b"guessed!", **v2_52), "VI_52", "auth"))
+    out.append(("auth_none", vrrp_payload(interval_cs=100, **v2_52), "VI_52", "auth"))  # RX-07
     rng = random.Random(5798)
     for i in range(8):
         blob = rng.randbytes(rng.randrange(1, 64))
@@ -113,12 +111,13 @@ def _views(node: PyvrrpNode) -> dict[str, dict[str, Any]]:
 
 
 def test_flood_of_hostile_vrrp_is_dropped_and_counted(lab: Lab) -> None:
-    """RX-01, RX-02, RX-03, RX-04, RX-05, RX-06, RX-08, RX-11, RX-12, PKT-03, TMR-08: ~5000
+    """RX-01, RX-02, RX-03, RX-04, RX-05, RX-06, RX-07, RX-08, RX-11, RX-12, PKT-03, TMR-08: ~5000
     hostile VRRP packets/s for 3 s from the client (wrong TTL, bad checksum, bad version
     nibble, v2 to a v3 instance, wrong type, truncated header and address list, count 0,
-    unconfigured VRID, random bytes, v2 Adver Int mismatch): the MASTER's adverts keep
-    coming (no gap > 1.5x interval on the wire), neither node changes state, and every
-    packet is counted under its reason in ``drops`` / ``drops_socket``."""
+    unconfigured VRID, random bytes, v2 Adver Int mismatch, v2 wrong/missing password):
+    the MASTER's adverts keep coming (no gap > 1.5x interval on the wire), neither node
+    changes state, and every packet is counted under its reason in ``drops`` /
+    ``drops_socket``."""
     n1 = start(lab, "lb1", *SPECS)
     n1.wait_state("MASTER", 3, "VI_51")
     n2 = start(lab, "lb2", *SPECS_B)

@@ -7,13 +7,15 @@ fd00:233::200/128.
 
 from __future__ import annotations
 
+import json
+import struct
 import time
 from collections.abc import Callable
 from ipaddress import ip_address
 from typing import Any
 
 import pytest
-from _daemon_helpers import adverts, capture, inst, start_pair, v3
+from _daemon_helpers import adverts, capture, inst, ipv6_frame, send_frames, start_pair, v3, vrrp_payload
 
 from pyvrrp.lab.topology import VIP6, InstanceSpec, Lab
 
@@ -85,3 +87,66 @@ def test_ipv6_sigterm_releases_vip_and_peer_takes_over(lab_factory: Callable[...
     assert len(zero) == 1 and zero[0].dst_ip == "ff02::12"
     assert 0.061 - 0.02 <= new[0].t - zero[0].t <= 0.061 + 0.05
     assert not lab.holds_vip("lb1", VIP6) and n2.holds_vip(VIP6)
+
+
+def test_ipv6_hostile_adverts_dropped_and_counted(lab_factory: Callable[..., Lab]) -> None:
+    """RX-01, RX-05, RX-06, RX-11, PKT-08, PKT-03 over IPv6: priority-200 adverts from the
+    client's link-local with hop limit 64, a bad checksum, an unconfigured VRID, count 0,
+    IPv4 addresses in an IPv6 packet and VRRPv2 over IPv6 are all dropped, counted by
+    reason, and the MASTER stays MASTER (no transition on either node)."""
+    lab = lab_factory(ipv6=True)
+    n1, n2 = start_pair(lab, v6(150), v6(100))
+    src, mac = "fe80::ff:fe00:20", lab.mac("client")
+    good = vrrp_payload(priority=200, addresses=(VIP6,), src=src, dst="ff02::12")
+    bad_ck = bytearray(good)
+    bad_ck[7] ^= 0x5A
+    zero = bytearray(good[:8])
+    zero[3] = 0
+    zero[6:8] = _v6_checksum(bytes(zero), src)
+    fam = bytearray(good[:8]) + bytes([192, 168, 233, 200]) * 4
+    fam[3] = 4  # 4 IPv4 addresses = 16 bytes, the size of one IPv6 address
+    fam[6:8] = _v6_checksum(bytes(fam), src)
+    v2pkt = bytearray(good[:8]) + bytes(16 + 8)
+    v2pkt[0] = 0x21
+    frames = [
+        ("hop_limit", ipv6_frame(good, src=src, src_mac=mac, hop_limit=64)),
+        ("checksum", ipv6_frame(bytes(bad_ck), src=src, src_mac=mac)),
+        (
+            "other_vrid",
+            ipv6_frame(
+                vrrp_payload(vrid=99, addresses=(VIP6,), src=src, dst="ff02::12"), src=src, src_mac=mac
+            ),
+        ),
+        ("count_zero", ipv6_frame(bytes(zero), src=src, src_mac=mac)),
+        ("family", ipv6_frame(bytes(fam), src=src, src_mac=mac)),
+        ("v2_over_v6", ipv6_frame(bytes(v2pkt), src=src, src_mac=mac)),
+    ]
+    before = inst(n1), inst(n2)
+    sent = send_frames(lab, "client", frames, pps=2000.0, duration_s=1.0, max_count=1200)
+    out, err = sent.communicate(timeout=20)
+    assert sent.returncode == 0, err
+    counts = json.loads(out)["sent"]
+    assert sum(counts.values()) == 1200
+    time.sleep(0.3)
+    for node, old, state in ((n1, before[0], "MASTER"), (n2, before[1], "BACKUP")):
+        view = inst(node)
+        assert view["state"] == state and view["last_transition"] == old["last_transition"], node.host
+        assert view["drops"] == {"ttl": counts["hop_limit"]}, (node.host, view["drops"])
+        sock = view["drops_socket"]
+        assert sock.get("checksum") == counts["checksum"], (node.host, sock)
+        assert sock.get("vrid") == counts["other_vrid"], (node.host, sock)
+        assert sock.get("address_count") == counts["count_zero"], (node.host, sock)
+        assert sock.get("address_family") == counts["family"], (node.host, sock)
+        assert sock.get("version") == counts["v2_over_v6"], (node.host, sock)
+    assert n1.holds_vip(VIP6) and not n2.holds_vip(VIP6)
+
+
+def _v6_checksum(payload: bytes, src: str, dst: str = "ff02::12") -> bytes:
+    """VRRPv3/IPv6 checksum over the RFC 8200 §8.1 pseudo-header (RFC 5798 §5.2.8)."""
+    body = payload[:6] + b"\0\0" + payload[8:]
+    pseudo = ip_address(src).packed + ip_address(dst).packed + struct.pack("!I3xB", len(body), 112)
+    data = pseudo + body + (b"\0" if len(body) % 2 else b"")
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return struct.pack("!H", ~total & 0xFFFF)

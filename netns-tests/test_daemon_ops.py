@@ -183,3 +183,55 @@ def test_sighup_reload_when_config_unchanged_is_noop(lab: Lab) -> None:
         wait_for(lambda i=i: n1.log_text().count('"reloaded"') >= i, 3, 0.02, what=f"reload {i} logged")
     after = inst(n1)
     assert after["last_transition"] == before["last_transition"] and after["state"] == "MASTER"
+
+
+def test_reload_vip_list_change_adds_and_removes_without_flap(lab: Lab) -> None:
+    """SM-08, ARP-02, SM-10: on the MASTER, SIGHUP with one VIP added adds it and announces
+    only it (5 GARPs), without touching the VIP already held (no delete, no GARP, no
+    transition); a second SIGHUP removing it releases it and keeps the first one."""
+    n1 = start(lab, "lb1", v3(150))
+    n1.wait_state("MASTER", 3)
+    before = inst(n1)
+    mon = AddrMonitor(lab, "lb1")
+    cap = capture(lab)
+    try:
+        write_config(n1, [v3(150, vips=(f"{VIP4}/32", f"{VIP4_B}/32"))])
+        sighup(n1)
+        wait_for(lambda: n1.holds_vip(VIP4_B), 3, 0.02, what="new VIP added")
+        time.sleep(0.3)
+        view = inst(n1)
+        write_config(n1, [v3(150)])
+        sighup(n1)
+        wait_for(lambda: not n1.holds_vip(VIP4_B), 3, 0.02, what="VIP removed")
+        time.sleep(0.2)
+    finally:
+        cap.stop()
+        mon_text = mon.stop()
+    assert view["vips"] == [f"{VIP4}/32", f"{VIP4_B}/32"] and view["vips_held"]
+    assert n1.holds_vip() and inst(n1)["vips"] == [f"{VIP4}/32"]
+    after = inst(n1)
+    assert after["state"] == "MASTER" and after["last_transition"] == before["last_transition"]
+    garps = [e for e in cap.events() if e.kind == "garp"]
+    assert [e.target for e in garps] == [VIP4_B] * 5, [e.describe() for e in garps]
+    assert not [ln for ln in mon_text.splitlines() if "Deleted" in ln and f"{VIP4}/" in ln], mon_text
+    assert [ln for ln in mon_text.splitlines() if "Deleted" in ln and f"{VIP4_B}/" in ln]
+    ads = adverts(cap.events(), lab, "lb1")
+    assert max_gap_s([e.t for e in ads]) <= 0.15 and all(e.priority == 150 for e in ads)
+    assert {e.addresses for e in ads} >= {(VIP4,), (VIP4, VIP4_B)}
+
+
+def test_reload_priority_change_takes_effect(lab: Lab) -> None:
+    """SM-07, SM-12, SM-14: a SIGHUP that lowers the MASTER's priority below its peer's
+    takes effect in the running daemon (same pid): it advertises the new priority, the
+    peer preempts, and the old MASTER becomes BACKUP and drops its VIP."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    pid = n1.state_json()["pid"]  # type: ignore[index]
+    write_config(n1, [v3(50)])
+    sighup(n1)
+    n2.wait_state("MASTER", 2)
+    n1.wait_state("BACKUP", 1)
+    view = inst(n1)
+    assert view["priority"] == 50 and view["effective_priority"] == 50
+    assert n1.state_json()["pid"] == pid  # type: ignore[index]
+    assert n2.holds_vip() and not n1.holds_vip()
+    assert "192.168.233.11" in view["last_transition"]["reason"]

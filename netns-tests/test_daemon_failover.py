@@ -190,3 +190,32 @@ def test_unicast_peers_failover_and_foreign_source_dropped(lab: Lab) -> None:
     expected = mdi_s(0.1, 100, 3)
     assert expected - 0.020 <= gap <= expected + 0.050, f"failover gap {gap:.4f}s, MDI {expected:.4f}s"
     assert n2.holds_vip()
+
+
+def test_backup_sigterm_is_silent_and_link_flap_on_backup(lab: Lab) -> None:
+    """SM-04, SM-16: link down on the BACKUP -> FAULT, link up -> BACKUP again without
+    disturbing the MASTER; SIGTERM on the BACKUP exits 0 and sends nothing (no priority
+    0: only a MASTER sends it, SM-09); the MASTER never changes state."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    before = inst(n1)
+    cap = capture(lab)
+    try:
+        lab.link_set("lb2", "eth0", False)
+        wait_view(n2, lambda v: v["state"] == "FAULT" and bool(v["faults"]), 3, what="lb2 FAULT")
+        lab.link_set("lb2", "eth0", True)
+        n2.wait_state("BACKUP", 3)
+        time.sleep(0.5)  # > Master_Down_Interval: lb2 must not take over
+        assert n2.stop(timeout_s=5) == 0
+        time.sleep(0.2)
+    finally:
+        cap.stop()
+    assert [t[:2] for t in log_transitions(n2)] == [
+        ("INIT", "BACKUP"),
+        ("BACKUP", "FAULT"),
+        ("FAULT", "BACKUP"),
+        ("BACKUP", "INIT"),
+    ]
+    assert not adverts(cap.events(), lab, "lb2")
+    after = inst(n1)
+    assert after["state"] == "MASTER" and after["last_transition"] == before["last_transition"]
+    assert n1.holds_vip() and not lab.holds_vip("lb2")

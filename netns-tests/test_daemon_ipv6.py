@@ -15,9 +15,19 @@ from ipaddress import ip_address
 from typing import Any
 
 import pytest
-from _daemon_helpers import adverts, capture, inst, ipv6_frame, send_frames, start_pair, v3, vrrp_payload
+from _daemon_helpers import (
+    adverts,
+    capture,
+    inst,
+    ipv6_frame,
+    send_frames,
+    start,
+    start_pair,
+    v3,
+    vrrp_payload,
+)
 
-from pyvrrp.lab.topology import VIP6, InstanceSpec, Lab
+from pyvrrp.lab.topology import VIP4, VIP6, InstanceSpec, Lab
 
 pytestmark = pytest.mark.netns
 
@@ -150,3 +160,39 @@ def _v6_checksum(payload: bytes, src: str, dst: str = "ff02::12") -> bytes:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return struct.pack("!H", ~total & 0xFFFF)
+
+
+def test_dual_stack_same_vrid_are_independent(lab_factory: Callable[..., Lab]) -> None:
+    """ANCHORS §6.2 item 10, PKT-01, SM-05: an IPv4 and an IPv6 instance with the same VRID
+    on one interface are independent routers: both elect lb1, each advertises in its own
+    family, and after kill -9 both move to lb2 (IPv4 VIP by GARP, IPv6 VIP by NA)."""
+    lab = lab_factory(ipv6=True)
+    four = {"name": "VI_V4"}
+    six = {"name": "VI_V6"}
+    s1 = (v3(150, **four), v6(150, **six))
+    s2 = (v3(100, **four), v6(100, **six))
+    n1 = start(lab, "lb1", *s1)
+    n1.wait_state("MASTER", 3, "VI_V4")
+    n1.wait_state("MASTER", 3, "VI_V6")
+    n2 = start(lab, "lb2", *s2)
+    n2.wait_state("BACKUP", 3, "VI_V4")
+    n2.wait_state("BACKUP", 3, "VI_V6")
+    cap = capture(lab)
+    try:
+        time.sleep(0.3)
+        n1.kill9()
+        n2.wait_state("MASTER", 2, "VI_V4")
+        n2.wait_state("MASTER", 2, "VI_V6")
+        time.sleep(0.1)
+    finally:
+        cap.stop()
+    events = cap.events()
+    old = adverts(events, lab, "lb1")
+    assert {e.dst_ip for e in old} == {"224.0.0.18", "ff02::12"}
+    assert {e.addresses for e in old} == {(VIP4,), (VIP6,)}
+    for name in ("VI_V4", "VI_V6"):
+        view = inst(n2, name)
+        assert view["drops"] == {} and view["counters"]["adverts_rx"] >= 2, (name, view)
+    assert n2.holds_vip(VIP4) and n2.holds_vip(VIP6)
+    assert [e for e in events if e.kind == "garp" and e.src_mac == lab.mac("lb2")]
+    assert [e for e in events if e.kind == "na" and e.src_mac == lab.mac("lb2") and e.target == VIP6]

@@ -245,3 +245,21 @@ def test_vrid_collision_log_dedupes_and_counts():
             "age_s": 1.0,
         }
     ]
+
+
+def test_conflict_is_reported_again_in_the_next_master_term():
+    """Issue #4 §4 (S1): after we yield (VIPs no longer held) and later retake the VIP, the same
+    peer MAC claiming it again is a new conflict, so the node yields again within one interval."""
+    events: list[tuple] = []
+    held: list = [VIP]
+    mon = ConflictMonitor(
+        "eth0", OURS, lambda: held, 0.5, on_conflict=lambda vip, mac: events.append((vip, mac))
+    )
+    mon.feed([_reply(PEER, str(VIP))], now=10.0)
+    assert events == [(VIP, PEER)]
+    held.clear()  # we yielded: BACKUP holds nothing
+    mon.feed([_reply(PEER, str(VIP))], now=10.3)
+    assert mon.conflicts == {}
+    held.append(VIP)  # Master_Down fired while adverts are still blocked: MASTER again
+    mon.feed([_reply(PEER, str(VIP))], now=10.7)
+    assert events == [(VIP, PEER), (VIP, PEER)]

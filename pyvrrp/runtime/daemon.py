@@ -73,6 +73,7 @@ class Instance:
     pending_takeover: asyncio.Task[Any] | None = None
     log: Any = None
     mac: bytes = b""
+    last_lower_rx: float | None = None  # last advert from a lower-priority router (preemption)
     gateway: Any = None  # splitbrain.gateway.GatewayMonitor
     conflict: Any = None  # splitbrain.conflict.ConflictMonitor
 
@@ -335,6 +336,10 @@ class Daemon:
         # (keepalived does the same: "removing VIPs" at start).
         self._remove_vips(inst, router.config.vips, stale=True)
         inst.sock = await self._socket_for(spec.interface, family, primary)
+        try:  # open the AF_PACKET socket now, not on the first (hot) transition
+            self.announcer.sender(spec.interface)
+        except OSError as exc:
+            inst.log.warning("announce_socket_failed", error=str(exc))
         try:
             from pyvrrp.adapters.arp import mac_to_bytes
 
@@ -443,6 +448,8 @@ class Daemon:
             return
         for inst in self.instances.values():
             if (inst.ifname, inst.family) == key and inst.router.config.vrid == result.vrid:
+                if 0 < result.priority < inst.router.effective_priority:
+                    inst.last_lower_rx = clock.monotonic()
                 self._feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst))
                 return
         self.socket_drops["vrid"] += 1
@@ -485,13 +492,22 @@ class Daemon:
             inst.timer = None
         inst.timer_at = deadline
         if deadline is not None and self.loop is not None:
-            inst.timer = self.loop.call_at(deadline, self._on_timer, inst)
+            # epoll sleeps in whole milliseconds, so asyncio timers fire up to ~1.5 ms late.
+            # A BACKUP's Master_Down deadline decides failover time: wake a little early
+            # and spin to the exact instant (at most TIMER_LEAD_S of CPU per takeover).
+            early = deadline - TIMER_LEAD_S if inst.router.state is ev.State.BACKUP else deadline
+            inst.timer = self.loop.call_at(early, self._on_timer, inst)
 
     def _on_timer(self, inst: Instance) -> None:
+        deadline = inst.timer_at
         inst.timer = None
         inst.timer_at = None
-        if self.instances.get(inst.name) is inst:
-            self._feed(inst, _TIMER)
+        if self.instances.get(inst.name) is not inst:
+            return
+        if deadline is not None:
+            while clock.monotonic() < deadline:
+                pass
+        self._feed(inst, _TIMER)
 
     # --------------------------------------------------------------- actions
 
@@ -508,7 +524,9 @@ class Daemon:
             "AddVips": self._do_add_vips,
             "RemoveVips": lambda inst, a: self._remove_vips(inst, a.vips),
             "AnnounceVips": self._do_announce,
-            "StateChanged": self._do_state_changed,
+            # Logging, epoch persistence (fsync), IPVS and notify scripts are bookkeeping:
+            # run them after this feed's adverts and GARPs have left (hot path first).
+            "StateChanged": lambda inst, a: self.loop.call_soon(self._do_state_changed, inst, a),
             "TakeoverPending": self._do_takeover_pending,
         }
 
@@ -615,10 +633,20 @@ class Daemon:
         """Run the takeover guards (VIP probe, fence hook) and answer the engine."""
         allow, reason = True, "no guard configured"
         spec = inst.spec
+        snap = inst.router.snapshot(now=clock.monotonic())
+        # Preemption (a lower-priority master is still advertising, SM-07) is not "the master
+        # went silent": that master is alive and yields on our first advert (SM-12), so the
+        # VIP probe and the fence hook do not apply; only the gateway verdict does.
+        preempting = (
+            inst.last_lower_rx is not None
+            and clock.monotonic() - inst.last_lower_rx < snap.master_down_interval_s
+        )
         try:
             if inst.gateway is not None:
                 allow, reason = inst.gateway.takeover_verdict()
-            if allow and spec.probe_vip_before_takeover:
+            if allow and preempting:
+                reason = "preempting a lower-priority master"
+            if allow and not preempting and spec.probe_vip_before_takeover:
                 from pyvrrp.splitbrain.conflict import probe_vip_once
 
                 for vip, _ in _vip_list(spec):
@@ -628,10 +656,9 @@ class Daemon:
                     if mac is not None:
                         allow, reason = False, f"{vip.ip} still answered by {mac}: master host alive"
                         break
-            if allow and spec.fence_script:
+            if allow and not preempting and spec.fence_script:
                 from pyvrrp.splitbrain.fence import run_fence
 
-                snap = inst.router.snapshot(now=clock.monotonic())
                 result = await run_fence(
                     spec.fence_script,
                     timeout_s=float(spec.fence_timeout or 5),
@@ -810,6 +837,7 @@ class Daemon:
 
 
 _TIMER = object()
+TIMER_LEAD_S = 0.002
 
 
 def run_daemon(config_path: str, *, config_id: str | None = None, control_socket: str | None = None) -> int:

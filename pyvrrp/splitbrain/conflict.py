@@ -172,6 +172,14 @@ class ConflictTracker:
         self.detected_total += 1
         return rec
 
+    def forget_unheld(self, held: set[IPv4Address]) -> list[ConflictRecord]:
+        """Drop the records of VIPs we no longer hold (a conflict exists only while we hold the
+        VIP), so the first claim of our next MASTER term is reported again."""
+        gone = [r for r in self.conflicts.values() if r.vip not in held]
+        for r in gone:
+            del self.conflicts[r.vip]
+        return gone
+
     def expire(self, now: float) -> list[ConflictRecord]:
         """Remove and return the conflicts with no claim for ``quiet_intervals`` intervals."""
         quiet_s = self.quiet_intervals * self.interval_s
@@ -392,6 +400,7 @@ class ConflictMonitor:
         """Classify frames (the socket reader calls this; tests may too)."""
         assert self.tracker is not None
         held = self.held_vips()
+        self.tracker.forget_unheld(held)
         if not held:
             return
         for pkt in pkts:
@@ -415,6 +424,7 @@ class ConflictMonitor:
         """Send one probe per held VIP and clear quiet conflicts."""
         assert self.tracker is not None
         held = self.held_vips()
+        self.tracker.forget_unheld(held)
         if self._sock is not None and self._mac:
             for vip in sorted(held):
                 try:

@@ -5,6 +5,7 @@
   which VIPs the engine would hold.
 * :class:`FakeLan`: N engines on an in-memory LAN with loss and partitions;
   ``run_until(t)`` fires timers and deliveries in time order.
+* :class:`FakeNet`: several FakeLans on one clock with a sync group per host.
 
 No sockets, no sleeps: every scenario is a sequence of plain calls.
 """
@@ -12,12 +13,14 @@ No sockets, no sleeps: every scenario is a sequence of plain calls.
 from __future__ import annotations
 
 from pyvrrp.testing.clock import FakeClock
-from pyvrrp.testing.lan import FakeLan, Node, Transition, make_config, make_router
+from pyvrrp.testing.lan import FakeLan, FakeNet, NetTransition, Node, Transition, make_config, make_router
 from pyvrrp.testing.recorder import RecordingExecutor
 
 __all__ = [
     "FakeClock",
     "FakeLan",
+    "FakeNet",
+    "NetTransition",
     "Node",
     "RecordingExecutor",
     "Transition",

@@ -18,13 +18,20 @@ the node stops sending/receiving), ``stop()`` (graceful Shutdown),
 Records: ``transitions`` (every StateChanged with its time), per-node
 :class:`~pyvrrp.testing.recorder.RecordingExecutor`, ``sent`` adverts.
 ``observers`` are called after every step with ``(lan, node, actions)`` so
-property tests can check invariants continuously.
+property tests can check invariants continuously; ``hooks`` run just before
+them (FakeNet uses one to drive sync groups).  ``next_event_at()`` and
+``step()`` expose the loop one event at a time.
+
+:class:`FakeNet`: several FakeLans on one clock (two interfaces: one router
+per host per LAN) with a :class:`~pyvrrp.proto.syncgroup.SyncGroup` per host,
+driven the way the daemon drives it.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface
@@ -35,6 +42,7 @@ from pyvrrp.proto.events import (
     Action,
     AdvertReceived,
     Input,
+    IPInterface,
     LinkChanged,
     SendAdvert,
     Shutdown,
@@ -44,10 +52,11 @@ from pyvrrp.proto.events import (
 )
 from pyvrrp.proto.packet import Advertisement
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
+from pyvrrp.proto.syncgroup import SyncGroup
 from pyvrrp.testing.clock import FakeClock
 from pyvrrp.testing.recorder import RecordingExecutor
 
-__all__ = ["FakeLan", "Node", "Transition", "make_config", "make_router"]
+__all__ = ["FakeLan", "FakeNet", "NetTransition", "Node", "Transition", "make_config", "make_router"]
 
 _MAX_STEPS = 2_000_000
 _MAX_STEPS_SAME_INSTANT = 10_000  # more than this at one timestamp is a livelock (advert ping-pong)
@@ -112,6 +121,26 @@ class Node:
 
 
 Observer = Callable[["FakeLan", Node, list[Action]], None]
+
+
+class _LivelockGuard:
+    """Raises when too many steps happen at one virtual instant (engines answering each other)."""
+
+    def __init__(self, clock: FakeClock, what: str) -> None:
+        self.clock, self.what = clock, what
+        self.instant, self.same = clock.now, 0
+
+    def tick(self) -> None:
+        if self.clock.now == self.instant:
+            self.same += 1
+            if self.same > _MAX_STEPS_SAME_INSTANT:
+                raise RuntimeError(
+                    f"{self.what} livelock at t={self.instant}: engines keep answering each other"
+                )
+        else:
+            self.instant, self.same = self.clock.now, 0
+
+
 DropFn = Callable[[float, str, str, Advertisement], bool]
 
 
@@ -148,6 +177,7 @@ class FakeLan:
         self.transitions: list[Transition] = []
         self.sent: list[tuple[float, str, Advertisement]] = []
         self.observers: list[Observer] = []
+        self.hooks: list[Observer] = []
         self._groups: dict[str, int] | None = None
         self._queue: list[tuple[float, int, str, AdvertReceived]] = []
         self._seq = 0
@@ -258,6 +288,35 @@ class FakeLan:
                 best = (deadline, node)
         return best
 
+    def next_event_at(self) -> float | None:
+        """Time of the next queued delivery or engine deadline (None: nothing to do)."""
+        timer = self._next_timer()
+        delivery_at = self._queue[0][0] if self._queue else None
+        if delivery_at is not None and (timer is None or delivery_at <= timer[0]):
+            return delivery_at
+        return timer[0] if timer is not None else None
+
+    def step(self) -> bool:
+        """Process exactly one event: the earliest delivery or deadline (a delivery wins a tie).
+
+        Returns False when there was nothing to do.
+        """
+        timer = self._next_timer()
+        delivery_at = self._queue[0][0] if self._queue else None
+        if delivery_at is not None and (timer is None or delivery_at <= timer[0]):
+            when, _, dst, event = heapq.heappop(self._queue)
+            self.clock.set(max(when, self.now))
+            node = self.nodes[dst]
+            if node.alive and node.link_up:
+                self._dispatch(node, node.engine.handle(event, now=self.now))
+            return True
+        if timer is not None:
+            self.clock.set(max(timer[0], self.now))
+            node = timer[1]
+            self._dispatch(node, node.engine.handle_timer(now=self.now))
+            return True
+        return False
+
     def run_until(self, until: float) -> None:
         """Process every delivery and deadline up to and including ``until``.
 
@@ -265,32 +324,13 @@ class FakeLan:
             RuntimeError: a livelock (too many steps at one instant) or no
                 progress within ``_MAX_STEPS``.
         """
-        instant, same = self.now, 0
+        guard = _LivelockGuard(self.clock, "FakeLan")
         for _ in range(_MAX_STEPS):
-            if self.now == instant:
-                same += 1
-                if same > _MAX_STEPS_SAME_INSTANT:
-                    raise RuntimeError(f"FakeLan livelock at t={instant}: engines keep answering each other")
-            else:
-                instant, same = self.now, 0
-            timer = self._next_timer()
-            delivery_at = self._queue[0][0] if self._queue else None
-            if delivery_at is not None and (timer is None or delivery_at <= timer[0]):
-                if delivery_at > until:
-                    break
-                when, _, dst, event = heapq.heappop(self._queue)
-                self.clock.set(max(when, self.now))
-                node = self.nodes[dst]
-                if node.alive and node.link_up:
-                    self._dispatch(node, node.engine.handle(event, now=self.now))
-            elif timer is not None:
-                if timer[0] > until:
-                    break
-                self.clock.set(max(timer[0], self.now))
-                node = timer[1]
-                self._dispatch(node, node.engine.handle_timer(now=self.now))
-            else:
+            guard.tick()
+            at = self.next_event_at()
+            if at is None or at > until:
                 break
+            self.step()
         else:
             raise RuntimeError(f"FakeLan did not settle within {_MAX_STEPS} steps")
         self.clock.set(max(until, self.now))
@@ -315,6 +355,8 @@ class FakeLan:
                 )
             elif isinstance(action, SendAdvert):
                 self._send(node, action.advert)
+        for hook in self.hooks:
+            hook(self, node, actions)
         for observer in self.observers:
             observer(self, node, actions)
 
@@ -363,3 +405,174 @@ class FakeLan:
             if t.node == name and t.new is state and t.time > after:
                 return t.time
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class NetTransition:
+    """One StateChanged on a :class:`FakeNet`: the LAN it happened on and the transition."""
+
+    lan: str
+    transition: Transition
+
+    @property
+    def time(self) -> float:
+        return self.transition.time
+
+    @property
+    def host(self) -> str:
+        return self.transition.node
+
+
+class FakeNet:
+    """Several :class:`FakeLan` segments on one virtual clock, with per-host sync groups.
+
+    A *host* is a node name that appears on several LANs: one router per LAN,
+    each router's ``config.name`` being the host name.  :meth:`sync` gives a
+    host a :class:`~pyvrrp.proto.syncgroup.SyncGroup` whose members are LAN
+    names, and the net then plays the daemon's part: after every input or
+    timer a member handled, it passes the actions to the group and feeds the
+    returned inputs, first in first out, once the current step is complete
+    (so each step's own actions are dispatched before the group reacts).
+
+    :meth:`run_until` processes the earliest event over all LANs (LANs in the
+    order they were added on a tie).  Don't call ``FakeLan.run_until`` on a
+    LAN of a net: it would ignore the other LANs.
+    """
+
+    def __init__(self, *, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.lans: dict[str, FakeLan] = {}
+        self.groups: dict[str, SyncGroup] = {}
+        self.fed: list[tuple[float, str, str, Input]] = []
+        self._pending: deque[tuple[str, str, Input]] = deque()
+        self._draining = False
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    # ------------------------------------------------------------- topology
+
+    def add_lan(self, name: str, *engines: VirtualRouter, **kw: Any) -> FakeLan:
+        """A new segment sharing the net's clock (``kw`` as for :class:`FakeLan`)."""
+        if name in self.lans:
+            raise ValueError(f"duplicate LAN {name!r}")
+        lan = FakeLan(*engines, clock=self.clock, **kw)
+        lan.hooks.append(lambda _lan, node, actions: self._after(name, node, actions))
+        self.lans[name] = lan
+        return lan
+
+    def __getitem__(self, lan: str) -> FakeLan:
+        return self.lans[lan]
+
+    def sync(self, host: str, lans: Iterable[str] | None = None, *, group: str = "G") -> SyncGroup:
+        """Put ``host``'s routers on ``lans`` (default: every LAN it is on) in one sync group.
+
+        Raises:
+            ValueError: a member router lacks ``takeover_gate`` (see
+                :meth:`SyncGroup.member_config`).
+        """
+        members = (
+            tuple(lans) if lans is not None else tuple(n for n, lan in self.lans.items() if host in lan.nodes)
+        )
+        sync_group = SyncGroup(group, members)
+        self.groups[host] = sync_group
+        sync_group.check(self.routers(host))
+        return sync_group
+
+    def routers(self, host: str) -> dict[str, VirtualRouter]:
+        """``{lan: router}`` for the host's group members (every LAN it is on without a group)."""
+        group = self.groups.get(host)
+        names = group.members if group else tuple(n for n, lan in self.lans.items() if host in lan.nodes)
+        return {n: self.lans[n][host] for n in names}
+
+    # ------------------------------------------------------------- controls
+
+    def start(self) -> None:
+        """Startup for every node, LAN by LAN (the sync groups react as they go)."""
+        for lan in self.lans.values():
+            lan.start()
+
+    def inject(self, lan: str, host: str, event: Input) -> list[Action]:
+        return self.lans[lan].inject(host, event)
+
+    def set_link(self, lan: str, host: str, up: bool) -> list[Action]:
+        return self.lans[lan].set_link(host, up)
+
+    def crash(self, host: str) -> None:
+        """The host dies silently on every LAN."""
+        for lan in self.lans.values():
+            if host in lan.nodes:
+                lan.crash(host)
+
+    def revive(self, host: str, engines: dict[str, VirtualRouter]) -> None:
+        """A restarted daemon: fresh engines (``{lan: router}``), a fresh coordinator, Startup."""
+        for lan_name, engine in engines.items():
+            self.lans[lan_name].revive(engine, start=False)
+        old = self.groups.get(host)
+        if old is not None:
+            self.sync(host, old.members, group=old.name)
+        for lan_name in engines:
+            self.lans[lan_name].inject(host, Startup())
+
+    # ------------------------------------------------------------ the loop
+
+    def run_until(self, until: float) -> None:
+        """Process every event of every LAN up to and including ``until``, in time order."""
+        guard = _LivelockGuard(self.clock, "FakeNet")
+        for _ in range(_MAX_STEPS):
+            guard.tick()
+            best: tuple[float, FakeLan] | None = None
+            for lan in self.lans.values():
+                at = lan.next_event_at()
+                if at is not None and (best is None or at < best[0]):
+                    best = (at, lan)
+            if best is None or best[0] > until:
+                break
+            best[1].step()
+        else:
+            raise RuntimeError(f"FakeNet did not settle within {_MAX_STEPS} steps")
+        self.clock.set(max(until, self.now))
+
+    def run_for(self, seconds: float) -> None:
+        self.run_until(self.now + seconds)
+
+    def _after(self, lan_name: str, node: Node, actions: list[Action]) -> None:
+        group = self.groups.get(node.name)
+        if group is None or lan_name not in group.members or not node.alive:
+            return
+        inputs = group.on_actions(lan_name, actions, self.routers(node.name), now=self.now)
+        self._pending.extend((node.name, member, event) for member, event in inputs)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._pending:
+                host, member, event = self._pending.popleft()
+                if self.lans[member].nodes[host].alive:
+                    self.fed.append((self.now, host, member, event))
+                    self.lans[member].inject(host, event)
+        finally:
+            self._draining = False
+
+    # ------------------------------------------------------------- queries
+
+    def transitions(self) -> list[NetTransition]:
+        """Every StateChanged on every LAN, in time order (LAN order on a tie)."""
+        merged = [NetTransition(name, t) for name, lan in self.lans.items() for t in lan.transitions]
+        return sorted(merged, key=lambda nt: nt.time)
+
+    def masters(self, lan: str) -> list[str]:
+        return self.lans[lan].masters()
+
+    def states(self, host: str) -> dict[str, State]:
+        """``{lan: state}`` of the host's routers."""
+        return {n: r.state for n, r in self.routers(host).items()}
+
+    def vips(self, host: str) -> set[IPInterface]:
+        """Every VIP the host holds, over all its LANs."""
+        held: set[IPInterface] = set()
+        for lan in self.lans.values():
+            if host in lan.nodes:
+                held |= lan.nodes[host].executor.vips
+        return held

@@ -270,6 +270,22 @@ def test_shutdown_is_not_propagated() -> None:
     assert any(isinstance(a, SendAdvert) and a.advert.priority == 0 for a in acts)
 
 
+def test_guarded_member_asks_only_after_its_guards() -> None:
+    """SM-05 with takeover guards: a guarded member's TakeoverPending is left to the runtime's guards."""
+    _, routers = pair_of_members()
+    group = SyncGroup("G", ["VI_1", "VI_2"], guarded=["VI_1"])
+    group.on_actions("VI_2", routers["VI_2"].handle_timer(now=MDI_100), routers, now=MDI_100)
+    pending = routers["VI_1"].handle_timer(now=MDI_100)
+    assert group.on_actions("VI_1", pending, routers, now=MDI_100) == []  # guards still running
+    assert group.blockers("VI_2", routers) == ("VI_1",)
+    out = group.request_takeover("VI_1", routers)  # the guards allowed it
+    assert out == [("VI_1", TakeoverVerdict(allow=True, reason="sync group G ready"))]
+    routers["VI_1"].handle(rx(200), now=4.0)
+    assert group.request_takeover("VI_1", routers) == []  # no longer pending: nothing to allow
+    with pytest.raises(ValueError, match="guarded"):
+        SyncGroup("G", ["VI_1"], guarded=["VI_9"])
+
+
 def test_check_requires_members_and_gate() -> None:
     """Config: every member must exist and have takeover_gate=True."""
     plain = make_router("A", 100, "192.0.2.1")

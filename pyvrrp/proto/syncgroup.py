@@ -100,6 +100,10 @@ class SyncGroup:
         members: member names (keys of the ``routers`` mapping the caller
             passes to every method; in the daemon the instance names).
             Order matters only for the order of the returned inputs.
+        guarded: members whose runtime runs its own takeover guards (fence
+            hook, VIP probe) on ``TakeoverPending``: :meth:`on_actions`
+            ignores their ``TakeoverPending``; the runtime calls
+            :meth:`request_takeover` once the guards allowed the takeover.
 
     ``routers`` is always a mapping holding at least every member name; other
     keys are ignored.  The coordinator keeps one piece of state: which members
@@ -107,9 +111,14 @@ class SyncGroup:
     ``takeover_pending``).  Recreate it when the daemon restarts.
     """
 
-    def __init__(self, name: str, members: Iterable[str]) -> None:
+    def __init__(self, name: str, members: Iterable[str], *, guarded: Iterable[str] = ()) -> None:
         self.name = name
         self.members: tuple[str, ...] = tuple(members)
+        self.guarded = frozenset(guarded)
+        if not self.guarded <= set(self.members):
+            raise ValueError(
+                f"sync group {name!r}: guarded members {sorted(self.guarded)} are not all members"
+            )
         if not self.members:
             raise ValueError(f"sync group {name!r} has no members")
         if len(set(self.members)) != len(self.members):
@@ -198,9 +207,11 @@ class SyncGroup:
     def request_takeover(self, member: str, routers: Mapping[str, VirtualRouter]) -> list[tuple[str, Input]]:
         """``member`` emitted TakeoverPending: allow it now, or hold the request.
 
-        Call this instead of passing the TakeoverPending to :meth:`on_actions`
-        when the runtime ran its own takeover guards first (fence, VIP probe)
-        and they allowed the takeover.
+        :meth:`on_actions` calls it for a ``TakeoverPending``; for a
+        ``guarded`` member the runtime calls it itself once its takeover
+        guards (fence, VIP probe) allowed the takeover (if they deny, it
+        feeds ``TakeoverVerdict(allow=False)`` as without a group).  Returns
+        nothing when the member no longer has a pending takeover.
         """
         router = routers[member]
         if router.state is not State.BACKUP or not router.takeover_pending:
@@ -253,7 +264,7 @@ class SyncGroup:
                             out.append(
                                 (m, SyncCommand(State.BACKUP, f"{member} left MASTER ({action.reason})"))
                             )
-            elif isinstance(action, TakeoverPending):
+            elif isinstance(action, TakeoverPending) and member not in self.guarded:
                 out += self.request_takeover(member, routers)
         return out
 

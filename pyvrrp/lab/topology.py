@@ -710,11 +710,16 @@ class PyvrrpNode(DaemonNode):
             from pyvrrp.runtime import control
         except ImportError:
             return self._state_json_cli(timeout_s)
-        try:
-            result = control.request_sync(self.socket_path, "state", timeout=timeout_s)
-        except (control.ControlError, OSError):
-            return None
-        return result if isinstance(result, dict) else None
+        for attempt in range(2):  # one retry: a busy daemon may drop a connection under load
+            try:
+                result = control.request_sync(self.socket_path, "state", timeout=timeout_s)
+            except (control.ErrorReply, control.ProtocolMismatch, OSError):
+                if attempt == 0 and self.alive():
+                    time.sleep(0.05)
+                    continue
+                return None
+            return result if isinstance(result, dict) else None
+        return None
 
     def _state_json_cli(self, timeout_s: float) -> dict[str, Any] | None:
         proc = subprocess.run(

@@ -270,6 +270,15 @@ def test_shutdown_is_not_propagated() -> None:
     assert any(isinstance(a, SendAdvert) and a.advert.priority == 0 for a in acts)
 
 
+def test_a_new_coordinator_sees_requests_held_by_the_old_one() -> None:
+    """SM-05 across a reload: a held request lives in the engine, so a recreated SyncGroup still counts it."""
+    old, routers = pair_of_members()
+    old.on_actions("VI_1", routers["VI_1"].handle_timer(now=MDI_100), routers, now=MDI_100)
+    new = SyncGroup("G", ["VI_1", "VI_2"])
+    out = new.on_actions("VI_2", routers["VI_2"].handle_timer(now=MDI_100), routers, now=MDI_100)
+    assert out == [("VI_2", TakeoverVerdict(allow=True, reason="sync group G ready"))]
+
+
 def test_guarded_member_asks_only_after_its_guards() -> None:
     """SM-05 with takeover guards: a guarded member's TakeoverPending is left to the runtime's guards."""
     _, routers = pair_of_members()

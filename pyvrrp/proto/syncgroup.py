@@ -106,9 +106,11 @@ class SyncGroup:
             :meth:`request_takeover` once the guards allowed the takeover.
 
     ``routers`` is always a mapping holding at least every member name; other
-    keys are ignored.  The coordinator keeps one piece of state: which members
-    asked to take over (a request is only valid while the engine still has
-    ``takeover_pending``).  Recreate it when the daemon restarts.
+    keys are ignored.  A member *wants MASTER* when it is MASTER, or BACKUP with
+    ``takeover_pending`` (for a guarded member: and its guards allowed it, i.e.
+    :meth:`request_takeover` was called since).  That is read from the routers
+    each time, so a coordinator recreated on reload picks up held requests;
+    its only state is the guarded requests and ``counters``.
     """
 
     def __init__(self, name: str, members: Iterable[str], *, guarded: Iterable[str] = ()) -> None:
@@ -116,9 +118,8 @@ class SyncGroup:
         self.members: tuple[str, ...] = tuple(members)
         self.guarded = frozenset(guarded)
         if not self.guarded <= set(self.members):
-            raise ValueError(
-                f"sync group {name!r}: guarded members {sorted(self.guarded)} are not all members"
-            )
+            strangers = sorted(self.guarded - set(self.members))
+            raise ValueError(f"sync group {name!r}: guarded {strangers} are not members")
         if not self.members:
             raise ValueError(f"sync group {name!r} has no members")
         if len(set(self.members)) != len(self.members):
@@ -167,7 +168,8 @@ class SyncGroup:
         router = routers[member]
         if router.state is State.MASTER:
             return True
-        if member in self._requested and router.state is State.BACKUP and router.takeover_pending:
+        pending = router.state is State.BACKUP and router.takeover_pending
+        if pending and (member not in self.guarded or member in self._requested):
             return True
         self._requested.discard(member)
         return False

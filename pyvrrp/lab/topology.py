@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -144,7 +144,9 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
         time.sleep(interval)
 
 
-def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True, timeout: float = 30.0):
+def _run(
+    argv: Sequence[str], *, input_text: str | None = None, check: bool = True, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         list(argv), input=input_text, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -252,7 +254,7 @@ class Lab:
         text = "\n".join(lines) + "\n"
         _run(["ip", "-n", self.ns(host), "-batch", "-"], input_text=text)
 
-    def _sysctl(self, host: str, settings: dict[str, str | int]) -> None:
+    def _sysctl(self, host: str, settings: Mapping[str, str | int]) -> None:
         if settings:
             args = [f"{k}={v}" for k, v in settings.items()]
             self.exec(host, ["sysctl", "-q", "-w", *args])

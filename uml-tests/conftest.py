@@ -22,6 +22,8 @@ _t0 = time.monotonic()
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.uml)
+        # a hang shows its stack trace (pytest-timeout) instead of eating UML_TIMEOUT
+        item.add_marker(pytest.mark.timeout(150, method="thread"))
         if not IN_UML:
             item.add_marker(
                 pytest.mark.skip(

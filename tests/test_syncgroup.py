@@ -423,6 +423,32 @@ def test_member_hearing_a_better_master_blocks_the_group_takeover() -> None:
     assert [t.host for t in net.transitions() if t.transition.new is State.MASTER] == ["C", "A", "A"]
 
 
+def test_preempted_group_does_not_retake_the_other_vip() -> None:
+    """SM-12, SM-05: C (250, lan1 only) preempts A on lan1: A's lan2 member leaves MASTER too and never
+    takes lan2's VIP back while its lan1 member hears C (nor does B, whose lan1 member hears C too)."""
+    net = FakeNet()
+    c = make_router("C", 250, "192.0.2.3", vrid=1, vips=VIPS["lan1"])
+    net.add_lan("lan1", member("lan1", "A", 200), member("lan1", "B", 100), c)
+    net.add_lan("lan2", member("lan2", "A", 200), member("lan2", "B", 100))
+    net.sync("A")
+    net.sync("B")
+    net["lan1"].start("A", "B")
+    # C stays INIT until t=10
+    net["lan2"].start()
+    net.run_until(10)
+    assert net.masters("lan1") == ["A"] and net.masters("lan2") == ["A"]
+    net.inject("lan1", "C", Startup())
+    net.run_until(80)
+    assert net.masters("lan1") == ["C"]
+    assert net.masters("lan2") == []  # the group prefers BACKUP over a split
+    preempted = net["lan1"].became("A", State.BACKUP, after=10)
+    assert preempted is not None and net["lan2"].became("A", State.BACKUP, after=10) == preempted
+    assert [s for _, s in lan_timeline(net, "lan2", "A")] == [State.BACKUP, State.MASTER, State.BACKUP]
+    assert lan_timeline(net, "lan2", "B") == [(0.0, State.BACKUP)]
+    assert net["lan2"]["A"].takeover_pending and net["lan2"]["B"].takeover_pending  # both held
+    assert net.vips("A") == set() and net.vips("B") == set()
+
+
 def test_partition_of_one_lan_does_not_split_the_group() -> None:
     """SM-05: lan1 partitioned: B's lan2 member still hears A, so B's lan1 member is held: no dual master."""
     net = two_by_two()

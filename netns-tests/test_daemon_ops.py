@@ -12,6 +12,7 @@ from _daemon_helpers import (
     adverts,
     capture,
     inst,
+    log_transitions,
     make_notify_scripts,
     max_gap_s,
     notify_lines,
@@ -235,3 +236,31 @@ def test_reload_priority_change_takes_effect(lab: Lab) -> None:
     assert n1.state_json()["pid"] == pid  # type: ignore[index]
     assert n2.holds_vip() and not n1.holds_vip()
     assert "192.168.233.11" in view["last_transition"]["reason"]
+
+
+@pytest.mark.xfail(
+    reason="daemon bug (/tmp/daemon-bugs.md): Startup is fed before LinkChanged(down), INIT->BACKUP->FAULT",
+    strict=True,
+)
+def test_start_with_link_down_enters_fault_directly(lab: Lab) -> None:
+    """SM-16, SM-02: an instance whose interface is down at start goes INIT -> FAULT (no
+    BACKUP first, so no notify_backup), holds nothing, and on link up goes BACKUP ->
+    MASTER with the matching notify calls."""
+    log = lab.run_dir / "notify.log"
+    scripts = make_notify_scripts(lab.run_dir, log)
+    lab.link_set("lb1", "eth0", False)
+    n1 = start(lab, "lb1", v3(150, extra={"notify": scripts["notify"]}))
+    view = wait_view(n1, lambda v: v["state"] == "FAULT", 5, what="lb1 FAULT at start")
+    assert view["faults"] and not n1.holds_vip()
+    lab.link_set("lb1", "eth0", True)
+    n1.wait_state("MASTER", 3)
+    lines = _wait_lines(log, 3)
+    time.sleep(0.2)
+    assert [t[:2] for t in log_transitions(n1)] == [
+        ("INIT", "FAULT"),
+        ("FAULT", "BACKUP"),
+        ("BACKUP", "MASTER"),
+    ]
+    states = [ln.split("args=[INSTANCE VI_51 ", 1)[1].split()[0] for ln in notify_lines(log)]
+    assert states == ["FAULT", "BACKUP", "MASTER"], lines
+    assert n1.holds_vip()

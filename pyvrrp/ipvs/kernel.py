@@ -24,6 +24,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -78,20 +79,25 @@ def _open() -> Any:
 
 
 _T = TypeVar("_T")
+_LOCK = threading.RLock()
 
 
 def _off_loop(fn: Callable[..., _T]) -> Callable[..., _T]:
     """pyroute2's synchronous sockets run their own event loop and fail with "This event
     loop is already running" inside a coroutine: from a running loop, call in a thread."""
 
+    def locked(*args: Any, **kwargs: Any) -> _T:
+        with _LOCK:  # one IPVS conversation at a time (daemon thread + CLI/test callers)
+            return fn(*args, **kwargs)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> _T:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return fn(*args, **kwargs)
+            return locked(*args, **kwargs)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(fn, *args, **kwargs).result()
+            return pool.submit(locked, *args, **kwargs).result()
 
     return wrapper
 

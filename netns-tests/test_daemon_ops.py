@@ -264,3 +264,30 @@ def test_start_with_link_down_enters_fault_directly(lab: Lab) -> None:
     states = [ln.split("args=[INSTANCE VI_51 ", 1)[1].split()[0] for ln in notify_lines(log)]
     assert states == ["FAULT", "BACKUP", "MASTER"], lines
     assert n1.holds_vip()
+
+
+def test_sigterm_with_hung_notify_stop_still_exits_promptly(lab: Lab) -> None:
+    """SM-09: a notify_stop script that hangs does not delay the priority-0 advert (on the
+    wire within 50 ms of SIGTERM) or the VIP release; the daemon exits 0 after its bounded
+    notify drain (<= 1.5 s) and leaves no script process behind in the namespace."""
+    marker = lab.run_dir / "stop-started"
+    hung = lab.run_dir / "hung_stop.sh"
+    hung.write_text(f"#!/bin/sh\ntouch {marker}\nsleep 30\n")
+    hung.chmod(0o755)
+    n1, n2 = start_pair(lab, v3(150, extra={"notify_stop": str(hung)}), v3(100))
+    cap = capture(lab)
+    try:
+        time.sleep(0.2)
+        t_sig = time.time()
+        t0 = time.monotonic()
+        rc = n1.stop(timeout_s=5)
+        exit_s = time.monotonic() - t0
+        n2.wait_state("MASTER", 1)
+    finally:
+        cap.stop()
+    assert rc == 0 and exit_s <= 1.5, (rc, exit_s)
+    assert marker.exists(), "notify_stop never started"
+    zero = [e for e in adverts(cap.events(), lab, "lb1") if e.priority == 0]
+    assert len(zero) == 1 and zero[0].t - t_sig <= 0.05, [(e.priority, e.t - t_sig) for e in zero]
+    assert not lab.holds_vip("lb1") and n2.holds_vip()
+    wait_for(lambda: not lab.pids("lb1"), 2, 0.05, what="no process left in lb1 (hung script killed)")

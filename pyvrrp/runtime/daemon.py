@@ -121,6 +121,9 @@ class Daemon:
         self.addrs: Any = None
         self.ipvs: Any = None
         self.trackers: Any = None
+        self.groups: dict[str, Any] = {}  # proto.syncgroup.SyncGroup by group name
+        self.group_of: dict[str, str] = {}  # instance name -> group name
+        self._group_state: dict[str, ev.State] = {}
         self._tracker_names: dict[str, set[str]] = {}
         self.notifier: Any = None
         self.announcer: Any = None
@@ -159,6 +162,7 @@ class Daemon:
         self.control.register("ping", self._op_ping)
         await self.control.start()  # raises if another live daemon holds the socket
 
+        self._build_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
             await self._add_instance(name, spec, start=False)
         # Trackers report their initial effect before Startup, so an instance whose
@@ -261,7 +265,7 @@ class Daemon:
             auth_data = str(spec.authentication.auth_pass).encode()[:8]
         peers = tuple(ipaddress.ip_address(str(p)) for p in (spec.unicast_peer or []))
 
-        return RouterConfig(
+        cfg = RouterConfig(
             name=name,
             vrid=spec.virtual_router_id,
             version=version,
@@ -284,9 +288,72 @@ class Daemon:
             garp_master_refresh_s=float(spec.garp_master_refresh),
             garp_lower_prio_repeat=spec.garp_lower_prio_repeat,
             down_timer_adverts=spec.down_timer_adverts,
-            takeover_gate=bool(spec.fence_script or spec.probe_vip_before_takeover or spec.gateway_check),
+            takeover_gate=self._guarded(spec),
             conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
         )
+        if name in self.group_of:
+            from pyvrrp.proto.syncgroup import SyncGroup
+
+            cfg = SyncGroup.member_config(cfg)
+        return cfg
+
+    @staticmethod
+    def _guarded(spec: Any) -> bool:
+        return bool(spec.fence_script or spec.probe_vip_before_takeover or spec.gateway_check)
+
+    def _build_groups(self, config: Any) -> None:
+        """vrrp_sync_group: members move together (pyvrrp.proto.syncgroup)."""
+        from pyvrrp.proto.syncgroup import SyncGroup
+
+        self.groups, self.group_of = {}, {}
+        for gname, group in config.vrrp_sync_group.items():
+            members = [m for m in group.group if m in config.vrrp_instance]
+            guarded = [m for m in members if self._guarded(config.vrrp_instance[m])]
+            self.groups[gname] = SyncGroup(gname, members, guarded=guarded)
+            for m in members:
+                self.group_of[m] = gname
+
+    def _group_routers(self, gname: str) -> dict[str, VirtualRouter] | None:
+        group = self.groups[gname]
+        routers = {m: self.instances[m].router for m in group.members if m in self.instances}
+        return routers if len(routers) == len(group.members) else None
+
+    def _after_feed(self, inst: Instance, actions: list[Any], now: float) -> None:
+        """Sync groups: turn one member's transition into inputs for the others."""
+        gname = self.group_of.get(inst.name)
+        if gname is None:
+            return
+        routers = self._group_routers(gname)
+        if routers is None:  # still starting: not every member exists yet
+            return
+        for member, item in self.groups[gname].on_actions(inst.name, actions, routers, now=now):
+            self._feed(self.instances[member], item)
+        self._group_notify(gname, routers)
+
+    def _group_notify(self, gname: str, routers: dict[str, VirtualRouter]) -> None:
+        from pyvrrp.adapters.notify import NotifyEvent, NotifyScripts
+
+        state = self.groups[gname].state(routers)
+        old = self._group_state.get(gname, ev.State.INIT)
+        if state is old:
+            return
+        self._group_state[gname] = state
+        log.info("sync_group_state", group=gname, **{"from": old.value, "to": state.value})
+        spec = self.config.vrrp_sync_group.get(gname)
+        if spec is None:
+            return
+        scripts = NotifyScripts(
+            notify=spec.notify,
+            notify_master=spec.notify_master,
+            notify_backup=spec.notify_backup,
+            notify_fault=spec.notify_fault,
+            notify_stop=spec.notify_stop,
+        )
+        if scripts.is_empty():
+            return
+        word = "STOP" if state is ev.State.INIT else state.value
+        event = NotifyEvent(instance=gname, state=word, priority=0, previous_state=old.value, kind="GROUP")
+        self.loop.call_soon(self.notifier.submit, event, scripts)
 
     def _build_trackers(self, config: Any) -> Any:
         from pyvrrp.runtime.trackers import Trackers
@@ -473,6 +540,7 @@ class Daemon:
                     actions = inst.router.handle(item, now=now)
                 for action in actions:
                     self._execute(inst, action)
+                self._after_feed(inst, actions, now)
         finally:
             inst.busy = False
         if inst.pending_takeover is not None and not inst.router.takeover_pending:
@@ -625,6 +693,8 @@ class Daemon:
 
     def _do_takeover_pending(self, inst: Instance, action: Any) -> None:
         inst.log.info("takeover_pending", epoch=getattr(action, "epoch", None))
+        if inst.name in self.group_of and not self._guarded(inst.spec):
+            return  # the sync group answers (pyvrrp.proto.syncgroup: all members or none)
         if inst.pending_takeover is not None:
             inst.pending_takeover.cancel()
         inst.pending_takeover = self._spawn(self._decide_takeover(inst, action))
@@ -679,6 +749,13 @@ class Daemon:
             allow, reason = False, f"takeover guard error: {exc}"
             inst.log.error("takeover_guard_error", error=str(exc))
         inst.pending_takeover = None
+        gname = self.group_of.get(inst.name)
+        routers = self._group_routers(gname) if gname is not None else None
+        if allow and gname is not None and routers is not None:
+            # the guards allow it; the group decides whether every member can go MASTER now
+            for member, item in self.groups[gname].request_takeover(inst.name, routers):
+                self._feed(self.instances[member], item)
+            return
         self._feed(inst, ev.TakeoverVerdict(allow=allow, reason=reason))
 
     # ------------------------------------------------------------ netlink
@@ -785,6 +862,7 @@ class Daemon:
         new_names = set(new.vrrp_instance)
         removed, added, kept = old_names - new_names, new_names - old_names, old_names & new_names
         self.config = new
+        self._build_groups(new)
         for name in sorted(removed):
             inst = self.instances[name]
             self._stop_instance(inst)

@@ -160,7 +160,8 @@ def test_unicast_peers_failover_and_foreign_source_dropped(lab: Lab) -> None:
     """RX-13, PKT-02, SM-05, TMR-03: with ``unicast_src_ip``/``unicast_peer`` the adverts go
     to the peer's address (not 224.0.0.18); an otherwise valid priority-200 advert sent to
     the MASTER from a host that is not a peer is dropped and counted (``unicast_peer``),
-    the MASTER stays MASTER; after kill -9 the BACKUP takes over and advertises to lb1."""
+    the MASTER stays MASTER; after kill -9 the BACKUP takes over and advertises to lb1;
+    lb1 preempts back when restarted and its SIGTERM priority 0 goes to the peer (SM-09)."""
     ip1, ip2, ipc = lab.ip("lb1"), lab.ip("lb2"), lab.ip("client")
     n1, n2 = start_pair(
         lab,
@@ -197,6 +198,22 @@ def test_unicast_peers_failover_and_foreign_source_dropped(lab: Lab) -> None:
     expected = mdi_s(0.1, 100, 3)
     assert expected - 0.020 <= gap <= expected + 0.050, f"failover gap {gap:.4f}s, MDI {expected:.4f}s"
     assert n2.holds_vip()
+
+    # lb1 returns and preempts over unicast; SIGTERM then sends priority 0 to the peer only.
+    n1.start()
+    n1.wait_state("MASTER", 3)
+    n2.wait_state("BACKUP", 1)
+    cap = capture(lab)
+    try:
+        assert n1.stop(timeout_s=5) == 0
+        n2.wait_state("MASTER", 1)
+        time.sleep(0.1)
+    finally:
+        cap.stop()
+    zero = [e for e in adverts(cap.events(), lab, "lb1") if e.priority == 0]
+    assert [(e.src_ip, e.dst_ip) for e in zero] == [(ip1, ip2)]
+    takeover = adverts(cap.events(), lab, "lb2")[0]
+    assert takeover.t - zero[0].t <= 0.061 + 0.05 and takeover.dst_ip == ip1
 
 
 def test_backup_sigterm_is_silent_and_link_flap_on_backup(lab: Lab) -> None:

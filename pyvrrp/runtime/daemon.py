@@ -133,6 +133,7 @@ class Daemon:
         self.socket_drops: collections.Counter[str] = collections.Counter()
         self._rx_log: Any = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._confirming: set[str] = set()
 
     # ------------------------------------------------------------ life cycle
 
@@ -142,7 +143,7 @@ class Daemon:
         from pyvrrp.adapters.netlink import SyncNetlink
         from pyvrrp.adapters.notify import NotifyRunner
         from pyvrrp.adapters.rtnl import FastAddr
-        from pyvrrp.runtime.control import ControlServer
+        from pyvrrp.runtime.control import ControlServer, SocketInUse
         from pyvrrp.runtime.logging import RateLimitedLogger
 
         self.loop = asyncio.get_running_loop()
@@ -160,7 +161,12 @@ class Daemon:
         self.control.register("state", self._op_state)
         self.control.register("reload", self._op_reload)
         self.control.register("ping", self._op_ping)
-        await self.control.start()  # raises if another live daemon holds the socket
+        try:
+            await self.control.start()
+        except SocketInUse as exc:
+            raise StartupError(f"{exc}; is another pyvrrp running? stop it or use --socket") from None
+        except OSError as exc:
+            raise StartupError(f"control socket {self.control_path}: {exc}") from None
 
         self._build_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
@@ -374,9 +380,11 @@ class Daemon:
             self._feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
 
     def _start_instance(self, inst: Instance) -> None:
-        self._feed(inst, ev.Startup())
-        if not self.netlink.link_is_up(inst.ifname) and not inst.spec.dont_track_primary:
+        # A link that is already down is reported before Startup: INIT -> FAULT directly,
+        # never a spurious BACKUP (and notify_backup) first.
+        if not inst.spec.dont_track_primary and not self.netlink.link_is_up(inst.ifname):
             self._feed(inst, ev.LinkChanged(up=False))
+        self._feed(inst, ev.Startup())
 
     async def _add_instance(self, name: str, spec: Any, *, start: bool = True) -> None:
         """Create and start one instance: resolve its interface, clean stale VIPs, Startup."""
@@ -467,8 +475,33 @@ class Daemon:
                 epoch=inst.router.epoch,
             )
             self.notifier.submit(event, NotifyScripts(notify=inst.spec.notify_conflict))
-        if inst.mac:
-            self._feed(inst, ev.ConflictDetected(our_mac=inst.mac, peer_mac=mac_to_bytes(peer_mac)))
+        if inst.mac and inst.router.state is ev.State.MASTER and inst.name not in self._confirming:
+            # A normal handover has a few ms where both nodes hold the VIP (the new master's
+            # GARP can be read before its advert).  Let VRRP settle for one advert interval,
+            # then confirm with a probe before acting on the conflict.
+            self._confirming.add(inst.name)
+            self._spawn(self._confirm_conflict(inst, vip, mac_to_bytes(peer_mac)))
+
+    async def _confirm_conflict(self, inst: Instance, vip: Any, peer_mac: bytes) -> None:
+        from pyvrrp.adapters.arp import mac_to_bytes
+        from pyvrrp.splitbrain.conflict import probe_vip_once
+
+        try:
+            grace = min(1.0, max(0.05, inst.router.snapshot(now=clock.monotonic()).advert_interval_s))
+            await asyncio.sleep(grace)
+            if inst.router.state is not ev.State.MASTER or self.instances.get(inst.name) is not inst:
+                inst.log.info("dual_master_conflict_resolved_by_vrrp", vip=str(vip))
+                return
+            answer = await probe_vip_once(inst.ifname, vip, timeout=0.1, our_macs=[inst.mac])
+            if answer is None:
+                inst.log.info("dual_master_conflict_gone", vip=str(vip))
+                return
+            if inst.router.state is ev.State.MASTER:
+                self._feed(inst, ev.ConflictDetected(our_mac=inst.mac, peer_mac=mac_to_bytes(answer)))
+        except Exception as exc:
+            inst.log.error("conflict_confirm_failed", error=str(exc))
+        finally:
+            self._confirming.discard(inst.name)
 
     def _primary_address(self, spec: Any, family: int) -> Any:
         src = spec.unicast_src_ip or spec.mcast_src_ip

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 IN_UML = os.environ.get("PYVRRP_UML") == "1"
 _t0 = time.monotonic()
+HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if HERE not in Path(str(item.path)).resolve().parents:
+            continue  # this hook sees the whole session: leave tests/ alone
         item.add_marker(pytest.mark.uml)
         # a hang shows its stack trace (pytest-timeout) instead of eating UML_TIMEOUT
         item.add_marker(pytest.mark.timeout(150, method="thread"))

@@ -102,7 +102,7 @@ class FastAddr:
             while offset + _NLMSGHDR.size <= len(data):
                 length, kind, _flags, rseq, _pid = _NLMSGHDR.unpack_from(data, offset)
                 if kind == NLMSG_ERROR and rseq == seq:
-                    return -_ERR.unpack_from(data, offset + _NLMSGHDR.size)[0]
+                    return -int(_ERR.unpack_from(data, offset + _NLMSGHDR.size)[0])
                 offset += max(length, _NLMSGHDR.size) + (-length % 4)
 
     def add(

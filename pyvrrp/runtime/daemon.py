@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ipaddress
 import os
 import signal
@@ -115,7 +116,7 @@ class Daemon:
         self.control_path = control_socket or config.global_defs.control_socket
         self.instances: dict[str, Instance] = {}
         self.sockets: dict[tuple[str, int], Any] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: Any = None  # the running asyncio loop, set by run()
         self.stop_event: asyncio.Event | None = None
         self.netlink: Any = None
         self.addrs: Any = None
@@ -255,7 +256,7 @@ class Daemon:
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run a background task, keeping a reference until it finishes."""
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -447,10 +448,13 @@ class Daemon:
                 inst.mac or None,
                 held,
                 float(spec.conflict_detection.interval),
-                on_conflict=lambda vip, mac, i=inst: self._on_conflict(i, vip, mac),
-                on_clear=lambda vip, i=inst: i.log.info("dual_master_conflict_cleared", vip=str(vip)),
+                on_conflict=functools.partial(self._on_conflict, inst),
+                on_clear=functools.partial(self._on_conflict_cleared, inst),
             )
             await inst.conflict.start()
+
+    def _on_conflict_cleared(self, inst: Instance, vip: Any) -> None:
+        inst.log.info("dual_master_conflict_cleared", vip=str(vip))
 
     def _feed_isolation(self, inst: Instance) -> None:
         delta, fault = inst.gateway.tracker_update()
@@ -518,9 +522,7 @@ class Daemon:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.
             sock = await VrrpSocket(ifname, family).open()
-            sock.add_reader(
-                lambda payload, src, dst, ttl, _k=key: self._on_packet(_k, payload, src, dst, ttl)
-            )
+            sock.add_reader(functools.partial(self._on_packet, key))
             self.sockets[key] = sock
         return sock
 
@@ -627,9 +629,12 @@ class Daemon:
             "AnnounceVips": self._do_announce,
             # Logging, epoch persistence (fsync), IPVS and notify scripts are bookkeeping:
             # run them after this feed's adverts and GARPs have left (hot path first).
-            "StateChanged": lambda inst, a: self.loop.call_soon(self._do_state_changed, inst, a),
+            "StateChanged": self._defer_state_changed,
             "TakeoverPending": self._do_takeover_pending,
         }
+
+    def _defer_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
+        self.loop.call_soon(self._do_state_changed, inst, action)
 
     def _do_send(self, inst: Instance, action: ev.SendAdvert) -> None:
         cfg = inst.router.config

@@ -206,12 +206,16 @@ class Daemon:
             self.trackers.stop()
         for inst in list(self.instances.values()):
             self._stop_instance(inst)
+        # IPVS clean-up and notify_stop scripts run side by side, bounded so the daemon
+        # exits within about 1 s of SIGTERM (the VIPs and priority 0 are already out).
+        pending = []
         if self.ipvs is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ipvs.stop(), timeout=0.5)
+            pending.append(self.ipvs.stop())
         if self.notifier is not None:
+            pending.append(self.notifier.drain())
+        if pending:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.notifier.drain(), timeout=0.8)
+                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=0.9)
         for sock in self.sockets.values():
             with contextlib.suppress(OSError):
                 sock.close()

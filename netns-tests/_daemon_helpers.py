@@ -59,14 +59,16 @@ def start_pair(
     master: str = "lb1",
     timeout_s: float = 8.0,
 ) -> tuple[PyvrrpNode, PyvrrpNode]:
-    """Start ``master`` first, wait until it is MASTER, then start the other and wait for
-    BACKUP (deterministic: two daemons started together race on Python start-up time)."""
+    """Start ``master`` first, wait until it is MASTER, then start the other and wait until
+    it is BACKUP and has heard the master (deterministic: two daemons started together
+    race on Python start-up time).  Only the first instance of each node is waited for."""
     specs = {"lb1": spec1, "lb2": spec2}
     other = "lb2" if master == "lb1" else "lb1"
     m = start(lab, master, specs[master])
     m.wait_state("MASTER", timeout_s)
     b = start(lab, other, specs[other])
     b.wait_state("BACKUP", timeout_s)
+    wait_view(b, lambda v: v["master_ip"] is not None, timeout_s, what=f"{other} hears the master")
     return (m, b) if master == "lb1" else (b, m)
 
 

@@ -159,10 +159,6 @@ def test_vip_deleted_by_hand_goes_through_election(lab: Lab) -> None:
     assert inst(n2)["state"] == "BACKUP"
 
 
-@pytest.mark.xfail(
-    reason="daemon bug (/tmp/daemon-bugs.md): SocketInUse escapes as a traceback from pyvrrp run",
-    strict=True,
-)
 def test_second_daemon_on_same_control_socket_refused(lab: Lab) -> None:
     """Startup: a second ``pyvrrp run`` pointed at the control socket of a live daemon exits
     1 with a one-line error (no traceback) and does not disturb the running MASTER."""

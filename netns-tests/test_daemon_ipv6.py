@@ -25,6 +25,7 @@ from _daemon_helpers import (
     start_pair,
     v3,
     vrrp_payload,
+    wait_view,
 )
 
 from pyvrrp.lab.topology import VIP4, VIP6, InstanceSpec, Lab
@@ -46,7 +47,7 @@ def test_ipv6_election_failover_and_unsolicited_na(lab_factory: Callable[..., La
     lab = lab_factory(ipv6=True)
     n1, n2 = start_pair(lab, v6(150), v6(100))
     assert n1.holds_vip(VIP6) and not n2.holds_vip(VIP6)
-    view = inst(n2)
+    view = wait_view(n2, lambda v: v["master_ip"] is not None, 1, what="lb2 hears lb1")
     assert view["family"] == "ipv6" and ip_address(view["master_ip"]).is_link_local
     cap = capture(lab)
     try:

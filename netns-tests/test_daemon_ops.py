@@ -238,10 +238,6 @@ def test_reload_priority_change_takes_effect(lab: Lab) -> None:
     assert "192.168.233.11" in view["last_transition"]["reason"]
 
 
-@pytest.mark.xfail(
-    reason="daemon bug (/tmp/daemon-bugs.md): Startup is fed before LinkChanged(down), INIT->BACKUP->FAULT",
-    strict=True,
-)
 def test_start_with_link_down_enters_fault_directly(lab: Lab) -> None:
     """SM-16, SM-02: an instance whose interface is down at start goes INIT -> FAULT (no
     BACKUP first, so no notify_backup), holds nothing, and on link up goes BACKUP ->

@@ -27,6 +27,7 @@ from _daemon_helpers import (
     max_gap_s,
     send_frames,
     start,
+    start_pair,
     v2,
     v3,
     vrrp_payload,
@@ -172,3 +173,39 @@ def test_flood_of_hostile_vrrp_is_dropped_and_counted(lab: Lab) -> None:
         sock = {k: v - base.get(k, 0) for k, v in after["VI_51"]["drops_socket"].items()}
         assert_counted(sock, expected["drops_socket"], f"{node.host} drops_socket")
     assert inst(n1)["vips_held"] and n1.holds_vip() and not n2.holds_vip()
+
+
+@pytest.mark.xfail(
+    reason="daemon bug (/tmp/daemon-bugs.md): a GARP burst per lower-priority advert, no garp_lower_prio_delay",
+    strict=True,
+)
+def test_lower_priority_advert_flood_is_not_amplified(lab: Lab) -> None:
+    """SM-13, RX-12, ARP-02: 1000 valid priority-50 adverts in 1 s from an on-link host
+    (a dual-master peer gone mad, or a spoofer): the MASTER stays MASTER and answers each
+    with at most one advert (RFC 9568 §6.4.3), but its lower-priority GARP bursts are
+    rate-limited (keepalived ``garp_lower_prio_delay``, default 5 s): no more than two
+    bursts of 5, not 5 broadcast GARPs per received packet."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    src, mac = lab.ip("client"), lab.mac("client")
+    frames = [("low", ipv4_frame(vrrp_payload(priority=50, src=src), src=src, src_mac=mac))]
+    before = inst(n1)
+    cap = capture(lab, bpf="ip proto 112 or arp")
+    try:
+        sender = send_frames(lab, "client", frames, pps=1000.0, duration_s=1.0, max_count=1000)
+        out, err = sender.communicate(timeout=20)
+        assert sender.returncode == 0, err
+        time.sleep(0.3)
+    finally:
+        cap.stop()
+    sent = json.loads(out)["sent"]["low"]
+    events = cap.events()
+    t_first = min(e.t for e in events if e.src_mac == mac)
+    t_last = max(e.t for e in events if e.src_mac == mac)
+    span = t_last - t_first
+    ours = [e for e in adverts(events, lab, "lb1") if t_first <= e.t <= t_last + 0.05]
+    garps = [e for e in events if e.kind == "garp" and e.src_mac == lab.mac("lb1") and e.t >= t_first]
+    after = inst(n1)
+    assert after["state"] == "MASTER" and after["last_transition"] == before["last_transition"]
+    assert inst(n2)["state"] == "BACKUP"
+    assert len(ours) <= sent + span / 0.1 + 2, f"{len(ours)} adverts for {sent} lower-priority ones"
+    assert len(garps) <= 10, f"{len(garps)} GARPs in {span:.2f}s for {sent} lower-priority adverts"

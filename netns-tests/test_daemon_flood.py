@@ -176,7 +176,7 @@ def test_flood_of_hostile_vrrp_is_dropped_and_counted(lab: Lab) -> None:
 
 
 @pytest.mark.xfail(
-    reason="daemon bug (/tmp/daemon-bugs.md): GARP burst per lower-priority advert (no garp_lower_prio_delay)",
+    reason="daemon bug (/tmp/daemon-bugs.md): GARP burst per lower-prio advert (no garp_lower_prio_delay)",
     strict=True,
 )
 def test_lower_priority_advert_flood_is_not_amplified(lab: Lab) -> None:

@@ -11,7 +11,18 @@ import sys
 import time
 
 import pytest
-from _daemon_helpers import adverts, capture, cli_state, inst, start, start_pair, v2, v3, wait_view
+from _daemon_helpers import (
+    adverts,
+    capture,
+    cli_state,
+    inst,
+    log_transitions,
+    start,
+    start_pair,
+    v2,
+    v3,
+    wait_view,
+)
 
 from pyvrrp.lab.topology import VIP4, Lab, PyvrrpNode
 
@@ -173,3 +184,28 @@ def test_second_daemon_on_same_control_socket_refused(lab: Lab) -> None:
     assert len(lines) == 1 and "control.sock" in lines[0], proc.stderr
     after = inst(n1)
     assert n1.alive() and after["last_transition"] == before["last_transition"] and n1.holds_vip()
+
+
+def test_address_owner_takes_over_at_startup(lab: Lab) -> None:
+    """SM-01, SM-14, PKT-04: a priority-255 instance (address owner) goes INIT -> MASTER
+    at startup without waiting Master_Down_Interval and displaces a running MASTER; its
+    adverts carry priority 255, followed by GARPs.  (``preempt = false`` with 255 is a
+    config error: the owner always preempts.)"""
+    n2 = start(lab, "lb2", v3(100))
+    n2.wait_state("MASTER", 3)
+    cap = capture(lab)
+    try:
+        n1 = start(lab, "lb1", v3(255))
+        n1.wait_state("MASTER", 5)
+        n2.wait_state("BACKUP", 1)
+        time.sleep(0.15)
+    finally:
+        cap.stop()
+    assert log_transitions(n1) == [("INIT", "MASTER", "startup (address owner)")]
+    assert log_transitions(n2)[-1][:2] == ("MASTER", "BACKUP")
+    events = cap.events()
+    owner = adverts(events, lab, "lb1")
+    assert owner and all(e.priority == 255 for e in owner)
+    garps = [e for e in events if e.kind == "garp" and e.src_mac == lab.mac("lb1")]
+    assert garps and garps[0].t >= owner[0].t
+    assert n1.holds_vip() and not n2.holds_vip()

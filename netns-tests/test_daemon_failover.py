@@ -17,11 +17,13 @@ from _daemon_helpers import (
     ipv4_frame,
     log_transitions,
     send_once,
+    sighup,
     start_pair,
     v2,
     v3,
     vrrp_payload,
     wait_view,
+    write_config,
 )
 
 from pyvrrp.lab.topology import Lab
@@ -243,3 +245,34 @@ def test_backup_sigterm_is_silent_and_link_flap_on_backup(lab: Lab) -> None:
     after = inst(n1)
     assert after["state"] == "MASTER" and after["last_transition"] == before["last_transition"]
     assert n1.holds_vip() and not lab.holds_vip("lb2")
+
+
+def test_v3_backup_adopts_master_interval(lab: Lab) -> None:
+    """TMR-06, RX-09, TMR-05: lb1 reloads its advert_int from 0.1 s to 0.2 s (SIGHUP); the
+    v3 BACKUP (configured 0.1 s) logs/counts the mismatch without dropping, adopts the
+    master's interval (Master_Down_Interval 3*0.2 + 156*0.2/256 s) and, after kill -9,
+    takes over that long after lb1's last advert."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    write_config(n1, [v3(150, advert_int_s=0.2)])
+    sighup(n1)
+    mdi = 0.6 + 156 * 0.2 / 256
+    view = wait_view(
+        n2, lambda v: v["master_adver_interval_s"] == pytest.approx(0.2), 2, what="lb2 adopts 0.2 s"
+    )
+    assert view["advert_interval_s"] == pytest.approx(0.1)
+    assert view["master_down_interval_s"] == pytest.approx(mdi, abs=0.011)
+    assert view["drops"] == {} and view["counters"].get("interval_mismatch", 0) >= 1
+    cap = capture(lab)
+    try:
+        time.sleep(0.5)
+        n1.kill9()
+        n2.wait_state("MASTER", 3)
+        time.sleep(0.1)
+    finally:
+        cap.stop()
+    events = cap.events()
+    old, new = adverts(events, lab, "lb1"), adverts(events, lab, "lb2")
+    assert all(e.interval_cs == 20 for e in old)
+    gap = new[0].t - old[-1].t
+    assert mdi - 0.020 <= gap <= mdi + 0.050, f"failover gap {gap:.4f}s, adopted MDI {mdi:.4f}s"
+    assert new[0].interval_cs == 10  # the new master advertises its own configured interval

@@ -7,6 +7,7 @@ raw socket and the kernel.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from _daemon_helpers import (
     log_transitions,
     send_once,
     sighup,
+    signal_node,
     start_pair,
     v2,
     v3,
@@ -276,3 +278,24 @@ def test_v3_backup_adopts_master_interval(lab: Lab) -> None:
     gap = new[0].t - old[-1].t
     assert mdi - 0.020 <= gap <= mdi + 0.050, f"failover gap {gap:.4f}s, adopted MDI {mdi:.4f}s"
     assert new[0].interval_cs == 10  # the new master advertises its own configured interval
+
+
+def test_frozen_master_resumes_and_dual_master_heals(lab: Lab) -> None:
+    """SM-12, SM-13, SM-05: the MASTER is frozen (SIGSTOP) longer than Master_Down_Interval,
+    so lb2 takes over; on SIGCONT lb1 still believes it is MASTER (dual master) and
+    advertises priority 150: lb2 yields (preempted by lb1), and within half a second
+    exactly one node is MASTER and holds the VIP."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    signal_node(n1, signal.SIGSTOP)
+    try:
+        n2.wait_state("MASTER", 2)
+        time.sleep(0.3)
+    finally:
+        signal_node(n1, signal.SIGCONT)
+    n2.wait_state("BACKUP", 0.5)
+    time.sleep(0.3)
+    a, b = inst(n1), inst(n2)
+    assert (a["state"], b["state"]) == ("MASTER", "BACKUP")
+    assert n1.holds_vip() and not n2.holds_vip()
+    assert log_transitions(n1) == [("INIT", "BACKUP", "startup"), ("BACKUP", "MASTER", "master_down")]
+    assert log_transitions(n2)[-1] == ("MASTER", "BACKUP", "preempted by 192.168.233.10 prio 150")

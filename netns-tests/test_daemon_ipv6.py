@@ -197,3 +197,19 @@ def test_dual_stack_same_vrid_are_independent(lab_factory: Callable[..., Lab]) -
     assert n2.holds_vip(VIP4) and n2.holds_vip(VIP6)
     assert [e for e in events if e.kind == "garp" and e.src_mac == lab.mac("lb2")]
     assert [e for e in events if e.kind == "na" and e.src_mac == lab.mac("lb2") and e.target == VIP6]
+
+
+def test_ipv6_vip_deleted_by_hand_goes_through_election(lab_factory: Callable[..., Lab]) -> None:
+    """SM-16, SM-08 over IPv6: ``ip -6 addr del`` of the VIP on the MASTER is detected; the
+    instance leaves MASTER and, still the highest priority, holds the VIP again."""
+    lab = lab_factory(ipv6=True)
+    n1, n2 = start_pair(lab, v6(150), v6(100))
+    lab.ip_cmd("lb1", "addr", "del", f"{VIP6}/128", "dev", "eth0")
+    wait_view(
+        n1,
+        lambda v: v["counters"]["transitions"] >= 4 and v["state"] == "MASTER" and v["vips_held"],
+        5,
+        what="lb1 MASTER again after the IPv6 VIP was deleted",
+    )
+    assert n1.holds_vip(VIP6) and not n2.holds_vip(VIP6)
+    assert inst(n2)["state"] == "BACKUP"

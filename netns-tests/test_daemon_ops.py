@@ -287,3 +287,20 @@ def test_sigterm_with_hung_notify_stop_still_exits_promptly(lab: Lab) -> None:
     assert len(zero) == 1 and zero[0].t - t_sig <= 0.05, [(e.priority, e.t - t_sig) for e in zero]
     assert not lab.holds_vip("lb1") and n2.holds_vip()
     wait_for(lambda: not lab.pids("lb1"), 2, 0.05, what="no process left in lb1 (hung script killed)")
+
+
+def test_notify_scripts_serialised_when_slow(lab: Lab) -> None:
+    """SM-02, SM-05 (keepalived #996 fixed): a slow notify_backup (0.6 s) still completes
+    before notify_master runs, although the MASTER transition happens ~0.35 s after the
+    BACKUP one: scripts of one instance run one at a time, in transition order."""
+    log = lab.run_dir / "notify.log"
+    slow = lab.run_dir / "slow_backup.sh"
+    slow.write_text(f'#!/bin/sh\nsleep 0.6\necho "backup $PYVRRP_STATE" >> {log}\n')
+    slow.chmod(0o755)
+    fast = lab.run_dir / "fast_master.sh"
+    fast.write_text(f'#!/bin/sh\necho "master $PYVRRP_STATE" >> {log}\n')
+    fast.chmod(0o755)
+    n1 = start(lab, "lb1", v3(150, extra={"notify_backup": str(slow), "notify_master": str(fast)}))
+    n1.wait_state("MASTER", 3)
+    lines = _wait_lines(log, 2)
+    assert lines == ["backup BACKUP", "master MASTER"], lines

@@ -89,6 +89,7 @@ class RawAdvert:
     t: float
     src: str
     dst: str
+    src_mac: str
     dst_mac: str
     ttl: int
     payload: bytes
@@ -107,7 +108,15 @@ def raw_adverts(pcap: Path) -> list[RawAdvert]:
                 ip = pkt[IP]
                 payload = bytes(ip.payload)[: ip.len - ip.ihl * 4]
                 out.append(
-                    RawAdvert(float(pkt.time), ip.src, ip.dst, str(pkt[Ether].dst).lower(), ip.ttl, payload)
+                    RawAdvert(
+                        float(pkt.time),
+                        ip.src,
+                        ip.dst,
+                        str(pkt[Ether].src).lower(),
+                        str(pkt[Ether].dst).lower(),
+                        ip.ttl,
+                        payload,
+                    )
                 )
     return out
 
@@ -329,6 +338,7 @@ def _check_packets(lab: Lab, case: Case, raws: list[RawAdvert], pv_host: str) ->
         who = f"{'pyvrrp' if host == pv_host else 'keepalived'} {host}"
         seen[host] = seen.get(host, 0) + 1
         assert raw.ttl == 255, who
+        assert raw.src_mac == lab.mac(host), f"{who}: sent from {raw.src_mac}, not the interface MAC"
         assert raw.payload[0] >> 4 == case.version, who
         want_dst = peer_of[host] if case.unicast else MCAST4
         assert raw.dst == want_dst, (who, raw.dst)

@@ -87,6 +87,15 @@ def hostile_payloads(src: str) -> list[tuple[str, bytes, str, str]]:
     out.append(("v2_interval", vrrp_payload(interval_cs=300, auth_pass=right, **v2_52), "VI_52", "interval"))
     out.append(("auth_wrong", vrrp_payload(interval_cs=100, auth_pass=b"guessed!", **v2_52), "VI_52", "auth"))
     out.append(("auth_none", vrrp_payload(interval_cs=100, **v2_52), "VI_52", "auth"))  # RX-07
+    other_list = {**v2_52, "addresses": ("192.168.233.202",)}
+    out.append(
+        (
+            "v2_addr_list",
+            vrrp_payload(interval_cs=100, auth_pass=right, **other_list),
+            "VI_52",
+            "address_list",
+        )
+    )
     rng = random.Random(5798)
     for i in range(8):
         blob = rng.randbytes(rng.randrange(1, 64))
@@ -112,10 +121,11 @@ def _views(node: PyvrrpNode) -> dict[str, dict[str, Any]]:
 
 
 def test_flood_of_hostile_vrrp_is_dropped_and_counted(lab: Lab) -> None:
-    """RX-01, RX-02, RX-03, RX-04, RX-05, RX-06, RX-07, RX-08, RX-11, RX-12, PKT-03, TMR-08: ~5000
+    """RX-01, RX-02, RX-03, RX-04, RX-05, RX-06, RX-07, RX-08, RX-10, RX-11, RX-12, PKT-03, TMR-08: ~5000
     hostile VRRP packets/s for 3 s from the client (wrong TTL, bad checksum, bad version
     nibble, v2 to a v3 instance, wrong type, truncated header and address list, count 0,
-    unconfigured VRID, random bytes, v2 Adver Int mismatch, v2 wrong/missing password):
+    unconfigured VRID, random bytes, v2 Adver Int mismatch, v2 wrong/missing password, v2 address list
+    mismatch from a non-owner):
     the MASTER's adverts keep coming (no gap > 1.5x interval on the wire), neither node
     changes state, ``pyvrrp state`` answers within 0.25 s, and every packet is counted under
     its reason in ``drops`` / ``drops_socket``."""

@@ -121,14 +121,14 @@ def _views(node: PyvrrpNode) -> dict[str, dict[str, Any]]:
 
 
 def test_flood_of_hostile_vrrp_is_dropped_and_counted(lab: Lab) -> None:
-    """RX-01, RX-02, RX-03, RX-04, RX-05, RX-06, RX-07, RX-08, RX-10, RX-11, RX-12, PKT-03, TMR-08: ~5000
-    hostile VRRP packets/s for 3 s from the client (wrong TTL, bad checksum, bad version
-    nibble, v2 to a v3 instance, wrong type, truncated header and address list, count 0,
-    unconfigured VRID, random bytes, v2 Adver Int mismatch, v2 wrong/missing password, v2 address list
-    mismatch from a non-owner):
-    the MASTER's adverts keep coming (no gap > 1.5x interval on the wire), neither node
-    changes state, ``pyvrrp state`` answers within 0.25 s, and every packet is counted under
-    its reason in ``drops`` / ``drops_socket``."""
+    """RX-01, RX-02, RX-03, RX-04, RX-05, RX-06, RX-07, RX-08, RX-10, RX-11, RX-12, PKT-03,
+    TMR-08: ~5000 hostile VRRP packets/s for 3 s from the client (wrong TTL, bad checksum,
+    bad version nibble, v2 to a v3 instance, wrong type, truncated header and address
+    list, count 0, unconfigured VRID, random bytes, v2 Adver Int mismatch, v2 wrong or
+    missing password, v2 address list mismatch from a non-owner): the MASTER's adverts
+    keep coming (no gap > 1.5x interval on the wire), neither node changes state,
+    ``pyvrrp state`` answers within 0.25 s, and every packet is counted under its reason
+    in ``drops`` / ``drops_socket``."""
     n1 = start(lab, "lb1", *SPECS)
     n1.wait_state("MASTER", 3, "VI_51")
     n2 = start(lab, "lb2", *SPECS_B)

@@ -48,7 +48,9 @@ def v2(priority: int, **kw: Any) -> InstanceSpec:
 
 def start(lab: Lab, host: str, *specs: InstanceSpec) -> PyvrrpNode:
     """Start ``pyvrrp run`` in ``host`` with ``specs``."""
-    return PyvrrpNode(lab, host, instances=list(specs)).start()  # type: ignore[return-value]
+    node = PyvrrpNode(lab, host, instances=list(specs))
+    node.start()
+    return node
 
 
 def start_pair(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import time
+from pathlib import Path
 
 import pytest
 from _daemon_helpers import (
@@ -11,6 +11,7 @@ from _daemon_helpers import (
     AddrMonitor,
     adverts,
     capture,
+    cli_state,
     inst,
     log_transitions,
     make_notify_scripts,
@@ -29,7 +30,8 @@ from pyvrrp.lab.topology import VIP4, Lab, wait_for
 pytestmark = pytest.mark.netns
 
 
-def _wait_lines(log, n: int, timeout_s: float = 5.0) -> list[str]:  # type: ignore[no-untyped-def]
+def _wait_lines(log: Path, n: int, timeout_s: float = 5.0) -> list[str]:
+    """Wait until the notify log has at least ``n`` lines; return them."""
     wait_for(lambda: len(notify_lines(log)) >= n, timeout_s, 0.02, what=f"{n} notify lines in {log}")
     return notify_lines(log)
 
@@ -50,8 +52,8 @@ def test_notify_scripts_keepalived_args_order_and_env(lab: Lab) -> None:
     n1.wait_state("MASTER", 3)
     _wait_lines(log, 10)
     assert n1.stop(timeout_s=5) == 0
-    lines = _wait_lines(log, 12)
-    time.sleep(0.2)
+    _wait_lines(log, 12)
+    time.sleep(0.2)  # nothing else may follow
     lines = notify_lines(log)
     env = "inst=VI_51 state={s} prev={p} prio=150 vips=[192.168.233.200/32]"
     expected = []
@@ -180,7 +182,7 @@ def test_sighup_reload_when_config_unchanged_is_noop(lab: Lab) -> None:
     n1.wait_state("MASTER", 3)
     before = inst(n1)
     for i in range(1, 4):  # one at a time: pending signals of one kind coalesce
-        n1.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        sighup(n1)
         wait_for(lambda i=i: n1.log_text().count('"reloaded"') >= i, 3, 0.02, what=f"reload {i} logged")
     after = inst(n1)
     assert after["last_transition"] == before["last_transition"] and after["state"] == "MASTER"
@@ -226,14 +228,14 @@ def test_reload_priority_change_takes_effect(lab: Lab) -> None:
     takes effect in the running daemon (same pid): it advertises the new priority, the
     peer preempts, and the old MASTER becomes BACKUP and drops its VIP."""
     n1, n2 = start_pair(lab, v3(150), v3(100))
-    pid = n1.state_json()["pid"]  # type: ignore[index]
+    pid = cli_state(n1)["pid"]
     write_config(n1, [v3(50)])
     sighup(n1)
     n2.wait_state("MASTER", 2)
     n1.wait_state("BACKUP", 1)
     view = inst(n1)
     assert view["priority"] == 50 and view["effective_priority"] == 50
-    assert n1.state_json()["pid"] == pid  # type: ignore[index]
+    assert cli_state(n1)["pid"] == pid
     assert n2.holds_vip() and not n1.holds_vip()
     assert "192.168.233.11" in view["last_transition"]["reason"]
 

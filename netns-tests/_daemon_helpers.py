@@ -30,7 +30,6 @@ from pyvrrp.lab.capture import Capture, WireEvent
 from pyvrrp.lab.topology import LAB_IFNAME, VIP4, InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml, wait_for
 
 FAST_INT_S = 0.1
-VIP4_CIDR = f"{VIP4}/32"
 VIP4_B = "192.168.233.201"
 MCAST4 = "224.0.0.18"
 
@@ -168,9 +167,6 @@ class AddrMonitor:
             self.proc.wait(timeout=5)
         self._fh.close()
         return self.path.read_text()
-
-    def deletions(self, needle: str) -> list[str]:
-        return [line for line in self.stop().splitlines() if "Deleted" in line and needle in line]
 
 
 # ---------------------------------------------------------- notify scripts

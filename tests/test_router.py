@@ -288,6 +288,22 @@ def test_master_lower_priority_readvertises_without_rearming() -> None:
     assert r.next_deadline() == deadline
 
 
+def test_master_lower_priority_flood_is_not_amplified() -> None:
+    """SM-13: a flood of lower-priority adverts gets at most one re-advert per 10 ms and one GARP
+    burst per garp_lower_prio_delay (keepalived garp_lower_prio_delay); the burst is allowed
+    again after the delay and in every new MASTER term."""
+    r = master(garp_lower_prio_repeat=5, garp_lower_prio_delay_s=5.0)
+    sent = garps = 0
+    for i in range(1000):  # 1000 adverts in one second
+        for a in r.handle(rx(adv(50)), now=4.0 + i * 0.001):
+            sent += isinstance(a, SendAdvert)
+            garps += isinstance(a, AnnounceVips)
+    assert garps == 1
+    assert 90 <= sent <= 101
+    assert r.snapshot(now=5.0).counters["lower_prio_garp_limited"] == 999
+    assert kinds(r.handle(rx(adv(50)), now=9.1)) == ["SendAdvert", "AnnounceVips"]
+
+
 def test_master_lower_priority_silent_when_disabled() -> None:
     """SM-13: lower_prio_advert=False restores the RFC 5798 discard."""
     r = master(lower_prio_advert=False)

@@ -223,7 +223,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             None, "only its no_accept part: instances without accept/no_accept get accept = false", "flag"
         ),
         "vrrp_garp_master_refresh_repeat": _approx(None, "one GARP/NA per refresh"),
-        "vrrp_garp_lower_prio_delay": _approx(None, "the lower-priority GARP burst is sent at once"),
+        "vrrp_garp_lower_prio_delay": _sup("vrrp_garp_lower_prio_delay", "float"),
         "vrrp_garp_interval": _approx(None, "pyvrrp's fixed spacing between GARPs is used"),
         "vrrp_gna_interval": _approx(None, "pyvrrp's fixed spacing between NAs is used"),
         "vrrp_check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer"),
@@ -326,7 +326,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             None, "only its no_accept part: accept = false unless accept is given", "flag"
         ),
         "garp_master_refresh_repeat": _approx(None, "one GARP/NA per refresh"),
-        "garp_lower_prio_delay": _approx(None, "the lower-priority GARP burst is sent at once"),
+        "garp_lower_prio_delay": _sup("garp_lower_prio_delay", "float"),
         "check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer", "flag"),
         "unicast_ttl": _ign("adverts always carry TTL 255 (RFC 5798 §5.1.1.3)"),
         "unicast_fault_no_peer": _ign("an empty unicast_peer list means multicast"),

@@ -205,6 +205,8 @@ class GlobalDefs(_Model):
     vrrp_garp_master_refresh: NonNegSeconds = 0.0
     """Re-announce the VIPs every N seconds while master (0 = never)."""
     vrrp_garp_lower_prio_repeat: NonNegInt = 5
+    vrrp_garp_lower_prio_delay: NonNegSeconds | None = None
+    """At most one lower-priority GARP burst per this many seconds (default: vrrp_garp_master_delay)."""
     """GARPs sent when the master hears a lower priority (split-brain healing)."""
     vrrp_lower_prio_no_advert: bool = False
     """Default of ``lower_prio_no_advert``."""
@@ -428,6 +430,7 @@ class VrrpInstance(_Model):
     garp_master_repeat: NonNegInt = 5
     garp_master_refresh: NonNegSeconds = 0.0
     garp_lower_prio_repeat: NonNegInt = 5
+    garp_lower_prio_delay: NonNegSeconds = 5.0
     lower_prio_no_advert: bool = False
     track_interface: Annotated[list[TrackInterfaceRef], BeforeValidator(_one_or_many)] = Field(
         default_factory=list
@@ -616,6 +619,8 @@ def inject_instance_defaults(raw: Any, g: GlobalDefs) -> Any:
     out.setdefault("garp_master_repeat", g.vrrp_garp_master_repeat)
     out.setdefault("garp_master_refresh", g.vrrp_garp_master_refresh)
     out.setdefault("garp_lower_prio_repeat", g.vrrp_garp_lower_prio_repeat)
+    lower_delay = g.vrrp_garp_lower_prio_delay
+    out.setdefault("garp_lower_prio_delay", out["garp_master_delay"] if lower_delay is None else lower_delay)
     out.setdefault("lower_prio_no_advert", g.vrrp_lower_prio_no_advert)
     return out
 

@@ -93,6 +93,7 @@ Dual-master conflict (issue #4, ``conflict_resolve``): on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
@@ -140,6 +141,10 @@ _CS_PER_S = 100
 _LINK_FAULT = "link"
 
 
+#: minimum gap between two SM-13 re-adverts (a flood of lower-priority adverts is not echoed)
+LOWER_PRIO_ADVERT_GAP_S = 0.01
+
+
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
     """Configuration of one virtual router (pure data, validated on creation).
@@ -170,6 +175,7 @@ class RouterConfig:
     garp_master_delay_s: float = 5.0
     garp_master_refresh_s: float = 0.0
     garp_lower_prio_repeat: int = 5
+    garp_lower_prio_delay_s: float = 5.0
     down_timer_adverts: int = DOWN_TIMER_ADVERTS
     takeover_gate: bool = False
     conflict_resolve: bool = False
@@ -211,7 +217,7 @@ class RouterConfig:
         for name in ("garp_master_repeat", "garp_lower_prio_repeat"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
-        for name in ("garp_master_delay_s", "garp_master_refresh_s"):
+        for name in ("garp_master_delay_s", "garp_master_refresh_s", "garp_lower_prio_delay_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         if problems:
@@ -286,6 +292,8 @@ class VirtualRouter:
         self._adver_at: float | None = None
         self._garp_delayed_at: float | None = None
         self._garp_refresh_at: float | None = None
+        self._garp_lower_prio_at = -math.inf  # next lower-priority GARP burst allowed at
+        self._lower_prio_advert_at = -math.inf  # last SM-13 re-advert
         self._preempt_window_until: float | None = None
         self._takeover_pending = False
         self._vips_held: tuple[IPInterface, ...] = ()
@@ -587,8 +595,20 @@ class VirtualRouter:
         self._counters.bump("lower_prio_rx")
         if not self._config.lower_prio_advert:
             return []
-        actions: list[Action] = [self._advert(ours)]
-        actions += self._announce(self._config.garp_lower_prio_repeat, "lower_prio")
+        actions: list[Action] = []
+        # A flood of lower-priority adverts must not turn the master into an amplifier:
+        # at most one re-advert per LOWER_PRIO_ADVERT_GAP_S, and one GARP burst per
+        # garp_lower_prio_delay_s (keepalived garp_lower_prio_delay, default 5 s).
+        if now - self._lower_prio_advert_at >= LOWER_PRIO_ADVERT_GAP_S:
+            self._lower_prio_advert_at = now
+            actions.append(self._advert(ours))
+        else:
+            self._counters.bump("lower_prio_advert_limited")
+        if now >= self._garp_lower_prio_at:
+            self._garp_lower_prio_at = now + self._config.garp_lower_prio_delay_s
+            actions += self._announce(self._config.garp_lower_prio_repeat, "lower_prio")
+        else:
+            self._counters.bump("lower_prio_garp_limited")
         return actions
 
     # ------------------------------------------------------------ transitions
@@ -675,6 +695,7 @@ class VirtualRouter:
             now + cfg.garp_master_delay_s if cfg.garp_master_delay_s > 0 and cfg.garp_master_repeat else None
         )
         self._garp_refresh_at = now + cfg.garp_master_refresh_s if cfg.garp_master_refresh_s > 0 else None
+        self._garp_lower_prio_at = -math.inf
         return actions
 
     def _enter_backup(self, old: State, now: float) -> None:

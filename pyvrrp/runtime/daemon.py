@@ -298,6 +298,7 @@ class Daemon:
             garp_master_delay_s=float(spec.garp_master_delay),
             garp_master_refresh_s=float(spec.garp_master_refresh),
             garp_lower_prio_repeat=spec.garp_lower_prio_repeat,
+            garp_lower_prio_delay_s=float(spec.garp_lower_prio_delay),
             down_timer_adverts=spec.down_timer_adverts,
             takeover_gate=self._guarded(spec),
             conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),

@@ -368,6 +368,7 @@ class Result:
     client_mac_flips: int = 0
     held_s: dict[str, float] = field(default_factory=dict)  # per LB, within the window
     held_while_faulted_s: dict[str, float] = field(default_factory=dict)  # [fault, revert]
+    dual_after_revert_s: float = 0.0  # two holders after the fault was reverted (healing time)
     dual_episodes: int = 0  # separate periods with two holders (nodes' view)
     dual_longest_s: float = 0.0  # the longest of them
     first_dual_s: float | None = None  # seconds after the fault start of the first dual master
@@ -414,6 +415,9 @@ def compute(
             result.outage_s += d
         held["lb1"] += d if a else 0.0
         held["lb2"] += d if b else 0.0
+    for lo, hi, a, b in _intervals(samples, t_revert, t_end):
+        result.dual_after_revert_s += (hi - lo) if a and b else 0.0
+    result.dual_after_revert_s = round(result.dual_after_revert_s, 3)
     for lo, hi, a, b in _intervals(samples, t_fault, t_revert):
         held_f["lb1"] += (hi - lo) if a else 0.0
         held_f["lb2"] += (hi - lo) if b else 0.0

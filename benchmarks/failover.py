@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -68,6 +69,7 @@ from pyvrrp.lab.topology import (  # noqa: E402
     DaemonNode,
     InstanceSpec,
     Lab,
+    LabError,
     PyvrrpNode,
     wait_for,
 )
@@ -145,8 +147,19 @@ class Pair:
             and not self.lab.holds_vip("lb2")
         )
 
+    def describe(self) -> str:
+        """States, VIP holders and the tail of both logs (for error messages)."""
+        vips = [h for h in ("lb1", "lb2") if self.lab.holds_vip(h)]
+        text = f"lb1 {node_states(self.lb1)} lb2 {node_states(self.lb2)} VIP on {vips}"
+        for node in (self.lb1, self.lb2):
+            text += f"\n--- {node.kind} {node.host} log tail ---\n{node.log_text()[-1500:]}"
+        return text
+
     def wait_steady(self, timeout_s: float, *, client: bool = True) -> None:
-        wait_for(self.steady, timeout_s, 0.02, what="lb1 MASTER / lb2 BACKUP")
+        try:
+            wait_for(self.steady, timeout_s, 0.02, what="lb1 MASTER / lb2 BACKUP")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {self.describe()}") from None
         if client:
             wait_for(
                 lambda: self.lab.client_arp_mac() == self.lab.mac("lb1"),
@@ -655,18 +668,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     trials: list[Trial] = []
     floods: list[FloodResult] = []
     idles: list[IdleResult] = []
+    failures: list[str] = []
+
+    def guarded(what: str, fn: Callable[[], Any]) -> Any:
+        """Run one batch; a batch that fails (daemon died, timeout) is reported, not fatal."""
+        try:
+            return fn()
+        except (LabError, TimeoutError, OSError, subprocess.SubprocessError, AssertionError) as exc:
+            log(f"FAILED {what}: {type(exc).__name__}: {exc}")
+            failures.append(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return None
+
     if not args.skip_failover:
         for config in configs:
             for event in events:
                 for daemon in daemons:
-                    trials += run_failover_batch(daemon, config, event, args.runs)
+                    batch = guarded(
+                        f"failover {daemon} {config} {event}",
+                        lambda d=daemon, c=config, e=event: run_failover_batch(d, c, e, args.runs),
+                    )
+                    trials += batch or []
     if not args.skip_flood:
         for daemon in daemons:
-            floods.append(run_flood(daemon, args.flood_config, args.flood_pps, flood_s))
+            res = guarded(
+                f"flood {daemon}",
+                lambda d=daemon: run_flood(d, args.flood_config, args.flood_pps, flood_s),
+            )
+            if res is not None:
+                floods.append(res)
     if not args.skip_idle:
         for n in (int(x) for x in args.idle_instances.split(",") if x):
             for daemon in daemons:
-                idles.append(run_idle(daemon, idle_config, n, idle_s, 0.5 if args.quick else 5.0))
+                res = guarded(
+                    f"idle {daemon} {n}",
+                    lambda d=daemon, n=n: run_idle(d, idle_config, n, idle_s, 0.5 if args.quick else 5.0),
+                )
+                if res is not None:
+                    idles.append(res)
     cmd = " ".join(
         [Path(sys.executable).name, "benchmarks/failover.py", *(argv if argv is not None else sys.argv[1:])]
     )
@@ -699,6 +737,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             *idle_table(idles),
             "",
         ]
+    if failures:
+        out += ["## Failed batches", "", *(f"- {f}" for f in failures), ""]
     text = "\n".join(out)
     print(text)
     if args.markdown:
@@ -716,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 indent=1,
             )
         )
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

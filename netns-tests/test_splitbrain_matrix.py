@@ -203,12 +203,6 @@ def test_s7_flapping_link_transitions_bounded() -> None:
     assert result.held_while_faulted_s["lb2"] > 0.5 * TIMING.flap_total_s, _why(result, logs)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="daemon bug (reported in /tmp/daemon-bugs.md 00:29), a race that bites about every "
-    "second run: conflict detection fights the preemption handover after the link settles "
-    "(lb2's survivor GARP, lb1 yields, 0.7 s outage, 2 extra transitions)",
-)
 def test_s7_recovery_transitions_bounded() -> None:
     """S7 including recovery: after the flapping, lb1 waits ``rise`` probes, preempts lb2
     once (priority 150 > 100), and the whole window has no more transitions than flaps."""

@@ -423,15 +423,17 @@ def compute(
         held_f["lb2"] += (hi - lo) if b else 0.0
     result.held_s = {k: round(v, 3) for k, v in held.items()}
     result.held_while_faulted_s = {k: round(v, 3) for k, v in held_f.items()}
-    last_mac = None
+    last_mac: str | None = None  # the client's neighbour entry for the VIP, before each round
     for rec in arp:
-        if t_fault <= rec["t"] <= t_end:
-            if len(rec["macs"]) >= 2:
-                result.dual_client_s += rec["t_end"] - rec["t"]
-            if rec["neigh"] and last_mac and rec["neigh"] != last_mac:
-                result.client_mac_flips += 1
+        if rec["t"] > t_end:
+            break
+        in_window = rec["t"] >= t_fault
+        if in_window and len(rec["macs"]) >= 2:
+            result.dual_client_s += rec["t_end"] - rec["t"]
         if rec["neigh"]:
-            last_mac = rec["neigh"] if rec["t"] <= t_end else last_mac
+            if in_window and last_mac is not None and rec["neigh"] != last_mac:
+                result.client_mac_flips += 1
+            last_mac = rec["neigh"]
     for rec in http:
         if t_fault <= rec["t"] <= t_end:
             result.requests += 1

@@ -32,6 +32,7 @@ from _faults import (  # noqa: E402
     TEST_TIMING,
     Guards,
     Result,
+    compute,
     node_logs,
     run_scenario,
 )
@@ -70,6 +71,33 @@ def _why(result: Result, logs: str) -> str:
 def _healthy(result: Result, logs: str) -> None:
     assert not result.errors, _why(result, logs)
     assert result.requests >= 10, "the HTTP client did not run" + _why(result, logs)
+
+
+def test_metrics_from_synthetic_timeline() -> None:
+    """The matrix's arithmetic on a hand-made timeline (no lab): dual/outage seconds from the
+    holder samples, episodes, the client's two-MAC rounds and MAC flips, failed requests."""
+    # lb1 holds 0-2 s, both 2-3 s (dual), lb2 alone 3-4 s, nobody 4-5 s, both 5-5.5 s, lb1 to 6 s.
+    samples = [(0.0, True, False), (2.0, True, True), (3.0, False, True), (4.0, False, False)]
+    samples += [(5.0, True, True), (5.5, True, False)]
+    mac1, mac2 = "02:00:00:00:00:10", "02:00:00:00:00:11"
+    arp = [
+        {"t": 0.5, "t_end": 0.55, "macs": [mac1], "neigh": mac1},
+        {"t": 2.5, "t_end": 2.55, "macs": [mac1, mac2], "neigh": mac2},
+        {"t": 3.5, "t_end": 3.55, "macs": [mac2], "neigh": mac2},
+        {"t": 5.6, "t_end": 5.65, "macs": [mac1], "neigh": mac1},
+        {"t": 9.0, "t_end": 9.05, "macs": [mac1, mac2], "neigh": mac2},  # after the window
+    ]
+    http = [{"t": 1.0, "ok": True}, {"t": 4.5, "ok": False}, {"t": 5.2, "ok": True}, {"t": 8.0, "ok": False}]
+    r = compute(Result("x", "S0"), samples, arp, http, t_fault=1.0, t_revert=4.0, t_end=6.0)
+    assert r.dual_nodes_s == 1.5
+    assert r.dual_episodes == 2 and r.dual_longest_s == 1.0 and r.first_dual_s == 1.0
+    assert r.outage_s == 1.0
+    assert r.dual_after_revert_s == 0.5
+    assert r.held_s == {"lb1": 3.0, "lb2": 2.5}
+    assert r.held_while_faulted_s == {"lb1": 2.0, "lb2": 2.0}
+    assert r.dual_client_s == 0.05
+    assert r.client_mac_flips == 2
+    assert (r.requests, r.failed) == (3, 1)
 
 
 def test_s1_vrrp_dropped_no_dual_master_with_probe() -> None:

@@ -18,6 +18,21 @@ ID_RE = re.compile(r"\b((?:PKT|RX|TMR|SM|ARP|AM|SEC|IOP)-\d\d)\b")
 TEST_DIRS = ("tests", "netns-tests", "uml-tests")
 
 
+# IDs pyvrrp deliberately does not implement (or implements differently), and why.
+NOTES = {
+    "TMR-09": "not implemented: flapping from small intervals is not detected or logged yet",
+    "ARP-03": "deviation (as keepalived without use_vmac): no virtual MAC; the kernel answers ARP "
+    "with the physical MAC, GARPs carry it too",
+    "ARP-05": "partly: VIPs are added before the first GARP; no VMAC to wait for",
+    "ARP-06": "not handled: proxy_arp on VIP interfaces is neither checked nor changed",
+    "ARP-08": "n/a: no virtual MAC, so no interface ID can be derived from it",
+    "ARP-09": "not implemented: no ICMP-redirect source handling or non-owner drop route",
+    "AM-01": "deviation (AM-02): accept mode defaults to true, as keepalived, because an LVS "
+    "director must accept VIP traffic; no_accept is accepted but not enforced with firewall rules",
+    "IOP-02": "operator note: CARP and VRRP on one LAN must not share an id; not detected",
+}
+
+
 def load_ids() -> list[tuple[str, str, str, str]]:
     rows = []
     for line in (ROOT / "docs" / "rfc-ids.tsv").read_text().splitlines()[1:]:
@@ -66,8 +81,8 @@ def render() -> str:
         "",
         f"{covered} of {len(ids)} IDs are named by at least one test.",
         "",
-        "| ID | level | ver | requirement | code | tests |",
-        "|---|---|---|---|---|---|",
+        "| ID | level | ver | requirement | code | tests | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for ident, level, version, req in ids:
         c = "<br>".join(f"`{x}`" for x in code.get(ident, [])[:4]) or "-"
@@ -75,11 +90,15 @@ def render() -> str:
         more = len(tests.get(ident, [])) - 6
         if more > 0:
             t += f"<br>(+{more} more)"
-        out.append(f"| {ident} | {level} | {version} | {req.replace('|', '/')} | {c} | {t} |")
+        note = NOTES.get(ident, "")
+        out.append(f"| {ident} | {level} | {version} | {req.replace('|', '/')} | {c} | {t} | {note} |")
     return "\n".join(out) + "\n"
 
 
 def main() -> int:
+    if any(a not in ("--check",) for a in sys.argv[1:]):
+        print("usage: tools/rfc_map.py [--check]   (no argument: rewrite docs/rfc-map.md)", file=sys.stderr)
+        return 2
     text = render()
     target = ROOT / "docs" / "rfc-map.md"
     if "--check" in sys.argv:

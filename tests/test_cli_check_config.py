@@ -213,3 +213,19 @@ def test_summary_lists_sync_groups_and_virtual_servers() -> None:
     code, out, _ = invoke("-f", str(REPO / "conf/examples/lvs-dr.toml"))
     assert code == 0
     assert "  virtual_server 192.168.233.200:80: TCP DR wrr, 2 real servers" in out.splitlines()
+
+
+def test_check_config_warns_when_the_kernel_has_no_ipvs(monkeypatch) -> None:
+    """Issue #5 §2: on a kernel without ip_vs, check-config says so in one line (VRRP still works)."""
+    from typer.testing import CliRunner
+
+    from pyvrrp.cli.app import app
+    from pyvrrp.ipvs import kernel
+
+    monkeypatch.setattr(kernel, "ipvs_available", lambda **_: kernel.IpvsStatus(False, "kernel has no IPVS"))
+    result = CliRunner().invoke(app, ["check-config", "-f", "conf/examples/lvs-dr.toml"])
+    assert result.exit_code == 0
+    assert "warning: virtual_server: kernel has no IPVS" in result.output
+    monkeypatch.setattr(kernel, "ipvs_available", lambda **_: kernel.IpvsStatus(True))
+    result = CliRunner().invoke(app, ["check-config", "-f", "conf/examples/lvs-dr.toml"])
+    assert "kernel has no IPVS" not in result.output

@@ -94,7 +94,12 @@ def run_check(file: str, config_id: str | None, as_json: bool) -> int:
         typer.echo(f"error: {file}: internal error while loading: {type(exc).__name__}: {exc}", err=True)
         return 1
 
-    warnings = cfg.warnings()
+    warnings = [str(w) for w in cfg.warnings()]
+    warning_docs = [_issue_dict(w) for w in cfg.warnings()]
+    kernel_note = _ipvs_note(cfg)
+    if kernel_note:
+        warnings.append(kernel_note)
+        warning_docs.append({"path": "virtual_server", "message": kernel_note, "severity": "warning"})
     rows = _instance_rows(cfg)
     if as_json:
         doc = {
@@ -104,7 +109,7 @@ def run_check(file: str, config_id: str | None, as_json: bool) -> int:
             "instances": rows,
             "sync_groups": {k: list(g.group) for k, g in cfg.vrrp_sync_group.items()},
             "virtual_servers": sorted(cfg.virtual_server),
-            "warnings": [_issue_dict(w) for w in warnings],
+            "warnings": warning_docs,
         }
         typer.echo(json.dumps(doc, indent=2))
         return 0
@@ -131,6 +136,21 @@ def run_check(file: str, config_id: str | None, as_json: bool) -> int:
     for w in warnings:
         typer.echo(f"warning: {w}")
     return 0
+
+
+def _ipvs_note(cfg: object) -> str | None:
+    """A warning when virtual_server is configured but this kernel has no IPVS (VRRP still works)."""
+    if not getattr(cfg, "virtual_server", None):
+        return None
+    try:
+        from pyvrrp.ipvs.kernel import ipvs_available
+
+        status = ipvs_available(try_modprobe=False)
+    except Exception as exc:  # probing must never break check-config
+        return f"virtual_server: could not probe IPVS ({exc}); VRRP is unaffected"
+    if status:
+        return None
+    return f"virtual_server: {status.reason}: services will not be programmed here; VRRP works"
 
 
 def register(app: typer.Typer) -> None:

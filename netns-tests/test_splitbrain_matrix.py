@@ -44,19 +44,21 @@ pytestmark = pytest.mark.netns
 TIMING = dataclasses.replace(TEST_TIMING, flap_period_s=0.5, flap_total_s=6.0)
 CONFLICT_BOUND_S = TIMING.conflict_interval_s + 1.0
 
-_RESULTS: dict[tuple[str, Guards], tuple[Result, str]] = {}
+NO_GUARDS = Guards(gateway_check=False, conflict_detection=False, probe_vip=False)
+
+_RESULTS: dict[tuple[str, Guards, str], tuple[Result, str]] = {}
 
 
-def measure(scenario: str, guards: Guards = ALL_GUARDS) -> tuple[Result, str]:
+def measure(scenario: str, guards: Guards = ALL_GUARDS, impl: str = "pyvrrp") -> tuple[Result, str]:
     """Run ``scenario`` once per session in a fresh lab; (result, daemon logs)."""
-    key = (scenario, guards)
+    key = (scenario, guards, impl)
     if key not in _RESULTS:
         from conftest import make_lab
 
         lab = make_lab(gateway=True, real_servers=False)
         lab.up()
         try:
-            result = run_scenario(lab, scenario, "pyvrrp", TIMING, guards)
+            result = run_scenario(lab, scenario, impl, TIMING, guards)
             logs = node_logs(lab)
         finally:
             lab.down()
@@ -98,6 +100,27 @@ def test_metrics_from_synthetic_timeline() -> None:
     assert r.dual_client_s == 0.05
     assert r.client_mac_flips == 2
     assert (r.requests, r.failed) == (3, 1)
+
+
+def test_s1_control_without_guards_is_a_split_brain() -> None:
+    """Control for the matrix: the same S1 fault with every guard off (unicast pyvrrp, like
+    plain VRRP) does produce a dual master, from lb2's takeover until the fault ends, so
+    the zeros measured with the guards are the guards' doing, not a fault that missed."""
+    result, logs = measure("S1", NO_GUARDS)
+    _healthy(result, logs)
+    expected_s = TIMING.fault_s - TIMING.master_down_s
+    assert result.dual_nodes_s >= 0.7 * expected_s, _why(result, logs)
+    assert result.dual_client_s >= 0.5 * expected_s, _why(result, logs)
+    assert result.first_dual_s is not None and result.first_dual_s < TIMING.master_down_s + 0.5
+
+
+@pytest.mark.keepalived
+def test_s1_keepalived_best_practice_is_a_split_brain() -> None:
+    """keepalived with unicast peers and a gateway-ping track_script (weight -60) under S1:
+    both hold the VIP for most of the fault (KEEPALIVED-BASELINE §5: 8.4 s of 12 s)."""
+    result, logs = measure("S1", ALL_GUARDS, impl="keepalived")
+    assert not result.errors, _why(result, logs)
+    assert result.dual_nodes_s >= 0.5 * (TIMING.fault_s - TIMING.master_down_s), _why(result, logs)
 
 
 def test_s1_vrrp_dropped_no_dual_master_with_probe() -> None:

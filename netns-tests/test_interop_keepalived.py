@@ -3,9 +3,10 @@
 Every case runs one keepalived and one pyvrrp in the namespace lab (pyvrrp/lab), lb1 with
 priority 150 and lb2 with priority 100, and asks three questions:
 
-1. **Election**: both start together; they must agree that lb1 is MASTER, exactly one node
-   holds the VIP, and lb2 must stay BACKUP for longer than its own Master_Down_Interval
-   (so it really accepted lb1's adverts: a rejected advert would make it MASTER).
+1. **Election**: lb1 starts, then lb2 as soon as lb1 runs; they must agree that lb1 is
+   MASTER, exactly one node holds the VIP, and lb2 must stay BACKUP for longer than its own
+   Master_Down_Interval (so it really accepted lb1's adverts: a rejected advert would make
+   it MASTER).
 2. **Failover**: lb1 is killed (``kill -9``: lb2 takes over after Master_Down_Interval, RFC
    5798 §6.4.2; SIGTERM: lb1 sends priority 0 and lb2 takes over after Skew_Time, §6.4.3).
 3. **Preemption**: lb1 restarts, becomes MASTER again and lb2 goes back to BACKUP and
@@ -183,7 +184,7 @@ class Pair:
 
 @contextlib.contextmanager
 def started_pair(lab: Lab, case: Case, pv_role: str) -> Iterator[Pair]:
-    """lb1 (150) and lb2 (100), one pyvrrp and one keepalived, started together."""
+    """lb1 (150) and lb2 (100), one pyvrrp and one keepalived, started back to back."""
     kinds = ("pyvrrp", "keepalived") if pv_role == "master" else ("keepalived", "pyvrrp")
     nodes = [
         make_node(lab, kind, host, spec_for(lab, case, host, prio, pyvrrp=kind == "pyvrrp"))
@@ -191,8 +192,12 @@ def started_pair(lab: Lab, case: Case, pv_role: str) -> Iterator[Pair]:
     ]
     pair = Pair(lab, case, nodes[0], nodes[1])
     try:
-        nodes[1].start()
+        # lb1 first, lb2 once lb1 runs (BACKUP, Master_Down timer armed): lb1's timer then
+        # always expires first, whatever the two daemons' start-up times (pyvrrp's Python
+        # start-up is 0.3-2 s, keepalived's 30-80 ms), so the election is deterministic.
         nodes[0].start()
+        nodes[0].wait_state("BACKUP", 20.0)
+        nodes[1].start()
         yield pair
     except BaseException as exc:
         exc.add_note(pair.logs())

@@ -417,3 +417,38 @@ def test_v3_plain_checksum_pyvrrp_master_makes_keepalived_a_second_master(lab: L
     pv_raws = [r for r in raws if r.src == lab.ip("lb1")]
     assert pv_raws and {v3_checksum_form(r.src, r.dst, r.payload) for r in pv_raws} == {"plain"}
     assert "checksum" in pair.lb2.log_text().lower()
+
+
+# ------------------------------------------------------------ PASS authentication mismatch
+
+
+def test_v2_pass_mismatch_is_rejected_both_ways(lab: Lab) -> None:
+    """RX-07, SEC-01: the PASS comparison is real in both implementations.  keepalived (lb1,
+    150, password ``interop1``) and pyvrrp (lb2, 100, password ``wrongpw1``) reject each
+    other's adverts: pyvrrp counts them as ``auth`` drops and declares itself MASTER after
+    Master_Down_Interval, keepalived logs the failure and stays MASTER -- both hold the VIP
+    (a misconfiguration turns into a dual master, exactly as between two keepalived)."""
+    case = Case("v2-pass-mismatch", 2, 1.0, "sigterm", auth=True)
+    ka = KeepalivedNode(lab, "lb1", instances=[spec_for(lab, case, "lb1", PRIO_HIGH, pyvrrp=False)])
+    pv_spec = replace(spec_for(lab, case, "lb2", PRIO_LOW, pyvrrp=True), auth_pass="wrongpw1")
+    pv = PyvrrpNode(lab, "lb2", instances=[pv_spec])
+    try:
+        ka.start()
+        ka.wait_state("MASTER", master_down_s(PRIO_HIGH, 1.0) + 5.0)
+        pv.start()
+        pv.wait_state("MASTER", master_down_s(PRIO_LOW, 1.0) + 5.0)
+        time.sleep(1.2)  # one more advert each way
+        inst = pv.instance()
+        assert inst is not None
+        drops = {**(inst.get("drops") or {}), **(inst.get("drops_socket") or {})}
+        assert drops.get("auth", 0) >= 2, drops
+        assert inst["master_ip"] in (None, lab.ip("lb2")), "pyvrrp must not accept the master"
+        assert ka.state() == "MASTER"
+        assert [h for h in ("lb1", "lb2") if lab.holds_vip(h)] == ["lb1", "lb2"]
+        assert "received an invalid passwd" in ka.log_text()
+    except BaseException as exc:
+        exc.add_note(f"--- keepalived ---\n{ka.log_text()[-2000:]}\n--- pyvrrp ---\n{pv.log_text()[-2000:]}")
+        raise
+    finally:
+        pv.stop(timeout_s=3.0)
+        ka.stop(timeout_s=3.0)

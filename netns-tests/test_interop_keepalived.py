@@ -244,7 +244,8 @@ def timeline(lab: Lab, events: list[WireEvent], t0: float, marks: dict[str, floa
 @pytest.mark.parametrize("pv_role", ["master", "backup"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_interop_election_failover_preemption(lab: Lab, case: Case, pv_role: str) -> None:
-    """SM-01, SM-05, SM-08, SM-10, TMR-01, TMR-03, PKT-01, PKT-07, RX-07, ARP-02: pyvrrp and
+    """SM-02, SM-05, SM-06, SM-07, SM-09, SM-12, SM-14, TMR-03, TMR-05, TMR-07, PKT-01, PKT-02, PKT-07,
+    RX-07, ARP-02: pyvrrp and
     keepalived 2.2.7 elect the same master, exactly one holds the VIP, the backup takes over
     when the master is killed (kill -9: Master_Down_Interval; SIGTERM: priority 0 then
     Skew_Time) and the restarted higher priority preempts back."""

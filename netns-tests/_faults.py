@@ -231,7 +231,12 @@ NO_PROBE = Guards(probe_vip=False)
 
 
 class Faults:
-    """nftables tables (``pvfault``) added in lab namespaces; ``clear()`` removes them all."""
+    """nftables tables (``pvfault``) added in lab namespaces; ``clear()`` removes them all.
+
+    Bridge rules in the switch namespace rather than host input rules: the network drops the
+    frame, so every socket of the host (raw VRRP, AF_PACKET ARP, which sees frames before
+    netfilter) is affected alike, as with a real switch or cable fault.
+    """
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -245,18 +250,6 @@ class Faults:
             f"        type filter hook forward priority -200; policy accept;\n{body}\n    }}\n}}\n"
         )
         self._load(SWITCH, "bridge", script)
-
-    def host_drop(self, host: str, input_rules: Sequence[str], output_rules: Sequence[str] = ()) -> None:
-        """Drop packets in ``host``'s own input/output hooks (inet family)."""
-        inp = "\n".join(f"        {r} drop" for r in input_rules)
-        out = "\n".join(f"        {r} drop" for r in output_rules)
-        hook = "type filter hook {} priority -200; policy accept;"
-        script = (
-            f"table inet {NFT_TABLE} {{\n"
-            f"    chain pv_in {{\n        {hook.format('input')}\n{inp}\n    }}\n"
-            f"    chain pv_out {{\n        {hook.format('output')}\n{out}\n    }}\n}}\n"
-        )
-        self._load(host, "inet", script)
 
     def _load(self, host: str, family: str, script: str) -> None:
         self.lab.exec(host, ["nft", "-f", "-"], input=script)

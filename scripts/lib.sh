@@ -14,6 +14,7 @@ APT_NEEDS=(
     "keepalived:keepalived"  # interop / reference peer
     "tcpdump:tcpdump"        # br0 captures
     "arping:iputils-arping"  # ARP checks from the client
+    "ping:iputils-ping"      # keepalived best-practice gateway check (split-brain matrix control)
     "modprobe:kmod"          # tools/uml-run (IPVS in User-Mode Linux)
     "ipvsadm:ipvsadm"        # IPVS cross-checks
     "dpkg-deb:dpkg"          # tools/uml-run unpacks the UML kernel package

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
@@ -650,8 +651,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    import os
-
     if os.geteuid() != 0:
         print("failover.py needs root (network namespaces)", file=sys.stderr)
         return 2
@@ -665,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle_s = args.idle_s if args.idle_s is not None else (3.0 if args.quick else 60.0)
     idle_config = args.idle_config or ("v3-100ms" if args.quick else "v2-1s")
     t_begin = time.time()
+    load_begin = os.getloadavg()
     trials: list[Trial] = []
     floods: list[FloodResult] = []
     idles: list[IdleResult] = []
@@ -715,7 +715,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = [
         f"# failover benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t_begin))}",
         "",
-        f"command: `{cmd}`; runs per cell: {args.runs}; took {time.time() - t_begin:.0f} s; {ka_version}",
+        f"command: `{cmd}`; runs per cell: {args.runs}; took {time.time() - t_begin:.0f} s; {ka_version}; "
+        f"load average {load_begin[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+        f"({os.cpu_count()} CPUs)",
         "",
     ]
     if trials:

@@ -530,6 +530,11 @@ def failover_table(trials: list[Trial], daemons: Sequence[str]) -> list[str]:
     return lines
 
 
+# Rows not held to "no worse than keepalived by > 2 ms": the event lands at a random phase of
+# the advert clock (baseline §3), so that row compares two random samples, not the daemons.
+_NOT_COMPARED = {"event -> backup's 1st advert (random phase)"}
+
+
 def target_check(trials: list[Trial]) -> list[str]:
     """Issue #3 §6 targets for pyvrrp: detection within 2 ms of the bound at the median and
     5 ms at the worst; GARP within 1 ms; no row worse than keepalived's by > 2 ms (medians)."""
@@ -555,11 +560,14 @@ def target_check(trials: list[Trial]) -> list[str]:
             checks.append(("GARP worst <= 1 ms", garp.hi is not None and garp.hi <= 1.0, f"{garp.hi:.2f}"))
         ka = by.get("keepalived", [])
         if ka:
-            for label, _unit, get in ROWS[:4]:
+            for label, _unit, get in ROWS:
+                if label in _NOT_COMPARED:
+                    continue
                 a, b = Spread.of(get(t) for t in ka), Spread.of(get(t) for t in pv)
                 if a.med is not None and b.med is not None:
                     d = b.med - a.med
-                    checks.append((f"{label.split(':')[0]} vs keepalived <= +2 ms", d <= 2.0, f"{d:+.2f}"))
+                    name = label.split(":")[0].strip()
+                    checks.append((f"{name} vs keepalived <= +2 ms", d <= 2.0, f"{d:+.2f}"))
         for name, ok, value in checks:
             out.append(f"- {config} {event}: {name}: {'PASS' if ok else 'MISS'} ({value} ms)")
     return out
@@ -646,12 +654,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--idle-config", default=None, help="default v2-1s (baseline §7); quick: v3-100ms")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure as JSON here")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    ap.add_argument(
+        "--from-json", type=Path, default=None, help="re-render the report of a saved --json run; no lab"
+    )
     return ap.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and args.from_json is None:
         print("failover.py needs root (network namespaces)", file=sys.stderr)
         return 2
     daemons = [d for d in args.daemons.split(",") if d]
@@ -668,6 +679,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     trials: list[Trial] = []
     floods: list[FloodResult] = []
     idles: list[IdleResult] = []
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        trials = [Trial(**t) for t in saved["trials"]]
+        floods = [FloodResult(**f) for f in saved["flood"]]
+        idles = [IdleResult(**i) for i in saved["idle"]]
+        daemons = [d for d in DAEMONS if any(t.daemon == d for t in trials)] or daemons
+        args.skip_failover = args.skip_flood = args.skip_idle = True
+        t_begin = float(saved["started"])
     failures: list[str] = []
 
     def guarded(what: str, fn: Callable[[], Any]) -> Any:
@@ -712,12 +731,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if keepalived_available():
         proc = subprocess.run(["keepalived", "-v"], capture_output=True, text=True, check=False)
         ka_version = (proc.stdout + proc.stderr).splitlines()[0] if (proc.stdout + proc.stderr) else ""
+    header = (
+        f"command: `{cmd}`; runs per cell: {args.runs}; took {time.time() - t_begin:.0f} s; {ka_version}; "
+        f"load average {load_begin[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+        f"({os.cpu_count()} CPUs)"
+    )
+    if args.from_json is not None:
+        saved_cmd = json.loads(args.from_json.read_text()).get("command", "?")
+        header = f"command: `{saved_cmd}` (tables re-rendered from its JSON by `{cmd}`); {ka_version}"
     out = [
         f"# failover benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t_begin))}",
         "",
-        f"command: `{cmd}`; runs per cell: {args.runs}; took {time.time() - t_begin:.0f} s; {ka_version}; "
-        f"load average {load_begin[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
-        f"({os.cpu_count()} CPUs)",
+        header,
         "",
     ]
     if trials:

@@ -758,3 +758,22 @@ def test_reconfigure_master_priority_and_refresh() -> None:
     r.reconfigure(make_config("r", 120, "192.0.2.5"), now=6.5)
     assert r.next_deadline() == 7.0
     assert not any(isinstance(a, AnnounceVips) for a in r.handle_timer(now=9.0))
+
+
+def test_late_adver_timer_does_not_slow_the_advert_rate() -> None:
+    """TMR-08, SM-10: the Adver_Timer is re-armed from its deadline, so a runtime that fires
+    every timer 2 ms late still sends one advert per interval on average (no drift); after a
+    stall longer than an interval the timer starts afresh instead of sending a burst."""
+    r = master(garp_master_delay_s=0.0)
+    first = r.next_deadline()
+    assert first is not None
+    t = first
+    for _ in range(100):
+        deadline = r.next_deadline()
+        assert deadline is not None
+        t = deadline + 0.002
+        assert kinds(r.handle_timer(now=t)) == ["SendAdvert"]
+    assert r.next_deadline() == pytest.approx(first + 100 * 1.0)
+    stalled = t + 5.0
+    assert kinds(r.handle_timer(now=stalled)) == ["SendAdvert"]
+    assert r.next_deadline() == pytest.approx(stalled + 1.0)

@@ -374,7 +374,10 @@ class VirtualRouter:
             elif self._adver_at is not None and self._adver_at == deadline:
                 # RFC 5798 §6.4.3 (SM-10, TMR-08): send an advert, re-arm Adver_Timer
                 actions.append(self._advert(self.effective_priority))
-                self._adver_at = now + self._interval_s()
+                # re-arm from the deadline, not from `now`, so timer lateness does not
+                # accumulate into a slower advert rate; after a long stall, start afresh
+                nxt = deadline + self._interval_s()
+                self._adver_at = nxt if nxt > now else now + self._interval_s()
             elif self._garp_delayed_at is not None and self._garp_delayed_at == deadline:
                 # keepalived vrrp_garp_master_delay: the second burst (ARP-02)
                 self._garp_delayed_at = None

@@ -15,6 +15,9 @@ def register(app: typer.Typer) -> None:
         socket: str | None = typer.Option(None, "--socket", help="Override global_defs.control_socket."),
         log_format: str | None = typer.Option(None, "--log-format", help="auto, json or console."),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        keep_ipvs: bool = typer.Option(
+            False, "--keep-ipvs", help="Leave pyvrrp's IPVS services in the kernel on stop (keepalived -I)."
+        ),
     ) -> None:
         """Run the VRRP agent until SIGTERM/SIGINT (SIGHUP reloads the config)."""
         from pyvrrp.config.errors import ConfigError
@@ -23,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
         configure_logging(fmt=log_format or "auto", level=log_level)
         try:
-            code = run_daemon(file, config_id=config_id, control_socket=socket)
+            code = run_daemon(file, config_id=config_id, control_socket=socket, keep_ipvs=keep_ipvs)
         except ConfigError as exc:
             typer.echo(f"pyvrrp: {file}: invalid configuration:", err=True)
             for issue in exc.issues:

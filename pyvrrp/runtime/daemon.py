@@ -109,10 +109,12 @@ class Daemon:
         *,
         config_id: str | None = None,
         control_socket: str | None = None,
+        keep_ipvs: bool = False,
     ) -> None:
         self.config_path = config_path
         self.config = config
         self.config_id = config_id
+        self.keep_ipvs = keep_ipvs  # leave our IPVS services in the kernel on stop (keepalived -I)
         self.control_path = control_socket or config.global_defs.control_socket
         self.instances: dict[str, Instance] = {}
         self.sockets: dict[tuple[str, int], Any] = {}
@@ -210,7 +212,7 @@ class Daemon:
         # exits within about 1 s of SIGTERM (the VIPs and priority 0 are already out).
         pending = []
         if self.ipvs is not None:
-            pending.append(self.ipvs.stop())
+            pending.append(self.ipvs.stop(keep=self.keep_ipvs))
         if self.notifier is not None:
             pending.append(self.notifier.drain())
         if pending:
@@ -961,8 +963,16 @@ _TIMER = object()
 TIMER_LEAD_S = 0.002
 
 
-def run_daemon(config_path: str, *, config_id: str | None = None, control_socket: str | None = None) -> int:
+def run_daemon(
+    config_path: str,
+    *,
+    config_id: str | None = None,
+    control_socket: str | None = None,
+    keep_ipvs: bool = False,
+) -> int:
     """Entry point used by ``pyvrrp run``: load, validate, run; errors become one-line messages."""
     config = load_config(config_path, config_id=config_id)
-    daemon = Daemon(config_path, config, config_id=config_id, control_socket=control_socket)
+    daemon = Daemon(
+        config_path, config, config_id=config_id, control_socket=control_socket, keep_ipvs=keep_ipvs
+    )
     return asyncio.run(daemon.run())

@@ -924,10 +924,24 @@ class Daemon:
             if spec.interface != inst.ifname or family != inst.family:
                 self._stop_instance(inst)
                 del self.instances[name]
-                await self._add_instance(name, spec)
+                try:
+                    await self._add_instance(name, spec)
+                except StartupError as exc:
+                    log.error("instance_start_failed", instance=name, error=str(exc))
+                    continue
             else:
                 primary = self._primary_address(spec, family)
-                inst.spec = spec
+                old_spec, inst.spec = inst.spec, spec
+                if (spec.gateway_check, spec.conflict_detection) != (
+                    old_spec.gateway_check,
+                    old_spec.conflict_detection,
+                ):
+                    for guard in (inst.gateway, inst.conflict):
+                        if guard is not None:
+                            await guard.stop()
+                    inst.gateway = inst.conflict = None
+                    self._feed(inst, ev.TrackerChanged(name="gateway"))  # neutral until re-proven
+                    await self._start_guards(inst)
                 for action in inst.router.reconfigure(
                     self._router_config(name, spec, primary, family), now=clock.monotonic()
                 ):

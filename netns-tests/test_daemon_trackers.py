@@ -96,3 +96,31 @@ def test_missing_script_is_reported_not_fatal(lab: Lab, tmp_path: Path) -> None:
     assert lb1.alive()
     assert "track_script_error" in lb1.log_text()
     assert "Traceback" not in lb1.log_text()
+
+
+def test_reload_adds_and_removes_gateway_check(lab: Lab) -> None:
+    """Issue #4 §2 + reload: adding a gateway_check whose target does not answer isolates the
+    master (FAULT, VIP released) without a restart; removing it again restores MASTER."""
+    import os
+    import signal
+
+    lb1 = _node(lab, "lb1", 150)
+    lb1.wait_state("MASTER", 10)
+    base = lb1.config_path.read_text()
+    guarded = base.replace(
+        "[vrrp_instance.VI_51]",
+        "[vrrp_instance.VI_51]\n"
+        'gateway_check = { targets = ["192.168.233.1"], interval = 0.1, timeout = 0.05, fall = 2, rise = 2 }',
+    )
+    assert guarded != base
+    lb1.config_path.write_text(guarded)
+    os.kill(lb1.pids()[0], signal.SIGHUP)
+    lb1.wait_state("FAULT", 5)
+    view = lb1.instance()
+    assert view["isolated"] is True and view["gateway_check"] is not None
+    assert not lab.holds_vip("lb1")
+    lb1.config_path.write_text(base)
+    os.kill(lb1.pids()[0], signal.SIGHUP)
+    lb1.wait_state("MASTER", 5)
+    assert lb1.instance()["gateway_check"] is None
+    assert lab.holds_vip("lb1")

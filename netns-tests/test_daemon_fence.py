@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from pyvrrp.lab.topology import InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml
+from pyvrrp.lab.topology import InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml, wait_for
 
 
 def _node(lab: Lab, host: str, prio: int, **extra: object) -> PyvrrpNode:
@@ -38,6 +38,8 @@ def test_fence_success_then_takeover_with_epoch(lab: Lab, tmp_path: Path) -> Non
     lb2 = _node(lab, "lb2", 100, fence_script=str(script), fence_timeout=2)
     lb1.wait_state("MASTER", 10)
     lb2.wait_state("BACKUP", 5)
+    # lb2 may be BACKUP before it has heard lb1's first advert: wait until it knows its master
+    wait_for(lambda: (lb2.instance() or {}).get("master_ip") == "192.168.233.10", 5)
     epoch_before = lb2.instance()["epoch"]
     lb1.kill9()
     t0 = time.monotonic()

@@ -35,12 +35,13 @@ def test_fence_success_then_takeover_with_epoch(lab: Lab, tmp_path: Path) -> Non
     """The takeover waits for a successful fence hook, which gets INSTANCE, epoch and old master."""
     script, log = _hook(tmp_path, "sleep 0.3; exit 0")
     lb1 = _node(lab, "lb1", 150)
+    lb1.wait_state("MASTER", 10)  # lb2 starts after: it must not win a start-up race
     lb2 = _node(lab, "lb2", 100, fence_script=str(script), fence_timeout=2)
-    lb1.wait_state("MASTER", 10)
     lb2.wait_state("BACKUP", 5)
     # lb2 may be BACKUP before it has heard lb1's first advert: wait until it knows its master
     wait_for(lambda: (lb2.instance() or {}).get("master_ip") == "192.168.233.10", 5)
     epoch_before = lb2.instance()["epoch"]
+    log.unlink(missing_ok=True)
     lb1.kill9()
     t0 = time.monotonic()
     lb2.wait_state("MASTER", 5)
@@ -57,6 +58,7 @@ def test_fence_failure_keeps_backup(lab: Lab, tmp_path: Path) -> None:
     """fence_failure = stay-backup: a failing hook means no takeover (retried every Master_Down)."""
     script, log = _hook(tmp_path, "exit 1")
     lb1 = _node(lab, "lb1", 150)
+    lb1.wait_state("MASTER", 10)
     lb2 = _node(lab, "lb2", 100, fence_script=str(script), fence_timeout=1, fence_failure="stay-backup")
     lb1.wait_state("MASTER", 10)
     lb2.wait_state("BACKUP", 5)
@@ -71,6 +73,7 @@ def test_fence_failure_proceed(lab: Lab, tmp_path: Path) -> None:
     """fence_failure = proceed: a failing hook is logged and the takeover goes ahead."""
     script, _log = _hook(tmp_path, "exit 3")
     lb1 = _node(lab, "lb1", 150)
+    lb1.wait_state("MASTER", 10)
     lb2 = _node(lab, "lb2", 100, fence_script=str(script), fence_timeout=1, fence_failure="proceed")
     lb1.wait_state("MASTER", 10)
     lb2.wait_state("BACKUP", 5)
@@ -83,6 +86,7 @@ def test_master_returning_abandons_the_takeover(lab: Lab, tmp_path: Path) -> Non
     """Adverts from the old master while the hook runs abandon the takeover; the hook is killed."""
     script, log = _hook(tmp_path, "sleep 5; exit 0")
     lb1 = _node(lab, "lb1", 150)
+    lb1.wait_state("MASTER", 10)
     lb2 = _node(lab, "lb2", 100, fence_script=str(script), fence_timeout=8)
     lb1.wait_state("MASTER", 10)
     lb2.wait_state("BACKUP", 5)

@@ -1,3 +1,5 @@
-from pyvrrp.cli.app import main
+"""``python -m pyvrrp``: same as the ``pyvrrp`` command."""
+
+from pyvrrp.cli.entry import main
 
 main()

@@ -32,6 +32,7 @@ import asyncio
 import errno
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -164,6 +165,7 @@ class VrrpSocket:
         self.ttl = ttl
         self.max_batch = max_batch
         self.stats = SocketStats()
+        self.opened_ns = 0
         self._sock: socket.socket | None = None
         self._pktinfo: list[tuple[int, int, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,6 +200,7 @@ class VrrpSocket:
             raise OSError(
                 exc.errno, f"VRRP socket on {self.ifname!r} (IPv{self.family}): {exc.strerror}"
             ) from exc
+        self.opened_ns = time.time_ns()  # every packet stamped later reaches this socket
         self._log.info(
             "vrrp_socket_open",
             ifindex=self.ifindex,

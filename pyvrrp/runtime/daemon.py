@@ -180,10 +180,13 @@ class Daemon:
         self.trackers.report_all()
         delay = float(self.config.global_defs.vrrp_startup_delay)
         if delay > 0:  # keepalived vrrp_startup_delay: let slow links and bonds settle first
+            from pyvrrp.runtime import early_listen
+
+            if (early := early_listen.current()) is not None:
+                early.close()  # the delay is a deliberate wait: no backdated Startup
             log.info("startup_delay", seconds=delay)
             await asyncio.sleep(delay)
-        for inst in self.instances.values():
-            self._start_instance(inst)
+        self._start_all()
         self.trackers.start()
         if self.config.virtual_server:
             await self._start_ipvs()
@@ -388,12 +391,67 @@ class Daemon:
             self._tracker_names.setdefault(instance, set()).add(name)
             self._feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
 
-    def _start_instance(self, inst: Instance) -> None:
+    def _start_instance(self, inst: Instance, *, listening_since: float | None = None) -> None:
         # A link that is already down is reported before Startup: INIT -> FAULT directly,
         # never a spurious BACKUP (and notify_backup) first.
         if not inst.spec.dont_track_primary and not self.netlink.link_is_up(inst.ifname):
             self._feed(inst, ev.LinkChanged(up=False))
-        self._feed(inst, ev.Startup())
+        self._feed(inst, ev.Startup(), at=listening_since)
+
+    def _early_backlog(self) -> tuple[Any, list[tuple[tuple[str, int], Any, Any]]]:
+        """The early listener (``pyvrrp.runtime.early_listen``) and its queued packets.
+
+        Returns ``(listener or None, [(socket key, real socket, queued packet)])`` with only
+        the packets that arrived before the real socket of their interface had joined.
+        """
+        from pyvrrp.runtime import early_listen
+
+        early = early_listen.current()
+        if early is None:
+            return None, []
+        by_index = {(sock.family, sock.ifindex): (key, sock) for key, sock in self.sockets.items()}
+        queued = []
+        for family in (4, 6):
+            for item in early.backlog(family):
+                found = by_index.get((family, item[0]))
+                if found is None:
+                    continue
+                key, sock = found
+                if item[1] and item[1] >= sock.opened_ns:
+                    continue  # the real socket has it too
+                queued.append((key, sock, item))
+        return early, queued
+
+    def _start_all(self) -> None:
+        """Startup for every instance; backdated to the early listener's start where it covers them.
+
+        The packets the listener queued are replayed afterwards, in arrival order,
+        through the normal receive path, before any (backdated) timer can fire: the
+        node decides as if it had been running since the listener opened.
+        """
+        early, queued = self._early_backlog()
+        credited = []
+        for inst in self.instances.values():
+            since = None
+            if early is not None and inst.sock is not None:
+                unicast = bool(getattr(inst.sock, "unicast_peers", ()))
+                if early.covers(inst.family, inst.sock.ifindex, unicast=unicast):
+                    since = early.opened_at
+                    credited.append(inst.name)
+            self._start_instance(inst, listening_since=since)
+        for key, sock, (_ifindex, _stamp, data, addr, anc) in queued:
+            parsed = sock._parse_v4(data, anc) if sock.family == 4 else sock._parse_v6(data, anc, addr)
+            if parsed is not False:
+                self._on_packet(key, *parsed)
+        if early is not None:
+            log.info(
+                "early_listen",
+                listening_for_ms=round((clock.monotonic() - early.opened_at) * 1000, 1),
+                replayed=len(queued),
+                credited=credited,
+                dropped=early.dropped,
+            )
+            early.close()
 
     async def _add_instance(self, name: str, spec: Any, *, start: bool = True) -> None:
         """Create and start one instance: resolve its interface, clean stale VIPs, Startup."""
@@ -567,9 +625,13 @@ class Daemon:
 
     # --------------------------------------------------------------- feeding
 
-    def _feed(self, inst: Instance, event: Any) -> None:
-        """Give one input to an instance's engine and perform the resulting actions in order."""
-        inst.inbox.append(event)
+    def _feed(self, inst: Instance, event: Any, *, at: float | None = None) -> None:
+        """Give one input to an instance's engine and perform the resulting actions in order.
+
+        ``at`` backdates the input (only Startup, to the moment the early listener began
+        queueing this instance's packets); otherwise the engine gets the current time.
+        """
+        inst.inbox.append(event if at is None else _At(event, at))
         if inst.busy:
             return
         inst.busy = True
@@ -577,6 +639,8 @@ class Daemon:
             while inst.inbox:
                 item = inst.inbox.popleft()
                 now = clock.monotonic()
+                if isinstance(item, _At):
+                    item, now = item.event, min(item.at, now)
                 if item is _TIMER:
                     actions = inst.router.handle_timer(now=now)
                 else:
@@ -975,6 +1039,16 @@ class Daemon:
 
 
 _TIMER = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    """An input fed with an explicit time (see ``Daemon._feed``)."""
+
+    event: Any
+    at: float
+
+
 TIMER_LEAD_S = 0.002
 
 

@@ -172,3 +172,44 @@ def test_persistence_granularity_forms() -> None:
         VirtualServer(persistence_granularity="255.0.255.0")
     with pytest.raises(ValidationError):
         VirtualServer(persistence_granularity=129)
+
+
+def test_lvs_models_load_only_when_a_virtual_server_is_configured(tmp_path: object) -> None:
+    """Start-up cost (#3 §6): a VRRP-only config never builds the LVS schemas."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = Path(str(tmp_path))
+    vrrp_only = base / "vrrp.toml"
+    vrrp_only.write_text(
+        '[vrrp_instance.VI]\ninterface = "eth0"\nvirtual_router_id = 1\npriority = 100\n'
+        'virtual_ipaddress = ["192.0.2.1/32"]\n'
+    )
+    with_lvs = base / "lvs.toml"
+    with_lvs.write_text(vrrp_only.read_text() + ISSUE_TOML)
+    probe = (
+        "import sys\nfrom pyvrrp.config import load_config\n"
+        "cfg = load_config(sys.argv[1])\n"
+        "first = next(iter(cfg.virtual_server.values()), None)\n"
+        "print('pyvrrp.config.lvs' in sys.modules, type(first).__name__)"
+    )
+    out = [
+        subprocess.run(
+            [sys.executable, "-c", probe, str(p)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for p in (vrrp_only, with_lvs)
+    ]
+    assert out == [["False", "NoneType"], ["True", "VirtualServer"]]
+
+
+def test_config_given_raw_lvs_entries_validates_them() -> None:
+    from pyvrrp.config.models import Config
+
+    raw = tomllib.loads(ISSUE_TOML)
+    cfg = Config.model_validate(raw)
+    vs = cfg.virtual_server["192.168.233.200:80"]
+    assert isinstance(vs, VirtualServer) and len(vs.real_server) == 2
+    raw["virtual_server"]["192.168.233.200:80"]["lb_algo"] = "fastest"
+    with pytest.raises(ValidationError, match="lb_algo"):
+        Config.model_validate(raw)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,7 @@ from pydantic import (
     PlainValidator,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -44,7 +45,17 @@ from pyvrrp.config.errors import (
     issues_from_validation_error,
     show_value,
 )
-from pyvrrp.config.lvs import VirtualServer, VirtualServerGroup, parse_vs_key
+
+if TYPE_CHECKING:
+    from pyvrrp.config.lvs import VirtualServer, VirtualServerGroup
+
+    _VirtualServers = dict[str, VirtualServer]
+    _VirtualServerGroups = dict[str, VirtualServerGroup]
+else:
+    # The LVS models (pyvrrp.config.lvs) cost ~40 ms of schema building at import and
+    # most configs have no virtual_server: build_config validates those entries with
+    # the LVS models, imported on first use, and Config holds the validated objects.
+    _VirtualServers = _VirtualServerGroups = dict[str, Any]
 
 __all__ = [
     "SECTIONS",
@@ -514,16 +525,42 @@ class VrrpSyncGroup(_Model):
 
 
 #: Top-level tables and the model of each entry (None: the table is itself the model).
-SECTIONS: dict[str, type[BaseModel]] = {
+#: ``None``: an LVS model, imported on first use (see :func:`section_model`).
+SECTIONS: dict[str, type[BaseModel] | None] = {
     "global_defs": GlobalDefs,
     "vrrp_script": VrrpScript,
     "track_file": TrackFile,
     "vrrp_instance": VrrpInstance,
     "vrrp_sync_group": VrrpSyncGroup,
-    "virtual_server_group": VirtualServerGroup,
-    "virtual_server": VirtualServer,
+    "virtual_server_group": None,
+    "virtual_server": None,
 }
 _NAMED_SECTIONS = tuple(s for s in SECTIONS if s != "global_defs")
+
+
+def section_model(section: str) -> type[BaseModel]:
+    """The model of one entry of ``section`` (LVS models are imported here, lazily)."""
+    model = SECTIONS[section]
+    if model is None:
+        from pyvrrp.config import lvs
+
+        model = lvs.VirtualServer if section == "virtual_server" else lvs.VirtualServerGroup
+        SECTIONS[section] = model
+    return model
+
+
+def _lvs_entries(section: str, value: Any) -> Any:
+    """Validate raw LVS entries given to ``Config`` directly (build_config passes models)."""
+    if not isinstance(value, Mapping) or not value:
+        return value
+    model = section_model(section)
+    out = {}
+    for name, item in value.items():
+        try:
+            out[name] = item if isinstance(item, model) else model.model_validate(item)
+        except ValidationError as exc:
+            raise ValueError(f"{section}.{name}: {exc}") from None
+    return out
 
 
 class Config(_Model):
@@ -534,14 +571,19 @@ class Config(_Model):
     track_file: dict[str, TrackFile] = Field(default_factory=dict)
     vrrp_instance: dict[str, VrrpInstance] = Field(default_factory=dict)
     vrrp_sync_group: dict[str, VrrpSyncGroup] = Field(default_factory=dict)
-    virtual_server_group: dict[str, VirtualServerGroup] = Field(default_factory=dict)
-    virtual_server: dict[str, VirtualServer] = Field(default_factory=dict)
+    virtual_server_group: _VirtualServerGroups = Field(default_factory=dict)
+    virtual_server: _VirtualServers = Field(default_factory=dict)
 
     _source_file: str | None = PrivateAttr(default=None)
     _source_format: str | None = PrivateAttr(default=None)
     _locate: Locator | None = PrivateAttr(default=None)
     _frontend_warnings: list[ConfigIssue] = PrivateAttr(default_factory=list)
     """Set by a front-end (keepalived.conf: ignored/approximated keywords)."""
+
+    @field_validator("virtual_server", "virtual_server_group", mode="before")
+    @classmethod
+    def _lvs(cls, value: Any, info: ValidationInfo) -> Any:
+        return _lvs_entries(str(info.field_name), value)
 
     @model_validator(mode="before")
     @classmethod
@@ -733,7 +775,6 @@ def build_config(
         if not isinstance(raw_sec, Mapping):
             add((sec,), f"must be a table of named entries ([{sec}.NAME]), got {show_value(raw_sec)}")
             continue
-        model = SECTIONS[sec]
         for name, raw in raw_sec.items():
             name = str(name)
             parts.names[sec].add(name)
@@ -741,7 +782,7 @@ def build_config(
                 add((sec, name), "names must be non-empty and contain no blanks")
             if sec == "vrrp_instance":
                 raw = inject_instance_defaults(raw, parts.g)
-            obj = validate(model, raw, (sec, name))
+            obj = validate(section_model(sec), raw, (sec, name))
             if obj is not None:
                 parts.items[sec][name] = obj
 
@@ -1043,10 +1084,14 @@ def _sync_group_errors(p: _Parts) -> _Found:
 
 def _lvs_errors(p: _Parts) -> _Found:
     out: _Found = []
+    if not p.names["virtual_server"]:
+        return out
+    from pyvrrp.config import lvs
+
     groups = p.names["virtual_server_group"]
     for key in sorted(p.names["virtual_server"]):
         try:
-            vs_key = parse_vs_key(key)
+            vs_key = lvs.parse_vs_key(key)
         except ValueError as exc:
             out.append((("virtual_server", key), str(exc), ()))
             continue
@@ -1177,9 +1222,13 @@ _NO_SCRIPT = VrrpScript(script="-")
 
 def _virtual_server_addresses(cfg: Config) -> set[IPAddress]:
     addrs: set[IPAddress] = set()
+    if not cfg.virtual_server:
+        return addrs
+    from pyvrrp.config import lvs
+
     for key in cfg.virtual_server:
         try:
-            vs_key = parse_vs_key(key)
+            vs_key = lvs.parse_vs_key(key)
         except ValueError:
             continue
         if vs_key.kind == "addr" and vs_key.address is not None:

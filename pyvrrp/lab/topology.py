@@ -655,7 +655,7 @@ def pyvrrp_toml(
 
 
 class PyvrrpNode(DaemonNode):
-    """``python -m pyvrrp run -f CONF`` in a lab host; state via ``pyvrrp state --json``.
+    """``pyvrrp run -f CONF`` (the venv console script) in a lab host; state via ``pyvrrp state --json``.
 
     The control socket is ``<run dir>/pyvrrp-<host>/control.sock`` (AF_UNIX sockets are
     reached by path, so ``state`` runs from the caller's namespace).
@@ -682,10 +682,12 @@ class PyvrrpNode(DaemonNode):
         self.extra_args = list(extra_args)
 
     def argv(self) -> list[str]:
+        # The console script, as an operator runs it (systemd unit); ``python -m`` would add
+        # runpy's ~5 ms to every start-up measured by benchmarks/failover.py.
+        script = Path(sys.executable).with_name("pyvrrp")
+        head = [str(script)] if script.is_file() else [sys.executable, "-m", "pyvrrp"]
         return [
-            sys.executable,
-            "-m",
-            "pyvrrp",
+            *head,
             "run",
             "-f",
             str(self.config_path),

@@ -665,6 +665,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # Fresh bytecode for the daemon under test: with PYTHONDONTWRITEBYTECODE set, an edited
+    # module would be compiled from source at every start and skew the start-up rows.
+    import compileall
+
+    import pyvrrp
+
+    compileall.compile_dir(str(Path(pyvrrp.__file__).parent), quiet=1)
     if os.geteuid() != 0 and args.from_json is None:
         print("failover.py needs root (network namespaces)", file=sys.stderr)
         return 2

@@ -67,7 +67,15 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install -q -e "$REPO[test]" --config-settings editable_mode=compat
 }
 
+# Byte-compile the package. pip does it for a wheel install; an editable install leaves it
+# to the interpreter, which skips it when PYTHONDONTWRITEBYTECODE is set (as in CI) and then
+# compiles every pyvrrp module from source at each start (~150 ms of `pyvrrp run` start-up).
+ensure_bytecode() {
+    "$VENV/bin/python" -m compileall -q "$REPO/pyvrrp" >/dev/null
+}
+
 ensure_all() {
     ensure_apt
     ensure_venv
+    ensure_bytecode
 }

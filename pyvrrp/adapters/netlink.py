@@ -31,7 +31,6 @@ import errno
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any, TypeVar
 
@@ -49,8 +48,19 @@ from pyroute2.netlink.rtnl import (
 )
 
 from pyvrrp.adapters import InterfaceNotFound
+from pyvrrp.adapters.netlink_events import (  # re-exported: they live in a pyroute2-free module
+    IFF_RUNNING,
+    IFF_UP,
+    AddressEvent,
+    LinkEvent,
+    NetlinkEvent,
+    NetlinkOperationError,
+    link_up,
+)
 
 __all__ = [
+    "IFF_RUNNING",
+    "IFF_UP",
     "AddressEvent",
     "InterfaceNotFound",
     "LinkEvent",
@@ -65,8 +75,6 @@ __all__ = [
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
-IFF_UP = 0x1
-IFF_RUNNING = 0x40  # carrier (RFC 2863 operational), keepalived's "IFF_UP && IFF_RUNNING"
 IFA_F_SECONDARY = 0x01
 IFA_F_NODAD = 0x02
 IFA_F_TENTATIVE = 0x40
@@ -77,35 +85,8 @@ _log = structlog.get_logger("pyvrrp.adapters.netlink")
 _T = TypeVar("_T")
 
 
-class NetlinkOperationError(OSError):
-    """The kernel refused an address/link operation (message names op, address and interface)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkEvent:
-    """A link's usable state (admin up AND carrier) changed, or the link was deleted."""
-
-    ifname: str
-    index: int
-    up: bool
-    deleted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AddressEvent:
-    """An address appeared on or disappeared from an interface."""
-
-    ifname: str
-    index: int
-    address: IPInterface
-    added: bool
-
-
-NetlinkEvent = LinkEvent | AddressEvent
-
-
 def _link_up(flags: int) -> bool:
-    return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+    return link_up(flags)
 
 
 def _iface_of(msg: Any) -> IPInterface | None:

@@ -16,7 +16,7 @@ interleave.
 
 Adapters do the I/O: :mod:`pyvrrp.adapters.vrrp_socket` (raw protocol-112
 sockets, one per interface and family, demultiplexed by VRID),
-:mod:`pyvrrp.adapters.netlink` (VIPs and link/address events),
+:mod:`pyvrrp.adapters.rtnl` (VIPs, interface facts, link/address events; no pyroute2),
 :mod:`pyvrrp.adapters.arp`/``ndisc`` (GARP and unsolicited NA),
 :mod:`pyvrrp.adapters.notify` (ordered notify scripts) and
 :mod:`pyvrrp.runtime.control` (the control socket behind ``pyvrrp state``).
@@ -143,18 +143,18 @@ class Daemon:
     async def run(self) -> int:
         """Start everything, serve until SIGTERM/SIGINT, then stop cleanly.  Returns the exit code."""
         from pyvrrp.adapters.arp import Announcer
-        from pyvrrp.adapters.netlink import SyncNetlink
         from pyvrrp.adapters.notify import NotifyRunner
-        from pyvrrp.adapters.rtnl import FastAddr
+        from pyvrrp.adapters.rtnl import FastAddr, RtnlNetlink
         from pyvrrp.runtime.control import ControlServer, SocketInUse
         from pyvrrp.runtime.logging import RateLimitedLogger
 
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
-        # Netlink calls are synchronous (sub-millisecond, on a private thread) so that the
-        # action order AddVips -> SendAdvert -> AnnounceVips holds (RFC 5798 §6.4.1).
-        self.netlink = SyncNetlink()
+        # Netlink calls are synchronous (sub-millisecond) so that the action order
+        # AddVips -> SendAdvert -> AnnounceVips holds (RFC 5798 §6.4.1).  Plain rtnetlink
+        # sockets, not pyroute2: importing pyroute2 alone would delay the start by ~0.1 s.
+        self.netlink = RtnlNetlink()
         self.addrs = FastAddr()
         self.announcer = Announcer()
         self.notifier = NotifyRunner(timeout_s=float(self.config.global_defs.notify_timeout))
@@ -455,7 +455,7 @@ class Daemon:
 
     async def _add_instance(self, name: str, spec: Any, *, start: bool = True) -> None:
         """Create and start one instance: resolve its interface, clean stale VIPs, Startup."""
-        from pyvrrp.adapters.netlink import InterfaceNotFound
+        from pyvrrp.adapters import InterfaceNotFound
 
         family = _family_of(spec)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)

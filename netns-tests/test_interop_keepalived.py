@@ -35,7 +35,7 @@ import pytest
 
 from pyvrrp.lab.capture import Capture, WireEvent, first, last
 from pyvrrp.lab.keepalived import KeepalivedNode
-from pyvrrp.lab.topology import VIP4, DaemonNode, InstanceSpec, Lab, PyvrrpNode
+from pyvrrp.lab.topology import VIP4, DaemonNode, InstanceSpec, Lab, PyvrrpNode, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.keepalived]
 
@@ -194,9 +194,11 @@ def started_pair(lab: Lab, case: Case, pv_role: str) -> Iterator[Pair]:
     try:
         # lb1 first, lb2 once lb1 runs (BACKUP, Master_Down timer armed): lb1's timer then
         # always expires first, whatever the two daemons' start-up times (pyvrrp's Python
-        # start-up is 0.3-2 s, keepalived's 30-80 ms), so the election is deterministic.
+        # start-up is 0.2-2 s, keepalived's 30-80 ms), so the election is deterministic.
+        # pyvrrp dates Startup from its early listener: when the imports take longer than
+        # Master_Down_Interval, lb1 is already MASTER the first time anyone can ask.
         nodes[0].start()
-        nodes[0].wait_state("BACKUP", 20.0)
+        wait_for(lambda: nodes[0].state() in ("BACKUP", "MASTER"), 20.0, 0.02, what="lb1 running")
         nodes[1].start()
         yield pair
     except BaseException as exc:

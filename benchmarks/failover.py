@@ -536,6 +536,13 @@ def failover_table(trials: list[Trial], daemons: Sequence[str]) -> list[str]:
 # the sum is not (7 samples of a phase uniform over one advert interval decide its median).
 _NOT_COMPARED = {"event -> backup's 1st advert (random phase)"}
 _NOT_COMPARED_FOR_EVENT = {("linkdown", "client's longest gap between OK GETs")}
+# Rows measured by the client probe: one GET every PROBE_INTERVAL_S, so each sample is
+# quantised to that period and a median of 7 moves by a few ms from run to run with the same
+# daemons. A difference within one probe period is reported as unresolved, not as a result.
+_PROBE_ROWS = {
+    "(c) backup's 1st advert -> 1st GET answered by it",
+    "client's longest gap between OK GETs",
+}
 
 
 def target_check(trials: list[Trial]) -> list[str]:
@@ -551,7 +558,7 @@ def target_check(trials: list[Trial]) -> list[str]:
             continue
         late = Spread.of(None if t.detect_ms is None else t.detect_ms - t.expected_ms for t in pv)
         garp = Spread.of(t.garp_ms for t in pv)
-        checks = []
+        checks: list[tuple[str, bool | None, str]] = []
         if late.n:
             checks.append(
                 ("lateness median <= 2 ms", late.med is not None and late.med <= 2.0, f"{late.med:+.2f}")
@@ -570,9 +577,13 @@ def target_check(trials: list[Trial]) -> list[str]:
                 if a.med is not None and b.med is not None:
                     d = b.med - a.med
                     name = label.split(":")[0].strip()
-                    checks.append((f"{name} vs keepalived <= +2 ms", d <= 2.0, f"{d:+.2f}"))
-        for name, ok, value in checks:
-            out.append(f"- {config} {event}: {name}: {'PASS' if ok else 'MISS'} ({value} ms)")
+                    ok: bool | None = d <= 2.0
+                    if not ok and label in _PROBE_ROWS and d <= PROBE_INTERVAL_S * 1000:
+                        ok = None  # within one probe period: the probe cannot tell
+                    checks.append((f"{name} vs keepalived <= +2 ms", ok, f"{d:+.2f}"))
+        for name, verdict, value in checks:
+            word = {True: "PASS", False: "MISS", None: "UNRESOLVED (within one probe period)"}[verdict]
+            out.append(f"- {config} {event}: {name}: {word} ({value} ms)")
     return out
 
 

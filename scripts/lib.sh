@@ -23,6 +23,20 @@ APT_NEEDS=(
     "python3:python3"
 )
 
+# The interpreter for .venv: the distribution's /usr/bin/python3 when it is 3.11 or newer
+# (Debian builds it with PGO and LTO: it starts ~3 ms faster than a plain source build such
+# as pyenv's, and `pyvrrp run` start-up is measured against keepalived, #3), else the first
+# python3 on PATH.  PYVRRP_PYTHON overrides.
+pick_python() {
+    if [ -n "${PYVRRP_PYTHON:-}" ]; then
+        echo "$PYVRRP_PYTHON"
+    elif [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo /usr/bin/python3
+    else
+        command -v python3
+    fi
+}
+
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
         echo "$(basename "$0"): needs root (network namespaces, raw sockets): run it with sudo" >&2
@@ -38,7 +52,7 @@ ensure_apt() {
         command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 \
             || missing+=("$pkg")
     done
-    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
+    "$(pick_python)" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
     if [ ${#missing[@]} -eq 0 ]; then
         return 0
     fi
@@ -60,7 +74,7 @@ ensure_venv() {
         return 1
     fi
     echo "creating $VENV" >&2
-    python3 -m venv "$VENV"
+    "$(pick_python)" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # compat mode: a plain .pth path entry instead of setuptools' import-hook finder,
     # which costs ~15 ms at every interpreter start (the daemon's start-up counts, #3).

@@ -137,6 +137,7 @@ class Daemon:
         self._rx_log: Any = None
         self._background: set[asyncio.Task[Any]] = set()
         self._confirming: set[str] = set()
+        self._released = False  # every instance stopped (SIGTERM / shutdown)
 
     # ------------------------------------------------------------ life cycle
 
@@ -192,7 +193,7 @@ class Daemon:
             await self._start_ipvs()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self.stop_event.set)
+            self.loop.add_signal_handler(sig, self._on_stop_signal)
         self.loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         monitor = asyncio.ensure_future(self._watch_netlink())
 
@@ -205,12 +206,29 @@ class Daemon:
         await self.shutdown()
         return 0
 
-    async def shutdown(self) -> None:
-        """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
-        if self.trackers is not None:
-            self.trackers.stop()
+    def _on_stop_signal(self) -> None:
+        """SIGTERM / SIGINT: every MASTER sends priority 0 from the signal's own callback.
+
+        The backup takes over Skew_Time after that advert (RFC 5798 §6.4.3), so it goes out
+        before anything else (logging, the shutdown task); the rest follows in shutdown().
+        """
+        self._release_all()
+        if self.stop_event is not None:
+            self.stop_event.set()
+
+    def _release_all(self) -> None:
+        """Stop every instance (priority 0 from a MASTER, VIPs removed), then the trackers."""
+        if self._released:
+            return
+        self._released = True
         for inst in list(self.instances.values()):
             self._stop_instance(inst)
+        if self.trackers is not None:
+            self.trackers.stop()  # same callback: no tracker result can reach a stopped instance
+
+    async def shutdown(self) -> None:
+        """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
+        self._release_all()
         # IPVS clean-up and notify_stop scripts run side by side, bounded so the daemon
         # exits within 1 s of SIGTERM even when a script hangs (priority 0 and the VIP
         # removal are already out; interpreter teardown takes another ~0.1-0.2 s).

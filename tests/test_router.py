@@ -69,11 +69,11 @@ def master(priority: int = 100, **kw: Any) -> VirtualRouter:
 
 
 def test_owner_startup_goes_master_with_ordered_actions() -> None:
-    """SM-01, ARP-02: owner (255) Startup -> MASTER: StateChanged, AddVips, SendAdvert, AnnounceVips."""
+    """SM-01, ARP-02: owner (255) Startup -> MASTER: StateChanged, SendAdvert, AddVips, AnnounceVips."""
     r = make_router("r", 255, "192.0.2.5", epoch=41)
     actions = r.handle(Startup(), now=10.0)
-    assert kinds(actions) == ["StateChanged", "AddVips", "SendAdvert", "AnnounceVips"]
-    sc, add, send, ann = actions
+    assert kinds(actions) == ["StateChanged", "SendAdvert", "AddVips", "AnnounceVips"]
+    sc, send, add, ann = actions
     assert isinstance(sc, StateChanged) and (sc.old, sc.new, sc.priority, sc.epoch) == (
         State.INIT,
         State.MASTER,
@@ -108,7 +108,7 @@ def test_master_down_fires_exactly_and_emits_entry_actions() -> None:
     r = backup()
     assert r.handle_timer(now=3.6) == []  # not yet due
     actions = r.handle_timer(now=3.609375)
-    assert kinds(actions) == ["StateChanged", "AddVips", "SendAdvert", "AnnounceVips"]
+    assert kinds(actions) == ["StateChanged", "SendAdvert", "AddVips", "AnnounceVips"]
     assert r.snapshot(now=3.609375).last_transition == (State.BACKUP, State.MASTER, "master_down", 3.609375)
 
 
@@ -572,7 +572,7 @@ def test_takeover_gate_allow() -> None:
     assert r.state is State.BACKUP and r.snapshot(now=3.7).takeover_pending
     assert r.next_deadline() is None
     actions = r.handle(TakeoverVerdict(allow=True, reason="witness ok"), now=3.8)
-    assert kinds(actions) == ["StateChanged", "AddVips", "SendAdvert", "AnnounceVips"]
+    assert kinds(actions) == ["StateChanged", "SendAdvert", "AddVips", "AnnounceVips"]
     assert isinstance(actions[0], StateChanged) and actions[0].epoch == 4
     assert "witness ok" in actions[0].reason
 
@@ -739,7 +739,7 @@ def test_owner_ignores_preempt_delay() -> None:
 def test_no_announce_without_vips_or_repeat() -> None:
     """ARP-02: garp_master_repeat=0 or no VIPs: no AnnounceVips, no AddVips for an empty list."""
     r = make_router("r", 255, "192.0.2.5", garp_master_repeat=0)
-    assert kinds(r.handle(Startup(), now=0.0)) == ["StateChanged", "AddVips", "SendAdvert"]
+    assert kinds(r.handle(Startup(), now=0.0)) == ["StateChanged", "SendAdvert", "AddVips"]
     r = make_router("r", 255, "192.0.2.5", vips=())
     assert kinds(r.handle(Startup(), now=0.0)) == ["StateChanged", "SendAdvert"]
     assert kinds(r.handle(Shutdown(), now=1.0)) == ["StateChanged", "SendAdvert"]

@@ -104,7 +104,7 @@ def test_sync_master_from_backup_runs_master_entry_actions() -> None:
     """SM-05 (entry actions): SyncCommand(MASTER) in BACKUP enters MASTER like a takeover, epoch+1."""
     r = backup_router()
     actions = r.handle(SyncCommand(State.MASTER, "lan2 became MASTER"), now=1.0)
-    assert [type(a) for a in actions] == [StateChanged, AddVips, SendAdvert, AnnounceVips]
+    assert [type(a) for a in actions] == [StateChanged, SendAdvert, AddVips, AnnounceVips]
     change = actions[0]
     assert isinstance(change, StateChanged)
     assert (change.old, change.new, change.trigger, change.epoch) == (

@@ -14,7 +14,7 @@ State changes go through the one table in :mod:`pyvrrp.proto.states`;
 this module decides which trigger an input is and performs the exit and
 entry actions:
 
-* entering MASTER: ``StateChanged, AddVips, SendAdvert, AnnounceVips``
+* entering MASTER: ``StateChanged, SendAdvert, AddVips, AnnounceVips``
   (RFC 5798 §6.4.1 / §6.4.2, SM-01, SM-05), arm Adver_Timer, the second GARP
   burst (``garp_master_delay_s``) and the periodic refresh;
 * leaving MASTER: ``StateChanged``, a priority-0 ``SendAdvert`` on Shutdown
@@ -680,18 +680,22 @@ class VirtualRouter:
         return actions
 
     def _enter_master(self, now: float) -> list[Action]:
-        """RFC 5798 §6.4.1 / §6.4.2 (SM-01, SM-05): AddVips, advert, GARP, timers."""
+        """RFC 5798 §6.4.1 / §6.4.2 (SM-01, SM-05): advert, AddVips, GARP, timers.
+
+        The RFC's order: "Send an ADVERTISEMENT", then the gratuitous ARPs.  Adding the
+        addresses is ours to place: after the advert (the peers learn of us ~0.3 ms sooner,
+        a netlink round trip) and before the GARPs that draw traffic to them.
+        """
         cfg = self._config
         self._master_down_at = None
         self._preempt_window_until = None
         self._master_ip = cfg.primary_address
         self._master_priority = self.effective_priority
         self._master_adver_interval_cs = cfg.advert_interval_cs
-        actions: list[Action] = []
+        actions: list[Action] = [self._advert(self.effective_priority)]
         if cfg.vips:
             self._vips_held = cfg.vips
             actions.append(AddVips(cfg.vips))
-        actions.append(self._advert(self.effective_priority))
         actions += self._announce(cfg.garp_master_repeat, "master")
         self._adver_at = now + self._interval_s()
         self._garp_delayed_at = (

@@ -153,7 +153,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
         # Netlink calls are synchronous (sub-millisecond) so that the action order
-        # AddVips -> SendAdvert -> AnnounceVips holds (RFC 5798 §6.4.1).  Plain rtnetlink
+        # SendAdvert -> AddVips -> AnnounceVips holds (the VIPs exist before the GARPs).  Plain rtnetlink
         # sockets, not pyroute2: importing pyroute2 alone would delay the start by ~0.1 s.
         self.netlink = RtnlNetlink()
         self.addrs = FastAddr()
@@ -752,7 +752,8 @@ class Daemon:
             inst.removing_vips.discard(str(vip))
             try:
                 if self.addrs.add(inst.ifname, vip, label=labels.get(str(vip))):
-                    inst.log.info("vip_added", vip=str(vip))
+                    # the GARPs come next on the hot path: log once they are out
+                    self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
             except Exception as exc:  # netlink errors are reported, never fatal
                 failed.append(str(vip))
                 inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))

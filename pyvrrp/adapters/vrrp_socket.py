@@ -58,6 +58,7 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_MULTICAST_ALL = 29
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 RECV_BUFSIZE = 65535
 ANC_BUFSIZE = 512
@@ -166,6 +167,10 @@ class VrrpSocket:
         self.max_batch = max_batch
         self.stats = SocketStats()
         self.opened_ns = 0
+        # Kernel arrival time (time.time_ns() clock) of the datagram being delivered to the
+        # reader callback, 0 if unknown: the receiver dates the advert from its arrival,
+        # not from when Python got to it (SO_TIMESTAMPNS).
+        self.rx_stamp_ns = 0
         self._sock: socket.socket | None = None
         self._pktinfo: list[tuple[int, int, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,6 +222,7 @@ class VrrpSocket:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if self.family == 4:
                 self._setup_v4(sock, ttl)
             else:
@@ -332,9 +338,33 @@ class VrrpSocket:
             if exc.errno in (errno.EBADF, errno.ENOTSOCK):
                 return None
             return False
+        self.rx_stamp_ns = 0
+        for level, ctype, cdata in ancdata:
+            if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(cdata) >= 16:
+                sec, nsec = struct.unpack("=qq", cdata[:16])
+                self.rx_stamp_ns = sec * 1_000_000_000 + nsec
         if self.family == 4:
             return self._parse_v4(data, ancdata)
         return self._parse_v6(data, ancdata, addr)
+
+    def poll(self) -> bool:
+        """Deliver one pending datagram to the reader callback now; False when none was pending.
+
+        For a caller that must not miss a packet while it busy-waits (the daemon's
+        Master_Down spin).
+        """
+        if self._sock is None:
+            return False
+        item = self.recv_one()
+        if item is None:
+            return False
+        if item is not False and self._callback is not None:
+            try:
+                self._callback(*item)
+            except Exception:
+                self.stats.rx_errors += 1
+                self._log.exception("vrrp_rx_callback_failed")
+        return True
 
     def _parse_v4(
         self, data: bytes, ancdata: list[tuple[int, int, bytes]]

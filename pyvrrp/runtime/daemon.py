@@ -31,6 +31,7 @@ import functools
 import ipaddress
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -636,10 +637,29 @@ class Daemon:
             if (inst.ifname, inst.family) == key and inst.router.config.vrid == result.vrid:
                 if 0 < result.priority < inst.router.effective_priority:
                     inst.last_lower_rx = clock.monotonic()
-                self._feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst))
+                self._feed(
+                    inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst), at=self._arrival(key)
+                )
                 return
         self.socket_drops["vrid"] += 1
         self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
+
+    def _arrival(self, key: tuple[str, int]) -> float | None:
+        """Monotonic time at which the datagram being handled reached the socket (None: unknown).
+
+        RFC 5798 §6.4.2 resets Master_Down_Timer when an advert is received: the kernel's
+        arrival stamp, not the moment Python got to the packet (0.1-0.5 ms later, more on a
+        busy loop), so a backup's deadline is not pushed back by its own receive path.
+        Ages outside [0, 0.5 s] (a wall-clock step) fall back to "now".
+        """
+        sock = self.sockets.get(key)
+        stamp = getattr(sock, "rx_stamp_ns", 0)
+        if not stamp:
+            return None
+        age = (time.time_ns() - stamp) / 1e9
+        if not 0.0 <= age <= 0.5:
+            return None
+        return clock.monotonic() - age
 
     # --------------------------------------------------------------- feeding
 
@@ -698,8 +718,17 @@ class Daemon:
         if self.instances.get(inst.name) is not inst:
             return
         if deadline is not None:
+            # Spin to the exact deadline, reading the VRRP socket meanwhile: an advert that
+            # arrives in these last ~2 ms must still hold the takeover off (no MASTER flap).
+            sock = inst.sock
             while clock.monotonic() < deadline:
-                pass
+                if sock is not None and sock.poll():
+                    if inst.router.next_deadline() != deadline:
+                        return  # the advert moved the deadline; _feed re-armed the timer
+                    if inst.timer is not None:  # same deadline: keep spinning here instead
+                        inst.timer.cancel()
+                        inst.timer = None
+                        inst.timer_at = None
         self._feed(inst, _TIMER)
 
     # --------------------------------------------------------------- actions

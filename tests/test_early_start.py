@@ -169,3 +169,14 @@ def test_fast_run_path_skips_typer_and_rich(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "LOADED False False" in result.stdout
+
+
+def test_test_module_names_are_unique_across_suites() -> None:
+    """tests/ and netns-tests/ run in one pytest session (scripts/test): a module basename in
+    both makes collection fail with "import file mismatch" (seen in a fresh-clone CI run)."""
+    names: dict[str, list[str]] = {}
+    for suite in ("tests", "netns-tests", "uml-tests"):
+        for path in (REPO / suite).glob("test_*.py"):
+            names.setdefault(path.name, []).append(suite)
+    clashes = {n: s for n, s in names.items() if len(s) > 1}
+    assert not clashes, clashes

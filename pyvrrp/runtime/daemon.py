@@ -139,6 +139,7 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._confirming: set[str] = set()
         self._released = False  # every instance stopped (SIGTERM / shutdown)
+        self._ipvs_ready = asyncio.Event()  # set once the IPVS manager runs
 
     # ------------------------------------------------------------ life cycle
 
@@ -188,13 +189,15 @@ class Daemon:
                 early.close()  # the delay is a deliberate wait: no backdated Startup
             log.info("startup_delay", seconds=delay)
             await asyncio.sleep(delay)
+        if self.config.virtual_server:
+            # answered as soon as the control socket is up; waits for the IPVS start below
+            self.control.register("ipvs", self._op_ipvs)
         self._start_all()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._on_stop_signal)
         self.trackers.start()
         if self.config.virtual_server:
             await self._start_ipvs()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self._on_stop_signal)
         self.loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         monitor = asyncio.ensure_future(self._watch_netlink())
 
@@ -263,11 +266,17 @@ class Daemon:
         self.ipvs.set_master(self._any_master())
         await self.ipvs.start()
         self.control.register("ipvs", self._op_ipvs)
+        self._ipvs_ready.set()
 
     def _any_master(self) -> bool:
         return any(i.router.state is ev.State.MASTER for i in self.instances.values())
 
     async def _op_ipvs(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.ipvs is None and self.config.virtual_server:
+            # The engines start first (a restarted node may be MASTER at once): the IPVS
+            # manager follows within a moment; answer with its view, not an empty one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ipvs_ready.wait(), timeout=5.0)
         return self.ipvs.snapshot() if self.ipvs is not None else {"services": []}
 
     def _epoch_store(self) -> Any:

@@ -70,3 +70,21 @@ def test_restarted_backup_replays_what_it_heard_while_starting(lab: Lab) -> None
         assert rec["replayed"] > 0, rec  # lb1's adverts queued during the imports
     assert not [t for t in log_transitions(lb2) if t[1] == "MASTER"], log_transitions(lb2)
     assert [t[1] for t in log_transitions(lb1)] == ["BACKUP", "MASTER"], log_transitions(lb1)
+
+
+def test_restarted_unicast_backup_replays_what_it_heard_while_starting(lab: Lab) -> None:
+    # Unicast adverts need no group membership: the early listener covers them too.
+    lb1_ip, lb2_ip = "192.168.233.10", "192.168.233.11"
+    lb1, lb2 = start_pair(
+        lab,
+        v3(200, advert_int_s=0.05, unicast_src=lb1_ip, unicast_peers=(lb2_ip,)),
+        v3(100, advert_int_s=0.05, unicast_src=lb2_ip, unicast_peers=(lb1_ip,)),
+    )
+    lb2.kill9()
+    lb2.start()
+    lb2.wait_state("BACKUP", 10.0)
+    wait_view(lb2, lambda v: v["master_ip"] == lb1_ip, 5.0, what="lb2 hears lb1")
+    rec = _events(lb2, "early_listen")[-1]
+    assert rec["credited"] == ["VI_51"] and rec["replayed"] > 0, rec
+    assert not [t for t in log_transitions(lb2) if t[1] == "MASTER"], log_transitions(lb2)
+    assert [t[1] for t in log_transitions(lb1)] == ["BACKUP", "MASTER"], log_transitions(lb1)

@@ -343,9 +343,19 @@ class VrrpSocket:
             if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(cdata) >= 16:
                 sec, nsec = struct.unpack("=qq", cdata[:16])
                 self.rx_stamp_ns = sec * 1_000_000_000 + nsec
+        return self.parse(data, ancdata, addr)
+
+    def parse(
+        self, data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[object, ...]
+    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | Literal[False]:
+        """One datagram of this socket's family as ``recvmsg`` returned it -> ``(payload, src, dst, ttl)``.
+
+        ``False`` when malformed (counted).  Also used for datagrams another socket of the
+        same family queued for us (the daemon's early listener).
+        """
         if self.family == 4:
             return self._parse_v4(data, ancdata)
-        return self._parse_v6(data, ancdata, addr)
+        return self._parse_v6(data, ancdata, addr)  # type: ignore[arg-type]
 
     def poll(self) -> bool:
         """Deliver one pending datagram to the reader callback now; False when none was pending.

@@ -139,6 +139,8 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._confirming: set[str] = set()
         self._released = False  # every instance stopped (SIGTERM / shutdown)
+        self._reading = False  # VRRP sockets are read (after the first Startups)
+        self._readers: set[tuple[str, int]] = set()
         self._ipvs_ready = asyncio.Event()  # set once the IPVS manager runs
 
     # ------------------------------------------------------------ life cycle
@@ -188,6 +190,7 @@ class Daemon:
             if (early := early_listen.current()) is not None:
                 early.close()  # the delay is a deliberate wait: no backdated Startup
             log.info("startup_delay", seconds=delay)
+            self._read_sockets()  # read (and ignore: still INIT) during the delay, as before
             await asyncio.sleep(delay)
         if self.config.virtual_server:
             # answered as soon as the control socket is up; waits for the IPVS start below
@@ -468,9 +471,10 @@ class Daemon:
                     credited.append(inst.name)
             self._start_instance(inst, listening_since=since)
         for key, sock, (_ifindex, _stamp, data, addr, anc) in queued:
-            parsed = sock._parse_v4(data, anc) if sock.family == 4 else sock._parse_v6(data, anc, addr)
+            parsed = sock.parse(data, anc, addr)
             if parsed is not False:
-                self._on_packet(key, *parsed)
+                self._on_packet(key, *parsed)  # handled "now": only ever later than its arrival
+        self._read_sockets()
         if early is not None:
             log.info(
                 "early_listen",
@@ -616,9 +620,23 @@ class Daemon:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.
             sock = await VrrpSocket(ifname, family).open()
-            sock.add_reader(functools.partial(self._on_packet, key))
             self.sockets[key] = sock
+            if self._reading:
+                self._read_sockets()
         return sock
+
+    def _read_sockets(self) -> None:
+        """Start reading every VRRP socket (from then on; the kernel queues until then).
+
+        At start-up this waits until every instance has had its Startup: an advert read
+        earlier would reach an engine still in INIT, which ignores it, and the decision
+        to take over would be made without it.
+        """
+        self._reading = True
+        for key, sock in self.sockets.items():
+            if key not in self._readers:
+                sock.add_reader(functools.partial(self._on_socket_packet, key))
+                self._readers.add(key)
 
     def _stop_instance(self, inst: Instance) -> None:
         self._feed(inst, ev.Shutdown())
@@ -635,7 +653,23 @@ class Daemon:
 
     # ----------------------------------------------------------- receive path
 
-    def _on_packet(self, key: tuple[str, int], payload: bytes, src: Any, dst: Any, ttl: int | None) -> None:
+    def _on_socket_packet(
+        self, key: tuple[str, int], payload: bytes, src: Any, dst: Any, ttl: int | None
+    ) -> None:
+        """Reader callback of a VRRP socket: the datagram is dated from its kernel arrival stamp."""
+        self._on_packet(key, payload, src, dst, ttl, at=self._arrival(key))
+
+    def _on_packet(
+        self,
+        key: tuple[str, int],
+        payload: bytes,
+        src: Any,
+        dst: Any,
+        ttl: int | None,
+        *,
+        at: float | None = None,
+    ) -> None:
+        """Decode one datagram and feed it to the instance of its VRID (``at``: arrival, None = now)."""
         result = decode(payload, src=src, dst=dst)
         if isinstance(result, InvalidPacket):
             reason = result.reason.value if hasattr(result.reason, "value") else str(result.reason)
@@ -646,9 +680,7 @@ class Daemon:
             if (inst.ifname, inst.family) == key and inst.router.config.vrid == result.vrid:
                 if 0 < result.priority < inst.router.effective_priority:
                     inst.last_lower_rx = clock.monotonic()
-                self._feed(
-                    inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst), at=self._arrival(key)
-                )
+                self._feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst), at=at)
                 return
         self.socket_drops["vrid"] += 1
         self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
@@ -675,8 +707,8 @@ class Daemon:
     def _feed(self, inst: Instance, event: Any, *, at: float | None = None) -> None:
         """Give one input to an instance's engine and perform the resulting actions in order.
 
-        ``at`` backdates the input (only Startup, to the moment the early listener began
-        queueing this instance's packets); otherwise the engine gets the current time.
+        ``at`` dates the input earlier than now: Startup from the moment the early listener
+        began queueing this instance's packets, an advert from its kernel arrival stamp.
         """
         inst.inbox.append(event if at is None else _At(event, at))
         if inst.busy:

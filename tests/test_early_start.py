@@ -109,8 +109,8 @@ def test_fast_and_typer_run_have_the_same_options() -> None:
 
     run_cli.register(app)
     command = get_command(app).commands["run"]  # type: ignore[attr-defined]
-    typer_opts = {p.name: (tuple(sorted(p.opts)), p.required) for p in command.params}
-    fast_opts = {o.name: (tuple(sorted(o.flags)), o.required) for o in run_cli.OPTIONS}
+    typer_opts = {p.name: (tuple(sorted(p.opts)), p.required, p.default) for p in command.params}
+    fast_opts = {o.name: (tuple(sorted(o.flags)), o.required, o.default) for o in run_cli.OPTIONS}
     assert typer_opts == fast_opts
 
 

@@ -109,8 +109,8 @@ def register(app: typer.Typer) -> None:
         config_id: str | None = typer.Option(None, *OPTIONS[1].flags, help=OPTIONS[1].help),
         socket: str | None = typer.Option(None, *OPTIONS[2].flags, help=OPTIONS[2].help),
         log_format: str | None = typer.Option(None, *OPTIONS[3].flags, help=OPTIONS[3].help),
-        log_level: str = typer.Option("info", *OPTIONS[4].flags, help=OPTIONS[4].help),
-        keep_ipvs: bool = typer.Option(False, *OPTIONS[5].flags, help=OPTIONS[5].help),
+        log_level: str = typer.Option(OPTIONS[4].default, *OPTIONS[4].flags, help=OPTIONS[4].help),
+        keep_ipvs: bool = typer.Option(OPTIONS[5].default, *OPTIONS[5].flags, help=OPTIONS[5].help),
     ) -> None:
         """Run the VRRP agent until SIGTERM/SIGINT (SIGHUP reloads the config)."""
         code = run_daemon_cli(

@@ -524,8 +524,8 @@ class VrrpSyncGroup(_Model):
 # --------------------------------------------------------------------------- Config
 
 
-#: Top-level tables and the model of each entry (None: the table is itself the model).
-#: ``None``: an LVS model, imported on first use (see :func:`section_model`).
+#: Top-level tables and the model of each entry; ``None``: an LVS model, imported on
+#: first use (see :func:`section_model`).
 SECTIONS: dict[str, type[BaseModel] | None] = {
     "global_defs": GlobalDefs,
     "vrrp_script": VrrpScript,

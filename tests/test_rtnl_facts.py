@@ -417,3 +417,18 @@ def test_daemon_start_path_does_not_import_pyroute2() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_resync_events_rebuild_lost_link_changes() -> None:
+    """Both monitors (rtnl and pyroute2) rebuild lost link events with this after an overflow."""
+    from pyvrrp.adapters.netlink_events import LinkEvent, resync_events
+
+    old_up, old_names = {1: True, 2: True, 3: False}, {1: "lo", 2: "eth0", 3: "eth1"}
+    up, names = {1: True, 2: False, 4: True}, {1: "lo", 2: "eth0", 4: "eth2"}
+    got = resync_events(old_up, old_names, up, names, lambda n: n != "lo")
+    assert got == [
+        LinkEvent("eth0", 2, False),
+        LinkEvent("eth2", 4, True),
+        LinkEvent("eth1", 3, False, deleted=True),
+    ]
+    assert resync_events(old_up, old_names, up, names, lambda n: n == "lo") == []

@@ -56,6 +56,7 @@ from pyvrrp.adapters.netlink_events import (  # re-exported: they live in a pyro
     NetlinkEvent,
     NetlinkOperationError,
     link_up,
+    resync_events,
 )
 
 __all__ = [
@@ -376,17 +377,7 @@ class NetlinkMonitor:
         self._names.clear()
         await asyncio.sleep(0.1)  # no tight loop if the socket keeps failing
         await self.start()
-        out = [
-            LinkEvent(self._names[idx], idx, up)
-            for idx, up in self._up.items()
-            if old_up.get(idx) != up and self._wanted(self._names[idx])
-        ]
-        out += [
-            LinkEvent(old_names[idx], idx, False, deleted=True)
-            for idx in old_up.keys() - self._up.keys()
-            if self._wanted(old_names[idx])
-        ]
-        return out
+        return resync_events(old_up, old_names, self._up, self._names, self._wanted)
 
     async def run(self, callback: Callable[[NetlinkEvent], Awaitable[None] | None]) -> None:
         """Feed every event to ``callback`` (sync or async) until cancelled."""

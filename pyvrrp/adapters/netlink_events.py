@@ -8,6 +8,7 @@ that importing them costs nothing: ``import pyroute2`` alone takes ~90-150 ms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
 
@@ -19,6 +20,7 @@ __all__ = [
     "NetlinkEvent",
     "NetlinkOperationError",
     "link_up",
+    "resync_events",
 ]
 
 IFF_UP = 0x1
@@ -55,3 +57,28 @@ NetlinkEvent = LinkEvent | AddressEvent
 def link_up(flags: int) -> bool:
     """``ifi_flags`` -> usable: admin up and carrier (IFF_UP && IFF_RUNNING, as keepalived)."""
     return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+
+def resync_events(
+    old_up: dict[int, bool],
+    old_names: dict[int, str],
+    up: dict[int, bool],
+    names: dict[int, str],
+    wanted: Callable[[str], bool],
+) -> list[LinkEvent]:
+    """The LinkEvents a monitor lost in a socket overflow, from link dumps before and after.
+
+    A link whose up state differs (or that is new) yields its current state; a link
+    that vanished yields ``deleted``.  Lost address events cannot be rebuilt this way.
+    """
+    out = [
+        LinkEvent(names[idx], idx, state)
+        for idx, state in up.items()
+        if old_up.get(idx) != state and wanted(names[idx])
+    ]
+    out += [
+        LinkEvent(old_names[idx], idx, False, deleted=True)
+        for idx in old_up.keys() - up.keys()
+        if wanted(old_names[idx])
+    ]
+    return out

@@ -39,7 +39,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import NamedTuple
 
@@ -52,6 +52,7 @@ from pyvrrp.adapters.netlink_events import (
     NetlinkEvent,
     NetlinkOperationError,
     link_up,
+    resync_events,
 )
 
 IPAddress = IPv4Address | IPv6Address
@@ -537,7 +538,7 @@ class RtnlMonitor:
 
     The same observable behaviour as :class:`pyvrrp.adapters.netlink.NetlinkMonitor`:
     ``await mon.start()`` subscribes (events after that are never lost), then
-    ``async for ev in mon.events(): ...`` or ``await mon.run(callback)``.
+    ``async for ev in mon.events(): ...``.
     ``ifnames`` restricts events to those interfaces (None = all).
     LinkEvents are emitted only when a link's up state changes (or it is deleted).
     Note: Linux flushes IPv6 addresses of a link that goes down unless
@@ -729,27 +730,7 @@ class RtnlMonitor:
         if self._closed:
             return []
         self._open()
-        out = [
-            LinkEvent(self._names[idx], idx, up)
-            for idx, up in self._up.items()
-            if old_up.get(idx) != up and self._wanted(self._names[idx])
-        ]
-        out += [
-            LinkEvent(old_names[idx], idx, False, deleted=True)
-            for idx in old_up.keys() - self._up.keys()
-            if self._wanted(old_names[idx])
-        ]
-        return out
-
-    async def run(self, callback: Callable[[NetlinkEvent], Awaitable[None] | None]) -> None:
-        """Feed every event to ``callback`` (sync or async) until cancelled."""
-        async for ev in self.events():
-            try:
-                res = callback(ev)
-                if asyncio.iscoroutine(res):
-                    await res
-            except Exception:  # a consumer bug must not stop link monitoring; make it loud
-                _log.exception("netlink_event_callback_failed", event=repr(ev))
+        return resync_events(old_up, old_names, self._up, self._names, self._wanted)
 
 
 class RtnlNetlink(RtnlFacts):

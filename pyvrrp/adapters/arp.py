@@ -21,8 +21,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-
-import structlog
+from typing import Any
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -38,7 +37,13 @@ ETH_HEADER_LEN = 14
 ARP_PAYLOAD_LEN = 28
 GARP_FRAME_LEN = ETH_HEADER_LEN + ARP_PAYLOAD_LEN  # 42 bytes, as keepalived (no padding)
 
-_log = structlog.get_logger("pyvrrp.adapters.arp")
+
+def _log() -> Any:
+    """The module logger, imported on first use: ``pyvrrp.runtime.fast_start`` sends GARPs
+    with this module before structlog (~80 ms of imports) is loaded."""
+    import structlog
+
+    return structlog.get_logger("pyvrrp.adapters.arp")
 
 
 def mac_to_bytes(mac: str | bytes) -> bytes:
@@ -220,7 +225,7 @@ class AnnounceSender:
                 sent += 1
             except OSError as exc:  # ENOBUFS/ENETDOWN/EAGAIN: count, log, keep going
                 self.send_errors += 1
-                _log.warning("announce_send_failed", iface=self.ifname, error=str(exc))
+                _log().warning("announce_send_failed", iface=self.ifname, error=str(exc))
         self.frames_sent += sent
         return sent
 

@@ -42,6 +42,7 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
+from pyvrrp.proto.packet import parse_ipv4_datagram  # noqa: F401  (moved there; re-exported)
 from pyvrrp.runtime.logging import RateLimitedLogger
 
 IPAddress = IPv4Address | IPv6Address
@@ -81,30 +82,6 @@ class SocketStats:
 
 def _strip_scope(host: str) -> str:
     return host.split("%", 1)[0]
-
-
-def parse_ipv4_datagram(data: bytes) -> tuple[bytes, IPv4Address, IPv4Address, int] | None:
-    """Split a raw-socket IPv4 datagram into (payload, src, dst, ttl); None if malformed.
-
-    Linux raw sockets deliver the header with ``tot_len`` in network order.
-    The payload is trimmed to ``tot_len`` (drops Ethernet padding, RX-04).
-    """
-    if len(data) < 20 or data[0] >> 4 != 4:
-        return None
-    ihl = (data[0] & 0x0F) * 4
-    if ihl < 20 or len(data) < ihl:
-        return None
-    (tot_len,) = struct.unpack_from("!H", data, 2)
-    ttl, proto = data[8], data[9]
-    if proto != IPPROTO_VRRP:
-        return None
-    end = min(len(data), tot_len) if tot_len >= ihl else len(data)
-    return (
-        bytes(data[ihl:end]),
-        IPv4Address(bytes(data[12:16])),
-        IPv4Address(bytes(data[16:20])),
-        ttl,
-    )
 
 
 class VrrpSocket:

@@ -84,6 +84,7 @@ __all__ = [
     "InvalidPacket",
     "decode",
     "encode",
+    "parse_ipv4_datagram",
     "vmac",
 ]
 
@@ -472,4 +473,28 @@ def _bad_checksum(payload: bytes, form: str, pseudo: int) -> InvalidPacket:
     expected = _expected_checksum(payload, pseudo)
     return InvalidPacket(
         DropReason.CHECKSUM, f"checksum 0x{received:04x} expected 0x{expected:04x} {form} (RX-05)"
+    )
+
+
+def parse_ipv4_datagram(data: bytes) -> tuple[bytes, IPv4Address, IPv4Address, int] | None:
+    """Split a raw-socket IPv4 datagram (the IP layer around a VRRP message) into (payload, src, dst, ttl); None if malformed.
+
+    Linux raw sockets deliver the header with ``tot_len`` in network order.
+    The payload is trimmed to ``tot_len`` (drops Ethernet padding, RX-04).
+    """
+    if len(data) < 20 or data[0] >> 4 != 4:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    if ihl < 20 or len(data) < ihl:
+        return None
+    (tot_len,) = struct.unpack_from("!H", data, 2)
+    ttl, proto = data[8], data[9]
+    if proto != IPPROTO_VRRP:
+        return None
+    end = min(len(data), tot_len) if tot_len >= ihl else len(data)
+    return (
+        bytes(data[ihl:end]),
+        IPv4Address(bytes(data[12:16])),
+        IPv4Address(bytes(data[16:20])),
+        ttl,
     )

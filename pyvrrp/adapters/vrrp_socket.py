@@ -42,7 +42,7 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
-from pyvrrp.proto.packet import parse_ipv4_datagram  # noqa: F401  (moved there; re-exported)
+from pyvrrp.proto.packet import parse_ipv4_datagram
 from pyvrrp.runtime.logging import RateLimitedLogger
 
 IPAddress = IPv4Address | IPv6Address

@@ -477,7 +477,7 @@ def _bad_checksum(payload: bytes, form: str, pseudo: int) -> InvalidPacket:
 
 
 def parse_ipv4_datagram(data: bytes) -> tuple[bytes, IPv4Address, IPv4Address, int] | None:
-    """Split a raw-socket IPv4 datagram (the IP layer around a VRRP message) into (payload, src, dst, ttl); None if malformed.
+    """Split a raw-socket IPv4 datagram into (payload, src, dst, ttl); None if malformed.
 
     Linux raw sockets deliver the header with ``tot_len`` in network order.
     The payload is trimmed to ``tot_len`` (drops Ethernet padding, RX-04).

@@ -7,9 +7,9 @@ and structlog are imported.  :mod:`pyvrrp.adapters.rtnl` re-exports everything.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module: socket.py's enums cost ~1 ms (fast-start path)
 import errno
 import os
-import socket
 import struct
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 

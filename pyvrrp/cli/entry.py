@@ -18,7 +18,12 @@ def main() -> None:
     if argv and argv[0] == "run" and not {"-h", "--help"} & set(argv):
         from pyvrrp.runtime import early_listen
 
-        early_listen.start(argv[1:])
+        listener = early_listen.start(argv[1:])
+        if listener is not None:
+            # the engines of an unchanged config run from here on (pyvrrp.runtime.fast_start)
+            from pyvrrp.runtime import fast_start
+
+            fast_start.start(argv[1:], listener)
         # structlog renders with rich when it can import it (rich comes with typer);
         # the daemon never needs it and it costs ~30 ms of start-up.
         sys.modules.setdefault("rich", None)  # type: ignore[arg-type]

@@ -16,9 +16,12 @@ carries it that way).
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from pyvrrp.proto.constants import DOWN_TIMER_ADVERTS
+
+TYPE_CHECKING = False  # mypy reads it as True; no ``typing`` import at run time (start-up cost)
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = [
     "master_down_interval_cs",
@@ -49,10 +52,15 @@ def skew_time_cs(version: int, priority: int, interval_cs: int) -> Fraction:
 
     ``priority`` is the *effective* priority (TMR-10).
     """
+    from fractions import Fraction  # not at import: the ``*_s`` functions below need none
+
+    return Fraction(_skew_256ths_cs(version, priority, interval_cs), 256)
+
+
+def _skew_256ths_cs(version: int, priority: int, interval_cs: int) -> int:
+    """Skew_Time in 1/256 centiseconds (an exact integer)."""
     _check(version, priority, interval_cs)
-    if version == 2:
-        return Fraction((256 - priority) * _CS_PER_S, 256)
-    return Fraction((256 - priority) * interval_cs, 256)
+    return (256 - priority) * (_CS_PER_S if version == 2 else interval_cs)
 
 
 def master_down_interval_cs(
@@ -65,18 +73,25 @@ def master_down_interval_cs(
     ``down_timer_adverts`` makes it configurable, TMR-11).  For v3 the interval
     is Master_Adver_Interval (the master's advertised interval, TMR-06).
     """
+    from fractions import Fraction
+
+    return Fraction(_master_down_256ths_cs(version, priority, interval_cs, down_timer_adverts), 256)
+
+
+def _master_down_256ths_cs(version: int, priority: int, interval_cs: int, down_timer_adverts: int) -> int:
     if down_timer_adverts < 1:
         raise ValueError(f"down_timer_adverts must be >= 1, got {down_timer_adverts}")
-    return down_timer_adverts * Fraction(interval_cs) + skew_time_cs(version, priority, interval_cs)
+    return down_timer_adverts * interval_cs * 256 + _skew_256ths_cs(version, priority, interval_cs)
 
 
 def skew_time_s(version: int, priority: int, interval_cs: int) -> float:
     """:func:`skew_time_cs` in seconds (float)."""
-    return float(skew_time_cs(version, priority, interval_cs) / _CS_PER_S)
+    # int / int is correctly rounded: the same float as float(Fraction(...)), without fractions
+    return _skew_256ths_cs(version, priority, interval_cs) / (256 * _CS_PER_S)
 
 
 def master_down_interval_s(
     version: int, priority: int, interval_cs: int, down_timer_adverts: int = DOWN_TIMER_ADVERTS
 ) -> float:
     """:func:`master_down_interval_cs` in seconds (float)."""
-    return float(master_down_interval_cs(version, priority, interval_cs, down_timer_adverts) / _CS_PER_S)
+    return _master_down_256ths_cs(version, priority, interval_cs, down_timer_adverts) / (256 * _CS_PER_S)

@@ -142,6 +142,9 @@ class Daemon:
         self._reading = False  # VRRP sockets are read (after the first Startups)
         self._readers: set[tuple[str, int]] = set()
         self._ipvs_ready = asyncio.Event()  # set once the IPVS manager runs
+        self.boot: Any = None  # pyvrrp.runtime.fast_start.FastStart running our engines, if any
+        self._boot_seen: set[int] = set()  # arrival stamps of packets the fast-start thread handled
+        self._boot_ran: set[str] = set()  # instances the fast-start thread ran (adopted or not)
 
     # ------------------------------------------------------------ life cycle
 
@@ -149,12 +152,16 @@ class Daemon:
         """Start everything, serve until SIGTERM/SIGINT, then stop cleanly.  Returns the exit code."""
         from pyvrrp.adapters.arp import Announcer
         from pyvrrp.adapters.notify import NotifyRunner
-        from pyvrrp.adapters.rtnl import FastAddr, RtnlNetlink
+        from pyvrrp.adapters.rtnl import RtnlNetlink
+        from pyvrrp.adapters.rtnl_wire import FastAddr
         from pyvrrp.runtime.control import ControlServer, SocketInUse
         from pyvrrp.runtime.logging import RateLimitedLogger
 
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
+        from pyvrrp.runtime import fast_start
+
+        self.boot = fast_start.current()
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
         # Netlink calls are synchronous (sub-millisecond) so that the action order
         # SendAdvert -> AddVips -> AnnounceVips holds (the VIPs exist before the GARPs).  Plain rtnetlink
@@ -198,15 +205,22 @@ class Daemon:
         self._start_all()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._on_stop_signal)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        if self.boot is not None:  # signals the fast-start engine held for us
+            if self.boot.signal_pending is not None:
+                self._on_stop_signal()
+            if self.boot.hup_pending:
+                self._spawn(self.reload())
+            self.boot = None
         self.trackers.start()
         if self.config.virtual_server:
             await self._start_ipvs()
-        self.loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         monitor = asyncio.ensure_future(self._watch_netlink())
 
         log.info(
             "daemon_started", instances=len(self.instances), control_socket=self.control_path, pid=os.getpid()
         )
+        self._write_fast_start()
         await self.stop_event.wait()
         log.info("daemon_stopping")
         monitor.cancel()
@@ -429,6 +443,106 @@ class Daemon:
             self._feed(inst, ev.LinkChanged(up=False))
         self._feed(inst, ev.Startup(), at=listening_since)
 
+    # ------------------------------------------------------------ fast start
+
+    def _fast_eligible(self, inst: Instance) -> bool:
+        """Can ``pyvrrp.runtime.fast_start`` run this instance on the next start?
+
+        Only what its thread can do alone: no trackers, guards, conflict detection or
+        sync group (their inputs come from the daemon), no start-up delay.
+        """
+        spec = inst.spec
+        return not (
+            self._guarded(spec)
+            or spec.conflict_detection
+            or spec.track_interface
+            or spec.track_script
+            or spec.track_file
+            or inst.name in self.group_of
+            or self._tracker_names.get(inst.name)
+            or float(self.config.global_defs.vrrp_startup_delay) > 0
+        )
+
+    def _fast_entry(self, inst: Instance) -> dict[str, Any]:
+        """What the fast-start cache holds for ``inst`` (also compared at the hand-over)."""
+        from pyvrrp.runtime.fast_start import config_to_dict
+
+        return {
+            "name": inst.name,
+            "ifname": inst.ifname,
+            "router": config_to_dict(inst.router.config),
+            "vips": [[str(v), label] for v, label in _vip_list(inst.spec)],
+            "epoch_file": str(self.epochs.path_for(inst.name)) if self.epochs is not None else None,
+            "control_socket": str(self.control_path),
+            "config_id": self.config_id,
+        }
+
+    def _write_fast_start(self) -> None:
+        """Cache the eligible instances' engine configs for the next start (best effort)."""
+        from pyvrrp.runtime import fast_start
+
+        if os.environ.get("PYVRRP_NO_FAST_START"):
+            return
+        try:
+            with open(self.config_path, "rb") as fh:
+                text = fh.read(1 << 20)
+            entries = [self._fast_entry(i) for i in self.instances.values() if self._fast_eligible(i)]
+            if entries:
+                path = fast_start.write_cache(self.config_path, text, entries)
+                log.debug("fast_start_cached", path=path, instances=[e["name"] for e in entries])
+            else:
+                fast_start.remove_cache(self.config_path)
+        except OSError as exc:
+            log.info("fast_start_cache_not_written", error=str(exc))
+
+    @property
+    def _boot_names(self) -> set[str]:
+        return self._boot_ran
+
+    def _take_over_fast_start(self) -> set[str]:
+        """Stop the fast-start thread and adopt its engines (state, timers, VIPs held).
+
+        An engine is adopted only if the daemon's own entry for the instance is what the
+        thread ran; otherwise its VIPs are removed and the instance starts afresh (no
+        early credit: the thread consumed its packets).  Recorded state changes are
+        logged and notified now, in order.
+        """
+        boot, self._boot_ran = self.boot, set()
+        if boot is None:
+            return set()
+        boot.stop()
+        adopted: set[str] = set()
+        for inst in self.instances.values():
+            if not boot.owns(inst.name):
+                continue
+            self._boot_ran.add(inst.name)
+            ran = boot.adopt(inst.name, self._fast_entry(inst))
+            if ran is None:
+                inst.log.warning("fast_start_discarded", reason=boot.discarded.get(inst.name))
+                self._remove_vips(inst, inst.router.config.vips, stale=True)
+                continue
+            inst.router = ran.router
+            for level, event, fields in ran.events:
+                getattr(inst.log, level)(event, fast_start=True, **fields)
+            for change in ran.changes:
+                self._do_state_changed(inst, change)
+            if not inst.spec.dont_track_primary and not self.netlink.link_is_up(inst.ifname):
+                self._feed(inst, ev.LinkChanged(up=False))
+            self._arm(inst)
+            adopted.add(inst.name)
+        self._boot_seen = set(boot.handled)
+        log.info(
+            "fast_start",
+            adopted=sorted(adopted),
+            discarded=boot.discarded,
+            skipped=boot.skipped,
+            ran_for_ms=round((clock.monotonic() - boot.listener.opened_at) * 1000, 1),
+            ready_after_ms=round((boot.ready_at - boot.listener.opened_at) * 1000, 1),
+            states={n: self.instances[n].router.state.value for n in sorted(adopted)},
+        )
+        boot.finish()
+        return adopted
+
     def _early_backlog(self) -> tuple[Any, list[tuple[tuple[str, int], Any, Any]]]:
         """The early listener (``pyvrrp.runtime.early_listen``) and its queued packets.
 
@@ -460,11 +574,14 @@ class Daemon:
         through the normal receive path, before any (backdated) timer can fire: the
         node decides as if it had been running since the listener opened.
         """
+        adopted = self._take_over_fast_start()
         early, queued = self._early_backlog()
         credited = []
         for inst in self.instances.values():
+            if inst.name in adopted:
+                continue
             since = None
-            if early is not None and inst.sock is not None:
+            if early is not None and inst.sock is not None and inst.name not in self._boot_names:
                 unicast = bool(getattr(inst.sock, "unicast_peers", ()))
                 if early.covers(inst.family, inst.sock.ifindex, unicast=unicast):
                     since = early.opened_at
@@ -508,7 +625,9 @@ class Daemon:
         self.instances[name] = inst
         # A crashed run may have left our VIPs behind: remove them before the first election
         # (keepalived does the same: "removing VIPs" at start).
-        self._remove_vips(inst, router.config.vips, stale=True)
+        if self.boot is None or not self.boot.owns(name):
+            # (the fast-start engine did it before its Startup and may hold the VIPs now)
+            self._remove_vips(inst, router.config.vips, stale=True)
         inst.sock = await self._socket_for(spec.interface, family, primary)
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
             self.announcer.sender(spec.interface)
@@ -657,6 +776,11 @@ class Daemon:
         self, key: tuple[str, int], payload: bytes, src: Any, dst: Any, ttl: int | None
     ) -> None:
         """Reader callback of a VRRP socket: the datagram is dated from its kernel arrival stamp."""
+        if self._boot_seen:
+            stamp = getattr(self.sockets.get(key), "rx_stamp_ns", 0)
+            if stamp in self._boot_seen:  # the fast-start engine already ran this one
+                self._boot_seen.discard(stamp)
+                return
         self._on_packet(key, payload, src, dst, ttl, at=self._arrival(key))
 
     def _on_packet(
@@ -1149,8 +1273,14 @@ def run_daemon(
     keep_ipvs: bool = False,
 ) -> int:
     """Entry point used by ``pyvrrp run``: load, validate, run; errors become one-line messages."""
-    config = load_config(config_path, config_id=config_id)
-    daemon = Daemon(
-        config_path, config, config_id=config_id, control_socket=control_socket, keep_ipvs=keep_ipvs
-    )
-    return asyncio.run(daemon.run())
+    from pyvrrp.runtime import fast_start
+
+    try:
+        config = load_config(config_path, config_id=config_id)
+        daemon = Daemon(
+            config_path, config, config_id=config_id, control_socket=control_socket, keep_ipvs=keep_ipvs
+        )
+        return asyncio.run(daemon.run())
+    finally:
+        if (boot := fast_start.current()) is not None:
+            boot.abandon()  # the daemon never took over (bad config, start-up error): release

@@ -127,6 +127,9 @@ class EarlyListener:
         self.joined: set[tuple[int, int]] = set()  # (family, ifindex)
         self.dropped = 0  # SO_RXQ_OVFL: packets the kernel could not queue
         self.replayed = 0
+        self.kept: dict[int, list[Queued]] = {}  # read by the fast-start engine, left to the daemon
+        self.config_path = ""
+        self.config_text = b""
 
     def open(self, ifnames: list[str]) -> EarlyListener:
         """Open and join; interfaces that do not exist (yet) are skipped, not credited."""
@@ -196,38 +199,44 @@ class EarlyListener:
         ``stamp_ns`` is the kernel's arrival time (``time.time_ns()`` clock, 0 if
         unknown): the caller skips packets that arrived after its own socket had
         joined (that socket has them too).  Sets :attr:`dropped` if the kernel
-        reported a queue overflow.
+        reported a queue overflow.  Packets the fast-start engine read but left to
+        the daemon (:attr:`kept`) come first, in arrival order.
         """
+        out: list[Queued] = self.kept.pop(family, [])
         sock = self.socks.get(family)
-        out: list[Queued] = []
         if sock is None:
             return out
-        while True:
-            try:
-                data, ancdata, _flags, addr = sock.recvmsg(65535, 512)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            ifindex = 0
-            stamp = 0
-            rest: list[tuple[int, int, bytes]] = []
-            for level, ctype, cdata in ancdata:
-                if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(cdata) >= 16:
-                    sec, nsec = struct.unpack("=qq", cdata[:16])
-                    stamp = sec * 1_000_000_000 + nsec
-                elif level == socket.SOL_SOCKET and ctype == SO_RXQ_OVFL and len(cdata) >= 4:
-                    (count,) = struct.unpack("=I", cdata[:4])
-                    self.dropped = max(self.dropped, count)
-                else:
-                    if level == socket.IPPROTO_IP and ctype == IP_PKTINFO and len(cdata) >= 4:
-                        (ifindex,) = struct.unpack("=i", cdata[:4])
-                    elif level == socket.IPPROTO_IPV6 and ctype == IPV6_PKTINFO and len(cdata) >= 20:
-                        (ifindex,) = struct.unpack("=I", cdata[16:20])
-                    rest.append((level, ctype, cdata))
-            out.append((ifindex, stamp, data, addr, rest))
+        while (item := self.recv(family)) is not None:
+            out.append(item)
         self.replayed += len(out)
         return out
+
+    def recv(self, family: int) -> Queued | None:
+        """Read one queued packet of ``family`` without blocking (None when the queue is empty)."""
+        sock = self.socks.get(family)
+        if sock is None:
+            return None
+        try:
+            data, ancdata, _flags, addr = sock.recvmsg(65535, 512)
+        except OSError:  # BlockingIOError (empty), InterruptedError, a closed socket
+            return None
+        ifindex = 0
+        stamp = 0
+        rest: list[tuple[int, int, bytes]] = []
+        for level, ctype, cdata in ancdata:
+            if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(cdata) >= 16:
+                sec, nsec = struct.unpack("=qq", cdata[:16])
+                stamp = sec * 1_000_000_000 + nsec
+            elif level == socket.SOL_SOCKET and ctype == SO_RXQ_OVFL and len(cdata) >= 4:
+                (count,) = struct.unpack("=I", cdata[:4])
+                self.dropped = max(self.dropped, count)
+            else:
+                if level == socket.IPPROTO_IP and ctype == IP_PKTINFO and len(cdata) >= 4:
+                    (ifindex,) = struct.unpack("=i", cdata[:4])
+                elif level == socket.IPPROTO_IPV6 and ctype == IPV6_PKTINFO and len(cdata) >= 20:
+                    (ifindex,) = struct.unpack("=I", cdata[16:20])
+                rest.append((level, ctype, cdata))
+        return (ifindex, stamp, data, addr, rest)
 
     def close(self) -> None:
         global _current
@@ -256,6 +265,7 @@ def start(argv: list[str]) -> EarlyListener | None:
         if not names:
             return None
         listener = EarlyListener().open(names)
+        listener.config_path, listener.config_text = path, text
     except Exception:  # a missing file, no CAP_NET_RAW...: the daemon reports it properly
         return None
     if not listener.socks:

@@ -538,7 +538,9 @@ class DaemonNode:
         raise NotImplementedError
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TMPDIR": str(self.dir)}
+        # pyvrrp's fast-start cache (pyvrrp.runtime.fast_start) stays in the lab's run directory
+        env = {"PYVRRP_FAST_START_DIR": str(self.lab.run_dir / "fast-start")}
+        return {**env, **os.environ, "TMPDIR": str(self.dir)}
 
     def start(self) -> DaemonNode:
         if self.alive():

@@ -516,7 +516,11 @@ class Daemon:
             if not boot.owns(inst.name):
                 continue
             self._boot_ran.add(inst.name)
-            ran = boot.adopt(inst.name, self._fast_entry(inst))
+            try:
+                ran = boot.adopt(inst.name, self._fast_entry(inst))
+            except Exception as exc:  # a bug must cost the fast start, never the instance
+                boot.discarded[inst.name] = f"hand-over failed: {exc}"
+                ran = None
             if ran is None:
                 inst.log.warning("fast_start_discarded", reason=boot.discarded.get(inst.name))
                 self._remove_vips(inst, inst.router.config.vips, stale=True)
@@ -524,8 +528,9 @@ class Daemon:
             inst.router = ran.router
             for level, event, fields in ran.events:
                 getattr(inst.log, level)(event, fast_start=True, **fields)
-            for change in ran.changes:
-                self._do_state_changed(inst, change)
+            now = clock.monotonic()
+            for change, at in ran.changes:  # logged now, dated by when they happened
+                self._do_state_changed(inst, change, fast_start=True, ms_ago=round((now - at) * 1000, 1))
             if not inst.spec.dont_track_primary and not self.netlink.link_is_up(inst.ifname):
                 self._feed(inst, ev.LinkChanged(up=False))
             self._arm(inst)
@@ -978,13 +983,14 @@ class Daemon:
             "vips_announced", vips=[str(v) for v in action.vips], repeat=action.repeat, reason=action.reason
         )
 
-    def _do_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
+    def _do_state_changed(self, inst: Instance, action: ev.StateChanged, **extra: Any) -> None:
         inst.log.info(
             "state_changed",
             **{"from": action.old.value, "to": action.new.value},
             reason=action.reason,
             priority=action.priority,
             epoch=action.epoch,
+            **extra,
         )
         if action.new is ev.State.MASTER and self.epochs is not None:
             try:
@@ -1248,6 +1254,7 @@ class Daemon:
         elif new.virtual_server:
             await self._start_ipvs()
         log.info("reloaded", added=sorted(added), removed=sorted(removed), changed=changed)
+        self._write_fast_start()
         return {"reloaded": True, "added": sorted(added), "removed": sorted(removed), "changed": changed}
 
 

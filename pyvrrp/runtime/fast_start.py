@@ -238,7 +238,9 @@ class BootInstance:
         self.family = self.config.family
         self.labels: dict[str, str | None] = {str(ip_interface(v)): label for v, label in entry["vips"]}
         self.router = VirtualRouter(self.config, epoch=_read_epoch(entry.get("epoch_file")))
-        self.changes: list[ev.StateChanged] = []  # for the daemon to log and notify
+        self.changes: list[
+            tuple[ev.StateChanged, float]
+        ] = []  # (change, monotonic time): the daemon logs them
         self.events: list[tuple[str, str, dict[str, Any]]] = []  # (level, event, fields) to log
         self.announcer: Any = None
         if self.config.unicast_peers:
@@ -408,7 +410,7 @@ class FastStart:
             elif kind == "AnnounceVips":
                 self.io.announce(inst, action.vips, action.repeat)
             elif kind == "StateChanged":
-                inst.changes.append(action)
+                inst.changes.append((action, time.monotonic()))
             else:  # nothing else is produced without guards, trackers or sync groups
                 self.failed = f"{inst.name}: unexpected action {kind}"
 

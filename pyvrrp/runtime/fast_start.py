@@ -337,7 +337,11 @@ class FastStart:
                 now = time.monotonic()
                 deadline = self._next_deadline()
                 if deadline is not None and deadline <= now:
-                    self.fire(now)
+                    # Adverts queued while this thread waited for the GIL (the main thread is
+                    # importing) come first: dated by their arrival, they may move the deadline.
+                    for family in fds.values():
+                        self._drain(family)
+                    self.fire(time.monotonic())
                     continue
                 if deadline is None:
                     timeout = -1

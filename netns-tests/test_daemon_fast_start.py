@@ -195,3 +195,31 @@ def test_a_cache_that_does_not_match_is_not_used(lab: Lab) -> None:
     assert _events(lb1, "early_listen")[-1]["credited"] == ["VI_51"]
     assert inst(lb1)["priority"] == 210
     assert lab.holds_vip("lb1", VIP4)
+
+
+def test_ipv6_instance_is_fast_started_and_understood_on_the_wire(lab_factory: Any) -> None:
+    """The thread's own IPv6 adverts (link-local source through IPV6_PKTINFO, checksum over
+    the IPv6 pseudo-header) and unsolicited NA: lb2 accepts them and yields."""
+    from pyvrrp.lab.topology import VIP6
+
+    lab = lab_factory(ipv6=True)
+    spec = {"vips": (f"{VIP6}/128",), "advert_int_s": FAST}
+    lb1, lb2 = start_pair(lab, v3(200, **spec), v3(100, **spec))
+    _wait_cached(lab, 2)
+    lb1.kill9()
+    lb2.wait_state("MASTER", 5.0)
+    with capture(lab) as cap:
+        lb1.start()
+        lb1.wait_state("MASTER", 10.0)
+        lb2.wait_state("BACKUP", 5.0)
+        time.sleep(0.2)
+    (fast,) = _events(lb1, "fast_start")
+    assert fast["adopted"] == ["VI_51"] and fast["states"] == {"VI_51": "MASTER"}, fast
+    events = cap.events()
+    first = [e for e in adverts(events, lab, "lb1") if e.priority == 200 and e.t >= (lb1.started_at or 0)]
+    assert first and first[0].t < _wall(fast)
+    assert first[0].src_ip.startswith("fe80::") and first[0].addresses == (VIP6,)
+    nas = [e for e in events if e.kind == "na" and e.target == VIP6 and e.src_mac == lab.mac("lb1")]
+    assert nas and nas[0].t >= first[0].t
+    wait_view(lb2, lambda v: v["master_ip"] == first[0].src_ip, 5.0, what="lb2 follows lb1")
+    assert lb1.holds_vip(VIP6) and not lb2.holds_vip(VIP6)

@@ -495,10 +495,6 @@ class Daemon:
         except OSError as exc:
             log.info("fast_start_cache_not_written", error=str(exc))
 
-    @property
-    def _boot_names(self) -> set[str]:
-        return self._boot_ran
-
     def _take_over_fast_start(self) -> set[str]:
         """Stop the fast-start thread and adopt its engines (state, timers, VIPs held).
 
@@ -523,6 +519,7 @@ class Daemon:
                 ran = None
             if ran is None:
                 inst.log.warning("fast_start_discarded", reason=boot.discarded.get(inst.name))
+                boot.release(inst.name)  # priority 0 if it was MASTER, VIPs removed
                 self._remove_vips(inst, inst.router.config.vips, stale=True)
                 continue
             inst.router = ran.router
@@ -535,14 +532,19 @@ class Daemon:
                 self._feed(inst, ev.LinkChanged(up=False))
             self._arm(inst)
             adopted.add(inst.name)
+        for name in set(boot.instances) - set(self.instances):  # cannot happen for the same file;
+            boot.discarded[name] = "not in the daemon's config"  # never leave its VIPs unmanaged
+            boot.release(name)
         self._boot_seen = set(boot.handled)
         log.info(
             "fast_start",
             adopted=sorted(adopted),
             discarded=boot.discarded,
             skipped=boot.skipped,
+            failed=boot.failed,
             ran_for_ms=round((clock.monotonic() - boot.listener.opened_at) * 1000, 1),
             ready_after_ms=round((boot.ready_at - boot.listener.opened_at) * 1000, 1),
+            listening_since=round(clock.wall_time() - (clock.monotonic() - boot.listener.opened_at), 6),
             states={n: self.instances[n].router.state.value for n in sorted(adopted)},
         )
         boot.finish()
@@ -586,7 +588,7 @@ class Daemon:
             if inst.name in adopted:
                 continue
             since = None
-            if early is not None and inst.sock is not None and inst.name not in self._boot_names:
+            if early is not None and inst.sock is not None and inst.name not in self._boot_ran:
                 unicast = bool(getattr(inst.sock, "unicast_peers", ()))
                 if early.covers(inst.family, inst.sock.ifindex, unicast=unicast):
                     since = early.opened_at

@@ -51,14 +51,14 @@ held for the daemon.  ``PYVRRP_NO_FAST_START=1`` disables this path.
 
 from __future__ import annotations
 
+import _signal as signal  # the C modules: signal.py and threading.py cost ~1.5 ms to import
 import _socket as socket
+import _thread
 import json
 import os
 import select
-import signal
 import struct
 import sys
-import threading
 import time
 from dataclasses import fields
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
@@ -238,9 +238,7 @@ class BootInstance:
         self.family = self.config.family
         self.labels: dict[str, str | None] = {str(ip_interface(v)): label for v, label in entry["vips"]}
         self.router = VirtualRouter(self.config, epoch=_read_epoch(entry.get("epoch_file")))
-        self.changes: list[
-            tuple[ev.StateChanged, float]
-        ] = []  # (change, monotonic time): the daemon logs them
+        self.changes: list[tuple[ev.StateChanged, float]] = []  # (change, when): the daemon logs them
         self.events: list[tuple[str, str, dict[str, Any]]] = []  # (level, event, fields) to log
         self.announcer: Any = None
         if self.config.unicast_peers:
@@ -264,13 +262,11 @@ class FastStart:
         self.handed_over = False
         self.signal_pending: int | None = None
         self.hup_pending = False
-        self.drops = 0
         self.io = io if io is not None else KernelIO(listener)
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._done: Any = None  # a lock the thread holds while it runs
         self._wake_r, self._wake_w = -1, -1
         self._switch = sys.getswitchinterval()
-        self._old_handlers: dict[int, Any] = {}
         self.ready_at = 0.0  # monotonic: engines built, Startup fed
 
     # ------------------------------------------------------------------- set-up
@@ -313,12 +309,13 @@ class FastStart:
     def start_thread(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._thread = threading.Thread(target=self._run, name="pyvrrp-fast-start", daemon=True)
-        self._thread.start()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._run, ())
 
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            signal.signal(sig, self._on_signal)
 
     def owns(self, name: str) -> bool:
         return not self.handed_over and name in self.instances
@@ -326,6 +323,12 @@ class FastStart:
     # -------------------------------------------------------------------- thread
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._done.release()
+
+    def _loop(self) -> None:
         try:
             poller = select.poll()
             poller.register(self._wake_r, select.POLLIN)
@@ -354,6 +357,12 @@ class FastStart:
                         self._drain(family)
         except Exception as exc:  # never a traceback from here: the daemon starts afresh instead
             self.failed = f"{type(exc).__name__}: {exc}"
+
+    def catch_up(self) -> None:
+        """Read what is queued, then run the deadlines already due (before the thread starts)."""
+        for family in self.listener.socks:
+            self._drain(family)
+        self.fire(time.monotonic())
 
     def _next_deadline(self) -> float | None:
         deadlines = [d for d in (i.router.next_deadline() for i in self.instances.values()) if d is not None]
@@ -423,11 +432,12 @@ class FastStart:
     def stop(self) -> None:
         """Stop the thread (idempotent); the engines stay as they are, for :meth:`adopt`."""
         self._stop = True
-        if self._thread is not None:
+        if self._done is not None:
             with _Ignore(OSError):
                 os.write(self._wake_w, b"x")
-            self._thread.join(timeout=2.0)
-            self._thread = None
+            if self._done.acquire(timeout=2.0):  # the thread has left its loop
+                self._done.release()
+            self._done = None
             for fd in (self._wake_r, self._wake_w):
                 with _Ignore(OSError):
                     os.close(fd)
@@ -458,23 +468,31 @@ class FastStart:
         self.handed_over = True
         self.instances.clear()
         self.by_vrid.clear()
+        close = getattr(self.io, "close", None)
+        if close is not None:
+            close()
         global _current
         if _current is self:
             _current = None
+
+    def release(self, name: str) -> None:
+        """Stop one engine for good: priority 0 if it is MASTER, its VIPs removed (after :meth:`stop`)."""
+        inst = self.instances.get(name)
+        if inst is None:
+            return
+        with _Ignore(Exception):  # a released VIP matters more than a clean engine state
+            self._run_actions(inst, inst.router.handle(ev.Shutdown(), now=time.monotonic()))
+        for vip in inst.config.vips:
+            with _Ignore(OSError):
+                self.io.remove_vip(inst, vip)
 
     def abandon(self) -> None:
         """Before any hand-over: release everything (priority 0 from a MASTER, VIPs removed)."""
         if self.handed_over:
             return
         self.stop()
-        now = time.monotonic()
-        for inst in self.instances.values():
-            # a released VIP matters more than a clean engine state
-            with _Ignore(Exception):
-                self._run_actions(inst, inst.router.handle(ev.Shutdown(), now=now))
-            for vip in inst.config.vips:
-                with _Ignore(OSError):
-                    self.io.remove_vip(inst, vip)
+        for name in list(self.instances):
+            self.release(name)
         self.finish()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -552,6 +570,7 @@ class KernelIO:
 
         self.listener = listener
         self.addrs = FastAddr()
+        self.senders: list[Any] = []
         for family, sock in listener.socks.items():  # sending: TTL / hop limit 255, no loopback
             if family == 4:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
@@ -569,6 +588,7 @@ class KernelIO:
             sender = AnnounceSender(inst.ifname)
             sender._open()
             inst.announcer = sender
+            self.senders.append(sender)
         except OSError as exc:
             inst.events.append(("warning", "announce_socket_failed", {"error": str(exc)}))
 
@@ -608,6 +628,13 @@ class KernelIO:
         if inst.announcer is not None:
             inst.announcer.announce_now(vips, repeat)
 
+    def close(self) -> None:
+        """The daemon has its own sockets now; the listener's are closed by the daemon."""
+        self.addrs.close()
+        for sender in self.senders:
+            sender.close()
+        self.senders.clear()
+
 
 # ------------------------------------------------------------------------------ entry
 
@@ -640,6 +667,7 @@ def start(argv: list[str], listener: Any) -> FastStart | None:
     if not boot.instances:
         return None
     boot.install_signals()
+    boot.catch_up()  # a decision already due (a slow start) is taken here, with no thread to wait for
     boot.start_thread()
     _current = boot
     deadline = boot._next_deadline()

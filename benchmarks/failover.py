@@ -649,6 +649,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--runs", type=int, default=7, help="trials per cell (default 7)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="split each cell's runs into this many alternating batches, ABBA... (default 2; quick 1)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke mode: v3 only, short flood and idle windows")
     ap.add_argument(
         "--configs",
@@ -720,14 +726,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return None
 
     if not args.skip_failover:
+        # The host's speed drifts (python -c pass: 9.6 ms one minute, 13.5 ms the next on this
+        # 2-vCPU VM); start-up rows compare a Python start against a C start, so a drift between
+        # the two daemons' batches of a cell shows up as a difference.  Each cell's runs are split
+        # into rounds run in ABBA order, so a steady drift weighs on both daemons alike.
+        rounds = max(1, min(args.rounds or (1 if args.quick else 2), args.runs))
         for config in configs:
             for event in events:
-                for daemon in daemons:
-                    batch = guarded(
-                        f"failover {daemon} {config} {event}",
-                        lambda d=daemon, c=config, e=event: run_failover_batch(d, c, e, args.runs),
-                    )
-                    trials += batch or []
+                left = args.runs
+                for r in range(rounds):
+                    n = -(-left // (rounds - r))  # ceil: 7 runs in 2 rounds = 4 + 3
+                    left -= n
+                    for daemon in daemons if r % 2 == 0 else list(reversed(daemons)):
+                        batch = guarded(
+                            f"failover {daemon} {config} {event}",
+                            lambda d=daemon, c=config, e=event, k=n: run_failover_batch(d, c, e, k),
+                        )
+                        trials += batch or []
     if not args.skip_flood:
         for daemon in daemons:
             res = guarded(

@@ -399,3 +399,24 @@ def log_transitions(node: PyvrrpNode, name: str = "VI_51") -> list[tuple[str, st
         if rec.get("event") == "state_changed" and rec.get("instance") == name:
             out.append((str(rec["from"]), str(rec["to"]), str(rec.get("reason", ""))))
     return out
+
+
+def log_events(node: PyvrrpNode, event: str) -> list[dict[str, Any]]:
+    """Every JSON log record of ``event`` in the node's console log, in order."""
+    out = []
+    for line in node.log_text().splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("event") == event:
+                out.append(rec)
+    return out
+
+
+def log_wall(rec: dict[str, Any]) -> float:
+    """A log record's ``timestamp`` as seconds since the epoch."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(rec["timestamp"]).replace("Z", "+00:00")).timestamp()

@@ -16,36 +16,15 @@ every instance fast start cannot run still relies on, stay covered.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
-
 import pytest
-from _daemon_helpers import log_transitions, start, start_pair, v2, v3, wait_view
+from _daemon_helpers import log_events, log_transitions, log_wall, start, start_pair, v2, v3, wait_view
 
-from pyvrrp.lab.topology import Lab, PyvrrpNode
+from pyvrrp.lab.topology import Lab
 
 
 @pytest.fixture(autouse=True)
 def _no_fast_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYVRRP_NO_FAST_START", "1")  # the daemons inherit the environment
-
-
-def _events(node: PyvrrpNode, name: str) -> list[dict[str, Any]]:
-    out = []
-    for line in node.log_text().splitlines():
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("event") == name:
-                out.append(rec)
-    return out
-
-
-def _wall(rec: dict[str, Any]) -> float:
-    return datetime.fromisoformat(str(rec["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
 def test_startup_is_dated_from_the_early_listener(lab: Lab) -> None:
@@ -54,10 +33,10 @@ def test_startup_is_dated_from_the_early_listener(lab: Lab) -> None:
     node = start(lab, "lb1", v2(150))
     node.wait_state("MASTER", mdi + 3.0)
     assert node.started_at is not None
-    (early,) = _events(node, "early_listen")
+    (early,) = log_events(node, "early_listen")
     assert early["credited"] == ["VI_51"] and early["dropped"] == 0
-    master = [r for r in _events(node, "state_changed") if r.get("to") == "MASTER"]
-    elapsed = _wall(master[0]) - node.started_at
+    master = [r for r in log_events(node, "state_changed") if r.get("to") == "MASTER"]
+    elapsed = log_wall(master[0]) - node.started_at
     # never before a full Master_Down_Interval of listening (safety) ...
     assert elapsed >= mdi, (elapsed, mdi)
     # ... and not Master_Down_Interval *after* the imports (0.4-0.7 s here) either
@@ -74,7 +53,7 @@ def test_restarted_backup_replays_what_it_heard_while_starting(lab: Lab) -> None
         lb2.start()
         lb2.wait_state("BACKUP", 10.0)
         wait_view(lb2, lambda v: v["master_ip"] == "192.168.233.10", 5.0, what="lb2 hears lb1")
-    runs = _events(lb2, "early_listen")
+    runs = log_events(lb2, "early_listen")
     assert len(runs) == 3
     for rec in runs[1:]:
         assert rec["credited"] == ["VI_51"], rec
@@ -95,7 +74,7 @@ def test_restarted_unicast_backup_replays_what_it_heard_while_starting(lab: Lab)
     lb2.start()
     lb2.wait_state("BACKUP", 10.0)
     wait_view(lb2, lambda v: v["master_ip"] == lb1_ip, 5.0, what="lb2 hears lb1")
-    rec = _events(lb2, "early_listen")[-1]
+    rec = log_events(lb2, "early_listen")[-1]
     assert rec["credited"] == ["VI_51"] and rec["replayed"] > 0, rec
     assert not [t for t in log_transitions(lb2) if t[1] == "MASTER"], log_transitions(lb2)
     assert [t[1] for t in log_transitions(lb1)] == ["BACKUP", "MASTER"], log_transitions(lb1)

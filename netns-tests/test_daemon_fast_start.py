@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,9 @@ from _daemon_helpers import (
     adverts,
     capture,
     inst,
+    log_events,
     log_transitions,
+    log_wall,
     make_notify_scripts,
     notify_lines,
     start,
@@ -37,23 +38,6 @@ from _daemon_helpers import (
 from pyvrrp.lab.topology import VIP4, Lab, PyvrrpNode, wait_for
 
 FAST = 0.01  # VRRPv3 10 ms adverts: Master_Down_Interval ~32-36 ms, far below the daemon's start-up
-
-
-def _events(node: PyvrrpNode, name: str) -> list[dict[str, Any]]:
-    out = []
-    for line in node.log_text().splitlines():
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("event") == name:
-                out.append(rec)
-    return out
-
-
-def _wall(rec: dict[str, Any]) -> float:
-    return datetime.fromisoformat(str(rec["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
 def _wait_cached(lab: Lab, count: int) -> list[Path]:
@@ -68,6 +52,23 @@ def _wait_cached(lab: Lab, count: int) -> list[Path]:
     return found
 
 
+def _restart_preferred(lab: Lab, lb1: PyvrrpNode, lb2: PyvrrpNode) -> tuple[dict[str, Any], list[Any]]:
+    """kill -9 lb1, let lb2 take over, restart lb1 under a capture until it is MASTER again.
+
+    Returns lb1's ``fast_start`` log record (asserting it adopted VI_51 as MASTER) and the
+    captured wire events."""
+    lb1.kill9()  # leaves its VIP behind, as a crash does
+    lb2.wait_state("MASTER", 5.0)
+    with capture(lab) as cap:
+        lb1.start()
+        lb1.wait_state("MASTER", 10.0)
+        lb2.wait_state("BACKUP", 5.0)
+        time.sleep(0.2)
+    (fast,) = log_events(lb1, "fast_start")
+    assert fast["adopted"] == ["VI_51"] and fast["states"] == {"VI_51": "MASTER"}, fast
+    return fast, cap.events()
+
+
 def _cache_of(node: PyvrrpNode, lab: Lab) -> Path:
     for path in (lab.run_dir / "fast-start").glob("*.json"):
         if json.loads(path.read_text())["config_path"] == str(node.config_path):
@@ -80,26 +81,18 @@ def test_restarted_preferred_node_takes_over_before_the_daemon_is_up(lab: Lab) -
     scripts = make_notify_scripts(lab.run_dir, log)
     lb1, lb2 = start_pair(lab, v3(200, advert_int_s=FAST, extra=scripts), v3(100, advert_int_s=FAST))
     _wait_cached(lab, 2)
-    lb1.kill9()  # leaves its VIP behind, as a crash does
-    lb2.wait_state("MASTER", 5.0)
     before = len(notify_lines(log))
-    with capture(lab) as cap:
-        lb1.start()
-        lb1.wait_state("MASTER", 10.0)
-        lb2.wait_state("BACKUP", 5.0)
-        time.sleep(0.2)
-    (fast,) = _events(lb1, "fast_start")
-    assert fast["adopted"] == ["VI_51"] and fast["states"] == {"VI_51": "MASTER"}, fast
+    fast, events = _restart_preferred(lab, lb1, lb2)
     # on the wire: lb1's first advert as MASTER left before the daemon took the engine over
-    restarted = [e for e in adverts(cap.events(), lab, "lb1") if e.priority == 200 and e.t >= lb1.started_at]
+    restarted = [e for e in adverts(events, lab, "lb1") if e.priority == 200 and e.t >= lb1.started_at]
     assert restarted, "no advert from the restarted lb1"
-    assert restarted[0].t < _wall(fast), (restarted[0].t, fast)
+    assert restarted[0].t < log_wall(fast), (restarted[0].t, fast)
     # the crash's VIP was cleaned before the election, then held again; lb2 released it
-    assert [r["vip"] for r in _events(lb1, "stale_vip_removed")][-1] == "192.168.233.200/32"
+    assert [r["vip"] for r in log_events(lb1, "stale_vip_removed")][-1] == "192.168.233.200/32"
     assert lab.holds_vip("lb1") and not lab.holds_vip("lb2")
     # the daemon's log and notify scripts tell the same story as after a normal start
     assert log_transitions(lb1)[-2:] == [("INIT", "BACKUP", "startup"), ("BACKUP", "MASTER", "master_down")]
-    assert all(r.get("fast_start") for r in _events(lb1, "state_changed")[-2:])
+    assert all(r.get("fast_start") for r in log_events(lb1, "state_changed")[-2:])
     wait_for(lambda: len(notify_lines(log)) >= before + 4, 5.0, what="4 notify lines")
     time.sleep(0.2)
     env = "inst=VI_51 state={s} prev={p} prio=200 vips=[192.168.233.200/32]"
@@ -123,10 +116,10 @@ def test_restarted_backup_beside_a_live_master_stays_backup(lab: Lab) -> None:
         lb2.kill9()
         lb2.start()
         wait_for(
-            lambda: len(_events(lb2, "fast_start")) >= 1 and lb2.state() == "BACKUP", 10.0, what="lb2 up"
+            lambda: len(log_events(lb2, "fast_start")) >= 1 and lb2.state() == "BACKUP", 10.0, what="lb2 up"
         )
         wait_view(lb2, lambda v: v["master_ip"] == "192.168.233.10", 5.0, what="lb2 hears lb1")
-    runs = _events(lb2, "fast_start")
+    runs = log_events(lb2, "fast_start")
     assert len(runs) == 3
     assert all(r["adopted"] == ["VI_51"] and r["states"] == {"VI_51": "BACKUP"} for r in runs), runs
     assert [t[1] for t in log_transitions(lb2)].count("MASTER") == 0, log_transitions(lb2)
@@ -144,7 +137,7 @@ def test_a_second_daemon_on_the_same_config_leaves_the_running_one_alone(lab: La
     assert "another pyvrrp" in (proc.stdout + proc.stderr)
     time.sleep(0.2)
     assert lab.holds_vip("lb1")
-    assert not _events(lb1, "vip_deleted_externally")
+    assert not log_events(lb1, "vip_deleted_externally")
     assert [t[1] for t in log_transitions(lb1)] == ["BACKUP", "MASTER"]
 
 
@@ -179,10 +172,10 @@ def test_a_cache_that_does_not_match_is_not_used(lab: Lab) -> None:
     cache.write_text(json.dumps(doc))
     lb1.start()
     lb1.wait_state("MASTER", 10.0)
-    wait_for(lambda: _events(lb1, "fast_start"), 5.0, what="fast_start event")
-    (fast,) = _events(lb1, "fast_start")
+    wait_for(lambda: log_events(lb1, "fast_start"), 5.0, what="fast_start event")
+    (fast,) = log_events(lb1, "fast_start")
     assert fast["adopted"] == [] and "router.priority" in fast["discarded"]["VI_51"], fast
-    assert "router.priority" in _events(lb1, "fast_start_discarded")[0]["reason"]
+    assert "router.priority" in log_events(lb1, "fast_start_discarded")[0]["reason"]
     assert inst(lb1)["priority"] == 200
     assert lb1.stop(timeout_s=5) == 0
     # 2. the config file was edited: the cache is for other bytes, nothing runs early
@@ -191,8 +184,8 @@ def test_a_cache_that_does_not_match_is_not_used(lab: Lab) -> None:
     lb1.start()
     lb1.wait_state("MASTER", 10.0)
     time.sleep(0.2)
-    assert len(_events(lb1, "fast_start")) == 1  # still only the first one
-    assert _events(lb1, "early_listen")[-1]["credited"] == ["VI_51"]
+    assert len(log_events(lb1, "fast_start")) == 1  # still only the first one
+    assert log_events(lb1, "early_listen")[-1]["credited"] == ["VI_51"]
     assert inst(lb1)["priority"] == 210
     assert lab.holds_vip("lb1", VIP4)
 
@@ -206,18 +199,9 @@ def test_ipv6_instance_is_fast_started_and_understood_on_the_wire(lab_factory: A
     spec = {"vips": (f"{VIP6}/128",), "advert_int_s": FAST}
     lb1, lb2 = start_pair(lab, v3(200, **spec), v3(100, **spec))
     _wait_cached(lab, 2)
-    lb1.kill9()
-    lb2.wait_state("MASTER", 5.0)
-    with capture(lab) as cap:
-        lb1.start()
-        lb1.wait_state("MASTER", 10.0)
-        lb2.wait_state("BACKUP", 5.0)
-        time.sleep(0.2)
-    (fast,) = _events(lb1, "fast_start")
-    assert fast["adopted"] == ["VI_51"] and fast["states"] == {"VI_51": "MASTER"}, fast
-    events = cap.events()
+    fast, events = _restart_preferred(lab, lb1, lb2)
     first = [e for e in adverts(events, lab, "lb1") if e.priority == 200 and e.t >= (lb1.started_at or 0)]
-    assert first and first[0].t < _wall(fast)
+    assert first and first[0].t < log_wall(fast)
     assert first[0].src_ip.startswith("fe80::") and first[0].addresses == (VIP6,)
     nas = [e for e in events if e.kind == "na" and e.target == VIP6 and e.src_mac == lab.mac("lb1")]
     assert nas and nas[0].t >= first[0].t

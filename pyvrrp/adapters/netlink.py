@@ -53,10 +53,10 @@ from pyvrrp.adapters.netlink_events import (  # re-exported: they live in a pyro
     IFF_UP,
     AddressEvent,
     LinkEvent,
+    LinkTable,
     NetlinkEvent,
     NetlinkOperationError,
     link_up,
-    resync_events,
 )
 
 __all__ = [
@@ -286,10 +286,8 @@ class NetlinkMonitor:
     """
 
     def __init__(self, ifnames: Iterable[str] | None = None) -> None:
-        self._filter = set(ifnames) if ifnames is not None else None
+        self._links = LinkTable(ifnames)
         self._ipr: AsyncIPRoute | None = None
-        self._names: dict[int, str] = {}
-        self._up: dict[int, bool] = {}
 
     async def start(self) -> None:
         ipr = AsyncIPRoute()
@@ -298,9 +296,7 @@ class NetlinkMonitor:
         # Seed names/up-state after subscribing: a change in between shows up as an event.
         async with AsyncIPRoute() as req:
             async for msg in await req.link("dump"):
-                idx = int(msg["index"])
-                self._names[idx] = str(msg.get("ifname"))
-                self._up[idx] = _link_up(int(msg["flags"]))
+                self._links.seed(int(msg["index"]), str(msg.get("ifname")), _link_up(int(msg["flags"])))
 
     def close(self) -> None:
         if self._ipr is not None:
@@ -316,37 +312,21 @@ class NetlinkMonitor:
 
     def is_up(self, ifname: str) -> bool | None:
         """Last known up state of ``ifname`` (None if unknown)."""
-        for idx, name in self._names.items():
-            if name == ifname:
-                return self._up.get(idx)
-        return None
-
-    def _wanted(self, ifname: str) -> bool:
-        return self._filter is None or ifname in self._filter
+        return self._links.is_up(ifname)
 
     def translate(self, msg: Any) -> NetlinkEvent | None:
         """One rtnetlink message -> event (or None if filtered / unchanged)."""
         mtype = msg["header"]["type"]
         idx = int(msg.get("index", 0))
         if mtype in (RTM_NEWLINK, RTM_DELLINK):
-            name = str(msg.get("ifname") or self._names.get(idx, f"if{idx}"))
-            old_name = self._names.get(idx)
-            self._names[idx] = name
-            if mtype == RTM_DELLINK:
-                self._up.pop(idx, None)
-                self._names.pop(idx, None)
-                return LinkEvent(name, idx, False, deleted=True) if self._wanted(name) else None
-            up = _link_up(int(msg["flags"]))
-            if self._up.get(idx) == up and old_name == name:
-                return None
-            self._up[idx] = up
-            return LinkEvent(name, idx, up) if self._wanted(name) else None
+            name = msg.get("ifname")
+            up = mtype == RTM_NEWLINK and _link_up(int(msg["flags"]))
+            return self._links.link(idx, str(name) if name else None, up, deleted=mtype == RTM_DELLINK)
         if mtype in (RTM_NEWADDR, RTM_DELADDR):
-            iface = _iface_of(msg)
-            name = self._names.get(idx) or str(msg.get("IFA_LABEL") or f"if{idx}")
-            if iface is None or not self._wanted(name):
-                return None
-            return AddressEvent(name, idx, iface, added=mtype == RTM_NEWADDR)
+            label = msg.get("IFA_LABEL")
+            return self._links.address(
+                idx, str(label) if label else None, _iface_of(msg), added=mtype == RTM_NEWADDR
+            )
         return None
 
     async def events(self) -> AsyncIterator[NetlinkEvent]:
@@ -371,13 +351,11 @@ class NetlinkMonitor:
                     yield ev
 
     async def _resync(self) -> list[LinkEvent]:
-        old_up, old_names = dict(self._up), dict(self._names)
+        old = self._links.forget()
         self.close()
-        self._up.clear()
-        self._names.clear()
         await asyncio.sleep(0.1)  # no tight loop if the socket keeps failing
         await self.start()
-        return resync_events(old_up, old_names, self._up, self._names, self._wanted)
+        return self._links.lost_events(old)
 
     async def run(self, callback: Callable[[NetlinkEvent], Awaitable[None] | None]) -> None:
         """Feed every event to ``callback`` (sync or async) until cancelled."""

@@ -8,7 +8,7 @@ that importing them costs nothing: ``import pyroute2`` alone takes ~90-150 ms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
 
@@ -17,6 +17,7 @@ __all__ = [
     "IFF_UP",
     "AddressEvent",
     "LinkEvent",
+    "LinkTable",
     "NetlinkEvent",
     "NetlinkOperationError",
     "link_up",
@@ -82,3 +83,68 @@ def resync_events(
         if wanted(old_names[idx])
     ]
     return out
+
+
+class LinkTable:
+    """What a link monitor knows: each link's name and up state, and the events that follow.
+
+    Both monitors (:mod:`pyvrrp.adapters.rtnl`, :mod:`pyvrrp.adapters.netlink`) decode
+    their own messages and feed the result here, so they agree on when an event is due:
+    a LinkEvent only when a link's up state (or name) changes or it is deleted; an
+    AddressEvent named after the link (its label, or ``if<index>``, when the link is
+    unknown); nothing for interfaces outside ``ifnames`` (None = all).
+    """
+
+    def __init__(self, ifnames: Iterable[str] | None = None) -> None:
+        self.filter = set(ifnames) if ifnames is not None else None
+        self.names: dict[int, str] = {}
+        self.up: dict[int, bool] = {}
+
+    def wanted(self, ifname: str) -> bool:
+        return self.filter is None or ifname in self.filter
+
+    def is_up(self, ifname: str) -> bool | None:
+        """Last known up state of ``ifname`` (None if unknown)."""
+        for idx, name in self.names.items():
+            if name == ifname:
+                return self.up.get(idx)
+        return None
+
+    def seed(self, idx: int, ifname: str, up: bool) -> None:
+        """A link from a dump (no event)."""
+        self.names[idx] = ifname
+        self.up[idx] = up
+
+    def link(self, idx: int, ifname: str | None, up: bool, *, deleted: bool = False) -> LinkEvent | None:
+        """RTM_NEWLINK / RTM_DELLINK of link ``idx`` -> the event due, if any."""
+        name = ifname or self.names.get(idx, f"if{idx}")
+        old_name = self.names.get(idx)
+        self.names[idx] = name
+        if deleted:
+            self.up.pop(idx, None)
+            self.names.pop(idx, None)
+            return LinkEvent(name, idx, False, deleted=True) if self.wanted(name) else None
+        if self.up.get(idx) == up and old_name == name:
+            return None
+        self.up[idx] = up
+        return LinkEvent(name, idx, up) if self.wanted(name) else None
+
+    def address(
+        self, idx: int, label: str | None, address: IPv4Interface | IPv6Interface | None, *, added: bool
+    ) -> AddressEvent | None:
+        """RTM_NEWADDR / RTM_DELADDR on link ``idx`` -> the event due, if any."""
+        name = self.names.get(idx) or label or f"if{idx}"
+        if address is None or not self.wanted(name):
+            return None
+        return AddressEvent(name, idx, address, added=added)
+
+    def forget(self) -> tuple[dict[int, bool], dict[int, str]]:
+        """Empty the table before a fresh dump (after a socket overflow); returns what it held."""
+        old = (dict(self.up), dict(self.names))
+        self.up.clear()
+        self.names.clear()
+        return old
+
+    def lost_events(self, old: tuple[dict[int, bool], dict[int, str]]) -> list[LinkEvent]:
+        """The LinkEvents between ``old`` (from :meth:`forget`) and the table now."""
+        return resync_events(old[0], old[1], self.up, self.names, self.wanted)

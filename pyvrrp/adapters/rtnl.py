@@ -47,12 +47,11 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.adapters.netlink_events import (
-    AddressEvent,
     LinkEvent,
+    LinkTable,
     NetlinkEvent,
     NetlinkOperationError,
     link_up,
-    resync_events,
 )
 from pyvrrp.adapters.rtnl_wire import (  # noqa: F401  (re-exported)
     _ERR,
@@ -466,7 +465,7 @@ class RtnlMonitor:
         rcvbuf: int = 4 << 20,
         facts: RtnlFacts | None = None,
     ) -> None:
-        self._filter = set(ifnames) if ifnames is not None else None
+        self._links = LinkTable(ifnames)
         self.rcvbuf = rcvbuf
         self._facts = facts
         self._sock: socket.socket | None = None
@@ -474,8 +473,6 @@ class RtnlMonitor:
         self._reader_fd: int | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._names: dict[int, str] = {}
-        self._up: dict[int, bool] = {}
         self.resyncs = 0
 
     async def start(self) -> None:
@@ -500,8 +497,7 @@ class RtnlMonitor:
             with RtnlFacts() as facts:
                 links = facts.links()
         for info in links:
-            self._names[info.ifindex] = info.ifname
-            self._up[info.ifindex] = info.up
+            self._links.seed(info.ifindex, info.ifname, info.up)
 
     def _close_socket(self) -> None:
         sock, self._sock = self._sock, None
@@ -526,46 +522,20 @@ class RtnlMonitor:
 
     def is_up(self, ifname: str) -> bool | None:
         """Last known up state of ``ifname`` (None if unknown)."""
-        for idx, name in self._names.items():
-            if name == ifname:
-                return self._up.get(idx)
-        return None
-
-    def _wanted(self, ifname: str) -> bool:
-        return self._filter is None or ifname in self._filter
+        return self._links.is_up(ifname)
 
     def translate(self, kind: int, payload: bytes) -> NetlinkEvent | None:
         """One rtnetlink message -> event (or None if filtered / unchanged / not ours)."""
         try:
             if kind in (RTM_NEWLINK, RTM_DELLINK):
-                return self._translate_link(kind, parse_link(payload))
+                link = parse_link(payload)
+                return self._links.link(link.ifindex, link.ifname, link.up, deleted=kind == RTM_DELLINK)
             if kind in (RTM_NEWADDR, RTM_DELADDR):
-                return self._translate_addr(kind, parse_addr(payload))
+                addr = parse_addr(payload)
+                return self._links.address(addr.ifindex, addr.label, addr.address, added=kind == RTM_NEWADDR)
         except ValueError:  # malformed message: nothing to report
             return None
         return None
-
-    def _translate_link(self, kind: int, info: LinkInfo) -> LinkEvent | None:
-        idx = info.ifindex
-        name = info.ifname or self._names.get(idx, f"if{idx}")
-        old_name = self._names.get(idx)
-        self._names[idx] = name
-        if kind == RTM_DELLINK:
-            self._up.pop(idx, None)
-            self._names.pop(idx, None)
-            return LinkEvent(name, idx, False, deleted=True) if self._wanted(name) else None
-        up = info.up
-        if self._up.get(idx) == up and old_name == name:
-            return None
-        self._up[idx] = up
-        return LinkEvent(name, idx, up) if self._wanted(name) else None
-
-    def _translate_addr(self, kind: int, info: AddrInfo) -> AddressEvent | None:
-        idx = info.ifindex
-        name = self._names.get(idx) or info.label or f"if{idx}"
-        if info.address is None or not self._wanted(name):
-            return None
-        return AddressEvent(name, idx, info.address, added=kind == RTM_NEWADDR)
 
     def _drain(self, limit: int = 64) -> tuple[list[bytes], OSError | None]:
         """Up to ``limit`` queued datagrams without blocking, and the socket error that stopped it."""
@@ -630,15 +600,13 @@ class RtnlMonitor:
 
     async def _resync(self) -> list[LinkEvent]:
         self.resyncs += 1
-        old_up, old_names = dict(self._up), dict(self._names)
+        old = self._links.forget()
         self._close_socket()
-        self._up.clear()
-        self._names.clear()
         await asyncio.sleep(0.1)  # no tight loop if the socket keeps failing
         if self._closed:
             return []
         self._open()
-        return resync_events(old_up, old_names, self._up, self._names, self._wanted)
+        return self._links.lost_events(old)
 
 
 class RtnlNetlink(RtnlFacts):

@@ -41,8 +41,8 @@ from typing import Literal
 import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
+from pyvrrp.adapters.vrrp_wire import pktinfo, sockaddr, split_datagram
 from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
-from pyvrrp.proto.packet import parse_ipv4_datagram
 from pyvrrp.runtime.logging import RateLimitedLogger
 
 IPAddress = IPv4Address | IPv6Address
@@ -55,9 +55,7 @@ IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 IP_TTL = socket.IP_TTL
 IP_MULTICAST_ALL = 49
 IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
-IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
-IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_MULTICAST_ALL = 29
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
@@ -78,10 +76,6 @@ class SocketStats:
     rx_batches_full: int = 0  # readiness events that hit max_batch (flood indicator)
     tx_packets: int = 0
     tx_errors: int = 0
-
-
-def _strip_scope(host: str) -> str:
-    return host.split("%", 1)[0]
 
 
 class VrrpSocket:
@@ -247,15 +241,7 @@ class VrrpSocket:
         IPv4 socket bound to a unicast address only receives datagrams sent
         to that address, which would filter out the 224.0.0.18 adverts.
         """
-        if src is None:
-            return []
-        if self.family == 4:
-            # struct in_pktinfo {int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr}
-            data = struct.pack("=i4s4s", self.ifindex, src.packed, b"\0" * 4)
-            return [(socket.IPPROTO_IP, IP_PKTINFO, data)]
-        # struct in6_pktinfo {in6_addr ipi6_addr; int ipi6_ifindex}
-        data = struct.pack("=16si", src.packed, self.ifindex)
-        return [(socket.IPPROTO_IPV6, IPV6_PKTINFO, data)]
+        return [] if src is None else pktinfo(self.ifindex, src)
 
     # ------------------------------------------------------------ receive
 
@@ -330,9 +316,14 @@ class VrrpSocket:
         ``False`` when malformed (counted).  Also used for datagrams another socket of the
         same family queued for us (the daemon's early listener).
         """
-        if self.family == 4:
-            return self._parse_v4(data, ancdata)
-        return self._parse_v6(data, ancdata, addr)  # type: ignore[arg-type]
+        item = split_datagram(self.family, data, ancdata, addr, group=self.group)
+        if item is None:
+            self.stats.rx_malformed += 1
+            if self.family == 4:
+                self._err_log.log("malformed_v4", "vrrp_rx_malformed", iface=self.ifname, length=len(data))
+            return False
+        self.stats.rx_packets += 1
+        return item
 
     def poll(self) -> bool:
         """Deliver one pending datagram to the reader callback now; False when none was pending.
@@ -352,43 +343,6 @@ class VrrpSocket:
                 self.stats.rx_errors += 1
                 self._log.exception("vrrp_rx_callback_failed")
         return True
-
-    def _parse_v4(
-        self, data: bytes, ancdata: list[tuple[int, int, bytes]]
-    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | Literal[False]:
-        parsed = parse_ipv4_datagram(data)
-        if parsed is None:
-            self.stats.rx_malformed += 1
-            self._err_log.log("malformed_v4", "vrrp_rx_malformed", iface=self.ifname, length=len(data))
-            return False
-        payload, src, dst, ttl = parsed
-        # RX-01: prefer the kernel's IP_TTL control message (IP_RECVTTL); it equals the
-        # header's TTL, which remains the fallback if the control message is missing.
-        for level, ctype, cdata in ancdata:
-            if level == socket.IPPROTO_IP and ctype == IP_TTL and len(cdata) >= 4:
-                (ttl,) = struct.unpack("=i", cdata[:4])
-        self.stats.rx_packets += 1
-        return payload, src, dst, ttl
-
-    def _parse_v6(
-        self, data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[str, int, int, int]
-    ) -> tuple[bytes, IPAddress, IPAddress, int | None] | Literal[False]:
-        hop: int | None = None
-        dst: IPAddress | None = None
-        for level, ctype, cdata in ancdata:
-            if level != socket.IPPROTO_IPV6:
-                continue
-            if ctype == IPV6_HOPLIMIT and len(cdata) >= 4:
-                (hop,) = struct.unpack("=i", cdata[:4])
-            elif ctype == IPV6_PKTINFO and len(cdata) >= 20:
-                dst = IPv6Address(cdata[:16])
-        try:
-            src = IPv6Address(_strip_scope(addr[0]))
-        except (ValueError, IndexError):
-            self.stats.rx_malformed += 1
-            return False
-        self.stats.rx_packets += 1
-        return bytes(data), src, dst if dst is not None else self.group, hop
 
     # ------------------------------------------------------------ send
 
@@ -410,13 +364,8 @@ class VrrpSocket:
         cmsg = self._pktinfo if src is None or src == self.src else self._src_cmsg(src)
         sent = 0
         for target in (dst,) if dst is not None else self.destinations():
-            if self.family == 4:
-                sockaddr: tuple[str, int] | tuple[str, int, int, int] = (str(target), 0)
-            else:
-                scope = self.ifindex if (target.is_link_local or target.is_multicast) else 0
-                sockaddr = (str(target), 0, 0, scope)
             try:
-                self._sock.sendmsg([payload], cmsg, 0, sockaddr)
+                self._sock.sendmsg([payload], cmsg, 0, sockaddr(target, self.ifindex))
                 sent += 1
             except OSError as exc:
                 self.stats.tx_errors += 1

@@ -102,6 +102,8 @@ from pyvrrp.proto.constants import (
     AUTH_NONE,
     AUTH_SIMPLE,
     DOWN_TIMER_ADVERTS,
+    MCAST_GROUP_V4,
+    MCAST_GROUP_V6,
     PRIORITY_MAX_BACKUP,
     PRIORITY_MIN_BACKUP,
     PRIORITY_OWNER,
@@ -132,7 +134,7 @@ from pyvrrp.proto.events import (
     TakeoverVerdict,
     TrackerChanged,
 )
-from pyvrrp.proto.packet import Advertisement, DropReason
+from pyvrrp.proto.packet import Advertisement, DropReason, encode
 from pyvrrp.proto.states import ProtocolViolation, Trigger, next_state
 
 __all__ = ["RouterConfig", "VirtualRouter", "effective_priority", "peer_wins"]
@@ -227,6 +229,23 @@ class RouterConfig:
     def owner(self) -> bool:
         """True for the IP address owner (priority 255, RFC 5798 §5.2.4)."""
         return self.priority == PRIORITY_OWNER
+
+
+def advert_datagrams(config: RouterConfig, advert: Advertisement) -> list[tuple[IPAddress, bytes]]:
+    """Where one advert of ``config``'s router goes, with its bytes for each destination.
+
+    Every unicast peer, else the family's group (RFC 5798 §5.1.1.2 / §5.1.2.2).  The bytes
+    differ per destination when the checksum covers the IP pseudo-header (PKT-07).
+    """
+    if config.unicast_peers:
+        targets: tuple[IPAddress, ...] = config.unicast_peers
+    else:
+        targets = (MCAST_GROUP_V4 if config.family == 4 else MCAST_GROUP_V6,)
+    src = config.primary_address
+    return [
+        (dst, encode(advert, src=src, dst=dst, v3_ipv4_pseudo_header=config.v3_ipv4_pseudo_header))
+        for dst in targets
+    ]
 
 
 def effective_priority(base: int, deltas: list[int] | tuple[int, ...]) -> int:

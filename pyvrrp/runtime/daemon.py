@@ -41,9 +41,8 @@ import structlog
 from pyvrrp.config.errors import ConfigError
 from pyvrrp.config.load import load_config
 from pyvrrp.proto import events as ev
-from pyvrrp.proto.constants import MCAST_GROUP_V4, MCAST_GROUP_V6
-from pyvrrp.proto.packet import Advertisement, InvalidPacket, decode, encode
-from pyvrrp.proto.router import RouterConfig, VirtualRouter
+from pyvrrp.proto.packet import InvalidPacket, decode
+from pyvrrp.proto.router import RouterConfig, VirtualRouter, advert_datagrams
 from pyvrrp.runtime import clock
 from pyvrrp.runtime.state_view import instance_view
 
@@ -928,18 +927,10 @@ class Daemon:
         self.loop.call_soon(self._do_state_changed, inst, action)
 
     def _do_send(self, inst: Instance, action: ev.SendAdvert) -> None:
-        cfg = inst.router.config
-        adv: Advertisement = action.advert
-        if cfg.unicast_peers:
-            targets = list(cfg.unicast_peers)
-        else:
-            targets = [MCAST_GROUP_V4 if inst.family == 4 else MCAST_GROUP_V6]
-        for dst in targets:
-            payload = encode(
-                adv, src=cfg.primary_address, dst=dst, v3_ipv4_pseudo_header=cfg.v3_ipv4_pseudo_header
-            )
+        src = inst.router.config.primary_address
+        for dst, payload in advert_datagrams(inst.router.config, action.advert):
             try:
-                inst.sock.send(payload, dst, src=cfg.primary_address)
+                inst.sock.send(payload, dst, src=src)
             except OSError as exc:
                 inst.log.warning("advert_send_failed", dst=str(dst), error=str(exc))
 

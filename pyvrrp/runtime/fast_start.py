@@ -61,12 +61,12 @@ import struct
 import sys
 import time
 from dataclasses import fields
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
+from ipaddress import ip_address, ip_interface
 
+from pyvrrp.adapters.vrrp_wire import pktinfo, sockaddr, split_datagram
 from pyvrrp.proto import events as ev
-from pyvrrp.proto.constants import MCAST_GROUP_V4, MCAST_GROUP_V6
-from pyvrrp.proto.packet import InvalidPacket, decode, encode, parse_ipv4_datagram
-from pyvrrp.proto.router import RouterConfig, VirtualRouter
+from pyvrrp.proto.packet import InvalidPacket, decode
+from pyvrrp.proto.router import RouterConfig, VirtualRouter, advert_datagrams
 
 FORMAT = 1
 DEFAULT_DIR = "/run/pyvrrp/fast-start"
@@ -78,10 +78,7 @@ HOLD_S = 0.1
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
-IP_PKTINFO = 8
 IP_TTL = 2
-IPV6_PKTINFO = 50
-IPV6_HOPLIMIT = 52
 
 TYPE_CHECKING = False  # mypy reads it as True: no ``typing`` import (~2.5 ms) on this path
 if TYPE_CHECKING:
@@ -241,10 +238,6 @@ class BootInstance:
         self.changes: list[tuple[ev.StateChanged, float]] = []  # (change, when): the daemon logs them
         self.events: list[tuple[str, str, dict[str, Any]]] = []  # (level, event, fields) to log
         self.announcer: Any = None
-        if self.config.unicast_peers:
-            self.targets: tuple[Any, ...] = self.config.unicast_peers
-        else:
-            self.targets = (MCAST_GROUP_V4 if self.family == 4 else MCAST_GROUP_V6,)
 
 
 class FastStart:
@@ -382,7 +375,7 @@ class FastStart:
     def on_packet(self, family: int, item: Any) -> None:
         """One datagram the early listener queued: feed it to its engine, or keep it for the daemon."""
         ifindex, stamp, data, addr, anc = item
-        parsed = _parse(family, data, anc, addr)
+        parsed = split_datagram(family, data, anc, addr)
         if parsed is not None:
             payload, src, dst, ttl = parsed
             result = decode(payload, src=src, dst=dst)
@@ -537,31 +530,6 @@ def _arrival(stamp: int) -> float:
     return now - age if 0.0 <= age <= 0.5 else now
 
 
-def _parse(family: int, data: bytes, anc: list[tuple[int, int, bytes]], addr: Any) -> Any:
-    """(payload, src, dst, ttl) of a raw-socket datagram; None when malformed."""
-    if family == 4:
-        parsed = parse_ipv4_datagram(data)
-        if parsed is None:
-            return None
-        payload, src4, dst4, ttl = parsed
-        for level, ctype, cdata in anc:
-            if level == socket.IPPROTO_IP and ctype == IP_TTL and len(cdata) >= 4:
-                (ttl,) = struct.unpack("=i", cdata[:4])
-        return payload, src4, dst4, ttl
-    hop = None
-    dst6 = MCAST_GROUP_V6
-    for level, ctype, cdata in anc:
-        if level == socket.IPPROTO_IPV6 and ctype == IPV6_HOPLIMIT and len(cdata) >= 4:
-            (hop,) = struct.unpack("=i", cdata[:4])
-        elif level == socket.IPPROTO_IPV6 and ctype == IPV6_PKTINFO and len(cdata) >= 20:
-            dst6 = IPv6Address(cdata[:16])
-    try:
-        src6 = IPv6Address(str(addr[0]).split("%", 1)[0])
-    except (ValueError, IndexError):
-        return None
-    return bytes(data), src6, dst6, hop
-
-
 class KernelIO:
     """The fast-start thread's side effects: adverts on the listener's sockets, rtnetlink, AF_PACKET."""
 
@@ -593,24 +561,11 @@ class KernelIO:
             inst.events.append(("warning", "announce_socket_failed", {"error": str(exc)}))
 
     def send_advert(self, inst: BootInstance, advert: Any) -> None:
-        cfg = inst.config
         sock = self.listener.socks[inst.family]
-        src = cfg.primary_address
-        if inst.family == 4:
-            cmsg = [
-                (socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", inst.ifindex, src.packed, b"\0" * 4))
-            ]
-        else:
-            cmsg = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, struct.pack("=16si", src.packed, inst.ifindex))]
-        for dst in inst.targets:
-            payload = encode(advert, src=src, dst=dst, v3_ipv4_pseudo_header=cfg.v3_ipv4_pseudo_header)
-            if isinstance(dst, IPv4Address):
-                sockaddr: tuple[Any, ...] = (str(dst), 0)
-            else:
-                scope = inst.ifindex if (dst.is_link_local or dst.is_multicast) else 0
-                sockaddr = (str(dst), 0, 0, scope)
+        cmsg = pktinfo(inst.ifindex, inst.config.primary_address)
+        for dst, payload in advert_datagrams(inst.config, advert):
             try:
-                sock.sendmsg([payload], cmsg, 0, sockaddr)
+                sock.sendmsg([payload], cmsg, 0, sockaddr(dst, inst.ifindex))
             except OSError as exc:
                 inst.events.append(("warning", "advert_send_failed", {"dst": str(dst), "error": str(exc)}))
 
@@ -653,15 +608,12 @@ def start(argv: list[str], listener: Any) -> FastStart | None:
             return None
         config_id = _option(argv, "--config-id")
         socket_override = _option(argv, "--socket")
-        usable = []
-        for entry in entries:
-            if entry.get("config_id") != config_id:
-                return None
-            control = socket_override or entry.get("control_socket")
-            if control and _daemon_alive(str(control)):
-                return None  # another daemon runs this config: never touch its VIPs
-            usable.append(entry)
-        boot = FastStart(listener, usable).prepare()
+        if any(entry.get("config_id") != config_id for entry in entries):
+            return None
+        controls = {socket_override or entry.get("control_socket") for entry in entries} - {None, ""}
+        if any(_daemon_alive(str(path)) for path in controls):
+            return None  # another daemon runs this config: never touch its VIPs
+        boot = FastStart(listener, entries).prepare()
     except Exception:
         return None
     if not boot.instances:

@@ -319,3 +319,14 @@ def test_an_unexpected_failure_is_recorded_not_raised() -> None:
     boot.stop()
     assert boot.adopt("VI_1", _entry(cfg)) is None  # the daemon starts it afresh
     assert "Operation not permitted" in boot.discarded["VI_1"]
+
+
+def test_epoch_is_read_as_the_daemons_epoch_store_reads_it(tmp_path: Path) -> None:
+    from pyvrrp.splitbrain.epoch import EpochStore
+
+    store = EpochStore(tmp_path)
+    for text in ("7\n", " 12 ", "1_000", "+5", "-1", "x", "", str(2**63), "\u0663"):
+        store.path_for("VI").write_text(text, encoding="utf-8")
+        assert fast_start._read_epoch(str(store.path_for("VI"))) == store.load("VI"), text
+    assert fast_start._read_epoch(str(tmp_path / "missing.epoch")) == 0
+    assert fast_start._read_epoch(None) == 0

@@ -65,6 +65,7 @@ from ipaddress import ip_address, ip_interface
 
 from pyvrrp.adapters.vrrp_wire import pktinfo, sockaddr, split_datagram
 from pyvrrp.proto import events as ev
+from pyvrrp.proto.epochs import parse_epoch
 from pyvrrp.proto.packet import InvalidPacket, decode
 from pyvrrp.proto.router import RouterConfig, VirtualRouter, advert_datagrams
 
@@ -210,14 +211,15 @@ def _link_up(ifname: str) -> bool:
 
 
 def _read_epoch(path: str | None) -> int:
+    """The instance's saved epoch, read as EpochStore.load reads it (0 when missing or corrupt)."""
     if not path:
         return 0
     try:
         with open(path, encoding="ascii") as fh:
-            value = int(fh.read().strip() or 0)
-    except (OSError, ValueError):
+            text = fh.read()
+    except (OSError, UnicodeDecodeError):
         return 0
-    return value if value >= 0 else 0
+    return parse_epoch(text) or 0
 
 
 # ------------------------------------------------------------------------------ engine

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import structlog
 
+from pyvrrp.proto.epochs import MAX_EPOCH, parse_epoch
+
 __all__ = ["EpochStore"]
 
 _log = structlog.get_logger("pyvrrp.splitbrain.epoch")
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-_MAX_EPOCH = 2**63 - 1
+_MAX_EPOCH = MAX_EPOCH
 
 
 def _file_name(name: str) -> str:
@@ -68,13 +70,9 @@ class EpochStore:
         except (OSError, UnicodeDecodeError) as exc:
             _log.warning("epoch_unreadable", instance=name, path=str(path), error=str(exc))
             return 0
-        stripped = text.strip()
-        if not stripped.isdigit():
-            _log.warning("epoch_corrupt", instance=name, path=str(path), content=stripped[:40])
-            return 0
-        value = int(stripped)
-        if value > _MAX_EPOCH:
-            _log.warning("epoch_corrupt", instance=name, path=str(path), content=stripped[:40])
+        value = parse_epoch(text)
+        if value is None:
+            _log.warning("epoch_corrupt", instance=name, path=str(path), content=text.strip()[:40])
             return 0
         return value
 

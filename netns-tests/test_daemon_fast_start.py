@@ -13,7 +13,7 @@ releases the VIP, and a cache that does not match the config is not used.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import signal
 import time
@@ -45,7 +45,7 @@ def _wait_cached(lab: Lab, count: int) -> list[Path]:
     directory = lab.run_dir / "fast-start"
 
     def written() -> list[Path] | None:
-        files = sorted(directory.glob("*.json"))
+        files = sorted(directory.glob("*.marshal"))
         return files if len(files) >= count else None
 
     found: list[Path] = wait_for(written, 10.0, what=f"{count} fast-start caches in {directory}")
@@ -70,8 +70,8 @@ def _restart_preferred(lab: Lab, lb1: PyvrrpNode, lb2: PyvrrpNode) -> tuple[dict
 
 
 def _cache_of(node: PyvrrpNode, lab: Lab) -> Path:
-    for path in (lab.run_dir / "fast-start").glob("*.json"):
-        if json.loads(path.read_text())["config_path"] == str(node.config_path):
+    for path in (lab.run_dir / "fast-start").glob("*.marshal"):
+        if marshal.loads(path.read_bytes())["config_path"] == str(node.config_path):
             return path
     raise AssertionError(f"no fast-start cache for {node.config_path}")
 
@@ -167,9 +167,9 @@ def test_a_cache_that_does_not_match_is_not_used(lab: Lab) -> None:
     (cache,) = _wait_cached(lab, 1)
     assert lb1.stop(timeout_s=5) == 0
     # 1. the cached engine config no longer matches what the daemon builds: discarded
-    doc = json.loads(cache.read_text())
+    doc = marshal.loads(cache.read_bytes())
     doc["instances"][0]["router"]["priority"] = 150
-    cache.write_text(json.dumps(doc))
+    cache.write_bytes(marshal.dumps(doc))
     lb1.start()
     lb1.wait_state("MASTER", 10.0)
     wait_for(lambda: log_events(lb1, "fast_start"), 5.0, what="fast_start event")

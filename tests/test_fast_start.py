@@ -8,6 +8,7 @@ listener and a recording I/O object, on the real engine.
 from __future__ import annotations
 
 import json
+import marshal
 import socket
 import struct
 import time
@@ -145,9 +146,10 @@ def _advert_item(priority: int, *, vrid: int = 51, src: IPv4Address = PEER, stam
         ),
     ],
 )
-def test_router_config_round_trips_through_json(cfg: RouterConfig) -> None:
-    data = json.loads(json.dumps(config_to_dict(cfg)))
-    assert config_from_dict(data) == cfg
+def test_router_config_round_trips_through_the_cache_formats(cfg: RouterConfig) -> None:
+    data = config_to_dict(cfg)
+    assert config_from_dict(marshal.loads(marshal.dumps(data))) == cfg
+    assert config_from_dict(json.loads(json.dumps(data))) == cfg  # plain data: JSON-able too
 
 
 def test_cache_is_used_only_for_the_same_file_content(
@@ -161,12 +163,14 @@ def test_cache_is_used_only_for_the_same_file_content(
     assert fast_start.read_cache(str(conf), b"text v1") == entries
     assert fast_start.read_cache(str(conf), b"text v2") is None  # edited since
     assert fast_start.read_cache(str(tmp_path / "other.toml"), b"text v1") is None  # another file
-    Path(path).write_text("{not json")
-    assert fast_start.read_cache(str(conf), b"text v1") is None  # corrupt: ignored, no error
+    good = Path(path).read_bytes()
+    for corrupt in (b"{not marshal", good[: len(good) // 2], b"", marshal.dumps([1, 2]), b"\xff" * 40):
+        Path(path).write_bytes(corrupt)
+        assert fast_start.read_cache(str(conf), b"text v1") is None  # corrupt: ignored, no error
     fast_start.write_cache(str(conf), b"text v1", entries)
-    doc = json.loads(Path(path).read_text())
+    doc = marshal.loads(Path(path).read_bytes())
     doc["format"] = 999
-    Path(path).write_text(json.dumps(doc))
+    Path(path).write_bytes(marshal.dumps(doc))
     assert fast_start.read_cache(str(conf), b"text v1") is None  # written by another version
     fast_start.remove_cache(str(conf))
     assert not Path(path).exists()

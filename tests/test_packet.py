@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pyvrrp.proto.packet import (
     encode,
     vmac,
 )
+from pyvrrp.proto.record import replace
 
 VECTORS_DIR = Path(__file__).parent / "data" / "adverts"
 VECTORS = sorted(VECTORS_DIR.glob("*.json"))

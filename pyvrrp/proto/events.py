@@ -8,16 +8,16 @@ that the runtime's executor performs in order.  Timers are not inputs the
 runtime invents: the engine exposes ``next_deadline()`` and the runtime calls
 ``handle_timer(now=...)`` when it is reached.
 
-All classes are frozen dataclasses; don't subclass them.
+All classes are frozen records (:mod:`pyvrrp.proto.record`); don't subclass them.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from pyvrrp.proto.packet import Advertisement
+from pyvrrp.proto.record import field, record
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -35,17 +35,17 @@ class State(enum.Enum):
 # --------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Startup:
     """RFC 5798 §6.4.1 Startup event."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Shutdown:
     """RFC 5798 §6.4.2/§6.4.3 Shutdown event (daemon stop, instance removed)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AdvertReceived:
     """A packet that decoded into an Advertisement (shape already checked).
 
@@ -59,14 +59,14 @@ class AdvertReceived:
     dst: IPAddress | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LinkChanged:
     """The VRRP interface's carrier/admin state changed."""
 
     up: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TrackerChanged:
     """A tracker's contribution changed (recomputed from scratch by the engine).
 
@@ -80,7 +80,7 @@ class TrackerChanged:
     fault: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TakeoverVerdict:
     """The takeover gate's answer to a :class:`TakeoverPending` (issue #4).
 
@@ -92,7 +92,7 @@ class TakeoverVerdict:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ConflictDetected:
     """Another node answers for our VIPs while we are MASTER (issue #4).
 
@@ -104,7 +104,7 @@ class ConflictDetected:
     peer_mac: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SyncCommand:
     """A ``vrrp_sync_group`` coordinator moves this member with the group (keepalived).
 
@@ -130,24 +130,24 @@ class SyncCommand:
 # -------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SendAdvert:
     """Send this advert (to the multicast group, or to every unicast peer)."""
 
     advert: Advertisement
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AddVips:
     vips: tuple[IPInterface, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RemoveVips:
     vips: tuple[IPInterface, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AnnounceVips:
     """Gratuitous ARP (IPv4) / unsolicited NA (IPv6) for each VIP, ``repeat`` times."""
 
@@ -156,7 +156,7 @@ class AnnounceVips:
     reason: str = "master"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StateChanged:
     """The engine moved between states.  The runtime logs it and runs notify scripts.
 
@@ -173,7 +173,7 @@ class StateChanged:
     trigger: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TakeoverPending:
     """Master_Down fired but ``takeover_gate`` is on: ask before becoming MASTER.
 
@@ -201,7 +201,7 @@ Input = (
 # ------------------------------------------------------------------- snapshot
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RouterSnapshot:
     """Everything ``pyvrrp state`` shows about one router; times are monotonic seconds."""
 

@@ -41,6 +41,8 @@ from typing import Any
 
 import structlog
 
+from pyvrrp.proto import record
+
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET_PATH = "/run/pyvrrp/control.sock"
 DEFAULT_TIMEOUT_S = 2.0
@@ -83,11 +85,13 @@ class ProtocolMismatch(Exception):
 
 
 def to_jsonable(obj: Any) -> Any:
-    """``json.dumps(default=...)`` hook: IP objects -> str, enums -> value, dataclasses -> dict."""
+    """``json.dumps(default=...)`` hook: IPs -> str, enums -> value, records and dataclasses -> dict."""
     if isinstance(obj, IPv4Address | IPv6Address | IPv4Interface | IPv6Interface | IPv4Network | IPv6Network):
         return str(obj)
     if isinstance(obj, enum.Enum):
         return obj.value
+    if record.is_record(obj):
+        return record.asdict(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, set | frozenset | tuple):

@@ -170,11 +170,13 @@ def test_bad_class_definitions_are_refused() -> None:
 
 
 def test_the_protocol_core_does_not_import_dataclasses() -> None:
-    """What this module is for: the fast-start path imports neither dataclasses nor inspect/json/re."""
+    """What this module is for: the fast-start path (with the GARP/NA and rtnetlink adapters
+    its thread loads) imports neither dataclasses nor inspect/json/re/typing."""
     import subprocess
     import sys
 
     heavy = "{'dataclasses', 'inspect', 'json', 're', 'typing'}"
-    code = f"import sys, pyvrrp.runtime.fast_start; print(sorted({heavy} & set(sys.modules)))"
+    path = "pyvrrp.runtime.fast_start, pyvrrp.adapters.rtnl_wire, pyvrrp.adapters.arp, pyvrrp.adapters.ndisc"
+    code = f"import sys, {path}; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

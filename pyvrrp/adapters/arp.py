@@ -19,8 +19,9 @@ from __future__ import annotations
 import _socket as socket  # the C module: socket.py's enums cost ~1 ms (fast-start path)
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+
+from pyvrrp.proto.record import record
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -113,7 +114,7 @@ def _v4(addr: IPv4Address | IPv4Interface | str) -> IPv4Address:
     return IPv4Address(addr)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ArpPacket:
     """A decoded Ethernet/IPv4 ARP frame."""
 

@@ -16,6 +16,7 @@ from pyvrrp import __version__
 COMMAND_MODULES = (
     "pyvrrp.cli.check_config",
     "pyvrrp.cli.run",
+    "pyvrrp.cli.launcher",
     "pyvrrp.cli.state",
     "pyvrrp.cli.sniff",
     "pyvrrp.cli.convert",

@@ -6,6 +6,9 @@ after it starts listening.  So ``run`` first starts listening for VRRP
 (``pyvrrp.runtime.early_listen``, stdlib only), then takes the short path
 (:func:`pyvrrp.cli.run.main_fast`: argparse, no typer, no other commands).
 Everything else, and ``run --help``, goes to the typer application.
+
+Started as ``python -S`` (the ``pyvrrpd`` launcher, :mod:`pyvrrp.cli.launcher`), the
+interpreter has not imported ``site`` yet: that is done here, once listening has begun.
 """
 
 from __future__ import annotations
@@ -24,12 +27,27 @@ def main() -> None:
             from pyvrrp.runtime import fast_start
 
             fast_start.start(argv[1:], listener)
+        _site()
         # structlog renders with rich when it can import it (rich comes with typer);
         # the daemon never needs it and it costs ~30 ms of start-up.
         sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
         from pyvrrp.cli.run import main_fast
 
         sys.exit(main_fast(argv[1:]))
+    _site()
     from pyvrrp.cli.app import main as app_main
 
     app_main()
+
+
+_site_done = False
+
+
+def _site() -> None:
+    """Add site-packages (and run .pth files, sitecustomize) if ``python -S`` skipped them."""
+    global _site_done
+    if sys.flags.no_site and not _site_done:
+        _site_done = True
+        import site
+
+        site.main()

@@ -656,6 +656,24 @@ def pyvrrp_toml(
     return "\n".join(lines) + "\n"
 
 
+def daemon_command() -> list[str]:
+    """The argv prefix that starts ``pyvrrp run`` here, quickest first.
+
+    ``pyvrrpd`` (:mod:`pyvrrp.cli.launcher`) only when it is exactly what
+    ``pyvrrp install-launcher`` would write now (not a stale one from another tree).
+    """
+    from pyvrrp.cli import launcher
+
+    quick = launcher.default_path()
+    try:
+        if quick.read_text() == launcher.render():
+            return [str(quick)]
+    except (OSError, launcher.LauncherError):
+        pass
+    script = Path(sys.executable).with_name("pyvrrp")
+    return [str(script), "run"] if script.is_file() else [sys.executable, "-m", "pyvrrp", "run"]
+
+
 class PyvrrpNode(DaemonNode):
     """``pyvrrp run -f CONF`` (the venv console script) in a lab host; state via ``pyvrrp state --json``.
 
@@ -684,13 +702,11 @@ class PyvrrpNode(DaemonNode):
         self.extra_args = list(extra_args)
 
     def argv(self) -> list[str]:
-        # The console script, as an operator runs it (systemd unit); ``python -m`` would add
+        # As an operator runs it (conf/pyvrrp.service): the pyvrrpd launcher when set-up wrote
+        # one for this venv and this tree, else the console script; ``python -m`` would add
         # runpy's ~5 ms to every start-up measured by benchmarks/failover.py.
-        script = Path(sys.executable).with_name("pyvrrp")
-        head = [str(script)] if script.is_file() else [sys.executable, "-m", "pyvrrp"]
         return [
-            *head,
-            "run",
+            *daemon_command(),
             "-f",
             str(self.config_path),
             "--socket",

@@ -88,3 +88,27 @@ def test_lab_uses_the_launcher_only_when_it_matches_this_tree(
     assert topology.daemon_command()[-1] == "run"  # stale (another tree): not used
     launcher.write(quick, launcher.render())
     assert topology.daemon_command() == [str(quick)]
+
+
+def test_nothing_but_c_modules_before_listening_under_dash_s() -> None:
+    """pyvrrpd's point: until early_listen has opened its sockets, only pyvrrp's three small
+    modules and C modules load (no os, struct, __future__ or site: ~2-3 ms together)."""
+    code = (
+        f"import sys; sys.path.append({ROOT!r})\n"
+        "import pyvrrp.cli.entry, pyvrrp.runtime.early_listen as el\n"
+        "heavy = {'os', 'struct', '__future__', 'site', 'typing', 're'} & set(sys.modules)\n"
+        "print(sorted(heavy), el._env_set('PYVRRP_NO_EARLY_LISTEN'), el._env_set('HOME'))"
+    )
+    out = _run([sys.executable, "-S", "-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "False", "True"]
+
+
+def test_env_check_sees_in_process_changes_once_os_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyvrrp.runtime import early_listen
+
+    monkeypatch.delenv("PYVRRP_NO_EARLY_LISTEN", raising=False)
+    assert not early_listen._env_set("PYVRRP_NO_EARLY_LISTEN")
+    monkeypatch.setenv("PYVRRP_NO_EARLY_LISTEN", "1")
+    assert early_listen._env_set("PYVRRP_NO_EARLY_LISTEN")
+    assert early_listen.start(["-f", "/etc/hostname"]) is None  # disabled: no sockets opened

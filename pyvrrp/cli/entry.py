@@ -11,8 +11,6 @@ Started as ``python -S`` (the ``pyvrrpd`` launcher, :mod:`pyvrrp.cli.launcher`),
 interpreter has not imported ``site`` yet: that is done here, once listening has begun.
 """
 
-from __future__ import annotations
-
 import sys
 
 

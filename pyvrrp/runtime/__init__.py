@@ -3,5 +3,3 @@
 Only this ring (and ``pyvrrp.adapters``) may read the clock, log, or touch
 the event loop; ``pyvrrp.proto`` stays pure (docs/architecture.md).
 """
-
-from __future__ import annotations

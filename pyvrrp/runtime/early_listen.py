@@ -40,12 +40,14 @@ CAP_NET_RAW, an unreadable config, an interface the scan did not find) means
 no credit: the instance starts at "now", as before.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` and no os/struct: under ``python -S`` (pyvrrpd)
+# this module runs before anything has imported them, and each costs 0.2-1.5 ms of the time
+# before listening (forward references are quoted instead).
 # The C module: ``socket.py`` costs ~10 ms of enum set-up at import, before we listen.
 import _socket as socket
-import os
-import struct
+import _struct as struct
+import posix
+import sys
 import time
 
 IPPROTO_VRRP = 112
@@ -65,7 +67,7 @@ GROUP_V6 = socket.inet_pton(socket.AF_INET6, "ff02::12")
 RCVBUF = 4 << 20  # bytes; a flood during start-up must not push adverts out
 MAX_JOINS = 20  # net.ipv4.igmp_max_memberships default: more interfaces are not credited
 
-_current: EarlyListener | None = None
+_current: "EarlyListener | None" = None
 
 # (ifindex, arrival stamp in ns, datagram, peer address, other control messages)
 Queued = tuple[int, int, bytes, tuple[object, ...], list[tuple[int, int, bytes]]]
@@ -131,7 +133,7 @@ class EarlyListener:
         self.config_path = ""
         self.config_text = b""
 
-    def open(self, ifnames: list[str]) -> EarlyListener:
+    def open(self, ifnames: list[str]) -> "EarlyListener":
         """Open and join; interfaces that do not exist (yet) are skipped, not credited."""
         indexes = []
         for name in ifnames:
@@ -250,10 +252,18 @@ class EarlyListener:
             _current = None
 
 
+def _env_set(name: str) -> bool:
+    """``os.environ.get(name)`` without importing os (it sees in-process changes once os is loaded)."""
+    os_module = sys.modules.get("os")
+    if os_module is not None:
+        return bool(os_module.environ.get(name))
+    return bool(posix.environ.get(name.encode()))
+
+
 def start(argv: list[str]) -> EarlyListener | None:
     """Open the listener for ``pyvrrp run ARGV`` (best effort, never raises); None when not possible."""
     global _current
-    if os.environ.get("PYVRRP_NO_EARLY_LISTEN"):
+    if _env_set("PYVRRP_NO_EARLY_LISTEN"):
         return None
     path = config_path(argv)
     if path is None:

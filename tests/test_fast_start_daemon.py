@@ -113,3 +113,33 @@ def test_an_unwritable_cache_directory_is_logged_not_fatal(tmp_path: Path, monke
     d = _daemon(tmp_path)
     d._write_fast_start()  # no exception: the daemon runs on without the cache
     assert not (blocker / "sub").exists()
+
+
+def test_freeze_heap_keeps_start_up_objects_out_of_collections_and_reload_collects() -> None:
+    """The daemon's start-up heap is frozen (a full collection costs ~12 ms); a reload
+    unfreezes, collects the old config's cycles and freezes again."""
+    import gc
+    import weakref
+
+    from pyvrrp.runtime.daemon import _freeze_heap
+
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref[Node]:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # type: ignore[attr-defined]
+        return weakref.ref(a)
+
+    try:
+        gc.collect()
+        ref = cycle()
+        _freeze_heap(collect=False)
+        assert gc.get_freeze_count() > 0
+        gc.collect()
+        assert ref() is not None  # frozen: the collector does not see it
+        _freeze_heap(collect=True)
+        assert ref() is None  # the reload's collection found the old cycle
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import gc
 import ipaddress
 import os
 import signal
@@ -220,6 +221,7 @@ class Daemon:
             "daemon_started", instances=len(self.instances), control_socket=self.control_path, pid=os.getpid()
         )
         self._write_fast_start()
+        _freeze_heap(collect=False)
         await self.stop_event.wait()
         log.info("daemon_stopping")
         monitor.cancel()
@@ -1248,6 +1250,7 @@ class Daemon:
             await self._start_ipvs()
         log.info("reloaded", added=sorted(added), removed=sorted(removed), changed=changed)
         self._write_fast_start()
+        _freeze_heap(collect=True)
         return {"reloaded": True, "added": sorted(added), "removed": sorted(removed), "changed": changed}
 
 
@@ -1263,6 +1266,24 @@ class _At:
 
 
 TIMER_LEAD_S = 0.002
+
+
+
+def _freeze_heap(*, collect: bool) -> None:
+    """Put what exists now (modules, config models, engines) out of the cyclic collector's reach.
+
+    A full collection of the running daemon's heap (~37 000 objects, mostly imports and
+    pydantic schemas) takes ~12 ms here; CPython runs one whenever enough long-lived objects
+    have piled up, and a 12 ms pause at the wrong moment delays an advert (10 ms intervals),
+    a takeover or its GARP.  Frozen objects are never traversed, so later collections only
+    look at what was created since: well under 1 ms.  After a reload the old config is
+    garbage, so the reload unfreezes, collects once (the reload itself takes longer than
+    that) and freezes again.
+    """
+    if collect:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 def run_daemon(

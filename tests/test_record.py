@@ -144,6 +144,42 @@ def test_pattern_matching_by_position() -> None:
             pytest.fail("no match")
 
 
+def test_methods_the_class_defines_are_kept() -> None:
+    @record.record(frozen=True)
+    class Custom:
+        a: int
+        b: int = 0
+
+        def __repr__(self) -> str:
+            return f"<{self.a}>"
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Custom) and other.a == self.a
+
+        def __hash__(self) -> int:
+            return self.a
+
+    assert repr(Custom(1, 2)) == "<1>" and Custom(1, 2) == Custom(1, 3) and hash(Custom(5)) == 5
+
+    @record.record(frozen=True)
+    class EqOnly:  # __eq__ without __hash__: Python's implicit None is replaced, as dataclasses do
+        a: int
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, EqOnly) and other.a % 2 == self.a % 2
+
+    assert EqOnly(1) == EqOnly(3) and hash(EqOnly(1)) == hash(EqOnly(1))
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class EqOnlyDc:
+        a: int
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, EqOnlyDc) and other.a % 2 == self.a % 2
+
+    assert hash(EqOnlyDc(1)) == hash(EqOnlyDc(1))  # the stdlib behaves the same way
+
+
 def test_bad_class_definitions_are_refused() -> None:
     with pytest.raises(TypeError, match="without a default follows"):
 

@@ -127,13 +127,22 @@ def _build(cls: type, frozen: bool) -> type:
     init = ns["__init__"]
     init.__qualname__ = f"{qualname}.__init__"
     init.__module__ = cls.__module__
-    attrs = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
-    attrs.update(__init__=init, __repr__=_repr, __eq__=_eq)
+    own = cls.__dict__
+    attrs = {k: v for k, v in own.items() if k not in names and k not in ("__dict__", "__weakref__")}
+    attrs["__init__"] = init
+    # As dataclasses do: a __repr__ / __eq__ / __hash__ the class body defines is kept
+    # (a body that defines __eq__ gets __hash__ = None from Python: that is not explicit).
+    for name, method in (("__repr__", _repr), ("__eq__", _eq)):
+        if name not in own:
+            attrs[name] = method
+    explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
     if frozen:
-        attrs.update(__hash__=_hash, __setattr__=_setattr, __delattr__=_delattr)
-        attrs.update(__getstate__=_getstate, __setstate__=_setstate)
-    else:
-        attrs["__hash__"] = None  # mutable and compared by value: unhashable, as with dataclasses
+        attrs.update(
+            __setattr__=_setattr, __delattr__=_delattr, __getstate__=_getstate, __setstate__=_setstate
+        )
+    if not explicit_hash:
+        # frozen: hashed like its == ; mutable and compared by value: unhashable (as dataclasses)
+        attrs["__hash__"] = _hash if frozen else None
     attrs["__slots__"] = attrs["__match_args__"] = attrs["__record_fields__"] = tuple(names)
     attrs["__record_key__"] = attrgetter(*compared) if compared else staticmethod(_no_key)
     attrs["__qualname__"] = qualname

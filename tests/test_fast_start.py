@@ -174,6 +174,10 @@ def test_cache_is_used_only_for_the_same_file_content(
     assert fast_start.read_cache(str(conf), b"text v1") is None  # written by another version
     fast_start.remove_cache(str(conf))
     assert not Path(path).exists()
+    legacy = Path(path).with_suffix(".json")  # format 1 (JSON), left by an older version
+    legacy.write_text("{}")
+    fast_start.write_cache(str(conf), b"text v1", entries)
+    assert not legacy.exists() and fast_start.read_cache(str(conf), b"text v1") == entries
 
 
 def test_start_declines_without_a_usable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1268,7 +1268,6 @@ class _At:
 TIMER_LEAD_S = 0.002
 
 
-
 def _freeze_heap(*, collect: bool) -> None:
     """Put what exists now (modules, config models, engines) out of the cyclic collector's reach.
 

@@ -150,6 +150,10 @@ def write_cache(config_path: str, text: bytes, entries: list[dict[str, Any]]) ->
     with open(tmp, "wb") as fh:
         marshal.dump(doc, fh)
     os.replace(tmp, path)
+    try:  # noqa: SIM105 (no contextlib on this path)
+        os.unlink(path[: -len(".marshal")] + ".json")  # format 1, written before an upgrade
+    except OSError:
+        pass
     return path
 
 

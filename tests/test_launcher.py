@@ -112,3 +112,20 @@ def test_env_check_sees_in_process_changes_once_os_is_loaded(monkeypatch: pytest
     monkeypatch.setenv("PYVRRP_NO_EARLY_LISTEN", "1")
     assert early_listen._env_set("PYVRRP_NO_EARLY_LISTEN")
     assert early_listen.start(["-f", "/etc/hostname"]) is None  # disabled: no sockets opened
+
+
+def test_systemd_unit_starts_the_launcher_its_install_line_writes() -> None:
+    """conf/pyvrrp.service: ExecStart runs pyvrrpd with `pyvrrp run` options only, at the path
+    its install comment tells the operator to write with `pyvrrp install-launcher`."""
+    import shlex
+
+    from pyvrrp.cli.run import OPTIONS
+
+    unit = (Path(ROOT) / "conf" / "pyvrrp.service").read_text()
+    (exec_start,) = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    argv = shlex.split(exec_start)
+    assert Path(argv[0]).name == "pyvrrpd"
+    assert f"pyvrrp install-launcher {argv[0]}" in unit
+    flags = {flag for opt in OPTIONS for flag in opt.flags}
+    assert all(arg in flags for arg in argv[1:] if arg.startswith("-")), argv
+    assert "-f" in argv or "--file" in argv

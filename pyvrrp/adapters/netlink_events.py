@@ -8,9 +8,13 @@ that importing them costs nothing: ``import pyroute2`` alone takes ~90-150 ms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
+
+from pyvrrp.proto.record import record
+
+TYPE_CHECKING = False  # mypy reads it as True: the fast-start path imports this module (link_up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "IFF_RUNNING",
@@ -32,7 +36,7 @@ class NetlinkOperationError(OSError):
     """The kernel refused an address/link operation (message names op, address and interface)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LinkEvent:
     """A link's usable state (admin up AND carrier) changed, or the link was deleted."""
 
@@ -42,7 +46,7 @@ class LinkEvent:
     deleted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AddressEvent:
     """An address appeared on or disappeared from an interface."""
 

@@ -41,7 +41,7 @@ from typing import Literal
 import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
-from pyvrrp.adapters.vrrp_wire import pktinfo, sockaddr, split_datagram
+from pyvrrp.adapters.vrrp_wire import pktinfo, set_send_options, sockaddr, split_datagram
 from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
 from pyvrrp.runtime.logging import RateLimitedLogger
 
@@ -206,10 +206,7 @@ class VrrpSocket:
 
     def _setup_v4(self, sock: socket.socket, ttl: int) -> None:
         src = self.src.packed if isinstance(self.src, IPv4Address) else b"\x00" * 4
-        # RFC 5798 §5.1.1.3 / PKT-02: TTL 255 for multicast and unicast alike.
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
-        sock.setsockopt(socket.IPPROTO_IP, IP_TTL, ttl)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        set_send_options(sock, 4, ttl)
         # struct ip_mreqn {in_addr multiaddr; in_addr address; int ifindex}
         sock.setsockopt(
             socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("=4s4si", b"\0" * 4, src, self.ifindex)
@@ -222,10 +219,7 @@ class VrrpSocket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
 
     def _setup_v6(self, sock: socket.socket, ttl: int) -> None:
-        # RFC 5798 §5.1.2.3 / PKT-02: hop limit 255.
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        set_send_options(sock, 6, ttl)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)

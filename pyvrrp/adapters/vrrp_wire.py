@@ -64,6 +64,22 @@ def split_datagram(
     return bytes(data), src6, dst6, hop
 
 
+def set_send_options(sock: socket.socket, family: int, ttl: int = 255) -> None:
+    """TTL / hop limit ``ttl`` for multicast and unicast adverts, no multicast loopback.
+
+    RFC 5798 §5.1.1.3 / §5.1.2.3 (PKT-02): 255 for both.  The daemon's VrrpSocket and the
+    fast-start engine (which sends on the early listener's sockets) both set these.
+    """
+    if family == 4:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, IP_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+
+
 def pktinfo(ifindex: int, src: IPAddress) -> list[tuple[int, int, bytes]]:
     """IP_PKTINFO / IPV6_PKTINFO control message fixing a send's interface and source address."""
     if isinstance(src, IPv4Address):

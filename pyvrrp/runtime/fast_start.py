@@ -62,7 +62,8 @@ import sys
 import time
 from ipaddress import ip_address, ip_interface
 
-from pyvrrp.adapters.vrrp_wire import pktinfo, sockaddr, split_datagram
+from pyvrrp.adapters.netlink_events import link_up
+from pyvrrp.adapters.vrrp_wire import pktinfo, set_send_options, sockaddr, split_datagram
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.epochs import parse_epoch
 from pyvrrp.proto.packet import InvalidPacket, decode
@@ -77,9 +78,6 @@ SWITCH_INTERVAL_S = 0.0005  # GIL hand-off while the main thread imports (defaul
 # thread asleep: the takeover then runs on an idle interpreter, not between import steps.
 HOLD_S = 0.1
 SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-IFF_RUNNING = 0x40
-IP_TTL = 2
 
 TYPE_CHECKING = False  # mypy reads it as True: no ``typing`` import (~2.5 ms) on this path
 if TYPE_CHECKING:
@@ -211,7 +209,7 @@ def _link_up(ifname: str) -> bool:
     finally:
         sock.close()
     (flags,) = struct.unpack_from("H", raw, 16)
-    return bool(flags & IFF_UP and flags & IFF_RUNNING)
+    return link_up(flags)
 
 
 def _read_epoch(path: str | None) -> int:
@@ -545,15 +543,8 @@ class KernelIO:
         self.listener = listener
         self.addrs = FastAddr()
         self.senders: list[Any] = []
-        for family, sock in listener.socks.items():  # sending: TTL / hop limit 255, no loopback
-            if family == 4:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-                sock.setsockopt(socket.IPPROTO_IP, IP_TTL, 255)
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        for family, sock in listener.socks.items():  # the listener's sockets send too
+            set_send_options(sock, family)
 
     def prepare(self, inst: BootInstance) -> None:
         from pyvrrp.adapters.arp import AnnounceSender

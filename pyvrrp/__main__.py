@@ -1,5 +1,5 @@
 """``python -m pyvrrp``: same as the ``pyvrrp`` command."""
 
-from pyvrrp.cli.entry import main
+from pyvrrp.cli.app import main
 
 main()

@@ -88,16 +88,8 @@ ensure_bytecode() {
     "$VENV/bin/python" -m compileall -q "$REPO/pyvrrp" >/dev/null
 }
 
-# .venv/bin/pyvrrpd: `pyvrrp run` started as `python -S` (pyvrrp/cli/launcher.py), the way
-# conf/pyvrrp.service starts the daemon; the lab (demo, tests, benchmarks) uses it when it
-# matches this tree.  Rewritten at every set-up, so it never points at another checkout.
-ensure_launcher() {
-    "$VENV/bin/pyvrrp" install-launcher "$VENV/bin/pyvrrpd" >/dev/null
-}
-
 ensure_all() {
     ensure_apt
     ensure_venv
     ensure_bytecode
-    ensure_launcher
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from pyvrrp.proto.packet import (
     encode,
     vmac,
 )
-from pyvrrp.proto.record import replace
 
 VECTORS_DIR = Path(__file__).parent / "data" / "adverts"
 VECTORS = sorted(VECTORS_DIR.glob("*.json"))

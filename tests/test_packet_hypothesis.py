@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pyvrrp.proto.packet import Advertisement, DropReason, InvalidPacket, decode, encode
-from pyvrrp.proto.record import replace
 
 v4_addr = st.integers(0, 2**32 - 1).map(IPv4Address)
 v6_addr = st.integers(0, 2**128 - 1).map(IPv6Address)

@@ -16,12 +16,13 @@ also sends IPv6 unsolicited NAs built by :mod:`pyvrrp.adapters.ndisc`.
 
 from __future__ import annotations
 
-import _socket as socket  # the C module: socket.py's enums cost ~1 ms (fast-start path)
+import socket
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
-from pyvrrp.proto.record import record
+import structlog
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -37,17 +38,7 @@ ETH_HEADER_LEN = 14
 ARP_PAYLOAD_LEN = 28
 GARP_FRAME_LEN = ETH_HEADER_LEN + ARP_PAYLOAD_LEN  # 42 bytes, as keepalived (no padding)
 
-TYPE_CHECKING = False  # mypy reads it as True: no ``typing`` import at run time (fast-start path)
-if TYPE_CHECKING:
-    from typing import Any
-
-
-def _log() -> Any:
-    """The module logger, imported on first use: ``pyvrrp.runtime.fast_start`` sends GARPs
-    with this module before structlog (~80 ms of imports) is loaded."""
-    import structlog
-
-    return structlog.get_logger("pyvrrp.adapters.arp")
+log = structlog.get_logger("pyvrrp.adapters.arp")
 
 
 def mac_to_bytes(mac: str | bytes) -> bytes:
@@ -114,7 +105,7 @@ def _v4(addr: IPv4Address | IPv4Interface | str) -> IPv4Address:
     return IPv4Address(addr)
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArpPacket:
     """A decoded Ethernet/IPv4 ARP frame."""
 
@@ -229,7 +220,7 @@ class AnnounceSender:
                 sent += 1
             except OSError as exc:  # ENOBUFS/ENETDOWN/EAGAIN: count, log, keep going
                 self.send_errors += 1
-                _log().warning("announce_send_failed", iface=self.ifname, error=str(exc))
+                log.warning("announce_send_failed", iface=self.ifname, error=str(exc))
         self.frames_sent += sent
         return sent
 

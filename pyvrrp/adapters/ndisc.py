@@ -14,10 +14,10 @@ Pure builders only; :class:`pyvrrp.adapters.arp.AnnounceSender` sends them.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface
 
 from pyvrrp.adapters.arp import ETH_HEADER_LEN, ETH_P_IPV6, mac_to_bytes
-from pyvrrp.proto.record import record
 
 IPPROTO_ICMPV6 = 58
 ND_NEIGHBOR_ADVERT = 136
@@ -84,7 +84,7 @@ def build_unsolicited_na(
     return eth + ip6 + icmp
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NeighborAdvert:
     """A decoded Neighbor Advertisement (for tests and conflict detection)."""
 

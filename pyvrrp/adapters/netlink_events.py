@@ -8,9 +8,8 @@ that importing them costs nothing: ``import pyroute2`` alone takes ~90-150 ms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
-
-from pyvrrp.proto.record import record
 
 TYPE_CHECKING = False  # mypy reads it as True: the fast-start path imports this module (link_up)
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ class NetlinkOperationError(OSError):
     """The kernel refused an address/link operation (message names op, address and interface)."""
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkEvent:
     """A link's usable state (admin up AND carrier) changed, or the link was deleted."""
 
@@ -46,7 +45,7 @@ class LinkEvent:
     deleted: bool = False
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddressEvent:
     """An address appeared on or disappeared from an interface."""
 

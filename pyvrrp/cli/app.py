@@ -16,7 +16,6 @@ from pyvrrp import __version__
 COMMAND_MODULES = (
     "pyvrrp.cli.check_config",
     "pyvrrp.cli.run",
-    "pyvrrp.cli.launcher",
     "pyvrrp.cli.state",
     "pyvrrp.cli.sniff",
     "pyvrrp.cli.convert",

@@ -538,9 +538,7 @@ class DaemonNode:
         raise NotImplementedError
 
     def env(self) -> dict[str, str]:
-        # pyvrrp's fast-start cache (pyvrrp.runtime.fast_start) stays in the lab's run directory
-        env = {"PYVRRP_FAST_START_DIR": str(self.lab.run_dir / "fast-start")}
-        return {**env, **os.environ, "TMPDIR": str(self.dir)}
+        return {**os.environ, "TMPDIR": str(self.dir)}
 
     def start(self) -> DaemonNode:
         if self.alive():
@@ -657,19 +655,7 @@ def pyvrrp_toml(
 
 
 def daemon_command() -> list[str]:
-    """The argv prefix that starts ``pyvrrp run`` here, quickest first.
-
-    ``pyvrrpd`` (:mod:`pyvrrp.cli.launcher`) only when it is exactly what
-    ``pyvrrp install-launcher`` would write now (not a stale one from another tree).
-    """
-    from pyvrrp.cli import launcher
-
-    quick = launcher.default_path()
-    try:
-        if quick.read_text() == launcher.render():
-            return [str(quick)]
-    except (OSError, launcher.LauncherError):
-        pass
+    """The argv prefix that starts ``pyvrrp run`` here: the venv's console script, as installed."""
     script = Path(sys.executable).with_name("pyvrrp")
     return [str(script), "run"] if script.is_file() else [sys.executable, "-m", "pyvrrp", "run"]
 
@@ -702,9 +688,7 @@ class PyvrrpNode(DaemonNode):
         self.extra_args = list(extra_args)
 
     def argv(self) -> list[str]:
-        # As an operator runs it (conf/pyvrrp.service): the pyvrrpd launcher when set-up wrote
-        # one for this venv and this tree, else the console script; ``python -m`` would add
-        # runpy's ~5 ms to every start-up measured by benchmarks/failover.py.
+        # As an operator runs it (conf/pyvrrp.service): the console script.
         return [
             *daemon_command(),
             "-f",

@@ -8,16 +8,16 @@ that the runtime's executor performs in order.  Timers are not inputs the
 runtime invents: the engine exposes ``next_deadline()`` and the runtime calls
 ``handle_timer(now=...)`` when it is reached.
 
-All classes are frozen records (:mod:`pyvrrp.proto.record`); don't subclass them.
+All classes are frozen, slotted dataclasses; don't subclass them.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from pyvrrp.proto.packet import Advertisement
-from pyvrrp.proto.record import field, record
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -35,17 +35,17 @@ class State(enum.Enum):
 # --------------------------------------------------------------------- inputs
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Startup:
     """RFC 5798 §6.4.1 Startup event."""
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """RFC 5798 §6.4.2/§6.4.3 Shutdown event (daemon stop, instance removed)."""
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AdvertReceived:
     """A packet that decoded into an Advertisement (shape already checked).
 
@@ -59,14 +59,14 @@ class AdvertReceived:
     dst: IPAddress | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkChanged:
     """The VRRP interface's carrier/admin state changed."""
 
     up: bool
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrackerChanged:
     """A tracker's contribution changed (recomputed from scratch by the engine).
 
@@ -80,7 +80,7 @@ class TrackerChanged:
     fault: bool = False
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TakeoverVerdict:
     """The takeover gate's answer to a :class:`TakeoverPending` (issue #4).
 
@@ -92,7 +92,7 @@ class TakeoverVerdict:
     reason: str = ""
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConflictDetected:
     """Another node answers for our VIPs while we are MASTER (issue #4).
 
@@ -104,7 +104,7 @@ class ConflictDetected:
     peer_mac: bytes
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyncCommand:
     """A ``vrrp_sync_group`` coordinator moves this member with the group (keepalived).
 
@@ -130,24 +130,24 @@ class SyncCommand:
 # -------------------------------------------------------------------- actions
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendAdvert:
     """Send this advert (to the multicast group, or to every unicast peer)."""
 
     advert: Advertisement
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddVips:
     vips: tuple[IPInterface, ...]
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoveVips:
     vips: tuple[IPInterface, ...]
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AnnounceVips:
     """Gratuitous ARP (IPv4) / unsolicited NA (IPv6) for each VIP, ``repeat`` times."""
 
@@ -156,7 +156,7 @@ class AnnounceVips:
     reason: str = "master"
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StateChanged:
     """The engine moved between states.  The runtime logs it and runs notify scripts.
 
@@ -173,7 +173,7 @@ class StateChanged:
     trigger: str = field(default="", compare=False)
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TakeoverPending:
     """Master_Down fired but ``takeover_gate`` is on: ask before becoming MASTER.
 
@@ -201,7 +201,7 @@ Input = (
 # ------------------------------------------------------------------- snapshot
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouterSnapshot:
     """Everything ``pyvrrp state`` shows about one router; times are monotonic seconds."""
 

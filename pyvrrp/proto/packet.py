@@ -58,6 +58,7 @@ That is one C call per packet instead of a Python loop over words.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
@@ -75,7 +76,6 @@ from pyvrrp.proto.constants import (
     VRRP_HEADER_LEN,
     VRRP_TYPE_ADVERTISEMENT,
 )
-from pyvrrp.proto.record import record
 
 __all__ = [
     "CHECKSUM_FORMS",
@@ -129,7 +129,7 @@ class DropReason(StrEnum):
     SELF = "self"  # our own advert looped back
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Advertisement:
     """One VRRP ADVERTISEMENT (RFC 3768 §5.1, RFC 5798 §5.1).
 
@@ -155,7 +155,7 @@ class Advertisement:
         return self.interval_cs / 100
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvalidPacket:
     """A packet ``decode`` refused: the drop counter key and a readable reason."""
 

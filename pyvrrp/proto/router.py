@@ -94,6 +94,7 @@ Dual-master conflict (issue #4, ``conflict_resolve``): on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
 from pyvrrp.proto import timing
@@ -134,7 +135,6 @@ from pyvrrp.proto.events import (
     TrackerChanged,
 )
 from pyvrrp.proto.packet import Advertisement, DropReason, encode
-from pyvrrp.proto.record import field, record
 from pyvrrp.proto.states import ProtocolViolation, Trigger, next_state
 
 __all__ = ["RouterConfig", "VirtualRouter", "effective_priority", "peer_wins"]
@@ -147,7 +147,7 @@ _LINK_FAULT = "link"
 LOWER_PRIO_ADVERT_GAP_S = 0.01
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     """Configuration of one virtual router (pure data, validated on creation).
 
@@ -283,7 +283,7 @@ def _addresses(vips: tuple[IPInterface, ...]) -> tuple[IPv4Address | IPv6Address
     return tuple(v.ip for v in vips)
 
 
-@record(frozen=False)
+@dataclass(slots=True)
 class _Counters:
     values: dict[str, int] = field(default_factory=dict)
 

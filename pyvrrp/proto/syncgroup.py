@@ -63,10 +63,10 @@ Pure: stdlib only, no I/O, no clock (``now`` is passed in), no logging.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
-from pyvrrp.proto import record
 from pyvrrp.proto.events import (
     Action,
     Input,
@@ -133,7 +133,7 @@ class SyncGroup:
     @staticmethod
     def member_config(config: RouterConfig) -> RouterConfig:
         """``config`` with ``takeover_gate=True``: what every member needs."""
-        return config if config.takeover_gate else record.replace(config, takeover_gate=True)
+        return config if config.takeover_gate else dataclasses.replace(config, takeover_gate=True)
 
     def check(self, routers: Mapping[str, VirtualRouter]) -> None:
         """Raise ValueError when a member is missing or lacks the takeover gate."""

@@ -16,12 +16,9 @@ carries it that way).
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from pyvrrp.proto.constants import DOWN_TIMER_ADVERTS
-
-TYPE_CHECKING = False  # mypy reads it as True; no ``typing`` import at run time (start-up cost)
-
-if TYPE_CHECKING:
-    from fractions import Fraction
 
 __all__ = [
     "master_down_interval_cs",
@@ -52,8 +49,6 @@ def skew_time_cs(version: int, priority: int, interval_cs: int) -> Fraction:
 
     ``priority`` is the *effective* priority (TMR-10).
     """
-    from fractions import Fraction  # not at import: the ``*_s`` functions below need none
-
     return Fraction(_skew_256ths_cs(version, priority, interval_cs), 256)
 
 
@@ -73,8 +68,6 @@ def master_down_interval_cs(
     ``down_timer_adverts`` makes it configurable, TMR-11).  For v3 the interval
     is Master_Adver_Interval (the master's advertised interval, TMR-06).
     """
-    from fractions import Fraction
-
     return Fraction(_master_down_256ths_cs(version, priority, interval_cs, down_timer_adverts), 256)
 
 
@@ -86,7 +79,7 @@ def _master_down_256ths_cs(version: int, priority: int, interval_cs: int, down_t
 
 def skew_time_s(version: int, priority: int, interval_cs: int) -> float:
     """:func:`skew_time_cs` in seconds (float)."""
-    # int / int is correctly rounded: the same float as float(Fraction(...)), without fractions
+    # int / int is correctly rounded: the same float as float(Fraction(...))
     return _skew_256ths_cs(version, priority, interval_cs) / (256 * _CS_PER_S)
 
 

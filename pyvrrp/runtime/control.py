@@ -41,8 +41,6 @@ from typing import Any
 
 import structlog
 
-from pyvrrp.proto import record
-
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET_PATH = "/run/pyvrrp/control.sock"
 DEFAULT_TIMEOUT_S = 2.0
@@ -90,8 +88,6 @@ def to_jsonable(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, enum.Enum):
         return obj.value
-    if record.is_record(obj):
-        return record.asdict(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, set | frozenset | tuple):

@@ -25,14 +25,21 @@ from pathlib import Path
 
 import structlog
 
-from pyvrrp.proto.epochs import MAX_EPOCH, parse_epoch
-
 __all__ = ["EpochStore"]
 
 _log = structlog.get_logger("pyvrrp.splitbrain.epoch")
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-_MAX_EPOCH = MAX_EPOCH
+_MAX_EPOCH = 2**63 - 1
+
+
+def parse_epoch(text: str) -> int | None:
+    """The counter in an epoch file's text; None when corrupt (not plain decimal digits, or too large)."""
+    stripped = text.strip()
+    if not stripped.isdigit():
+        return None
+    value = int(stripped)
+    return value if value <= _MAX_EPOCH else None
 
 
 def _file_name(name: str) -> str:

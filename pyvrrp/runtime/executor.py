@@ -1,0 +1,218 @@
+"""The executor: performs an engine's actions, one handler per action class.
+
+Theory: the engine answers every input with an ordered list of actions
+(:mod:`pyvrrp.proto.events`).  The executor performs them in that order and
+nothing else decides here.  The order matters on the hot path of a takeover:
+``SendAdvert`` (the old master and the other backups learn at once) ->
+``AddVips`` (synchronous netlink: the address exists before...) ->
+``AnnounceVips`` (...the gratuitous ARP / unsolicited NA that moves the
+clients).  Bookkeeping that can wait (the ``state_changed`` log line, the
+epoch file's fsync, IPVS and notify scripts) is deferred with ``call_soon`` so
+it runs after this feed's packets have left.
+
+A failure here is an input, never an exception: a VIP that cannot be added
+becomes a fault of the instance (a MASTER that cannot hold its VIPs must not
+keep advertising), fed back through the supervisor's inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from pyvrrp.adapters.arp import Announcer
+from pyvrrp.adapters.notify import NotifyEvent, NotifyRunner, NotifyScripts, event_from_state_change
+from pyvrrp.config.models import VrrpInstance, VrrpSyncGroup
+from pyvrrp.proto import events as ev
+from pyvrrp.proto.router import advert_datagrams
+from pyvrrp.runtime.instance import Instance
+
+if TYPE_CHECKING:
+    from pyvrrp.splitbrain.epoch import EpochStore
+
+__all__ = ["VIP_FAULT_RETRY_S", "AddressTable", "Executor", "notify_scripts"]
+
+log = structlog.get_logger("pyvrrp")
+
+VIP_FAULT_RETRY_S = 5.0
+"""A VIP that could not be added keeps the instance in FAULT this long, then it retries."""
+
+Feed = Callable[[Instance, ev.Input], None]
+
+
+class AddressTable(Protocol):
+    """Where VIPs are added and removed (``pyvrrp.adapters.netlink``; a fake in tests)."""
+
+    def add(self, ifname: str, address: ev.IPInterface, *, label: str | None = None) -> bool:
+        """Add ``address``; False if it was already there."""
+        ...
+
+    def remove(self, ifname: str, address: ev.IPInterface) -> bool:
+        """Remove ``address``; False if it was not there."""
+        ...
+
+
+def notify_scripts(spec: VrrpInstance | VrrpSyncGroup) -> NotifyScripts:
+    """The notify scripts configured on an instance or a sync group."""
+    return NotifyScripts(
+        notify=spec.notify,
+        notify_master=spec.notify_master,
+        notify_backup=spec.notify_backup,
+        notify_fault=spec.notify_fault,
+        notify_stop=spec.notify_stop,
+    )
+
+
+class Executor:
+    """Performs actions for every instance (handlers registered once, by action class)."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        netlink: AddressTable,
+        announcer: Announcer,
+        notifier: NotifyRunner,
+        epochs: EpochStore | None,
+        feed: Feed,
+        on_takeover_pending: Callable[[Instance, ev.TakeoverPending], None],
+        on_state_changed: Callable[[Instance, ev.StateChanged], None],
+    ) -> None:
+        self.loop = loop
+        self.netlink = netlink
+        self.announcer = announcer
+        self.notifier = notifier
+        self.epochs = epochs
+        self._feed = feed
+        self._on_takeover_pending = on_takeover_pending
+        self._on_state_changed = on_state_changed
+        # one handler per action class; each takes exactly its own class
+        self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
+            ev.SendAdvert: self._send,
+            ev.AddVips: self._add_vips,
+            ev.RemoveVips: self._remove_vips,
+            ev.AnnounceVips: self._announce,
+            ev.StateChanged: self._state_changed,
+            ev.TakeoverPending: self._takeover_pending,
+        }
+
+    def execute(self, inst: Instance, action: ev.Action) -> None:
+        handler = self._handlers.get(type(action))
+        if handler is None:
+            inst.log.error("unknown_action", action=type(action).__name__, note="this is a bug")
+            return
+        handler(inst, action)
+
+    # ----------------------------------------------------------- hot path
+
+    def _send(self, inst: Instance, action: ev.SendAdvert) -> None:
+        config = inst.router.config
+        for dst, payload in advert_datagrams(config, action.advert):
+            try:
+                inst.sock.send(payload, dst, src=config.primary_address)
+            except OSError as exc:
+                inst.log.warning("advert_send_failed", dst=str(dst), error=str(exc))
+
+    def _add_vips(self, inst: Instance, action: ev.AddVips) -> None:
+        labels = inst.labels()
+        failed = []
+        for vip in action.vips:
+            inst.removing_vips.discard(str(vip))
+            try:
+                if self.netlink.add(inst.ifname, vip, label=labels.get(str(vip))):
+                    # the GARPs come next on the hot path: log once they are out
+                    self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
+            except Exception as exc:  # netlink errors are reported, never fatal
+                failed.append(str(vip))
+                inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
+        if failed:
+            self._feed(inst, ev.TrackerChanged(name="vip_add_failed", fault=True))
+            self.loop.call_later(
+                VIP_FAULT_RETRY_S, self._feed, inst, ev.TrackerChanged(name="vip_add_failed", fault=False)
+            )
+
+    def _remove_vips(self, inst: Instance, action: ev.RemoveVips) -> None:
+        self.remove_vips(inst, action.vips)
+
+    def remove_vips(self, inst: Instance, vips: Iterable[ev.IPInterface], *, stale: bool = False) -> None:
+        """Remove ``vips`` from the instance's interface (``stale``: left by an earlier run)."""
+        for vip in vips:
+            inst.removing_vips.add(str(vip))
+            try:
+                removed = self.netlink.remove(inst.ifname, vip)
+            except Exception as exc:
+                inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
+                continue
+            if stale and removed:
+                inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
+            elif removed:
+                inst.log.info("vip_removed", vip=str(vip))
+
+    def _announce(self, inst: Instance, action: ev.AnnounceVips) -> None:
+        try:
+            self.announcer.announce(inst.ifname, action.vips, repeat=action.repeat)
+        except OSError as exc:
+            inst.log.warning("announce_failed", error=str(exc))
+        inst.log.debug(
+            "vips_announced", vips=[str(v) for v in action.vips], repeat=action.repeat, reason=action.reason
+        )
+
+    def _takeover_pending(self, inst: Instance, action: ev.TakeoverPending) -> None:
+        self._on_takeover_pending(inst, action)
+
+    # --------------------------------------------------------- bookkeeping
+
+    def _state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
+        self.loop.call_soon(self.record_state_change, inst, action)
+
+    def record_state_change(self, inst: Instance, action: ev.StateChanged) -> None:
+        """Log, persist the epoch of a new MASTER term, tell the supervisor, run notify scripts."""
+        inst.log.info(
+            "state_changed",
+            **{"from": action.old.value, "to": action.new.value},
+            reason=action.reason,
+            priority=action.priority,
+            epoch=action.epoch,
+        )
+        if action.new is ev.State.MASTER and self.epochs is not None:
+            try:
+                self.epochs.save(inst.name, action.epoch)
+            except OSError as exc:
+                inst.log.warning("epoch_save_failed", error=str(exc))
+        self._on_state_changed(inst, action)
+        if action.new is ev.State.INIT and action.old is ev.State.INIT:
+            return
+        scripts = notify_scripts(inst.spec)
+        if not scripts.is_empty():
+            event = event_from_state_change(
+                inst.name, action, base_priority=inst.router.config.priority, vips=inst.router.config.vips
+            )
+            self.notifier.submit(event, scripts)
+
+    def notify_group(self, name: str, spec: VrrpSyncGroup, old: ev.State, new: ev.State) -> None:
+        """A sync group's state changed: its own notify scripts (keepalived ``GROUP`` lines)."""
+        scripts = notify_scripts(spec)
+        if scripts.is_empty():
+            return
+        word = "STOP" if new is ev.State.INIT else new.value
+        event = NotifyEvent(instance=name, state=word, priority=0, previous_state=old.value, kind="GROUP")
+        self.loop.call_soon(self.notifier.submit, event, scripts)
+
+    def notify_conflict(self, inst: Instance, vip: object, peer_mac: str) -> None:
+        """``notify_conflict``: another MAC answers for one of our VIPs."""
+        if not inst.spec.notify_conflict:
+            return
+        event = NotifyEvent(
+            instance=inst.name,
+            state="CONFLICT",
+            priority=inst.router.config.priority,
+            previous_state=inst.router.state.value,
+            vips=tuple(str(v) for v in inst.router.config.vips),
+            reason=f"{vip} answered by {peer_mac}",
+            epoch=inst.router.epoch,
+        )
+        self.notifier.submit(event, NotifyScripts(notify=inst.spec.notify_conflict))

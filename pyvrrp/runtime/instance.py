@@ -1,0 +1,90 @@
+"""One running ``vrrp_instance``: its engine and what the runtime keeps beside it.
+
+The engine (:class:`~pyvrrp.proto.router.VirtualRouter`) holds every protocol
+fact (state, timers, counters, VIPs held); :class:`Instance` holds only what the
+engine must not know: the config block it came from, the socket it shares with
+the other instances on its interface, its loop timer, the inputs waiting to be
+fed, and the split-brain guards wired to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyvrrp.config.models import VrrpInstance
+from pyvrrp.proto import events as ev
+from pyvrrp.proto.router import VirtualRouter
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from pyvrrp.adapters.vrrp_socket import VrrpSocket
+    from pyvrrp.splitbrain.conflict import ConflictMonitor
+    from pyvrrp.splitbrain.gateway import GatewayMonitor
+
+__all__ = ["TIMER", "At", "Instance", "Queued", "TimerFired"]
+
+
+class TimerFired:
+    """The inbox item for "the engine's deadline was reached" (``handle_timer``)."""
+
+    def __repr__(self) -> str:
+        return "TIMER"
+
+
+TIMER = TimerFired()
+
+
+@dataclass(frozen=True, slots=True)
+class At:
+    """An input dated earlier than now: an advert from its kernel arrival stamp."""
+
+    event: ev.Input
+    at: float
+
+
+Queued = ev.Input | At | TimerFired
+
+
+@dataclass(eq=False)
+class Instance:
+    """Runtime wrapper of one engine."""
+
+    name: str
+    spec: VrrpInstance
+    router: VirtualRouter
+    sock: VrrpSocket
+    log: FilteringBoundLogger
+    mac: bytes = b""
+    """The interface's MAC (conflict detection compares it with ARP answers)."""
+    timer: asyncio.TimerHandle | None = None
+    timer_at: float | None = None
+    inbox: collections.deque[Queued] = field(default_factory=collections.deque)
+    busy: bool = False
+    removing_vips: set[str] = field(default_factory=set)
+    """VIPs we are removing ourselves: their netlink removal event is not "deleted externally"."""
+    pending_takeover: asyncio.Task[None] | None = None
+    last_lower_rx: float | None = None
+    """When an advert from a lower-priority router last arrived (preemption, SM-07)."""
+    gateway: GatewayMonitor | None = None
+    conflict: ConflictMonitor | None = None
+
+    @property
+    def ifname(self) -> str:
+        return self.spec.interface
+
+    @property
+    def family(self) -> int:
+        return self.spec.family
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The socket this instance shares: (interface, address family)."""
+        return (self.spec.interface, self.spec.family)
+
+    def labels(self) -> dict[str, str | None]:
+        """VIP -> ``label`` as configured."""
+        return {str(v.address): v.label for v in self.spec.virtual_ipaddress}

@@ -1,0 +1,204 @@
+"""The supervisor and the executor: the receive path, feeding, timers, action order (no root)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import structlog
+
+from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.config.models import VrrpInstance
+from pyvrrp.proto import events as ev
+from pyvrrp.proto.packet import Advertisement, encode
+from pyvrrp.proto.router import VirtualRouter
+from pyvrrp.runtime import clock
+from pyvrrp.runtime.daemon import router_config
+from pyvrrp.runtime.executor import Executor
+from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime.supervisor import Supervisor
+
+
+def in_loop(fn: Any) -> Any:
+    """Run an ``async def`` test in a fresh event loop (no pytest-asyncio here)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+PRIMARY = ipaddress.ip_address("192.0.2.10")
+PEER = ipaddress.ip_address("192.0.2.11")
+GROUP = ipaddress.ip_address("224.0.0.18")
+
+
+@dataclass
+class FakeSocket:
+    rx_stamp_ns: int = 0
+    sent: list[tuple[bytes, Any]] = field(default_factory=list)
+    journal: list[str] | None = None
+
+    def send(self, payload: bytes, dst: Any = None, *, src: Any = None) -> int:
+        self.sent.append((payload, dst))
+        if self.journal is not None:
+            self.journal.append("advert")
+        return len(payload)
+
+    def poll(self) -> bool:
+        return False
+
+    def add_reader(self, callback: Any) -> None:
+        self.callback = callback
+
+
+@dataclass
+class FakeAddresses:
+    journal: list[str]
+    fail: bool = False
+    held: set[str] = field(default_factory=set)
+
+    def add(self, ifname: str, address: Any, *, label: str | None = None) -> bool:
+        if self.fail:
+            raise OSError("Operation not permitted")
+        self.journal.append(f"add {address}")
+        new = str(address) not in self.held
+        self.held.add(str(address))
+        return new
+
+    def remove(self, ifname: str, address: Any) -> bool:
+        self.journal.append(f"remove {address}")
+        gone = str(address) in self.held
+        self.held.discard(str(address))
+        return gone
+
+
+@dataclass
+class FakeAnnouncer:
+    journal: list[str]
+
+    def announce(self, ifname: str, vips: Any, *, repeat: int = 1) -> None:
+        self.journal.append("garp")
+
+
+def _spec(**kw: Any) -> VrrpInstance:
+    body = {"interface": "eth0", "virtual_router_id": 7, "virtual_ipaddress": ["192.0.2.100/32"]}
+    return VrrpInstance.model_validate(body | kw)
+
+
+Rig = tuple[Supervisor, Instance, list[str]]
+
+
+def _rig(loop: asyncio.AbstractEventLoop, *, fail_add: bool = False, **kw: Any) -> Rig:
+    journal: list[str] = []
+    sup = Supervisor(loop)
+    executor = Executor(
+        loop=loop,
+        netlink=FakeAddresses(journal, fail=fail_add),
+        announcer=FakeAnnouncer(journal),  # type: ignore[arg-type]
+        notifier=NotifyRunner(timeout_s=1.0),
+        epochs=None,
+        feed=sup.feed,
+        on_takeover_pending=lambda inst, action: journal.append("takeover_pending"),
+        on_state_changed=lambda inst, action: journal.append(f"state {action.new.value}"),
+    )
+    sup.bind(executor)
+    spec = _spec(**kw)
+    sock = FakeSocket(journal=journal)
+    router = VirtualRouter(router_config("VI", spec, PRIMARY, in_group=False))
+    inst = Instance(name="VI", spec=spec, router=router, sock=sock, log=structlog.get_logger().bind())  # type: ignore[arg-type]
+    sup.instances["VI"] = inst
+    sup.sockets[inst.key] = sock  # type: ignore[assignment]
+    return sup, inst, journal
+
+
+def _advert(priority: int, vrid: int = 7) -> bytes:
+    vip = ipaddress.ip_address("192.0.2.100")
+    adv = Advertisement(version=2, vrid=vrid, priority=priority, addresses=(vip,), interval_cs=100)
+    return encode(adv, src=PEER, dst=GROUP)
+
+
+@in_loop
+async def test_startup_arms_the_one_timer_at_the_engine_deadline() -> None:
+    sup, inst, _ = _rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    assert inst.router.state is ev.State.BACKUP
+    assert inst.timer is not None and inst.timer_at == inst.router.next_deadline()
+
+
+@in_loop
+async def test_an_advert_from_a_better_master_holds_the_backup_and_moves_its_deadline() -> None:
+    sup, inst, _ = _rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    first = inst.timer_at
+    await asyncio.sleep(0.01)
+    sup.on_datagram(inst.key, _advert(200), PEER, GROUP, 255)
+    assert inst.router.state is ev.State.BACKUP
+    assert first is not None and inst.timer_at is not None and inst.timer_at > first
+    assert inst.router.snapshot(now=clock.monotonic()).master_ip == PEER
+
+
+@in_loop
+async def test_unknown_vrid_and_malformed_datagrams_are_counted_not_fed() -> None:
+    sup, inst, _ = _rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    sup.on_datagram(inst.key, _advert(200, vrid=9), PEER, GROUP, 255)
+    sup.on_datagram(inst.key, b"\x21\x07", PEER, GROUP, 255)
+    assert sup.socket_drops["vrid"] == 1
+    assert sum(sup.socket_drops.values()) == 2
+    assert inst.router.snapshot(now=clock.monotonic()).master_ip is None
+
+
+@in_loop
+async def test_takeover_sends_the_advert_then_adds_the_vip_then_announces() -> None:
+    sup, inst, journal = _rig(asyncio.get_running_loop(), priority=255)  # owner: MASTER at once
+    sup.feed(inst, ev.Startup())
+    assert inst.router.state is ev.State.MASTER
+    hot = [j for j in journal if not j.startswith("state")]
+    assert hot[:3] == ["advert", "add 192.0.2.100/32", "garp"]
+    await asyncio.sleep(0)  # bookkeeping runs after the packets have left
+    assert "state MASTER" in journal
+    assert journal.index("state MASTER") > journal.index("garp")
+
+
+@in_loop
+async def test_a_vip_that_cannot_be_added_faults_the_instance() -> None:
+    sup, inst, _ = _rig(asyncio.get_running_loop(), fail_add=True, priority=255)
+    sup.feed(inst, ev.Startup())
+    assert inst.router.state is ev.State.FAULT
+    assert not inst.busy and not inst.inbox
+
+
+@in_loop
+async def test_arrival_is_the_kernel_stamp_on_the_monotonic_clock() -> None:
+    sup, inst, _ = _rig(asyncio.get_running_loop())
+    inst.sock.rx_stamp_ns = time.time_ns() - 3_000_000  # type: ignore[misc]  # arrived 3 ms ago
+    at = sup.arrival(inst.key)
+    assert at is not None
+    assert 0.0025 <= clock.monotonic() - at <= 0.05
+
+
+@pytest.mark.parametrize("offset_ns", [None, 2_000_000_000, -10_000_000_000])
+@in_loop
+async def test_arrival_falls_back_to_now_when_the_stamp_is_unusable(offset_ns: int | None) -> None:
+    sup, inst, _ = _rig(asyncio.get_running_loop())
+    inst.sock.rx_stamp_ns = 0 if offset_ns is None else time.time_ns() + offset_ns  # type: ignore[misc]
+    assert sup.arrival(inst.key) is None
+    assert sup.arrival(("eth9", 4)) is None  # no socket
+
+
+@in_loop
+async def test_master_down_fires_on_the_loop_and_takes_over() -> None:
+    sup, inst, journal = _rig(asyncio.get_running_loop(), version=3, advert_int=0.01)
+    sup.feed(inst, ev.Startup())
+    deadline = inst.router.next_deadline()
+    assert deadline is not None
+    await asyncio.sleep(deadline - clock.monotonic() + 0.05)
+    assert inst.router.state is ev.State.MASTER
+    assert "add 192.0.2.100/32" in journal

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from _daemon_helpers import (
     write_config,
 )
 
-from pyvrrp.lab.topology import VIP4, Lab, wait_for
+from pyvrrp.lab.topology import VIP4, Lab, PyvrrpNode, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -306,3 +308,63 @@ def test_notify_scripts_serialised_when_slow(lab: Lab) -> None:
     n1.wait_state("MASTER", 3)
     lines = _wait_lines(log, 2)
     assert lines == ["backup BACKUP", "master MASTER"], lines
+
+
+def test_reload_with_a_missing_interface_is_rejected_and_keeps_the_master(lab: Lab) -> None:
+    """Issue 14 defect 1: a reload is all or nothing.  Changing the MASTER's interface to one
+    that does not exist used to stop the instance (VIP removed, MASTER -> INIT), log
+    ``instance_start_failed`` and then ``reloaded``; the peer took over.  Now the reload is
+    rejected before anything is touched: still MASTER, VIP held, adverts go on, peer BACKUP."""
+    n1, n2 = start_pair(lab, v3(150), v3(100))
+    before = inst(n1)
+    cap = capture(lab)
+    try:
+        write_config(n1, [v3(150, interface="eth9")])
+        sighup(n1)
+        wait_for(lambda: "reload_rejected" in n1.log_text(), 3, 0.02, what="reload_rejected logged")
+        time.sleep(0.3)
+    finally:
+        cap.stop()
+    log = n1.log_text()
+    assert "eth9" in log.split("reload_rejected", 1)[1].splitlines()[0], log[-2000:]
+    assert '"vip_removed"' not in log and "instance_start_failed" not in log, log[-2000:]
+    after = inst(n1)
+    assert after["state"] == "MASTER" and after["last_transition"] == before["last_transition"]
+    assert n1.holds_vip() and not n2.holds_vip() and inst(n2)["state"] == "BACKUP"
+    ads = adverts(cap.events(), lab, "lb1")
+    assert ads and all(e.priority == 150 for e in ads)
+    assert max_gap_s([e.t for e in ads]) <= 0.15, "advert gap across the rejected reload"
+
+
+def _cli_reload(node: PyvrrpNode, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pyvrrp", "reload", "--socket", str(node.socket_path), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_reload_of_an_empty_or_broken_config_is_rejected_with_file_and_line(lab: Lab) -> None:
+    """Issue 14 defects 2 and 3: an empty config on SIGHUP used to be accepted and released
+    every VIP; a rejected reload logged no file and line.  Now an empty file is rejected
+    (the MASTER keeps its VIP) unless ``pyvrrp reload --allow-empty`` asks for it, and the
+    reason names file:line exactly as check-config does, in the log and in the reply."""
+    n1 = start(lab, "lb1", v3(150))
+    n1.wait_state("MASTER", 3)
+    write_config(n1, [], raw="")
+    sighup(n1)
+    wait_for(lambda: "reload_rejected" in n1.log_text(), 3, 0.02, what="empty reload rejected")
+    assert inst(n1)["state"] == "MASTER" and n1.holds_vip()
+
+    write_config(n1, [], raw='[vrrp_instance.VI_51]\ninterface = "eth0"\nvirtual_router_id = = 3\n')
+    proc = _cli_reload(n1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    where = f"{n1.config_path}:3: TOML syntax error"
+    assert where in proc.stderr, proc.stderr
+    assert where in n1.log_text(), n1.log_text()[-1500:]
+    assert inst(n1)["state"] == "MASTER" and n1.holds_vip()
+
+    write_config(n1, [], raw="")
+    proc = _cli_reload(n1, "--allow-empty")
+    assert proc.returncode == 0, proc.stderr
+    assert "removed: VI_51" in proc.stdout
+    wait_for(lambda: not n1.holds_vip(), 2, 0.02, what="VIP released on the explicit empty reload")
+    doc = n1.state_json()
+    assert doc is not None and doc["instances"] == []

@@ -202,3 +202,45 @@ async def test_master_down_fires_on_the_loop_and_takes_over() -> None:
     await asyncio.sleep(deadline - clock.monotonic() + 0.05)
     assert inst.router.state is ev.State.MASTER
     assert "add 192.0.2.100/32" in journal
+
+
+@dataclass
+class QueuedSocket(FakeSocket):
+    """A socket with datagrams the loop has not read yet (it was busy)."""
+
+    queue: list[tuple[bytes, int]] = field(default_factory=list)
+
+    def poll(self) -> bool:
+        if not self.queue:
+            return False
+        payload, self.rx_stamp_ns = self.queue.pop(0)
+        self.callback(payload, PEER, GROUP, 255)
+        return True
+
+
+@in_loop
+async def test_a_late_timer_reads_adverts_that_arrived_in_time_before_taking_over() -> None:
+    # Issue 15: a backup whose loop is behind must not take over from a master that kept
+    # advertising; the queued advert is read first and, dated by its arrival stamp, holds it.
+    loop = asyncio.get_running_loop()
+    sup, inst, journal = _rig(loop, version=3, advert_int=0.05)
+    sock = QueuedSocket(journal=journal)
+    inst.sock = sup.sockets[inst.key] = sock  # type: ignore[assignment]
+    sup.read_sockets()
+    sup.feed(inst, ev.Startup())
+    sup.on_datagram(inst.key, _advert_v3(200), PEER, GROUP, 255)
+    deadline = inst.router.next_deadline()
+    assert deadline is not None
+    time.sleep(max(0.0, deadline - clock.monotonic()) + 0.02)  # the loop is blocked past the deadline
+    arrived = time.time_ns() - int((clock.monotonic() - (deadline - 0.03)) * 1e9)  # 30 ms before it
+    sock.queue.append((_advert_v3(200), arrived))
+    await asyncio.sleep(0.001)
+    assert inst.router.state is ev.State.BACKUP
+    assert "add 192.0.2.100/32" not in journal
+    assert inst.router.next_deadline() is not None and inst.router.next_deadline() > deadline  # type: ignore[operator]
+
+
+def _advert_v3(priority: int) -> bytes:
+    vip = ipaddress.ip_address("192.0.2.100")
+    adv = Advertisement(version=3, vrid=7, priority=priority, addresses=(vip,), interval_cs=5)
+    return encode(adv, src=PEER, dst=GROUP)

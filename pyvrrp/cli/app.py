@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "pyvrrp.cli.check_config",
     "pyvrrp.cli.run",
     "pyvrrp.cli.state",
+    "pyvrrp.cli.reload",
     "pyvrrp.cli.sniff",
     "pyvrrp.cli.convert",
     "pyvrrp.cli.ipvs",

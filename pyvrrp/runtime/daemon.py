@@ -572,32 +572,42 @@ class Daemon:
         return {"pong": True}
 
     async def _op_reload(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.reload()
+        allow_empty = params.get("allow_empty", False)
+        if not isinstance(allow_empty, bool):
+            raise ControlError("bad_request", "'allow_empty' must be true or false")
+        return await self.reload(allow_empty=allow_empty)
 
     # ------------------------------------------------------------------ reload
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self, *, allow_empty: bool = False) -> dict[str, Any]:
         """SIGHUP: re-read the config and apply only the difference, all or nothing.
 
         Everything the new config needs (interfaces, primary addresses) is resolved before
         anything running is touched; if any of it fails, the old config keeps running
-        untouched and the reload is rejected with the reason.
+        untouched and the reload is rejected with the reason, worded as ``check-config``
+        words it (file:line: key path: message).  A config that would remove every instance
+        (an empty or half-written file) is rejected unless ``allow_empty`` is given
+        (``pyvrrp reload --allow-empty``): stopping the node is ``systemctl stop``'s job.
         """
         try:
             new = load_config(self.config_path, config_id=self.config_id)
         except ConfigError as exc:
-            for issue in exc.issues:
-                log.error("reload_rejected", path=issue.path, error=issue.message)
-            return {"reloaded": False, "errors": [str(i) for i in exc.issues]}
+            return self._reject([str(i) for i in exc.issues])
         except OSError as exc:
-            log.error("reload_rejected", error=str(exc))
-            return {"reloaded": False, "errors": [str(exc)]}
+            return self._reject([f"{self.config_path}: {exc.strerror or exc}"])
         change = diff(self.config, new)
+        if change.removes_everything and not new.virtual_server and not allow_empty:
+            return self._reject(
+                [
+                    f"{self.config_path}: the new config has no vrrp_instance and no virtual_server; "
+                    f"reloading it would release every VIP ({', '.join(change.removed)}). "
+                    "Fix the file, or run 'pyvrrp reload --allow-empty' if that is what you want"
+                ]
+            )
         try:
             primaries = self._resolve(new, change)
         except StartupError as exc:
-            log.error("reload_rejected", error=str(exc), note="the running config is unchanged")
-            return {"reloaded": False, "errors": [str(exc)]}
+            return self._reject([f"{self.config_path}: {exc}"])
         await self._apply(new, change, primaries)
         result = {
             "reloaded": True,
@@ -608,6 +618,12 @@ class Daemon:
         log.info("reloaded", **{k: v for k, v in result.items() if k != "reloaded"})
         _freeze_heap(collect=True)
         return result
+
+    @staticmethod
+    def _reject(errors: list[str]) -> dict[str, Any]:
+        for error in errors:
+            log.error("reload_rejected", error=error, note="the running config is unchanged")
+        return {"reloaded": False, "errors": errors}
 
     def _resolve(self, new: Config, change: ConfigDiff) -> dict[str, IPAddress]:
         """The primary address of every instance the reload (re)starts or reconfigures."""

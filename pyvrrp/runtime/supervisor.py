@@ -60,6 +60,9 @@ TIMER_LEAD_S = 0.002
 MAX_ARRIVAL_AGE_S = 0.5
 """A kernel arrival stamp older than this (or in the future) is a wall-clock step: use "now"."""
 
+MAX_DRAIN = 1024
+"""At most this many queued datagrams are read before a timer fires (a flood cannot stall it)."""
+
 SocketKey = tuple[str, int]
 IPAddress = IPv4Address | IPv6Address
 
@@ -207,6 +210,16 @@ class Supervisor:
                     if inst.router.next_deadline() != deadline:
                         return  # the advert moved the deadline; feed() re-armed the timer
                     self.disarm(inst)  # same deadline: keep spinning here instead
+            # A loop that is behind (a CPU hog, a flood) fires this timer late, with adverts
+            # that arrived in time still queued: read them first (each is dated by its
+            # kernel arrival stamp), so a master that kept advertising is never taken
+            # over just because we were slow to read it.
+            for _ in range(MAX_DRAIN):
+                if not inst.sock.poll():
+                    break
+            if inst.router.next_deadline() != deadline:
+                return
+            self.disarm(inst)
         self.feed(inst, TIMER)
 
     # ------------------------------------------------------------- sync groups

@@ -39,7 +39,7 @@ pick_python() {
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
-        echo "$(basename "$0"): needs root (network namespaces, raw sockets): run it with sudo" >&2
+        echo "$(basename "$0"): needs root (network namespaces, raw sockets): run it as root" >&2
         exit 2
     fi
 }

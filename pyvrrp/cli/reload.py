@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pyvrrp.cli.state import DEFAULT_SOCKET
+from pyvrrp.cli.state import DEFAULT_SOCKET, ask_daemon
 
 
 def register(app: typer.Typer) -> None:
@@ -16,16 +16,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Re-read the config (as SIGHUP does); exit 1 with the reasons when it is rejected."""
-        from pyvrrp.runtime.control import DaemonUnreachable, ErrorReply, request_sync
-
-        try:
-            result = request_sync(socket, "reload", allow_empty=allow_empty)
-        except DaemonUnreachable as exc:
-            typer.echo(f"pyvrrp: no daemon answers on {socket}: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except ErrorReply as exc:
-            typer.echo(f"pyvrrp: {exc}", err=True)
-            raise typer.Exit(1) from None
+        result = ask_daemon(socket, "reload", allow_empty=allow_empty)
         if not result.get("reloaded"):
             for error in result.get("errors", []):
                 typer.echo(f"error: {error}", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -13,6 +14,23 @@ def _socket_from_config(path: str) -> str:
     from pyvrrp.config.load import load_config
 
     return str(load_config(path).global_defs.control_socket)
+
+
+def ask_daemon(path: str, op: str, **params: Any) -> Any:
+    """One control-socket request for a CLI command: the reply, or a one-line error and exit.
+
+    Exit 2 when no daemon answers, 1 on an error reply (docs: exit codes).
+    """
+    from pyvrrp.runtime.control import DaemonUnreachable, ErrorReply, request_sync
+
+    try:
+        return request_sync(path, op, **params)
+    except DaemonUnreachable as exc:
+        typer.echo(f"pyvrrp: no daemon answers on {path}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ErrorReply as exc:
+        typer.echo(f"pyvrrp: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +45,6 @@ def register(app: typer.Typer) -> None:
         file: str | None = typer.Option(None, "-f", "--file", help="Take the socket path from this config."),
     ) -> None:
         """Show each instance's state, who is master and why (exit 2 when no daemon answers)."""
-        from pyvrrp.runtime.control import DaemonUnreachable, ErrorReply, request_sync
         from pyvrrp.runtime.state_view import render_table
 
         try:
@@ -35,14 +52,7 @@ def register(app: typer.Typer) -> None:
         except Exception as exc:  # a bad config file: say so in one line
             typer.echo(f"pyvrrp: cannot read {file}: {exc}", err=True)
             raise typer.Exit(2) from None
-        try:
-            result = request_sync(path, "state", instance=instance)
-        except DaemonUnreachable as exc:
-            typer.echo(f"pyvrrp: no daemon answers on {path}: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except ErrorReply as exc:
-            typer.echo(f"pyvrrp: {exc}", err=True)
-            raise typer.Exit(1) from None
+        result = ask_daemon(path, "state", instance=instance)
         if as_json:
             typer.echo(json.dumps(result, indent=2, sort_keys=True))
         else:

@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from pyvrrp.config.models import Config, TrackFile, VrrpScript, VrrpSyncGroup
 from pyvrrp.health.fsm import RiseFall, ScriptTracker, file_effect, interface_effect
 
 log = structlog.get_logger("pyvrrp.trackers")
@@ -47,7 +48,7 @@ class ScriptRunner:
     """One vrrp_script: runs periodically, fans results out to every tracking instance."""
 
     name: str
-    spec: Any  # config.models.VrrpScript
+    spec: VrrpScript
     report: Report
     watchers: list[_ScriptWatch] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -145,7 +146,7 @@ class FileWatch:
     """One track_file, polled every second."""
 
     name: str
-    spec: Any  # config.models.TrackFile
+    spec: TrackFile
     report: Report
     watchers: list[tuple[str, int, bool]] = field(default_factory=list)
     last: dict[str, tuple[int, bool]] = field(default_factory=dict)
@@ -215,9 +216,9 @@ class Trackers:
     link_state: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Any, report: Report, link_up: Callable[[str], bool | None]) -> Trackers:
+    def from_config(cls, config: Config, report: Report, link_up: Callable[[str], bool | None]) -> Trackers:
         self = cls(report=report)
-        members: dict[str, list[Any]] = {}
+        members: dict[str, list[VrrpSyncGroup]] = {}
         for group in config.vrrp_sync_group.values():
             for name in group.group:
                 members.setdefault(name, []).append(group)
@@ -226,26 +227,26 @@ class Trackers:
             script_refs = list(inst.track_script) + [r for g in groups for r in g.track_script]
             iface_refs = list(inst.track_interface) + [r for g in groups for r in g.track_interface]
             file_refs = list(inst.track_file) + [r for g in groups for r in g.track_file]
-            for ref in script_refs:
-                spec = config.vrrp_script.get(ref.name)
-                if spec is None:
+            for sref in script_refs:
+                script = config.vrrp_script.get(sref.name)
+                if script is None:
                     continue  # rejected by config validation
-                runner = self.scripts.get(ref.name)
+                runner = self.scripts.get(sref.name)
                 if runner is None:
-                    runner = self.scripts[ref.name] = ScriptRunner(ref.name, spec, report)
-                runner.watch(name, ref.weight, ref.reverse)
-            for ref in iface_refs:
-                self.interfaces.setdefault(ref.name, []).append((name, ref.weight, ref.reverse))
-                if ref.name not in self.link_state:
-                    self.link_state[ref.name] = bool(link_up(ref.name))
-            for ref in file_refs:
-                spec = config.track_file.get(ref.name)
-                if spec is None:
+                    runner = self.scripts[sref.name] = ScriptRunner(sref.name, script, report)
+                runner.watch(name, sref.weight, sref.reverse)
+            for iref in iface_refs:
+                self.interfaces.setdefault(iref.name, []).append((name, iref.weight, iref.reverse))
+                if iref.name not in self.link_state:
+                    self.link_state[iref.name] = bool(link_up(iref.name))
+            for fref in file_refs:
+                track = config.track_file.get(fref.name)
+                if track is None:
                     continue
-                watch = self.files.get(ref.name)
+                watch = self.files.get(fref.name)
                 if watch is None:
-                    watch = self.files[ref.name] = FileWatch(ref.name, spec, report)
-                watch.watch(name, ref.weight, ref.reverse)
+                    watch = self.files[fref.name] = FileWatch(fref.name, track, report)
+                watch.watch(name, fref.weight, fref.reverse)
         return self
 
     def report_all(self) -> None:

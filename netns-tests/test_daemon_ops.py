@@ -369,3 +369,27 @@ def test_reload_of_an_empty_or_broken_config_is_rejected_with_file_and_line(lab:
     wait_for(lambda: not n1.holds_vip(), 2, 0.02, what="VIP released on the explicit empty reload")
     doc = n1.state_json()
     assert doc is not None and doc["instances"] == []
+
+
+def test_missing_interface_at_start_waits_in_fault_and_comes_up_with_the_interface(lab: Lab) -> None:
+    """Issue 14 item 7 (keepalived issues #2259, #2570): an instance whose interface does not
+    exist used to stop ``pyvrrp run`` with exit 1 (taking down every other instance too).  Now
+    it waits in FAULT, ``state`` and the log say why, the other instances run, and it comes up
+    when the interface appears with an address (netlink link/address events)."""
+    spec52 = v3(150, name="VI_52", vrid=52, interface="vx0", vips=("10.77.0.100/32",))
+    n1 = start(lab, "lb1", v3(150), spec52)
+    n1.wait_state("MASTER", 3, "VI_51")
+    view = wait_view(n1, lambda v: v["state"] == "FAULT", 3, name="VI_52", what="VI_52 FAULT")
+    assert "vx0" in (view["waiting_for"] or ""), view
+    assert "instance_waiting" in n1.log_text()
+    assert n1.alive()
+
+    lab.ip_cmd("lb1", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1")  # inside lb1 only
+    lab.ip_cmd("lb1", "addr", "add", "10.77.0.1/24", "dev", "vx0")
+    for ifname in ("vx1", "vx0"):
+        lab.ip_cmd("lb1", "link", "set", ifname, "up")
+    view = wait_view(n1, lambda v: v["state"] == "MASTER", 3, name="VI_52", what="VI_52 MASTER with vx0")
+    assert view["waiting_for"] is None
+    assert lab.holds_vip("lb1", "10.77.0.100", ifname="vx0")
+    assert "interface_ready" in n1.log_text()
+    assert inst(n1)["state"] == "MASTER"  # VI_51 untouched

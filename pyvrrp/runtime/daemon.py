@@ -77,6 +77,10 @@ log = structlog.get_logger("pyvrrp")
 
 IPAddress = IPv4Address | IPv6Address
 
+WAITING_FAULT = "interface"
+"""The fault an instance holds while its interface is missing or has no address (``waiting_for``)."""
+_UNSPECIFIED: dict[int, IPAddress] = {4: IPv4Address("0.0.0.0"), 6: IPv6Address("::")}
+
 IPVS_STOP_BOUND_S = 0.8
 NOTIFY_STOP_BOUND_S = 0.6
 """At SIGTERM, IPVS clean-up and notify_stop run side by side within these bounds."""
@@ -196,7 +200,7 @@ class Daemon:
 
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
-            await self._add_instance(name, spec)
+            await self._add_instance(name, spec, wait=True)
         self.trackers = self._build_trackers(self.config)
         self.trackers.report_all()  # before Startup: a failing check starts the instance in FAULT
         delay = float(self.config.global_defs.vrrp_startup_delay)
@@ -304,32 +308,51 @@ class Daemon:
         return True
 
     async def _add_instance(
-        self, name: str, spec: VrrpInstance, *, primary: IPv4Address | IPv6Address | None = None
+        self, name: str, spec: VrrpInstance, *, primary: IPAddress | None = None, wait: bool = False
     ) -> Instance:
         """Create one instance (not started): resolve its interface, clean stale VIPs, guards.
 
+        With ``wait`` (daemon start), an interface that is missing or has no address to send
+        from does not stop the daemon: the instance waits in FAULT (keepalived's behaviour)
+        and :meth:`_attach_waiting` brings it up when netlink reports the interface ready.
+
         Raises:
-            StartupError: with the config key path, for the operator.
+            StartupError: with the config key path, for the operator (only without ``wait``).
         """
         sup = self.supervisor
-        try:
-            primary = primary or self._primary_address(spec)
-        except StartupError as exc:
-            raise StartupError(f"vrrp_instance.{name}.interface: {exc}") from None
+        waiting = None
+        if primary is None:
+            try:
+                primary = self._primary_address(spec)
+            except StartupError as exc:
+                if not wait:
+                    raise StartupError(f"vrrp_instance.{name}.interface: {exc}") from None
+                waiting, primary = str(exc), _UNSPECIFIED[spec.family]
         epoch = self.epochs.load(name) if self.epochs is not None else 0
         router = VirtualRouter(router_config(name, spec, primary, in_group=name in sup.group_of), epoch=epoch)
-        sock = sup.sockets.get((spec.interface, spec.family))
+        bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
+        inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting)
+        sup.instances[name] = inst
+        if waiting is not None:
+            inst.log.warning("instance_waiting", reason=waiting, action="FAULT until the interface is ready")
+            sup.feed(inst, ev.TrackerChanged(name=WAITING_FAULT, fault=True))  # INIT -> FAULT at Startup
+            return inst
+        await self._attach(inst)
+        return inst
+
+    async def _attach(self, inst: Instance) -> None:
+        """Give a resolved instance its socket, clean stale VIPs, open the GARP socket, guards."""
+        sup, spec = self.supervisor, inst.spec
+        sock = sup.sockets.get(inst.key)
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.
             sock = await VrrpSocket(spec.interface, spec.family).open()
-            sup.add_socket((spec.interface, spec.family), sock)
-        bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
-        inst = Instance(name=name, spec=spec, router=router, sock=sock, log=bound)
-        sup.instances[name] = inst
+            sup.add_socket(inst.key, sock)
+        inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
         # (keepalived does the same: "removing VIPs" at start).
-        self._execute().remove_vips(inst, router.config.vips, stale=True)
+        self._execute().remove_vips(inst, inst.router.config.vips, stale=True)
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
             self.announcer.sender(spec.interface)
         except OSError as exc:
@@ -339,7 +362,34 @@ class Daemon:
         except (OSError, LookupError, ValueError) as exc:
             inst.log.warning("link_mac_unknown", error=str(exc))
         await self._start_guards(inst)
-        return inst
+
+    async def _attach_waiting(self, ifname: str) -> None:
+        """Netlink says something changed on ``ifname``: bring up the instances waiting for it."""
+        for inst in [i for i in self.instances.values() if i.waiting_for and i.ifname == ifname]:
+            try:
+                primary = self._primary_address(inst.spec)
+            except StartupError as exc:
+                inst.waiting_for = str(exc)  # e.g. the link exists now, its address not yet
+                continue
+            cfg = router_config(inst.name, inst.spec, primary, in_group=inst.name in self.supervisor.group_of)
+            for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
+                self._execute().execute(inst, action)
+            try:
+                await self._attach(inst)
+            except OSError as exc:
+                inst.waiting_for = f"cannot open the VRRP socket on {ifname}: {exc}"
+                continue
+            inst.waiting_for = None
+            inst.log.info("interface_ready", primary=str(primary))
+            if not inst.spec.dont_track_primary:
+                self.supervisor.feed(inst, ev.LinkChanged(up=self._link_up(ifname)))
+            self.supervisor.feed(inst, ev.TrackerChanged(name=WAITING_FAULT, fault=False))
+
+    def _link_up(self, ifname: str) -> bool:
+        try:
+            return bool(self.netlink.link_is_up(ifname))
+        except InterfaceNotFound:
+            return False
 
     def _execute(self) -> Executor:
         assert self._executor is not None
@@ -348,7 +398,7 @@ class Daemon:
     def _startup(self, inst: Instance) -> None:
         # A link that is already down is reported before Startup: INIT -> FAULT directly,
         # never a spurious BACKUP (and notify_backup) first.
-        if not inst.spec.dont_track_primary and not self.netlink.link_is_up(inst.ifname):
+        if not inst.waiting_for and not inst.spec.dont_track_primary and not self._link_up(inst.ifname):
             self.supervisor.feed(inst, ev.LinkChanged(up=False))
         self.supervisor.feed(inst, ev.Startup())
 
@@ -498,6 +548,9 @@ class Daemon:
     async def _watch_netlink(self) -> None:
         try:
             async for event in self.netlink.events():
+                removal = isinstance(event, AddressEvent) and not event.added
+                if not removal and self._is_awaited(event.ifname):
+                    await self._attach_waiting(event.ifname)
                 if isinstance(event, LinkEvent):
                     for inst in list(self.instances.values()):
                         if inst.ifname == event.ifname and not inst.spec.dont_track_primary:
@@ -511,6 +564,9 @@ class Daemon:
             raise
         except Exception as exc:
             log.error("netlink_monitor_failed", error=str(exc))
+
+    def _is_awaited(self, ifname: str) -> bool:
+        return any(i.waiting_for and i.ifname == ifname for i in self.instances.values())
 
     def _on_address_removed(self, ifname: str, key: str) -> None:
         for inst in self.instances.values():
@@ -543,6 +599,7 @@ class Daemon:
                 unicast_peers=[str(p) for p in inst.router.config.unicast_peers],
             )
             view["drops_socket"] = dict(self.supervisor.socket_drops)
+            view["waiting_for"] = inst.waiting_for
             if inst.gateway is not None:
                 view["isolated"] = inst.gateway.isolated
                 view["gateway_check"] = inst.gateway.snapshot()
@@ -629,6 +686,10 @@ class Daemon:
         """The primary address of every instance the reload (re)starts or reconfigures."""
         out = {}
         for name in change.added + change.restarted + change.reconfigured:
+            running = self.instances.get(name)
+            if name in change.reconfigured and running is not None and running.waiting_for:
+                out[name] = running.router.config.primary_address  # still waiting: stays so
+                continue
             try:
                 out[name] = self._primary_address(new.vrrp_instance[name])
             except StartupError as exc:
@@ -646,7 +707,7 @@ class Daemon:
         for name in change.reconfigured:
             inst, spec = sup.instances[name], new.vrrp_instance[name]
             inst.spec = spec
-            if name in change.guards_changed:
+            if name in change.guards_changed and not inst.waiting_for:
                 for guard in (inst.gateway, inst.conflict):
                     if guard is not None:
                         await guard.stop()

@@ -111,6 +111,8 @@ class Executor:
 
     def _send(self, inst: Instance, action: ev.SendAdvert) -> None:
         config = inst.router.config
+        if inst.sock is None:  # waiting for its interface (FAULT): nothing to send on
+            return
         for dst, payload in advert_datagrams(config, action.advert):
             try:
                 inst.sock.send(payload, dst, src=config.primary_address)

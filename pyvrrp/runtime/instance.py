@@ -56,8 +56,11 @@ class Instance:
     name: str
     spec: VrrpInstance
     router: VirtualRouter
-    sock: VrrpSocket
     log: FilteringBoundLogger
+    sock: VrrpSocket | None = None
+    """None while the instance waits for its interface (``waiting_for``)."""
+    waiting_for: str | None = None
+    """Why the instance cannot run yet (interface missing, no address): it holds a FAULT."""
     mac: bytes = b""
     """The interface's MAC (conflict detection compares it with ARP answers)."""
     timer: asyncio.TimerHandle | None = None

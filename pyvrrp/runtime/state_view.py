@@ -83,6 +83,8 @@ def why(view: dict[str, Any]) -> str:
             )
         return "no master heard yet; waiting for Master_Down_Interval"
     if state == "FAULT":
+        if view.get("waiting_for"):
+            return f"fault: waiting: {view['waiting_for']}"
         return "fault: " + (", ".join(view.get("faults") or []) or "unknown")
     return "initialising"
 

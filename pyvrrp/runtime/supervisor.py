@@ -203,10 +203,11 @@ class Supervisor:
         inst.timer_at = None
         if self.instances.get(inst.name) is not inst:
             return
-        if deadline is not None:
+        sock = inst.sock
+        if deadline is not None and sock is not None:
             # Spin to the exact deadline, reading the VRRP socket meanwhile.
             while clock.monotonic() < deadline:
-                if inst.sock.poll():
+                if sock.poll():
                     if inst.router.next_deadline() != deadline:
                         return  # the advert moved the deadline; feed() re-armed the timer
                     self.disarm(inst)  # same deadline: keep spinning here instead
@@ -215,7 +216,7 @@ class Supervisor:
             # kernel arrival stamp), so a master that kept advertising is never taken
             # over just because we were slow to read it.
             for _ in range(MAX_DRAIN):
-                if not inst.sock.poll():
+                if not sock.poll():
                     break
             if inst.router.next_deadline() != deadline:
                 return

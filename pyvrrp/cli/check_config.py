@@ -104,7 +104,15 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
     kernel_note = _ipvs_note(cfg)
     if kernel_note:
         warnings.append(kernel_note)
-        warning_docs.append({"path": "virtual_server", "message": kernel_note, "severity": "warning"})
+        warning_docs.append(
+            {
+                "severity": "warning",
+                "path": "virtual_server",
+                "message": kernel_note,
+                "file": None,
+                "line": None,
+            }
+        )
     rows = _instance_rows(cfg)
     if as_json:
         doc = {

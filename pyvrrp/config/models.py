@@ -1559,21 +1559,15 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
     files_used: set[str] = set()
     vip_owner: dict[Any, str] = {}
     has_scripts = bool(cfg.vrrp_script)
+    first_script: Loc | None = ("vrrp_script", next(iter(cfg.vrrp_script))) if cfg.vrrp_script else None
     for name, inst in cfg.vrrp_instance.items():
         base: Loc = ("vrrp_instance", name)
         scripts_used.update(r.name for r in inst.track_script)
         files_used.update(r.name for r in inst.track_file)
-        has_scripts = has_scripts or any(
-            getattr(inst, k)
-            for k in (
-                "notify_master",
-                "notify_backup",
-                "notify_fault",
-                "notify_stop",
-                "notify",
-                "fence_script",
-            )
-        )
+        for k in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "fence_script"):
+            if getattr(inst, k):
+                has_scripts = True
+                first_script = first_script or (*base, k)
         if not inst.virtual_ipaddress and not inst.no_virtual_ipaddress:
             warn(
                 (*base,),
@@ -1655,9 +1649,13 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
         if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "warning":
             warn(loc, _not_yet_run_message(feature, detail))
     if has_scripts and not cfg.global_defs.enable_script_security:
+        at: Loc = ("global_defs", "enable_script_security")
+        if locate is not None and locate(at)[1] is None and first_script is not None:
+            at = first_script  # no global_defs line to point at: point at the first script
         warn(
-            ("global_defs", "enable_script_security"),
-            "scripts are configured but enable_script_security is off (keepalived refuses this in -t)",
+            at,
+            "scripts are configured but global_defs.enable_script_security is off "
+            "(keepalived refuses this in -t)",
         )
     return found
 

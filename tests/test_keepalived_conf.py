@@ -154,8 +154,8 @@ def test_vip_without_prefix_and_options(tmp_path: Path) -> None:
     """virtual_ipaddress lines: addr[/len] [dev X] [label Y] [scope Z] [brd B] [no_track], kept in the
     model; the options the daemon does not apply yet are named in a warning at the line."""
     body = (
-        "virtual_ipaddress {\n 192.168.1.1/24 dev eth0 label eth0:1\n 192.168.1.2 brd 192.168.1.255 no_track\n"
-        " 10.99.0.1/32 dev lo scope host\n}"
+        "virtual_ipaddress {\n 192.168.1.1/24 dev eth0 label eth0:1\n"
+        " 192.168.1.2 brd 192.168.1.255 no_track\n 10.99.0.1/32 dev lo scope host\n}"
     )
     text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 9\n" + body + "\n}\n"
     cfg = load_config(_write(tmp_path, text))

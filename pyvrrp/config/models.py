@@ -466,15 +466,14 @@ def _rule_words(v: str) -> dict[str, Any]:
     return out
 
 
-def _default_prefix(v: Any) -> Any:
-    return "0.0.0.0/0" if isinstance(v, str) and v.strip().lower() == "default" else v
-
-
 def _parse_network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A prefix (host bits zero); ``default`` is 0.0.0.0/0, as in ``ip route``."""
     if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return v
     if not isinstance(v, str):
         raise ValueError(f"must be a prefix string like '192.0.2.0/24', got {show_value(v)}")
+    if v.strip().lower() == "default":
+        return ipaddress.IPv4Network("0.0.0.0/0")
     try:
         return ipaddress.ip_network(v.strip(), strict=True)
     except ValueError:
@@ -483,7 +482,6 @@ def _parse_network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 IPNet = Annotated[
     ipaddress.IPv4Network | ipaddress.IPv6Network,
-    BeforeValidator(_default_prefix),
     PlainValidator(_parse_network),
     PlainSerializer(str, return_type=str),
 ]

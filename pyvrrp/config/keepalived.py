@@ -1671,7 +1671,16 @@ def keyword_counts() -> dict[Status, int]:
 
 def keyword_table_markdown() -> str:
     """The keyword table of docs/migrating-from-keepalived.md, generated from KEYWORDS."""
-    lines: list[str] = []
+    n = keyword_counts()
+    total = sum(n.values())
+    lines: list[str] = [
+        f"{total} (block, keyword) pairs: **{n['supported']} supported, {n['approximated']} approximated, "
+        f"{n['ignored']} ignored with a warning, {n['refused']} refused**. A keyword read into the model "
+        "that the daemon does not run yet (`pyvrrp.config.models.NOT_YET_RUN`) counts as refused or "
+        "approximated until it does; its note says what to do meanwhile. Words keepalived itself "
+        "does not know are not listed: they are ignored with a warning (section 1).",
+        "",
+    ]
     for block, table in KEYWORDS.items():
         if not table:
             continue

@@ -385,3 +385,56 @@ def test_brd_must_be_ipv4() -> None:
         )
     (i,) = ei.value.issues
     assert i.path == "vrrp_instance.VI_1.virtual_ipaddress[1]" and "IPv4 broadcast address" in i.message
+
+
+# ------------------------------------------------------------------------------ nothing loosened elsewhere
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "line"),
+    [
+        (" priority 300", "vrrp_instance.VI_1.priority", 7),
+        (" priority high", "vrrp_instance.VI_1.priority", 7),
+        (" advert_int 0", "vrrp_instance.VI_1.advert_int", 7),
+        (" advert_int 1.5", "vrrp_instance.VI_1.advert_int", 7),
+        (" state PRIMARY", "vrrp_instance.VI_1.state", 1),
+        (" unicast_peer {\n  10.0.0.300\n }", "vrrp_instance.VI_1.unicast_peer[0]", 8),
+        (
+            " virtual_ipaddress_excluded {\n  10.0.0.1 scope galaxy\n }",
+            "vrrp_instance.VI_1.virtual_ipaddress_excluded[0].scope",
+            8,
+        ),
+        (" virtual_routes {\n  10.1.0.0/16 table -1\n }", "vrrp_instance.VI_1.virtual_routes[0].table", 8),
+        (" virtual_rules {\n  from 10.0.0.1 fwmark x\n }", "vrrp_instance.VI_1.virtual_rules[0]", 8),
+        (" preempt_delay soon", "vrrp_instance.VI_1.preempt_delay", 7),
+        (
+            " authentication {\n  auth_type AH\n  auth_pass x\n }",
+            "vrrp_instance.VI_1.authentication.auth_type",
+            8,
+        ),
+        (" use_vmac", "vrrp_instance.VI_1.use_vmac", 7),
+    ],
+)
+def test_bad_values_still_name_key_path_and_line(tmp_path: Path, body: str, path: str, line: int) -> None:
+    """Leniency is for what keepalived ignores; a bad value is still an error at its key and line."""
+    errs = _errors(tmp_path, _inst(body))
+    assert [(e.path, e.line) for e in errs] == [(path, line)], [str(e) for e in errs]
+    assert all(e.file is not None and e.file.endswith("keepalived.conf") for e in errs)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "line"),
+    [
+        ("global_defs {\n vrrp_mcast_group6 ff02::12x\n}\n", "global_defs.vrrp_mcast_group6", 2),
+        ("global_defs {\n vrrp_version 4\n}\n", "global_defs.vrrp_version", 2),
+        (
+            "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n  weight -1\n }\n}\n",
+            'virtual_server."10.0.0.1:80".real_server[0].weight',
+            4,
+        ),
+        ("static_routes {\n 10.0.0.0/8 via 10.0.0.300\n}\n", "static_routes[0].via", 2),
+    ],
+)
+def test_bad_global_values_name_key_path_and_line(tmp_path: Path, text: str, path: str, line: int) -> None:
+    errs = _errors(tmp_path, text + _inst())
+    assert (path, line) in [(e.path, e.line) for e in errs], [str(e) for e in errs]

@@ -438,3 +438,11 @@ def test_bad_values_still_name_key_path_and_line(tmp_path: Path, body: str, path
 def test_bad_global_values_name_key_path_and_line(tmp_path: Path, text: str, path: str, line: int) -> None:
     errs = _errors(tmp_path, text + _inst())
     assert (path, line) in [(e.path, e.line) for e in errs], [str(e) for e in errs]
+
+
+def test_sync_group_without_members_is_removed(tmp_path: Path) -> None:
+    """Old syntax without `group { }`: keepalived warns "Unknown keyword 'VI_1'" and "Sync group G
+    has no virtual router(s). removing", then runs the instance on its own."""
+    cfg, warnings = _warnings(tmp_path, "vrrp_sync_group G {\n VI_1\n}\n" + _inst())
+    assert not cfg.vrrp_sync_group and "VI_1" in cfg.vrrp_instance
+    assert {(w.line, w.path) for w in warnings} >= {(2, "vrrp_sync_group.G.VI_1"), (1, "vrrp_sync_group.G")}

@@ -1526,19 +1526,20 @@ def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
                     f"sync group member '{member}' is not a vrrp_instance: ignored, as keepalived does",
                 )
         kept = [m for m in members if m in instances]
-        if members and not kept:
+        if not kept:  # keepalived: "Sync group G has no virtual router(s). removing"
             loc = ctx.locs.get(f"vrrp_sync_group.{_q(name)}")
             ctx.issues.append(
                 Issue(
                     "warning",
                     f"vrrp_sync_group.{_q(name)}",
-                    "has no vrrp_instance left: the group is ignored, as keepalived does",
+                    "has no vrrp_instance (a `group { }` block names them): the group is removed, "
+                    "as keepalived does",
                     loc[0] if loc else None,
                     loc[1] if loc else None,
                 )
             )
             body["_drop"] = True
-        elif members:
+        else:
             body["group"] = kept
     groups = model.get("vrrp_sync_group")
     if groups:

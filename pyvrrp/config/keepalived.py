@@ -9,8 +9,18 @@ every keyword keepalived 2.2.7 accepts whether pyvrrp
 * ``ignored``      -- accepts and ignores it (a warning says so),
 * ``refused``      -- cannot honour it safely: an error.
 
-A keyword that is not in the table for its block is one keepalived itself rejects
-("Unknown keyword"): an error with file:line.  Nothing is dropped silently: every
+A keyword that is not in the table for its block is one keepalived itself does not know
+("Unknown keyword"): keepalived ignores it and runs, and so does pyvrrp, with a warning
+naming file:line and the keyword meant (difflib) or what an obsolete word was
+(:data:`_OBSOLETE`).  A likely misspelling of a keyword that carries addresses, peers or
+authentication (:data:`_LOAD_BEARING`) is an error: keepalived would run without it.
+Likewise keepalived's other leniencies (undefined track_script names, empty sync groups, an
+invalid scheduler, authentication on VRRPv3, words after ``virtual_server IP PORT``) are
+warnings here; ``pyvrrp check-config --strict`` turns every warning into an error.
+A keyword whose ``pending`` names a :data:`pyvrrp.config.models.NOT_YET_RUN` feature is read
+into the model, which refuses or warns until the daemon runs it.
+
+Nothing is dropped silently: every
 warning is a :class:`~pyvrrp.config.errors.ConfigIssue` with ``severity="warning"``
 and ``file``/``line``, returned by :func:`load_with_report` and surfaced by
 ``pyvrrp check-config``.  docs/migrating-from-keepalived.md is generated from the same
@@ -314,7 +324,12 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "preempt_delay": _sup(
             "preempt_delay", "float_or_default", "seconds; without a value: 0, as keepalived"
         ),
-        "virtual_ipaddress": _sup("virtual_ipaddress", "vips", "`ADDR[/LEN] [dev IF] [label L] [scope S]`"),
+        "virtual_ipaddress": _sup(
+            "virtual_ipaddress",
+            "vips",
+            "`ADDR[/LEN] [dev IF] [label L] [scope S] [brd B] [no_track]`; the daemon honours label; "
+            "a dev other than interface, scope, brd, no_track: a warning until it applies them",
+        ),
         "virtual_ipaddress_excluded": _sup("virtual_ipaddress_excluded", "vips"),
         "unicast_src_ip": _sup("unicast_src_ip"),
         "unicast_peer": _sup("unicast_peer", "peers", "per-peer `min_ttl`/`max_ttl` are ignored"),

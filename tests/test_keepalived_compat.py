@@ -446,3 +446,16 @@ def test_sync_group_without_members_is_removed(tmp_path: Path) -> None:
     cfg, warnings = _warnings(tmp_path, "vrrp_sync_group G {\n VI_1\n}\n" + _inst())
     assert not cfg.vrrp_sync_group and "VI_1" in cfg.vrrp_instance
     assert {(w.line, w.path) for w in warnings} >= {(2, "vrrp_sync_group.G.VI_1"), (1, "vrrp_sync_group.G")}
+
+
+def test_v3_by_family_drops_authentication(tmp_path: Path) -> None:
+    """An IPv6 instance is VRRPv3 without saying so: its authentication is ignored too."""
+    text = (
+        "vrrp_instance VI_6 {\n interface eth0\n virtual_router_id 51\n"
+        " authentication {\n  auth_type PASS\n  auth_pass x\n }\n"
+        " virtual_ipaddress {\n  fe80::1/64\n }\n}\n"
+    )
+    cfg, warnings = _warnings(tmp_path, text)
+    inst = cfg.vrrp_instance["VI_6"]
+    assert inst.version == 3 and inst.authentication is None
+    assert any(w.path == "vrrp_instance.VI_6.authentication" and w.line == 4 for w in warnings)

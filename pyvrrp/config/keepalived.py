@@ -1460,18 +1460,32 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
     return _cleanup(model), ctx.issues, ctx.locs
 
 
+def _family_words_v6(inst: Mapping[str, Any]) -> bool:
+    """The instance is IPv6 by the rule of ``VrrpInstance.family`` (first VIP, else first peer,
+    else unicast_src_ip / mcast_src_ip), read from the front-end's words."""
+    for key in ("virtual_ipaddress", "unicast_peer", "unicast_src_ip", "mcast_src_ip"):
+        value = inst.get(key)
+        if isinstance(value, list):
+            if not value:
+                continue
+            value = value[0]
+        if isinstance(value, Mapping):
+            value = value.get("address")
+        if isinstance(value, str):
+            return ":" in value
+    return False
+
+
 def _v3_authentication(ctx: _Ctx, model: dict[str, Any]) -> None:
     """keepalived ignores ``authentication`` on a VRRPv3 instance (RFC 5798 has none): so do we.
 
     (A TOML file, pyvrrp's own format, keeps refusing it.)
     """
-    from pyvrrp.config.models import _looks_v6
-
     default = str(model.get("global_defs", {}).get("vrrp_version", 2))
     for name, inst in model.get("vrrp_instance", {}).items():
         if "authentication" not in inst:
             continue
-        version = str(inst.get("version", 3 if _looks_v6(inst) else default))
+        version = str(inst.get("version", 3 if _family_words_v6(inst) else default))
         if version == "3":
             p = f"vrrp_instance.{_q(name)}.authentication"
             loc = ctx.locs.get(p)

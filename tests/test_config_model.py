@@ -401,10 +401,23 @@ def test_mixed_vip_families() -> None:
     )
 
 
-def test_no_vips_is_an_error() -> None:
-    """RX-11: Count 0 is discarded by receivers."""
-    errs = errors('[vrrp_instance.VI_1]\ninterface = "eth0"\nvirtual_router_id = 1\n')
-    assert "at least one address is required" in errs["vrrp_instance.VI_1.virtual_ipaddress"]
+def test_no_vips_is_valid_with_a_warning() -> None:
+    """An instance without VIPs is valid, as in keepalived (notify scripts move a cloud address):
+    a warning says so; ``no_virtual_ipaddress`` makes it explicit (no warning)."""
+    base = '[vrrp_instance.VI_1]\ninterface = "eth0"\nvirtual_router_id = 1\nunicast_peer = ["2001:db8::2"]\n'
+    cfg = loads_toml(base)
+    inst = cfg.vrrp_instance["VI_1"]
+    assert inst.virtual_ipaddress == [] and inst.vip_list == ()
+    assert inst.family == 6 and inst.version == 3  # the family comes from the peers
+    (w,) = [w for w in cfg.warnings() if w.path == "vrrp_instance.VI_1"]
+    assert "no virtual_ipaddress" in w.message
+    quiet = loads_toml(base + "no_virtual_ipaddress = true\n")
+    assert not [w for w in quiet.warnings() if w.path == "vrrp_instance.VI_1"]
+    errs = errors(
+        '[vrrp_instance.VI_1]\ninterface = "eth0"\nvirtual_router_id = 1\n'
+        'virtual_ipaddress = ["10.0.0.1"]\nno_virtual_ipaddress = true\n'
+    )
+    assert "contradicts" in errs["vrrp_instance.VI_1.no_virtual_ipaddress"]
 
 
 def test_ipv6_rules() -> None:

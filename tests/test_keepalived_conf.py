@@ -151,14 +151,28 @@ def test_instance_keywords(tmp_path: Path) -> None:
 
 
 def test_vip_without_prefix_and_options(tmp_path: Path) -> None:
-    """virtual_ipaddress lines: addr[/len] [dev X] [label Y] [scope Z]; brd is ignored with a warning."""
-    body = "virtual_ipaddress {\n 192.168.1.1/24 dev eth0 label eth0:1\n 192.168.1.2 brd 192.168.1.255\n}"
+    """virtual_ipaddress lines: addr[/len] [dev X] [label Y] [scope Z] [brd B] [no_track], kept in the
+    model; the options the daemon does not apply yet are named in a warning at the line."""
+    body = (
+        "virtual_ipaddress {\n 192.168.1.1/24 dev eth0 label eth0:1\n"
+        " 192.168.1.2 brd 192.168.1.255 no_track\n 10.99.0.1/32 dev lo scope host\n}"
+    )
     text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 9\n" + body + "\n}\n"
-    cfg, warnings = _load(tmp_path, text)
-    vips = cfg.vrrp_instance["VI_1"].virtual_ipaddress
-    assert [str(v.address) for v in vips] == ["192.168.1.1/24", "192.168.1.2/32"]
-    assert vips[0].label == "eth0:1"
-    assert any("brd" in w.message and w.line == 6 for w in warnings)
+    cfg = load_config(_write(tmp_path, text))
+    inst = cfg.vrrp_instance["VI_1"]
+    vips = inst.virtual_ipaddress
+    assert [str(v.address) for v in vips] == ["192.168.1.1/24", "192.168.1.2/32", "10.99.0.1/32"]
+    assert (vips[0].label, vips[0].dev) == ("eth0:1", "eth0")
+    assert (str(vips[1].brd), vips[1].no_track) == ("192.168.1.255", True)
+    assert (vips[2].dev, vips[2].scope) == ("lo", "host")
+    assert inst.vip_interfaces == ("eth0", "lo")
+    assert [inst.vip_dev(v) for v in vips] == ["eth0", "eth0", "lo"]
+    warned: dict[tuple[int | None, str], str] = {}
+    for w in cfg.warnings():
+        warned[(w.line, w.path)] = warned.get((w.line, w.path), "") + w.message
+    assert "brd, no_track" in warned[(6, "vrrp_instance.VI_1.virtual_ipaddress[1]")]
+    assert "dev lo goes on eth0" in warned[(7, "vrrp_instance.VI_1.virtual_ipaddress[2]")]
+    assert (5, "vrrp_instance.VI_1.virtual_ipaddress[0]") not in warned  # dev = the interface
 
 
 def test_bad_vip_is_error_with_line(tmp_path: Path) -> None:
@@ -235,9 +249,38 @@ track_file tf {
     assert any("overwrite" in w.message and w.line == 18 for w in warnings)
 
 
-def test_undefined_track_script_is_error(tmp_path: Path) -> None:
-    errs = _errors(tmp_path, _inst("track_script {\n nothere\n}"))
-    assert any("nothere" in e.message and e.line == 8 for e in errs)
+def test_undefined_track_script_is_ignored_with_warning(tmp_path: Path) -> None:
+    """keepalived: "track script nothere not found, ignoring..." -- so pyvrrp too, at the line."""
+    cfg, warnings = _load(
+        tmp_path, "vrrp_script chk {\n script /bin/true\n}\n" + _inst("track_script {\n nothere\n chk\n}")
+    )
+    (w,) = [w for w in warnings if "nothere" in w.message]
+    assert (w.line, w.path) == (11, "vrrp_instance.VI_1.track_script[0]")
+    assert "defined: chk" in w.message
+    assert [t.name for t in cfg.vrrp_instance["VI_1"].track_script] == ["chk"]
+
+
+def test_undefined_track_script_still_refused_in_toml(tmp_path: Path) -> None:
+    """pyvrrp's own format stays strict: an unknown name there is an error."""
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[vrrp_instance.VI_1]\ninterface = "eth0"\nvirtual_router_id = 1\n'
+        'virtual_ipaddress = ["10.0.0.1"]\ntrack_script = ["nothere"]\n'
+    )
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert [i.path for i in ei.value.issues] == ["vrrp_instance.VI_1.track_script[0]"]
+
+
+def test_sync_group_member_not_an_instance_is_ignored(tmp_path: Path) -> None:
+    text = (
+        _inst("", "VI_1")
+        + _inst("", "VI_2").replace("51", "52")
+        + ("vrrp_sync_group G {\n group {\n  VI_1\n  VI_2\n  nosuch\n }\n}\n")
+    )
+    cfg, warnings = _load(tmp_path, text)
+    assert cfg.vrrp_sync_group["G"].group == ["VI_1", "VI_2"]
+    assert any("'nosuch' is not a vrrp_instance" in w.message and w.line == 18 for w in warnings)
 
 
 def test_sync_group(tmp_path: Path) -> None:
@@ -302,19 +345,51 @@ def test_refused_keyword_is_error_with_line(tmp_path: Path) -> None:
     assert "not supported" in errs[0].message
 
 
-def test_unknown_keyword_is_error_like_keepalived(tmp_path: Path) -> None:
-    """A keyword keepalived itself rejects ('Unknown keyword') is an error with file:line."""
-    p = _write(tmp_path, _inst("priorty 100"))
-    with pytest.raises(ConfigError) as ei:
-        ka.load_with_report(p)
-    (e,) = [i for i in ei.value.issues if i.severity == "error"]
-    assert (e.path, e.file, e.line) == ("vrrp_instance.VI_1.priorty", str(p), 7)
-    assert "unknown keyword" in e.message
+def test_unknown_keyword_is_ignored_with_warning_like_keepalived(tmp_path: Path) -> None:
+    """keepalived ignores a keyword it does not know ('Unknown keyword'): a warning with file:line and
+    the keyword meant; the value is not used (as in keepalived)."""
+    p = _write(tmp_path, _inst("priorty 120"))
+    cfg, warnings = ka.load_with_report(p)
+    (w,) = [i for i in warnings if "unknown keyword" in i.message]
+    assert (w.path, w.file, w.line, w.severity) == ("vrrp_instance.VI_1.priorty", str(p), 7, "warning")
+    assert "did you mean 'priority'?" in w.message
+    assert cfg.vrrp_instance["VI_1"].priority == 100
+
+
+@pytest.mark.parametrize(
+    ("kw", "block", "hint"),
+    [
+        ("nat_mask 255.255.255.0", "virtual_server", "keepalived 1.x"),
+        ("lvs_id X", "global_defs", "use router_id"),
+        ("notify_primary /bin/true", "vrrp_instance", "use notify_master"),
+        ("lvs_sync_daemon_inteface eth1", "vrrp_instance", "lvs_sync_daemon_interface"),
+    ],
+)
+def test_obsolete_keywords_warn_with_what_they_were(tmp_path: Path, kw: str, block: str, hint: str) -> None:
+    text = {
+        "virtual_server": f"virtual_server 10.0.0.1 80 {{\n protocol TCP\n {kw}\n}}\n",
+        "global_defs": f"global_defs {{\n {kw}\n}}\n" + _inst(""),
+        "vrrp_instance": _inst(kw),
+    }[block]
+    _cfg, warnings = _load(tmp_path, text)
+    (w,) = [w for w in warnings if kw.split()[0] in w.path]
+    assert hint in w.message and "ignored" in w.message and w.line is not None
+
+
+def test_misspelt_address_block_is_an_error(tmp_path: Path) -> None:
+    """A likely typo of a keyword that carries the VIPs: keepalived would run without them; refuse."""
+    errs = _errors(tmp_path, _inst("virtual_ipadress {\n 10.0.0.2\n}"))
+    (e,) = errs
+    assert (e.path, e.line) == ("vrrp_instance.VI_1.virtual_ipadress", 7)
+    assert "did you mean 'virtual_ipaddress'?" in e.message
 
 
 def test_unknown_top_level_keyword(tmp_path: Path) -> None:
+    """A misspelt vrrp_instance would lose the instance: an error, not a warning."""
     errs = _errors(tmp_path, "vrrp_instanse VI_1 {\n}\n")
     assert [(e.path, e.line) for e in errs] == [("vrrp_instanse", 1)]
+    _cfg, warnings = _load(tmp_path, "frobnicate 1\n" + _inst(""))
+    assert [(w.path, w.line) for w in warnings if "unknown" in w.message] == [("frobnicate", 1)]
 
 
 def test_model_error_gets_keepalived_line(tmp_path: Path) -> None:
@@ -474,13 +549,17 @@ def test_smtp_check_approximated_udp_check_refused(tmp_path: Path) -> None:
     assert [(e.line, e.path) for e in errs] == [(3, 'virtual_server."10.0.0.1:25".real_server[0].UDP_CHECK')]
 
 
-def test_unknown_checker_keyword_is_error(tmp_path: Path) -> None:
+def test_unknown_checker_keyword_is_warning(tmp_path: Path) -> None:
     text = (
-        "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n"
-        "   conect_port 80\n  }\n }\n}\n"
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n"
+        "   conect_port 81\n   nb_get_retry 3\n  }\n }\n}\n"
     )
-    errs = _errors(tmp_path, text)
-    assert [e.line for e in errs] == [4]
+    cfg, warnings = _load(tmp_path, text)
+    unknown = {w.line: w.message for w in warnings if "unknown keyword" in w.message}
+    assert set(unknown) == {5, 6}
+    assert "did you mean 'connect_port'?" in unknown[5] and "use retry" in unknown[6]
+    (tcp,) = cfg.virtual_server["10.0.0.1:80"].real_server[0].tcp_check
+    assert tcp.retry != 3  # ignored, as keepalived ignores it in TCP_CHECK
 
 
 # ------------------------------------------------------------------------------- the table
@@ -621,7 +700,8 @@ def test_every_table_keyword_is_known_to_keepalived(block: str, tmp_path: Path) 
 @needs_keepalived
 @pytest.mark.keepalived
 def test_unknown_keywords_match_keepalived(tmp_path: Path) -> None:
-    """Keywords we call unknown are the ones `keepalived -t` calls unknown, at the same lines."""
+    """Keywords we call unknown are the ones `keepalived -t` calls unknown, at the same lines
+    (warnings: keepalived ignores them, and removes the sync group left without members)."""
     text = (
         "global_defs {\n router_idd x\n vrrp_version 2\n}\n"
         "vrrp_script chk {\n script /bin/true\n intervall 2\n}\n"
@@ -634,11 +714,11 @@ def test_unknown_keywords_match_keepalived(tmp_path: Path) -> None:
     conf = tmp_path / "typos.conf"
     conf.write_text(text)
     ours: set[tuple[int, str]] = set()
-    with pytest.raises(ConfigError) as ei:
-        ka.load_with_report(conf)
-    for issue in ei.value.issues:
+    cfg, warnings = ka.load_with_report(conf)
+    assert not cfg.vrrp_sync_group  # "Sync group G has no virtual router(s). removing"
+    for issue in warnings:
         if "unknown keyword" in issue.message:
-            assert issue.line is not None
+            assert issue.line is not None and issue.severity == "warning"
             ours.add((issue.line, issue.message.split("'")[1]))
     theirs = _ka_unknown(conf)
     assert ours == theirs
@@ -740,7 +820,7 @@ def test_loader_never_crashes(tmp_path: Path, where: str, body: str) -> None:
 
 def test_block_keywords_are_read_as_blocks() -> None:
     """A keepalived block keyword the loader uses (supported/approximated) has a block reader."""
-    block_convs = {"block", "vips", "peers", "track_list", "names", "auth", "checker"}
+    block_convs = {"block", "vips", "peers", "track_list", "names", "auth", "checker", "routes", "rules"}
     for block, table in ka.KEYWORDS.items():
         for kw, entry in table.items():
             if kw in _KA_BLOCKS and entry.status in ("supported", "approximated") and block != "track_file":

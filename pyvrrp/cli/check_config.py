@@ -3,6 +3,8 @@
 Exit 0: valid; prints a one-line summary per instance and any warnings.
 Exit 1: invalid (every error, one per line, ``file:line: key.path: message``), or the file
 is missing, unreadable or not text.  Never a traceback.
+``--strict``: every warning counts as an error (exit 1), for people who want a file with
+nothing ignored or approximated.  Each warning is printed once.
 """
 
 from __future__ import annotations
@@ -70,36 +72,47 @@ def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
     }
 
 
-def run_check(file: str, config_id: str | None, as_json: bool) -> int:
+def _unique(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """``issues`` without repeats (same text), in order: each problem is printed once."""
+    seen: set[str] = set()
+    out = []
+    for issue in issues:
+        key = f"{issue.severity}:{issue}"
+        if key not in seen:
+            seen.add(key)
+            out.append(issue)
+    return out
+
+
+def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = False) -> int:
     """The command body; returns the exit code (split out for tests and other commands)."""
     from pyvrrp.config.load import load_config
 
     try:
         cfg = load_config(file, config_id=config_id)
     except ConfigError as exc:
-        if as_json:
-            doc = {
-                "ok": False,
-                "errors": [_issue_dict(i) for i in exc.issues if i.severity == "error"],
-                "warnings": [_issue_dict(i) for i in exc.issues if i.severity == "warning"],
-            }
-            typer.echo(json.dumps(doc, indent=2))
-        else:
-            for issue in exc.issues:
-                typer.echo(f"{issue.severity}: {issue}", err=True)
-            n = sum(1 for i in exc.issues if i.severity == "error")
-            typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}", err=True)
-        return 1
+        return _report_errors(file, _unique(exc.issues), as_json, strict)
     except Exception as exc:  # a bug in a front-end: still one clear line, no traceback
         typer.echo(f"error: {file}: internal error while loading: {type(exc).__name__}: {exc}", err=True)
         return 1
 
-    warnings = [str(w) for w in cfg.warnings()]
-    warning_docs = [_issue_dict(w) for w in cfg.warnings()]
+    found = _unique(cfg.warnings())
+    if strict and found:
+        return _report_errors(file, found, as_json, strict)
+    warnings = [str(w) for w in found]
+    warning_docs = [_issue_dict(w) for w in found]
     kernel_note = _ipvs_note(cfg)
     if kernel_note:
         warnings.append(kernel_note)
-        warning_docs.append({"path": "virtual_server", "message": kernel_note, "severity": "warning"})
+        warning_docs.append(
+            {
+                "severity": "warning",
+                "path": "virtual_server",
+                "message": kernel_note,
+                "file": None,
+                "line": None,
+            }
+        )
     rows = _instance_rows(cfg)
     if as_json:
         doc = {
@@ -138,6 +151,33 @@ def run_check(file: str, config_id: str | None, as_json: bool) -> int:
     return 0
 
 
+def _report_errors(file: str, issues: list[ConfigIssue], as_json: bool, strict: bool) -> int:
+    """Print a refusal: every issue, warnings counted as errors under ``--strict``; returns 1."""
+
+    def is_error(i: ConfigIssue) -> bool:
+        return i.severity == "error" or strict
+
+    if as_json:
+        doc = {
+            "ok": False,
+            "strict": strict,
+            "errors": [_issue_dict(i) for i in issues if is_error(i)],
+            "warnings": [_issue_dict(i) for i in issues if not is_error(i)],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return 1
+    for issue in issues:
+        typer.echo(f"{'error' if is_error(issue) else 'warning'}: {issue}", err=True)
+    n = sum(1 for i in issues if is_error(i))
+    why = (
+        " (--strict: warnings count as errors)"
+        if strict and any(i.severity == "warning" for i in issues)
+        else ""
+    )
+    typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}{why}", err=True)
+    return 1
+
+
 def _ipvs_note(cfg: object) -> str | None:
     """A warning when virtual_server is configured but this kernel has no IPVS (VRRP still works)."""
     if not getattr(cfg, "virtual_server", None):
@@ -161,6 +201,9 @@ def register(app: typer.Typer) -> None:
             None, "-i", "--config-id", help="keepalived @id selector (keepalived -i)."
         ),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout."),
+        strict: bool = typer.Option(
+            False, "--strict", help="Treat every warning (ignored or approximated keyword ...) as an error."
+        ),
     ) -> None:
         """Validate a config file: exit 0 and a summary, or exit 1 and every error."""
-        raise typer.Exit(run_check(file, config_id, as_json))
+        raise typer.Exit(run_check(file, config_id, as_json, strict))

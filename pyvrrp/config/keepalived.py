@@ -9,8 +9,18 @@ every keyword keepalived 2.2.7 accepts whether pyvrrp
 * ``ignored``      -- accepts and ignores it (a warning says so),
 * ``refused``      -- cannot honour it safely: an error.
 
-A keyword that is not in the table for its block is one keepalived itself rejects
-("Unknown keyword"): an error with file:line.  Nothing is dropped silently: every
+A keyword that is not in the table for its block is one keepalived itself does not know
+("Unknown keyword"): keepalived ignores it and runs, and so does pyvrrp, with a warning
+naming file:line and the keyword meant (difflib) or what an obsolete word was
+(:data:`_OBSOLETE`).  A likely misspelling of a keyword that carries addresses, peers or
+authentication (:data:`_LOAD_BEARING`) is an error: keepalived would run without it.
+Likewise keepalived's other leniencies (undefined track_script names, empty sync groups, an
+invalid scheduler, authentication on VRRPv3, words after ``virtual_server IP PORT``) are
+warnings here; ``pyvrrp check-config --strict`` turns every warning into an error.
+A keyword whose ``pending`` names a :data:`pyvrrp.config.models.NOT_YET_RUN` feature is read
+into the model, which refuses or warns until the daemon runs it.
+
+Nothing is dropped silently: every
 warning is a :class:`~pyvrrp.config.errors.ConfigIssue` with ``severity="warning"``
 and ``file``/``line``, returned by :func:`load_with_report` and surfaced by
 ``pyvrrp check-config``.  docs/migrating-from-keepalived.md is generated from the same
@@ -24,8 +34,9 @@ on unless ``no_accept``/``vrrp_strict``), ``lvs_method NAT`` (ipvsadm's default 
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +68,7 @@ class Keyword:
     field: str | None = None  # model field it sets (None: none)
     note: str = ""
     conv: str = "str"  # how the value is read; see _CONVERTERS and the block handlers
+    pending: str | None = None  # a models.NOT_YET_RUN feature: read, but not run by the daemon yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +95,8 @@ class KeepalivedLoadError(ValueError):
         super().__init__("\n".join(str(i) for i in errs) or "keepalived.conf has errors")
 
 
-def _sup(field: str | None, conv: str = "str", note: str = "") -> Keyword:
-    return Keyword("supported", field, note, conv)
+def _sup(field: str | None, conv: str = "str", note: str = "", pending: str | None = None) -> Keyword:
+    return Keyword("supported", field, note, conv, pending)
 
 
 def _approx(field: str | None, note: str, conv: str = "str") -> Keyword:
@@ -186,7 +198,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vrrp_sync_group": _sup("vrrp_sync_group", "block"),
         "virtual_server": _sup("virtual_server", "block", "`IP PORT`, `fwmark N` or `group NAME`"),
         "virtual_server_group": _sup("virtual_server_group", "block"),
-        "net_namespace": _ref("run pyvrrp itself inside the namespace (`ip netns exec NS pyvrrp run`)"),
+        "net_namespace": _sup("net_namespace", "str", "keepalived's network namespace", "net_namespace"),
         "net_namespace_ipvs": _ref("IPVS in another namespace is not implemented"),
         "namespace_with_ipsets": _ign(_NOT_NEEDED),
         "instance": _ign("keepalived pid-file naming; give each pyvrrp its own control socket (--socket)"),
@@ -194,9 +206,11 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
         "linkbeat_interfaces": _ign("pyvrrp always follows netlink link events"),
         "child_wait_time": _ign(_TUNING),
-        "static_ipaddress": _ref("static addresses are not managed; configure them with the OS"),
-        "static_routes": _ref("static routes are not managed; configure them with the OS"),
-        "static_rules": _ref("static rules are not managed; configure them with the OS"),
+        "static_ipaddress": _sup(
+            "static_ipaddress", "vips", "`ADDR[/LEN] dev IF [label L] [scope S] [brd B]`", "static_ipaddress"
+        ),
+        "static_routes": _sup("static_routes", "routes", "see virtual_routes", "static_routes"),
+        "static_rules": _sup("static_rules", "rules", "see virtual_rules", "static_rules"),
         "track_group": _ref("static track groups are not implemented"),
         "interface_up_down_delays": _ref("link debouncing is not implemented"),
         "garp_group": _ign("per-switch GARP rate limits are not implemented; pyvrrp's own spacing applies"),
@@ -230,8 +244,12 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vrrp_skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
         "vrrp_higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
         "vrrp_notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
-        "vrrp_mcast_group4": _ref("pyvrrp uses the RFC group 224.0.0.18 only"),
-        "vrrp_mcast_group6": _ref("pyvrrp uses the RFC group ff02::12 only"),
+        "vrrp_mcast_group4": _sup(
+            "vrrp_mcast_group4", "str", "default 224.0.0.18; another group is refused", "vrrp_mcast_group"
+        ),
+        "vrrp_mcast_group6": _sup(
+            "vrrp_mcast_group6", "str", "default ff02::12; another group is refused", "vrrp_mcast_group"
+        ),
         "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
         "vrrp_notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
         "vrrp_notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
@@ -245,7 +263,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
         "shutdown_script_timeout": _ref("startup/shutdown hooks are not implemented"),
         "lvs_sync_daemon": _ref("the IPVS connection sync daemon is not managed; start it with ipvsadm"),
-        "lvs_timeouts": _ref("set IPVS timeouts with `ipvsadm --set`"),
+        "lvs_timeouts": _sup("lvs_timeouts", "lvs_timeouts", "`[tcp S] [tcpfin S] [udp S]`", "lvs_timeouts"),
         "lvs_flush": _ign("pyvrrp manages only the IPVS services it configured"),
         "lvs_flush_on_stop": _ign("pyvrrp manages only the IPVS services it configured"),
         "rs_init_notifies": _ign("real-server notifies are sent on state changes only"),
@@ -253,9 +271,15 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "default_interface": _ign("every instance names its interface; VIPs without dev use it"),
         "dynamic_interfaces": _ign("interfaces that come and go are handled as link down/up"),
         "log_unknown_vrids": _ign("adverts for unknown VRIDs are counted in `pyvrrp state`"),
-        "vrrp_iptables": _ref("firewall management is not implemented"),
+        "vrrp_iptables": _ign(
+            "pyvrrp manages no firewall; with accept mode (keepalived's default) keepalived adds no "
+            "VIP rules either; with no_accept or vrrp_strict the file is refused"
+        ),
         "vrrp_ipsets": _ref("ipsets are not managed"),
-        "nftables": _ign("firewall management is not implemented"),
+        "nftables": _ign(
+            "pyvrrp manages no firewall; with accept mode (keepalived's default) keepalived adds no "
+            "VIP rules either; with no_accept or vrrp_strict the file is refused"
+        ),
         "nftables_priority": _ign(_NOT_NEEDED),
         "nftables_counters": _ign(_NOT_NEEDED),
         "nftables_ifindex": _ign(_NOT_NEEDED),
@@ -297,8 +321,15 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "version": _sup("version", "int", "default: global vrrp_version (2); 3 for IPv6"),
         "nopreempt": _sup("preempt", "false", "sets preempt = false"),
         "preempt": _sup("preempt", "flag", "default on"),
-        "preempt_delay": _sup("preempt_delay", "float"),
-        "virtual_ipaddress": _sup("virtual_ipaddress", "vips", "`ADDR[/LEN] [dev IF] [label L] [scope S]`"),
+        "preempt_delay": _sup(
+            "preempt_delay", "float_or_default", "seconds; without a value: 0, as keepalived"
+        ),
+        "virtual_ipaddress": _sup(
+            "virtual_ipaddress",
+            "vips",
+            "`ADDR[/LEN] [dev IF] [label L] [scope S] [brd B] [no_track]`; the daemon honours label; "
+            "a dev other than interface, scope, brd, no_track: a warning until it applies them",
+        ),
         "virtual_ipaddress_excluded": _sup("virtual_ipaddress_excluded", "vips"),
         "unicast_src_ip": _sup("unicast_src_ip"),
         "unicast_peer": _sup("unicast_peer", "peers", "per-peer `min_ttl`/`max_ttl` are ignored"),
@@ -345,7 +376,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "mcast_dst_ip": _ref("pyvrrp uses the RFC multicast group only"),
         "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
         "track_bfd": _ref("BFD is not implemented"),
-        "no_virtual_ipaddress": _ref("instances without VIPs are not supported"),
+        "no_virtual_ipaddress": _sup("no_virtual_ipaddress", "flag", "an instance without VIPs, on purpose"),
         "garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
         "old_unicast_checksum": _ref("the pre-1.3.8 unicast checksum is not implemented"),
         "use_vmac": _ref(
@@ -355,8 +386,20 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vmac_xmit_base": _ref("use_vmac is not implemented"),
         "use_vmac_addr": _ref("use_vmac is not implemented"),
         "use_ipvlan": _ref("ipvlan is not implemented"),
-        "virtual_routes": _ref("routes that follow mastership are not implemented; use notify scripts"),
-        "virtual_rules": _ref("rules that follow mastership are not implemented; use notify scripts"),
+        "virtual_routes": _sup(
+            "virtual_routes",
+            "routes",
+            "`[TYPE] [src IP] DEST [via GW] [dev IF] [scope S] [table N] [metric N] [onlink] [no_track]`; "
+            "other options are refused by name",
+            "virtual_routes",
+        ),
+        "virtual_rules": _sup(
+            "virtual_rules",
+            "rules",
+            "`[from P] [to P] [iif IF] [oif IF] [fwmark N[/M]] [table N] [priority N] [no_track]`; "
+            "other options are refused by name",
+            "virtual_rules",
+        ),
         "lvs_sync_daemon_interface": _ref("the IPVS connection sync daemon is not managed"),
         "vrf": _ref("VRFs are not implemented"),
     },
@@ -440,8 +483,10 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "FILE_CHECK": _ref("FILE_CHECK is not implemented; use a MISC_CHECK script"),
         "BFD_CHECK": _ref("BFD is not implemented"),
         "alpha": _approx(None, "per-server alpha: the virtual server's alpha applies", "flag"),
-        "uthreshold": _ref("connection thresholds are not implemented"),
-        "lthreshold": _ref("connection thresholds are not implemented"),
+        "uthreshold": _sup("uthreshold", "int", "maximum connections", "ipvs_thresholds"),
+        "lthreshold": _sup(
+            "lthreshold", "int", "connections below which the server is used again", "ipvs_thresholds"
+        ),
         "smtp_alert": _ign(_NO_SMTP),
         "virtualhost": _approx(None, "applied to this server's HTTP_GET/SSL_GET checkers"),
         "connect_timeout": _approx(None, "checker default set on the real server is applied to each checker"),
@@ -507,8 +552,43 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     "PING_CHECK": {},
 }
 
+#: Words keepalived 2.2.7 does not know ("Unknown keyword") that real configs carry: what
+#: each was, for the warning.  keepalived ignores them; so does pyvrrp.
+_OBSOLETE: dict[str, str] = {
+    "nat_mask": "an LVS-NAT netmask of keepalived 1.x, without effect since; remove it",
+    "net_mask": "a misspelt nat_mask (a keepalived 1.x LVS-NAT option without effect since); remove it",
+    "lvs_id": "the keepalived 1.x name of router_id; use router_id",
+    "nb_get_retry": "only HTTP_GET/SSL_GET know this old name; use retry",
+    "notify_primary": "keepalived 2.2.7 has no notify_primary, so this script does not run; "
+    "use notify_master",
+    "lvs_sync_daemon_inteface": "a misspelt lvs_sync_daemon_interface: no sync daemon is started",
+    "ha_suspend": "a virtual_server keyword, not a vrrp_instance one",
+}
+
+#: A likely misspelling of one of these is an error, not a warning: keepalived would ignore
+#: it and run without the VIPs, peers, authentication or block it carries.
+_LOAD_BEARING = frozenset(
+    {
+        "virtual_ipaddress",
+        "virtual_ipaddress_excluded",
+        "unicast_peer",
+        "authentication",
+        "auth_pass",
+        "auth_type",
+        "virtual_routes",
+        "virtual_rules",
+        "static_ipaddress",
+        "static_routes",
+        "static_rules",
+        "vrrp_instance",
+        "virtual_server",
+        "real_server",
+        "vrrp_sync_group",
+    }
+)
+
 # Blocks whose keywords may appear as a `{}` block (others are value keywords).
-_BLOCK_CONVS = {"block", "vips", "peers", "track_list", "names", "auth", "checker"}
+_BLOCK_CONVS = {"block", "vips", "peers", "track_list", "names", "auth", "checker", "routes", "rules"}
 _AUTH_KEYWORDS = {"auth_type", "auth_pass"}
 
 
@@ -542,6 +622,33 @@ class _Ctx:
 
     def mark(self, path: str, node: Node) -> None:
         self.locs.setdefault(path, (node.file, node.line))
+
+    def unknown(self, path: str, node: Node, where: str, known: Iterable[str]) -> None:
+        """A keyword keepalived does not know in ``where``: it ignores it, and so do we (a warning).
+
+        The warning names the keyword meant when one is close (difflib) or when the word is a
+        known obsolete spelling.  A likely misspelling of a keyword that carries addresses,
+        peers or authentication is an error instead: keepalived would run without that block.
+        """
+        kw = node.keyword
+        hint = _OBSOLETE.get(kw)
+        close = difflib.get_close_matches(kw, sorted(set(known)), n=1, cutoff=0.6)
+        meant = close[0] if close else None
+        if meant in _LOAD_BEARING and hint is None:
+            self.error(
+                path,
+                f"unknown keyword '{kw}' in {where}: did you mean '{meant}'? keepalived ignores unknown "
+                f"keywords and would run without this {'block' if node.children is not None else 'line'}; "
+                "fix the spelling",
+                node,
+            )
+            return
+        what = f"unknown keyword '{kw}' in {where} ignored (keepalived ignores it too)"
+        if hint:
+            what += f": {hint}"
+        elif meant:
+            what += f"; did you mean '{meant}'?"
+        self.warn(path, what, node)
 
 
 def _need_arg(ctx: _Ctx, path: str, node: Node) -> str | None:
@@ -597,6 +704,18 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
         return node.args[0]
     if conv == "init_file" and not node.args:
         return 0
+    if conv == "float_or_default":
+        if not node.args:
+            ctx.warn(
+                path,
+                f"'{node.keyword}' without a value: keepalived reports a missing parameter and keeps "
+                "the default 0; so does pyvrrp",
+                node,
+            )
+            return _SKIP
+        conv = "float"
+    if conv == "lvs_timeouts":
+        return _lvs_timeouts(ctx, path, node)
     val = _need_arg(ctx, path, node)
     if val is None:
         return _SKIP
@@ -658,9 +777,33 @@ def _walk_block(
         entry = next((t[kw] for t in tables if kw in t), None)
         cpath = f"{path}.{kw}"
         if entry is None:
-            ctx.error(cpath, f"unknown keyword '{kw}' in {block} (keepalived rejects it too)", child)
+            ctx.unknown(cpath, child, block, [k for t in tables for k in t])
             continue
         _apply(ctx, entry, block, cpath, child, out, handlers or {})
+
+
+#: List blocks that real configs write on one line (`track_interface eth0`, `unicast_peer IP`).
+_ONE_LINE_LISTS = {"track_list", "peers", "vips", "names"}
+
+
+def _one_line_list(ctx: _Ctx, path: str, node: Node) -> Node:
+    """``kw A B`` without braces, read as ``kw { A B }`` (one item), with a warning.
+
+    keepalived 2.2.7 says "Block kw has extra parameters" and reads the lines that follow
+    into the list, up to the next closing brace: with `authentication { ... }` after it, the
+    instance loses its authentication (and, for unicast_peer, its peers).  pyvrrp reads what
+    the author meant and says how keepalived differs, so both can be made to agree.
+    """
+    words = " ".join(node.args)
+    ctx.warn(
+        path,
+        f"'{node.keyword} {words}' has no {{ }}: pyvrrp reads it as `{node.keyword} {{ {words} }}`; "
+        "keepalived instead reads the lines that follow into this list (swallowing the next block, "
+        "e.g. authentication): add the braces so both read it the same",
+        node,
+    )
+    item = Node(node.args[0], node.args[1:], node.file, node.line)
+    return Node(node.keyword, [], node.file, node.line, [item])
 
 
 def _apply(
@@ -686,6 +829,8 @@ def _apply(
         if handler is None:
             ctx.error(cpath, f"'{kw}' needs a block handler (pyvrrp bug)", child)
             return
+        if child.children is None and entry.conv in _ONE_LINE_LISTS and child.args:
+            child = _one_line_list(ctx, cpath, child)
         if child.children is None and entry.conv in _BLOCK_CONVS and entry.conv != "checker":
             ctx.error(cpath, f"'{kw}' needs a {{ }} block", child)
             return
@@ -710,8 +855,8 @@ def _apply(
 
 # -- value blocks -------------------------------------------------------------------------
 
-_VIP_OPTS_SUPPORTED = {"dev", "label", "scope"}
-_VIP_FLAGS_IGNORED = {"-nodad", "nodad", "noprefixroute", "mngtmpaddr", "autojoin", "home", "no_track"}
+_VIP_OPTS_SUPPORTED = {"dev", "label", "scope", "brd", "broadcast"}
+_VIP_FLAGS_IGNORED = {"-nodad", "nodad", "noprefixroute", "mngtmpaddr", "autojoin", "home"}
 
 
 def _vips(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
@@ -734,14 +879,18 @@ def _vips(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         while j < len(words):
             w = words[j]
             if w in _VIP_OPTS_SUPPORTED and j + 1 < len(words):
-                vip[w] = words[j + 1]
+                vip["brd" if w == "broadcast" else w] = words[j + 1]
                 j += 2
+                continue
+            if w == "no_track":
+                vip["no_track"] = True
+                j += 1
                 continue
             if w in _VIP_FLAGS_IGNORED:
                 ctx.warn(ipath, f"virtual_ipaddress option '{w}' ignored", line)
                 j += 1
                 continue
-            if w in ("preferred_lft", "peer", "brd", "broadcast") and j + 1 < len(words):
+            if w in ("preferred_lft", "peer") and j + 1 < len(words):
                 ctx.warn(ipath, f"virtual_ipaddress option '{w} {words[j + 1]}' ignored", line)
                 j += 2
                 continue
@@ -817,7 +966,7 @@ def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
     auth: dict[str, Any] = {}
     for line in node.children or []:
         if line.keyword not in _AUTH_KEYWORDS:
-            ctx.error(f"{path}.{line.keyword}", f"unknown keyword '{line.keyword}' in authentication", line)
+            ctx.unknown(f"{path}.{line.keyword}", line, "authentication", _AUTH_KEYWORDS)
             continue
         val = _need_arg(ctx, f"{path}.{line.keyword}", line)
         if val is None:
@@ -833,16 +982,53 @@ def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
                 continue
             auth["auth_type"] = val.upper()
         else:
-            if len(val) > 8:
-                ctx.warn(f"{path}.auth_pass", "auth_pass longer than 8 characters: only 8 are used", line)
-            auth["auth_pass"] = val
+            auth["auth_pass"] = val  # longer than 8: models.check() warns (once)
         ctx.mark(f"{path}.{line.keyword}", line)
     ctx.mark(path, node)
     if auth:
         out["authentication"] = auth
 
 
+def _lines(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``virtual_routes`` / ``virtual_rules`` / ``static_*``: one entry per line, read by the model.
+
+    The model (:class:`~pyvrrp.config.models.Route` / ``Rule``) parses keepalived's syntax and
+    refuses an option it does not know by name, at this line.
+    """
+    items: list[str] = []
+    for i, line in enumerate(node.children or []):
+        ipath = f"{path}[{i}]"
+        if line.children is not None:
+            ctx.error(ipath, f"unexpected block in {node.keyword}", line)
+            continue
+        ctx.mark(ipath, line)
+        items.append(" ".join(line.words()))
+    ctx.mark(path, node)
+    out[node.keyword] = items
+
+
+def _lvs_timeouts(ctx: _Ctx, path: str, node: Node) -> Any:
+    """``lvs_timeouts [tcp S] [tcpfin S] [udp S]`` → ``{tcp, tcpfin, udp}``."""
+    words = list(node.args)
+    out: dict[str, Any] = {}
+    while words:
+        w = words.pop(0)
+        if w not in ("tcp", "tcpfin", "udp"):
+            ctx.error(path, f"lvs_timeouts: unknown word {w!r} (known: tcp, tcpfin, udp)", node)
+            return _SKIP
+        if not words or not words[0].isdigit():
+            ctx.error(path, f"lvs_timeouts: {w!r} needs a number of seconds", node)
+            return _SKIP
+        out[w] = int(words.pop(0))
+    if not out:
+        ctx.error(path, "'lvs_timeouts' needs at least one of tcp, tcpfin, udp", node)
+        return _SKIP
+    return out
+
+
 _GENERIC_BLOCK: dict[str, _Handler] = {
+    "routes": _lines,
+    "rules": _lines,
     "vips": _vips,
     "peers": _peers,
     "track_list": _track_list,
@@ -911,29 +1097,77 @@ def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     out = model.setdefault("global_defs", {})
     ctx.mark("global_defs", node)
     _walk_block(ctx, "global_defs", "global_defs", node, out)
+    for child in node.children:
+        if child.keyword in _FIREWALL_KEYWORDS:
+            model.setdefault("_firewall", child)
+
+
+#: keepalived manages a firewall with these for no_accept / strict mode (keepalived.conf(5)).
+_FIREWALL_KEYWORDS = ("vrrp_iptables", "nftables", "vrrp_nftables")
+
+
+def _firewall_check(ctx: _Ctx, model: dict[str, Any]) -> None:
+    """vrrp_iptables/nftables matter only for instances without accept mode: refuse those."""
+    fw: Node | None = model.get("_firewall")
+    if fw is None:
+        return
+    for name, inst in model.get("vrrp_instance", {}).items():
+        if inst.get("accept") is False:
+            ctx.error(
+                f"global_defs.{fw.keyword}",
+                f"vrrp_instance {name} has no accept mode (no_accept or vrrp_strict): keepalived would "
+                "drop traffic to VIPs it does not own with firewall rules, and pyvrrp manages no "
+                "firewall yet; add such rules yourself and remove this line, or drop no_accept",
+                fw,
+            )
+            return
 
 
 # -- LVS ----------------------------------------------------------------------------------
 
 
 def _vs_key(ctx: _Ctx, node: Node) -> str | None:
+    """``IP PORT``, ``fwmark N`` or ``group NAME``; words after those are ignored, as keepalived does."""
     a = node.args
-    if len(a) == 2 and a[0] == "fwmark":
-        return f"fwmark:{a[1]}"
-    if len(a) == 2 and a[0] == "group":
-        return f"group:{a[1]}"
-    if len(a) == 2:
+    if len(a) < 2:
+        ctx.error("virtual_server", "virtual_server needs `IP PORT`, `fwmark N` or `group NAME`", node)
+        return None
+    head = " ".join(a)
+    if a[0] == "fwmark":
+        if not a[1].isdigit():
+            ctx.error(
+                "virtual_server",
+                f"cannot read virtual_server {head!r}: fwmark {a[1]!r} is not a number",
+                node,
+            )
+            return None
+        key = f"fwmark:{a[1]}"
+    elif a[0] == "group":
+        key = f"group:{a[1]}"
+    else:
         try:
             ip = ipaddress.ip_address(a[0])
         except ValueError:
-            ctx.error("virtual_server", f"{a[0]!r} is not an IP address", node)
+            ctx.error(
+                "virtual_server", f"cannot read virtual_server {head!r}: {a[0]!r} is not an IP address", node
+            )
             return None
-        return f"[{ip}]:{a[1]}" if ip.version == 6 else f"{ip}:{a[1]}"
-    if len(a) == 1:
-        ctx.error("virtual_server", "virtual_server needs `IP PORT`, `fwmark N` or `group NAME`", node)
-        return None
-    ctx.error("virtual_server", f"cannot read virtual_server {' '.join(a)!r}", node)
-    return None
+        if not a[1].isdigit() or not 0 <= int(a[1]) <= 65535:
+            ctx.error(
+                "virtual_server",
+                f"cannot read virtual_server {head!r}: {a[1]!r} is not a port (0..65535)",
+                node,
+            )
+            return None
+        key = f"[{ip}]:{a[1]}" if ip.version == 6 else f"{ip}:{a[1]}"
+    if len(a) > 2:
+        ctx.warn(
+            f"virtual_server.{_q(key)}",
+            f"extra words {' '.join(a[2:])!r} after {' '.join(a[:2])!r} ignored "
+            "(keepalived ignores them too; an IPVS service is not bound to a device)",
+            node,
+        )
+    return key
 
 
 def _virtual_server(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
@@ -958,11 +1192,7 @@ def _virtual_server(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         entry = KEYWORDS["virtual_server"].get(child.keyword)
         cpath = f"{path}.{child.keyword}"
         if entry is None:
-            ctx.error(
-                cpath,
-                f"unknown keyword '{child.keyword}' in virtual_server (keepalived rejects it too)",
-                child,
-            )
+            ctx.unknown(cpath, child, "virtual_server", [*KEYWORDS["virtual_server"], "real_server"])
             continue
         if entry.field is None and entry.status == "approximated":
             ctx.warn(cpath, f"'{child.keyword}' approximated: {entry.note}", child)
@@ -974,6 +1204,17 @@ def _virtual_server(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
             out["persistence_timeout"] = 360
             ctx.mark(f"{path}.persistence_timeout", child)
             continue
+        if child.keyword in ("lvs_sched", "lb_algo") and child.args and child.children is None:
+            from pyvrrp.config.lvs import SCHEDULERS
+
+            if child.args[0].lower() not in SCHEDULERS:
+                ctx.warn(
+                    cpath,
+                    f"{child.args[0]!r} is not an IPVS scheduler: ignored, as keepalived does "
+                    f'("Invalid lvs_scheduler"), so the default wlc is used; known: {", ".join(SCHEDULERS)}',
+                    child,
+                )
+                continue
         if child.keyword == "sorry_server":
             if len(child.args) not in (1, 2):
                 ctx.error(cpath, "sorry_server needs `IP [PORT]`", child)
@@ -1033,9 +1274,7 @@ def _real_server(
         entry = KEYWORDS["real_server"].get(child.keyword)
         cpath = f"{path}.{child.keyword}"
         if entry is None:
-            ctx.error(
-                cpath, f"unknown keyword '{child.keyword}' in real_server (keepalived rejects it too)", child
-            )
+            ctx.unknown(cpath, child, "real_server", KEYWORDS["real_server"])
             continue
         if entry.conv == "checker":
             if entry.status == "refused":
@@ -1168,7 +1407,19 @@ def _vsg(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         out["fwmark"] = marks
 
 
+def _net_namespace(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+    """Top-level ``net_namespace NAME`` → ``global_defs.net_namespace`` (daemon-wide, as in keepalived)."""
+    name = _need_arg(ctx, "global_defs.net_namespace", node)
+    if name is None or node.children is not None:
+        if node.children is not None:
+            ctx.error("global_defs.net_namespace", "'net_namespace' takes a name, not a { } block", node)
+        return
+    ctx.mark("global_defs.net_namespace", node)
+    model.setdefault("global_defs", {})["net_namespace"] = name
+
+
 _TOP_HANDLERS: dict[str, Callable[[_Ctx, Node, dict[str, Any]], None]] = {
+    "net_namespace": _net_namespace,
     "global_defs": _global_defs,
     "vrrp_instance": _vrrp_instance,
     "vrrp_script": _simple_named("vrrp_script", "vrrp_script"),
@@ -1195,9 +1446,7 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
     for node in nodes:
         entry = KEYWORDS["(top)"].get(node.keyword)
         if entry is None:
-            ctx.error(
-                node.keyword, f"unknown top-level keyword '{node.keyword}' (keepalived rejects it too)", node
-            )
+            ctx.unknown(node.keyword, node, "the file (top level)", KEYWORDS["(top)"])
             continue
         handler = _TOP_HANDLERS.get(node.keyword)
         if handler is None:
@@ -1205,8 +1454,52 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
             continue
         handler(ctx, node, model)
     _derived(model)
+    _v3_authentication(ctx, model)
+    _firewall_check(ctx, model)
     _cross_checks(ctx, model)
     return _cleanup(model), ctx.issues, ctx.locs
+
+
+def _family_words_v6(inst: Mapping[str, Any]) -> bool:
+    """The instance is IPv6 by the rule of ``VrrpInstance.family`` (first VIP, else first peer,
+    else unicast_src_ip / mcast_src_ip), read from the front-end's words."""
+    for key in ("virtual_ipaddress", "unicast_peer", "unicast_src_ip", "mcast_src_ip"):
+        value = inst.get(key)
+        if isinstance(value, list):
+            if not value:
+                continue
+            value = value[0]
+        if isinstance(value, Mapping):
+            value = value.get("address")
+        if isinstance(value, str):
+            return ":" in value
+    return False
+
+
+def _v3_authentication(ctx: _Ctx, model: dict[str, Any]) -> None:
+    """keepalived ignores ``authentication`` on a VRRPv3 instance (RFC 5798 has none): so do we.
+
+    (A TOML file, pyvrrp's own format, keeps refusing it.)
+    """
+    default = str(model.get("global_defs", {}).get("vrrp_version", 2))
+    for name, inst in model.get("vrrp_instance", {}).items():
+        if "authentication" not in inst:
+            continue
+        version = str(inst.get("version", 3 if _family_words_v6(inst) else default))
+        if version == "3":
+            p = f"vrrp_instance.{_q(name)}.authentication"
+            loc = ctx.locs.get(p)
+            ctx.issues.append(
+                Issue(
+                    "warning",
+                    p,
+                    "ignored on a VRRPv3 instance (RFC 5798 has no authentication), as keepalived does; "
+                    "remove it",
+                    loc[0] if loc else None,
+                    loc[1] if loc else None,
+                )
+            )
+            del inst["authentication"]
 
 
 def _derived(model: dict[str, Any]) -> None:
@@ -1226,40 +1519,61 @@ def _derived(model: dict[str, Any]) -> None:
 
 
 def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
-    """References that keepalived resolves by name (it warns and ignores unknown ones)."""
+    """References that keepalived resolves by name: it warns about unknown ones and drops them.
+
+    So does pyvrrp (a warning with the reference's line), and the model never sees them: a
+    TOML file, pyvrrp's own format, keeps refusing an unknown name.
+    """
+
+    def warn(p: str, message: str) -> None:
+        loc = ctx.locs.get(p)
+        ctx.issues.append(Issue("warning", p, message, loc[0] if loc else None, loc[1] if loc else None))
+
     scripts = set(model.get("vrrp_script", {}))
     files = set(model.get("track_file", {}))
     instances = set(model.get("vrrp_instance", {}))
     for kind in ("vrrp_instance", "vrrp_sync_group"):
         for name, body in model.get(kind, {}).items():
             for field, known in (("track_script", scripts), ("track_file", files)):
-                for i, item in enumerate(body.get(field, [])):
+                items = body.get(field, [])
+                for i, item in enumerate(items):
                     if item["name"] not in known:
-                        p = f"{kind}.{_q(name)}.{field}[{i}]"
-                        loc = ctx.locs.get(p)
-                        ctx.issues.append(
-                            Issue(
-                                "error",
-                                p,
-                                f"{field} '{item['name']}' is not defined",
-                                loc[0] if loc else None,
-                                loc[1] if loc else None,
-                            )
+                        defined = f" (defined: {', '.join(sorted(known))})" if known else ""
+                        warn(
+                            f"{kind}.{_q(name)}.{field}[{i}]",
+                            f"{field} '{item['name']}' is not defined{defined}: ignored, as keepalived "
+                            "does, so nothing is tracked here",
                         )
+                if items:
+                    body[field] = [item for item in items if item["name"] in known]
     for name, body in model.get("vrrp_sync_group", {}).items():
-        for member in body.get("group", []):
+        members = body.get("group", [])
+        for member in members:
             if member not in instances:
-                p = f"vrrp_sync_group.{_q(name)}.group"
-                loc = ctx.locs.get(p)
-                ctx.issues.append(
-                    Issue(
-                        "error",
-                        p,
-                        f"sync group member '{member}' is not a vrrp_instance",
-                        loc[0] if loc else None,
-                        loc[1] if loc else None,
-                    )
+                warn(
+                    f"vrrp_sync_group.{_q(name)}.group",
+                    f"sync group member '{member}' is not a vrrp_instance: ignored, as keepalived does",
                 )
+        kept = [m for m in members if m in instances]
+        if not kept:  # keepalived: "Sync group G has no virtual router(s). removing"
+            loc = ctx.locs.get(f"vrrp_sync_group.{_q(name)}")
+            ctx.issues.append(
+                Issue(
+                    "warning",
+                    f"vrrp_sync_group.{_q(name)}",
+                    "has no vrrp_instance (a `group { }` block names them): the group is removed, "
+                    "as keepalived does",
+                    loc[0] if loc else None,
+                    loc[1] if loc else None,
+                )
+            )
+            body["_drop"] = True
+        else:
+            body["group"] = kept
+    groups = model.get("vrrp_sync_group")
+    if groups:
+        for name in [n for n, b in groups.items() if b.get("_drop")]:
+            del groups[name]
 
 
 # ----------------------------------------------------------------------------------------
@@ -1362,9 +1676,41 @@ def load(path: str | Path, *, config_id: str | None = None) -> Any:
 # ----------------------------------------------------------------------------------------
 
 
+def effective(entry: Keyword) -> tuple[Status, str]:
+    """A keyword's status and note today: a ``pending`` feature (models.NOT_YET_RUN) counts as
+    refused (error) or approximated (warning) until the daemon runs it."""
+    from pyvrrp.config.models import NOT_YET_RUN
+
+    if entry.pending is None or entry.pending not in NOT_YET_RUN:
+        return entry.status, entry.note
+    severity, why = NOT_YET_RUN[entry.pending]
+    note = f"{entry.note}. Not run yet: {why}" if entry.note else f"Not run yet: {why}"
+    if entry.pending in ("vrrp_mcast_group",):
+        return "supported", f"{entry.note}; {why}"  # the default group is run
+    return ("refused" if severity == "error" else "approximated"), note
+
+
+def keyword_counts() -> dict[Status, int]:
+    """How many (block, keyword) pairs of :data:`KEYWORDS` are in each status (the doc's summary)."""
+    counts: dict[Status, int] = {"supported": 0, "approximated": 0, "ignored": 0, "refused": 0}
+    for table in KEYWORDS.values():
+        for entry in table.values():
+            counts[effective(entry)[0]] += 1
+    return counts
+
+
 def keyword_table_markdown() -> str:
     """The keyword table of docs/migrating-from-keepalived.md, generated from KEYWORDS."""
-    lines: list[str] = []
+    n = keyword_counts()
+    total = sum(n.values())
+    lines: list[str] = [
+        f"{total} (block, keyword) pairs: **{n['supported']} supported, {n['approximated']} approximated, "
+        f"{n['ignored']} ignored with a warning, {n['refused']} refused**. A keyword read into the model "
+        "that the daemon does not run yet (`pyvrrp.config.models.NOT_YET_RUN`) counts as refused or "
+        "approximated until it does; its note says what to do meanwhile. Words keepalived itself "
+        "does not know are not listed: they are ignored with a warning (section 1).",
+        "",
+    ]
     for block, table in KEYWORDS.items():
         if not table:
             continue
@@ -1379,8 +1725,9 @@ def keyword_table_markdown() -> str:
         for kw in sorted(table):
             e = table[kw]
             field = f"`{e.field}`" if e.field else ""
-            note = e.note.replace("|", "\\|")
-            lines.append(f"| `{kw}` | {e.status} | {field} | {note} |")
+            status, note = effective(e)
+            note = note.replace("|", "\\|")
+            lines.append(f"| `{kw}` | {status} | {field} | {note} |")
         lines.append("")
     return "\n".join(lines)
 

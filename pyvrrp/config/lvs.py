@@ -245,6 +245,10 @@ class RealServer(_Model):
     """Set weight 0 instead of removing on failure; default: the virtual server's setting."""
     notify_up: str | None = None
     notify_down: str | None = None
+    uthreshold: int | None = Field(None, ge=0, le=4294967295)
+    """Upper connection threshold: IPVS sends no new connections above it (0 = none)."""
+    lthreshold: int | None = Field(None, ge=0, le=4294967295)
+    """Lower connection threshold: new connections resume below it."""
 
     tcp_check: list[TcpCheck] = Field(
         default_factory=list, validation_alias=AliasChoices("TCP_CHECK", "tcp_check")

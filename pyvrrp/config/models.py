@@ -198,6 +198,20 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- global_defs
 
 
+class LvsTimeouts(_Model):
+    """``lvs_timeouts [tcp S] [tcpfin S] [udp S]``: IPVS connection timeouts in whole seconds."""
+
+    tcp: Annotated[Int, _between(1, 2147483)] | None = None
+    tcpfin: Annotated[Int, _between(1, 2147483)] | None = None
+    udp: Annotated[Int, _between(1, 2147483)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> LvsTimeouts:
+        if self.tcp is None and self.tcpfin is None and self.udp is None:
+            raise ValueError("give at least one of tcp, tcpfin, udp")
+        return self
+
+
 class GlobalDefs(_Model):
     """``global_defs``: daemon-wide settings and defaults for every instance."""
 
@@ -231,6 +245,22 @@ class GlobalDefs(_Model):
     """Seconds to wait after start before taking part in elections."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """Log rendering: ``auto`` = console on a TTY, JSON otherwise.  pyvrrp only."""
+    vrrp_mcast_group4: IPAddr = IPv4Address("224.0.0.18")
+    """Group of IPv4 multicast adverts (RFC 5798 §5.1.1.2 default; keepalived lets you change it)."""
+    vrrp_mcast_group6: IPAddr = IPv6Address("ff02::12")
+    """Group of IPv6 multicast adverts (RFC 5798 §5.1.2.2 default)."""
+    lvs_timeouts: LvsTimeouts | None = None
+    """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
+    net_namespace: NonEmptyStr | None = None
+    """Run VRRP and IPVS inside this network namespace (keepalived's top-level ``net_namespace``)."""
+
+    @model_validator(mode="after")
+    def _groups(self) -> GlobalDefs:
+        for key, fam in (("vrrp_mcast_group4", 4), ("vrrp_mcast_group6", 6)):
+            grp = getattr(self, key)
+            if grp.version != fam or not grp.is_multicast:
+                raise ValueError(f"{key} must be an IPv{fam} multicast address, got {grp}")
+        return self
 
     _low = field_validator("log_format", mode="before")(classmethod(lambda cls, v: _lower(v)))
 
@@ -319,6 +349,10 @@ class VirtualIPAddress(_Model):
     """Interface to add it on (default: the instance's ``interface``)."""
     label: str | None = None
     scope: Literal["global", "site", "link", "host", "nowhere"] | None = None
+    brd: IPAddr | None = None
+    """IPv4 broadcast address (keepalived ``brd``/``broadcast``)."""
+    no_track: bool = False
+    """keepalived: the state of ``dev`` does not move the instance to FAULT."""
 
     _low = field_validator("scope", mode="before")(classmethod(lambda cls, v: _lower(v)))
 
@@ -334,12 +368,22 @@ class VirtualIPAddress(_Model):
         rest = words[1:]
         while rest:
             opt = rest.pop(0).lower()
-            if opt not in ("dev", "label", "scope"):
-                raise ValueError(f"unknown address option {opt!r} (known: dev, label, scope)")
+            if opt == "no_track":
+                out["no_track"] = True
+                continue
+            opt = "brd" if opt == "broadcast" else opt
+            if opt not in ("dev", "label", "scope", "brd"):
+                raise ValueError(f"unknown address option {opt!r} (known: dev, label, scope, brd, no_track)")
             if not rest:
                 raise ValueError(f"{opt!r} needs a value")
             out[opt] = rest.pop(0)
         return out
+
+    @model_validator(mode="after")
+    def _brd_is_v4(self) -> VirtualIPAddress:
+        if self.brd is not None and (self.brd.version != 4 or self.address.version != 4):
+            raise ValueError("brd is an IPv4 broadcast address of an IPv4 address")
+        return self
 
     @property
     def family(self) -> int:
@@ -347,6 +391,202 @@ class VirtualIPAddress(_Model):
 
     def __str__(self) -> str:
         return str(self.address)
+
+
+_ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit", "throw")
+#: keepalived route/rule options pyvrrp reads (keepalived.conf(5) static_routes /
+#: static_rules); any other option is refused by name.
+ROUTE_OPTIONS = (
+    "src",
+    "via",
+    "gw",
+    "dev",
+    "oif",
+    "scope",
+    "table",
+    "metric",
+    "priority",
+    "onlink",
+    "no_track",
+)
+RULE_OPTIONS = ("from", "to", "table", "priority", "preference", "pref", "iif", "oif", "fwmark", "no_track")
+
+
+def _route_words(v: str) -> dict[str, Any]:
+    """keepalived's route syntax: ``[TYPE] [src IP] [to] DEST [via GW] [dev IF] [scope S] [table N] ...``."""
+    words = v.split()
+    out: dict[str, Any] = {}
+    alias = {"gw": "via", "oif": "dev", "priority": "metric"}
+    while words:
+        w = words.pop(0)
+        low = w.lower()
+        if low in _ROUTE_TYPES and "to" not in out:
+            out["type"] = low
+            continue
+        if low in ("onlink", "no_track"):
+            out[low] = True
+            continue
+        if low == "to":
+            if not words:
+                raise ValueError("'to' needs a destination")
+            out["to"] = words.pop(0)
+            continue
+        if low in ROUTE_OPTIONS:
+            if not words:
+                raise ValueError(f"{low!r} needs a value")
+            out[alias.get(low, low)] = words.pop(0)
+            continue
+        if "to" not in out and (low == "default" or low[:1].isdigit() or ":" in low):
+            out["to"] = w
+            continue
+        raise ValueError(
+            f"route option {w!r} is not supported (keepalived skips such a route); "
+            f"pyvrrp reads: {', '.join(ROUTE_OPTIONS)}, a route type ({', '.join(_ROUTE_TYPES)})"
+        )
+    return out
+
+
+def _rule_words(v: str) -> dict[str, Any]:
+    """keepalived's rule syntax: ``[from IP] [to IP] [iif IF] [oif IF] [fwmark N] [table N] [priority N]``."""
+    words = v.split()
+    out: dict[str, Any] = {}
+    alias = {"preference": "priority", "pref": "priority"}
+    while words:
+        w = words.pop(0)
+        low = w.lower()
+        if low == "no_track":
+            out["no_track"] = True
+            continue
+        if low in RULE_OPTIONS:
+            if not words:
+                raise ValueError(f"{low!r} needs a value")
+            out[alias.get(low, low)] = words.pop(0)
+            continue
+        raise ValueError(f"rule option {w!r} is not supported; pyvrrp reads: {', '.join(RULE_OPTIONS)}")
+    return out
+
+
+def _parse_network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A prefix (host bits zero); ``default`` is 0.0.0.0/0, as in ``ip route``."""
+    if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return v
+    if not isinstance(v, str):
+        raise ValueError(f"must be a prefix string like '192.0.2.0/24', got {show_value(v)}")
+    if v.strip().lower() == "default":
+        return ipaddress.IPv4Network("0.0.0.0/0")
+    try:
+        return ipaddress.ip_network(v.strip(), strict=True)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a network prefix (host bits must be zero)") from None
+
+
+IPNet = Annotated[
+    ipaddress.IPv4Network | ipaddress.IPv6Network,
+    PlainValidator(_parse_network),
+    PlainSerializer(str, return_type=str),
+]
+RouteTable = Annotated[Int, _between(0, 4294967295)]
+
+
+class Route(_Model):
+    """A ``static_routes`` / ``virtual_routes`` entry: a string in keepalived's syntax or a table.
+
+    ``"10.1.0.0/16 via 192.0.2.254 dev eth1 table 100"``; ``default`` is 0.0.0.0/0.
+    Options: ``src via(gw) dev(oif) scope table metric(priority) onlink no_track`` and a
+    type (``blackhole`` ...); anything else is refused by name (keepalived skips such a route).
+    """
+
+    accepts_string: ClassVar[bool] = True
+
+    to: IPNet
+    via: IPAddr | None = None
+    dev: str | None = None
+    src: IPAddr | None = None
+    scope: Literal["global", "site", "link", "host", "nowhere"] | None = None
+    table: RouteTable | None = None
+    metric: Annotated[Int, _between(0, 4294967295)] | None = None
+    type: Literal["unicast", "blackhole", "unreachable", "prohibit", "throw"] = "unicast"
+    onlink: bool = False
+    no_track: bool = False
+
+    _low = field_validator("scope", "type", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return _route_words(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _families(self) -> Route:
+        fam = self.to.version
+        for key in ("via", "src"):
+            addr = getattr(self, key)
+            if addr is not None and addr.version != fam:
+                raise ValueError(f"{key} {addr} is not of the family of {self.to}")
+        return self
+
+    @property
+    def family(self) -> int:
+        return self.to.version
+
+
+class Rule(_Model):
+    """A ``static_rules`` / ``virtual_rules`` entry: ``"from 192.0.2.15/32 table 1 priority 100"``.
+
+    Options: ``from to iif oif fwmark table priority(preference, pref) no_track``; anything else
+    is refused by name.
+    """
+
+    accepts_string: ClassVar[bool] = True
+
+    from_: IPNet | None = Field(None, alias="from")
+    to: IPNet | None = None
+    iif: str | None = None
+    oif: str | None = None
+    fwmark: str | None = None
+    """``N`` or ``N/MASK`` (decimal or 0x hex), as ``ip rule``."""
+    table: RouteTable | None = None
+    priority: Annotated[Int, _between(0, 4294967295)] | None = None
+    no_track: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = _rule_words(v)
+        if isinstance(v, Mapping):
+            v = {k: (_host_prefix(x) if k in ("from", "from_", "to") else x) for k, x in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if self.from_ is None and self.to is None and self.iif is None and self.fwmark is None:
+            raise ValueError("a rule needs a selector: from, to, iif or fwmark")
+        if self.from_ is not None and self.to is not None and self.from_.version != self.to.version:
+            raise ValueError("from and to are of different families")
+        if self.fwmark is not None:
+            mark, _, mask = self.fwmark.partition("/")
+            try:
+                int(mark, 0)
+                if mask:
+                    int(mask, 0)
+            except ValueError:
+                raise ValueError(f"fwmark {self.fwmark!r} is not N or N/MASK") from None
+        return self
+
+    @property
+    def family(self) -> int:
+        net = self.from_ or self.to
+        return net.version if net is not None else 4
+
+
+def _host_prefix(v: Any) -> Any:
+    """``192.0.2.15`` in a rule is ``192.0.2.15/32`` (``ip rule`` reads it so)."""
+    if isinstance(v, str) and v.strip().lower() in ("all", "default"):
+        return "0.0.0.0/0"
+    if isinstance(v, str) and "/" not in v:
+        return v.strip() + ("/128" if ":" in v else "/32")
+    return v
 
 
 class Authentication(_Model):
@@ -427,6 +667,12 @@ class VrrpInstance(_Model):
     virtual_ipaddress_excluded: Annotated[list[VirtualIPAddress], BeforeValidator(_one_or_many)] = Field(
         default_factory=list
     )
+    no_virtual_ipaddress: bool = False
+    """keepalived >= 2.2.8: no VIPs on purpose (notify scripts move the address); no warning."""
+    virtual_routes: Annotated[list[Route], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    """Routes added while MASTER, removed on leaving it (keepalived ``virtual_routes``)."""
+    virtual_rules: Annotated[list[Rule], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    """Policy rules added while MASTER, removed on leaving it (keepalived ``virtual_rules``)."""
     unicast_src_ip: IPAddr | None = None
     unicast_peer: Annotated[list[IPAddr], BeforeValidator(_one_or_many)] = Field(default_factory=list)
     mcast_src_ip: IPAddr | None = None
@@ -488,12 +734,35 @@ class VrrpInstance(_Model):
 
     @property
     def family(self) -> int:
-        """4 or 6: the family of the first VIP (else of the unicast peers; else 4)."""
+        """4 or 6: the family of the first VIP, else of the first unicast peer, else of
+        ``unicast_src_ip`` / ``mcast_src_ip``, else 4 (an instance without VIPs has a family too)."""
         if self.virtual_ipaddress:
             return self.virtual_ipaddress[0].family
         if self.unicast_peer:
             return self.unicast_peer[0].version
+        for addr in (self.unicast_src_ip, self.mcast_src_ip):
+            if addr is not None:
+                return addr.version
         return 4
+
+    def vip_dev(self, vip: VirtualIPAddress) -> str:
+        """The interface ``vip`` goes on: its ``dev``, else the instance's ``interface``."""
+        return vip.dev or self.interface
+
+    @property
+    def vip_list(self) -> tuple[tuple[IPInterface, str | None], ...]:
+        """``(address, label)`` of every VIP, in order (what the daemon adds and announces)."""
+        return tuple((v.address, v.label) for v in self.virtual_ipaddress)
+
+    @property
+    def vip_interfaces(self) -> tuple[str, ...]:
+        """Every interface a VIP (or an excluded VIP) goes on, the instance's first; no repeats."""
+        out = [self.interface]
+        for v in (*self.virtual_ipaddress, *self.virtual_ipaddress_excluded):
+            dev = self.vip_dev(v)
+            if dev not in out:
+                out.append(dev)
+        return tuple(out)
 
     @property
     def advert_int_cs(self) -> int:
@@ -534,8 +803,13 @@ SECTIONS: dict[str, type[BaseModel] | None] = {
     "vrrp_sync_group": VrrpSyncGroup,
     "virtual_server_group": None,
     "virtual_server": None,
+    "static_ipaddress": VirtualIPAddress,
+    "static_routes": Route,
+    "static_rules": Rule,
 }
-_NAMED_SECTIONS = tuple(s for s in SECTIONS if s != "global_defs")
+#: Top-level *lists* (keepalived's static_* blocks): each item is one entry of the model.
+_LIST_SECTIONS = ("static_ipaddress", "static_routes", "static_rules")
+_NAMED_SECTIONS = tuple(s for s in SECTIONS if s != "global_defs" and s not in _LIST_SECTIONS)
 
 
 def section_model(section: str) -> type[BaseModel]:
@@ -573,6 +847,12 @@ class Config(_Model):
     vrrp_sync_group: dict[str, VrrpSyncGroup] = Field(default_factory=dict)
     virtual_server_group: _VirtualServerGroups = Field(default_factory=dict)
     virtual_server: _VirtualServers = Field(default_factory=dict)
+    static_ipaddress: list[VirtualIPAddress] = Field(default_factory=list)
+    """Addresses added at start and removed at stop, whatever the VRRP state (``dev`` required)."""
+    static_routes: list[Route] = Field(default_factory=list)
+    """Routes added at start and removed at stop."""
+    static_rules: list[Rule] = Field(default_factory=list)
+    """Policy rules added at start and removed at stop."""
 
     _source_file: str | None = PrivateAttr(default=None)
     _source_format: str | None = PrivateAttr(default=None)
@@ -630,9 +910,10 @@ def _globals_or_default(raw: Any) -> GlobalDefs:
 
 
 def _looks_v6(raw: Mapping[str, Any]) -> bool:
-    for key in ("virtual_ipaddress", "unicast_peer"):
+    """The family VrrpInstance.family will find, read from the raw dict (before validation)."""
+    for key in ("virtual_ipaddress", "unicast_peer", "unicast_src_ip", "mcast_src_ip"):
         items = raw.get(key)
-        if isinstance(items, str | Mapping):
+        if isinstance(items, str | Mapping | IPv4Address | IPv6Address | IPv4Interface | IPv6Interface):
             items = [items]
         if isinstance(items, list) and items:
             first = items[0]
@@ -679,10 +960,13 @@ class _Parts:
     names: dict[str, set[str]] = field(default_factory=lambda: {s: set() for s in _NAMED_SECTIONS})
     dropped: dict[Loc, set[str]] = field(default_factory=dict)
     """(section, name) → fields that failed validation (the object holds placeholders)."""
+    statics: dict[str, list[Any]] = field(default_factory=dict)
+    """static_ipaddress / static_routes / static_rules entries that validated."""
 
     @classmethod
     def of(cls, cfg: Config) -> _Parts:
         parts = cls(g=cfg.global_defs)
+        parts.statics = {sec: list(getattr(cfg, sec)) for sec in _LIST_SECTIONS}
         for sec in _NAMED_SECTIONS:
             parts.items[sec] = dict(getattr(cfg, sec))
             parts.names[sec] = set(parts.items[sec])
@@ -786,13 +1070,31 @@ def build_config(
             if obj is not None:
                 parts.items[sec][name] = obj
 
+    statics: dict[str, list[Any]] = {}
+    for sec in _LIST_SECTIONS:
+        raw_list = data.get(sec)
+        if raw_list is None:
+            continue
+        if isinstance(raw_list, str | Mapping):
+            raw_list = [raw_list]
+        if not isinstance(raw_list, list):
+            add((sec,), f"must be a list, got {show_value(raw_list)}")
+            continue
+        good = []
+        for i, raw in enumerate(raw_list):
+            obj = validate(section_model(sec), raw, (sec, i))
+            if obj is not None:
+                good.append(obj)
+        statics[sec] = good
+    parts.statics = statics
+
     for loc, message, deps in _semantic_errors(parts):
         if not any(f in parts.dropped.get((sec, name), ()) for sec, name, f in deps):
             add(loc, message)
 
     if found:
         raise ConfigError(_sorted(found))
-    cfg = Config.model_validate({"global_defs": parts.g, **parts.items})
+    cfg = Config.model_validate({"global_defs": parts.g, **parts.items, **statics})
     cfg._source_file = file
     cfg._source_format = fmt
     cfg._locate = locate
@@ -823,6 +1125,123 @@ def _fam(family: int) -> str:
     return "IPv6" if family == 6 else "IPv4"
 
 
+# --------------------------------------------------------------------------- not run yet
+
+#: Features the config reads (keepalived semantics, in the model) that the daemon does not
+#: run yet (issue 16).  ``"error"``: a config that uses one is refused, because running
+#: without it would lose an address, a route or the peers; ``"warning"``: it loads and
+#: check-config says what is not done.  Each message says what to do instead.  Remove an
+#: entry when pyvrrp/runtime honours the feature (tests/test_realconf.py then shows it).
+NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
+    "virtual_routes": (
+        "error",
+        "pyvrrp does not install virtual_routes yet: add and remove these routes from notify_master / "
+        "notify_backup / notify_fault / notify_stop scripts (`ip route replace ...`, `ip route del ...`) "
+        "and remove the block",
+    ),
+    "virtual_rules": (
+        "error",
+        "pyvrrp does not install virtual_rules yet: add and remove these rules from notify scripts "
+        "(`ip rule add ...`, `ip rule del ...`) and remove the block",
+    ),
+    "static_ipaddress": (
+        "error",
+        "pyvrrp does not manage static addresses yet: configure them with the OS "
+        "(ifupdown, systemd-networkd, NetworkManager) and remove the block",
+    ),
+    "static_routes": (
+        "error",
+        "pyvrrp does not manage static routes yet: configure them with the OS and remove the block",
+    ),
+    "static_rules": (
+        "error",
+        "pyvrrp does not manage static rules yet: configure them with the OS and remove the block",
+    ),
+    "vrrp_mcast_group": (
+        "error",
+        "pyvrrp does not advertise on another group yet: it would use the RFC group and never hear "
+        "peers on this one; use the default group on every node, or unicast_peer",
+    ),
+    "net_namespace": (
+        "error",
+        "pyvrrp does not enter a network namespace yet: run it inside the namespace "
+        "(`ip netns exec NAME pyvrrp run ...`) and remove this line",
+    ),
+    "vip_dev": (
+        "warning",
+        "the daemon does not honour a VIP's dev yet: this address is added on the instance's interface",
+    ),
+    "vip_options": (
+        "warning",
+        "the daemon does not apply these address options yet: the address is added without them",
+    ),
+    "lvs_timeouts": (
+        "warning",
+        "IPVS timeouts are not set yet: set them with `ipvsadm --set TCP TCPFIN UDP`",
+    ),
+    "ipvs_thresholds": (
+        "warning",
+        "IPVS connection thresholds are not programmed yet: this server gets connections without limit",
+    ),
+}
+
+_DEFAULT_GROUPS = {
+    "vrrp_mcast_group4": IPv4Address("224.0.0.18"),
+    "vrrp_mcast_group6": IPv6Address("ff02::12"),
+}
+
+
+def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
+    """``(feature, key path, detail)`` for every use of a :data:`NOT_YET_RUN` feature."""
+    found: list[tuple[str, Loc, str]] = []
+    if isinstance(cfg_or_parts, _Parts):
+        g = cfg_or_parts.g
+        instances: Mapping[str, VrrpInstance] = cfg_or_parts.items["vrrp_instance"]
+        statics = cfg_or_parts.statics
+        servers: Mapping[str, Any] = cfg_or_parts.items["virtual_server"]
+    else:
+        g = cfg_or_parts.global_defs
+        instances = cfg_or_parts.vrrp_instance
+        statics = {sec: getattr(cfg_or_parts, sec) for sec in _LIST_SECTIONS}
+        servers = cfg_or_parts.virtual_server
+    for key, default in _DEFAULT_GROUPS.items():
+        grp = getattr(g, key)
+        if grp != default:
+            found.append(("vrrp_mcast_group", ("global_defs", key), f"{grp} instead of {default}"))
+    if g.net_namespace is not None:
+        found.append(("net_namespace", ("global_defs", "net_namespace"), f"net_namespace {g.net_namespace}"))
+    if g.lvs_timeouts is not None:
+        found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
+    for sec in _LIST_SECTIONS:
+        if statics.get(sec):
+            found.append((sec, (sec,), ""))
+    for name, inst in instances.items():
+        base: Loc = ("vrrp_instance", name)
+        for key in ("virtual_routes", "virtual_rules"):
+            if getattr(inst, key):
+                found.append((key, (*base, key), ""))
+        for key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+            for i, vip in enumerate(getattr(inst, key)):
+                if vip.dev is not None and vip.dev != inst.interface:
+                    found.append(
+                        ("vip_dev", (*base, key, i), f"{vip.address} dev {vip.dev} goes on {inst.interface}")
+                    )
+                opts = [o for o in ("scope", "brd") if getattr(vip, o) is not None]
+                opts += ["no_track"] if vip.no_track else []
+                if opts:
+                    found.append(("vip_options", (*base, key, i), f"{vip.address}: {', '.join(opts)}"))
+    for key, vs in servers.items():
+        for i, rs in enumerate(getattr(vs, "real_server", ())):
+            if getattr(rs, "uthreshold", None) is not None or getattr(rs, "lthreshold", None) is not None:
+                found.append(("ipvs_thresholds", ("virtual_server", key, "real_server", i), ""))
+    return found
+
+
+def _not_yet_run_message(feature: str, detail: str) -> str:
+    text = NOT_YET_RUN[feature][1]
+    return f"{detail}: {text}" if detail else text
+
+
 # --------------------------------------------------------------------------- semantic errors
 
 
@@ -834,6 +1253,20 @@ def _semantic_errors(p: _Parts) -> _Found:
     out.extend(_vrid_clashes(instances))
     out.extend(_sync_group_errors(p))
     out.extend(_lvs_errors(p))
+    out.extend(_static_errors(p))
+    for feature, loc, detail in _not_yet_run(p):
+        if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "error":
+            out.append((loc, _not_yet_run_message(feature, detail), ()))
+    return out
+
+
+def _static_errors(p: _Parts) -> _Found:
+    out: _Found = []
+    for i, vip in enumerate(p.statics.get("static_ipaddress", [])):
+        if vip.dev is None:
+            out.append(
+                (("static_ipaddress", i), "needs dev (keepalived would use default_interface, eth0)", ())
+            )
     return out
 
 
@@ -882,12 +1315,12 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
         if bad:
             err(loc, bad, str(loc[0]))
 
-    # addresses (PKT-08, RX-11)
+    # addresses (PKT-08).  No VIPs is legal, as in keepalived (see check()).
     vips = inst.virtual_ipaddress
-    if not vips:
+    if inst.no_virtual_ipaddress and vips:
         err(
-            ("virtual_ipaddress",),
-            "at least one address is required (an advert with Count 0 is discarded, RFC 9568 §5.2.5)",
+            ("no_virtual_ipaddress",),
+            "contradicts the virtual_ipaddress entries; keep one",
             "virtual_ipaddress",
         )
     family = inst.family
@@ -1124,21 +1557,22 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
     files_used: set[str] = set()
     vip_owner: dict[Any, str] = {}
     has_scripts = bool(cfg.vrrp_script)
+    first_script: Loc | None = ("vrrp_script", next(iter(cfg.vrrp_script))) if cfg.vrrp_script else None
     for name, inst in cfg.vrrp_instance.items():
         base: Loc = ("vrrp_instance", name)
         scripts_used.update(r.name for r in inst.track_script)
         files_used.update(r.name for r in inst.track_file)
-        has_scripts = has_scripts or any(
-            getattr(inst, k)
-            for k in (
-                "notify_master",
-                "notify_backup",
-                "notify_fault",
-                "notify_stop",
-                "notify",
-                "fence_script",
+        for k in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "fence_script"):
+            if getattr(inst, k):
+                has_scripts = True
+                first_script = first_script or (*base, k)
+        if not inst.virtual_ipaddress and not inst.no_virtual_ipaddress:
+            warn(
+                (*base,),
+                "no virtual_ipaddress: adverts carry no address; notify scripts and state still work "
+                "(keepalived: 'No VIP specified; at least one is sensible'; no_virtual_ipaddress says "
+                "it is on purpose)",
             )
-        )
         if not inst.preempt and inst.state == "MASTER":
             warn(
                 (*base, "state"),
@@ -1209,10 +1643,17 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
     for fname in cfg.track_file:
         if fname not in files_used:
             warn(("track_file", fname), "is defined but not used by any instance or sync group")
+    for feature, loc, detail in _not_yet_run(cfg):
+        if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "warning":
+            warn(loc, _not_yet_run_message(feature, detail))
     if has_scripts and not cfg.global_defs.enable_script_security:
+        at: Loc = ("global_defs", "enable_script_security")
+        if locate is not None and locate(at)[1] is None and first_script is not None:
+            at = first_script  # no global_defs line to point at: point at the first script
         warn(
-            ("global_defs", "enable_script_security"),
-            "scripts are configured but enable_script_security is off (keepalived refuses this in -t)",
+            at,
+            "scripts are configured but global_defs.enable_script_security is off "
+            "(keepalived refuses this in -t)",
         )
     return found
 

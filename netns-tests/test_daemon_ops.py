@@ -393,3 +393,20 @@ def test_missing_interface_at_start_waits_in_fault_and_comes_up_with_the_interfa
     assert lab.holds_vip("lb1", "10.77.0.100", ifname="vx0")
     assert "interface_ready" in n1.log_text()
     assert inst(n1)["state"] == "MASTER"  # VI_51 untouched
+
+
+def test_instances_without_vips_elect_a_master_and_run_notify_scripts(lab: Lab) -> None:
+    """Issue 16: the cloud pattern (notify scripts move a floating IP through an API): no
+    virtual_ipaddress.  The pair elects one MASTER with Count = 0 adverts (keepalived's
+    no_virtual_ipaddress form), the BACKUP stays BACKUP, notify_master runs on the MASTER."""
+    log = lab.run_dir / "notify.log"
+    scripts = make_notify_scripts(lab.run_dir, log)
+    n1, n2 = start_pair(lab, v3(150, vips=(), extra=scripts), v3(100, vips=()))
+    lines = _wait_lines(log, 2)
+    assert any(ln.startswith("notify_master") for ln in lines), lines
+    time.sleep(0.5)  # several advert intervals: the backup must hear the Count = 0 adverts
+    assert inst(n1)["state"] == "MASTER" and inst(n2)["state"] == "BACKUP"
+    assert inst(n2)["master_ip"] == lab.ip("lb1")
+    assert not inst(n2)["drops"].get("address_count") and not n2.instance("VI_51")["drops_socket"].get(
+        "address_count"
+    )

@@ -443,7 +443,6 @@ BAD_ENCODES = [
     (Advertisement(3, 256, 150, (VIP,), 100), "vrid 256"),
     (Advertisement(3, 1, 256, (VIP,), 100), "priority 256"),
     (Advertisement(3, 1, -1, (VIP,), 100), "priority -1"),
-    (Advertisement(3, 1, 100, (), 100), "0 addresses"),
     (Advertisement(3, 1, 100, (VIP,) * 256, 100), "256 addresses"),
     (Advertisement(3, 1, 100, (VIP, IPv6Address("fe80::1")), 100), "mixes"),
     (Advertisement(3, 1, 100, (VIP,), 0), "interval_cs 0"),
@@ -503,3 +502,18 @@ def test_v6_first_address_not_link_local_is_accepted_for_keepalived_interop() ->
     assert decoded.addresses == adv.addresses
     assert not first_is_link_local(decoded)
     assert first_is_link_local(Advertisement(3, 60, 150, (IPv6Address("fe80::1"),), 20))
+
+
+def test_count_zero_is_ignored_unless_the_receiver_has_no_vips() -> None:
+    """RX-11 (RFC 9568 §5.2.5, EID 8299): Count = 0 is ignored; a router without VIPs
+    accepts it (keepalived's no_virtual_ipaddress sends it; documented IOP deviation)."""
+    src, dst = IPv4Address("192.0.2.1"), IPv4Address("224.0.0.18")
+    adv = Advertisement(version=3, vrid=9, priority=100, addresses=(), interval_cs=100)
+    payload = encode(adv, src=src, dst=dst)
+    assert len(payload) == 8
+    refused = decode(payload, src=src, dst=dst)
+    assert isinstance(refused, InvalidPacket) and refused.reason is DropReason.ADDRESS_COUNT
+    accepted = decode(payload, src=src, dst=dst, accept_empty=True)
+    assert isinstance(accepted, Advertisement) and accepted.addresses == () and accepted.vrid == 9
+    with pytest.raises(ValueError, match="needs src"):
+        encode(adv)

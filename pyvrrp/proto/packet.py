@@ -242,9 +242,14 @@ def encode(
         raise ValueError(f"vrid {adv.vrid} outside 1..255 (PKT-04)")
     if not 0 <= adv.priority <= 255:
         raise ValueError(f"priority {adv.priority} outside 0..255 (PKT-04)")
-    if not 1 <= count <= _MAX_COUNT:
+    if not 0 <= count <= _MAX_COUNT:
         raise ValueError(f"{count} addresses: an advert carries 1..255 (RX-11)")
-    family = addresses[0].version
+    if count:
+        family = addresses[0].version
+    elif src is not None:  # a router without VIPs (keepalived no_virtual_ipaddress): see decode()
+        family = src.version
+    else:
+        raise ValueError("an advert without addresses needs src for its family")
     for address in addresses:
         if address.version != family:
             raise ValueError(f"address {address} mixes IPv4 and IPv6 in one advert (PKT-08)")
@@ -337,6 +342,7 @@ def decode(
     *,
     src: IPAddress,
     dst: IPAddress | None,
+    accept_empty: bool = False,
 ) -> Advertisement | InvalidPacket:
     """Check the shape of a received VRRP message and decode it.
 
@@ -345,6 +351,11 @@ def decode(
         src: IP source address; its family is the packet's family.
         dst: IP destination address, needed for the v3 pseudo-header checksum
             (always for IPv6; for IPv4 only to try the keepalived/FRR form).
+        accept_empty: accept Count = 0.  RFC 9568 §5.2.5 (RX-11, EID 8299) says such an
+            advert MUST be ignored; keepalived >= 2.2.8 sends exactly that for an instance
+            without VIPs (``no_virtual_ipaddress``, the cloud pattern where notify scripts
+            move a floating IP).  Deliberate deviation (IOP), and only for a receiving
+            router that has no VIPs itself: every other router still ignores Count = 0.
 
     Returns:
         An :class:`Advertisement` (with ``checksum_form`` set), or an
@@ -422,7 +433,7 @@ def decode(
                 )
             return InvalidPacket(DropReason.CHECKSUM, f"checksum 0x{received:04x} expected {detail} (RX-05)")
 
-    if count == 0:
+    if count == 0 and not accept_empty:
         return InvalidPacket(DropReason.ADDRESS_COUNT, "count 0: no addresses (RX-11, RFC 9568 EID 8299)")
 
     if version == 2:

@@ -110,22 +110,35 @@ class Supervisor:
     def on_datagram(
         self, key: SocketKey, payload: bytes, src: IPAddress, dst: IPAddress | None, ttl: int | None
     ) -> None:
-        """One datagram read from the socket ``key``: decode, date, feed its VRID's instance."""
+        """One datagram read from the socket ``key``: decode, date, feed its VRID's instance.
+
+        The VRID (byte 1 of every VRRP version's header) picks the instance first, so the
+        codec checks the datagram with that instance's parameters (a router without VIPs
+        accepts keepalived's Count = 0 adverts, :func:`~pyvrrp.proto.packet.decode`).
+        """
         at = self.arrival(key)
-        result = decode(payload, src=src, dst=dst)
+        vrid = payload[1] if len(payload) > 1 else 0
+        inst = self._instance_for(key, vrid)
+        empty_ok = inst is not None and not inst.router.config.vips
+        result = decode(payload, src=src, dst=dst, accept_empty=empty_ok)
         if isinstance(result, InvalidPacket):
             reason = result.reason.value
             self.socket_drops[reason] += 1
             self._rx_log.debug(reason, "advert_dropped", reason=reason, detail=result.detail, src=str(src))
             return
+        if inst is None:
+            self.socket_drops["vrid"] += 1
+            self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
+            return
+        if 0 < result.priority < inst.router.effective_priority:
+            inst.last_lower_rx = clock.monotonic()
+        self.feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst), at=at)
+
+    def _instance_for(self, key: SocketKey, vrid: int) -> Instance | None:
         for inst in self.instances.values():
-            if inst.key == key and inst.router.config.vrid == result.vrid:
-                if 0 < result.priority < inst.router.effective_priority:
-                    inst.last_lower_rx = clock.monotonic()
-                self.feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst), at=at)
-                return
-        self.socket_drops["vrid"] += 1
-        self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
+            if inst.key == key and inst.router.config.vrid == vrid:
+                return inst
+        return None
 
     def arrival(self, key: SocketKey) -> float | None:
         """Monotonic time at which the datagram being handled reached the socket (None: unknown).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+from pyvrrp.base import clock
 from pyvrrp.config.load import load_config
-from pyvrrp.runtime import clock
 from pyvrrp.runtime.daemon import Daemon
 
 

@@ -65,7 +65,7 @@ from pyvrrp.adapters.arp import (
     ZERO_MAC,
     parse_arp,
 )
-from pyvrrp.runtime.clock import Clock, MonotonicClock, to_wall_time
+from pyvrrp.base.clock import Clock, MonotonicClock, to_wall_time
 
 __all__ = [
     "ArpProber",

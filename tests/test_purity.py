@@ -2,9 +2,9 @@
 
 Two kinds of check:
 
-* **Purity**: pyvrrp/proto and pyvrrp/health/fsm.py do no I/O and read no
-  clock, so they import none of asyncio, socket, subprocess, time, pyroute2
-  or structlog.
+* **Purity**: pyvrrp/proto, pyvrrp/health/fsm.py and the gateway arbiter
+  (pyvrrp/splitbrain/arbiter.py) do no I/O and read no clock, so they
+  import none of asyncio, socket, subprocess, time, pyroute2 or structlog.
 * **Layers** (docs/architecture.md, issue 12 §4): which package may import
   which.  Every ``import`` counts wherever it stands (module level, inside a
   function, under ``if TYPE_CHECKING:``), and so do ``__import__("x")`` and
@@ -31,7 +31,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "pyvrrp"
 FORBIDDEN = {"asyncio", "socket", "subprocess", "time", "pyroute2", "structlog"}
-PURE_FILES = [*sorted((ROOT / "proto").glob("*.py")), ROOT / "health" / "fsm.py"]
+PURE_FILES = [
+    *sorted((ROOT / "proto").glob("*.py")),
+    ROOT / "health" / "fsm.py",
+    ROOT / "splitbrain" / "arbiter.py",
+]
 
 
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
@@ -50,7 +54,7 @@ def test_pure_modules_import_no_io(path: Path) -> None:
 def test_pure_core_is_covered() -> None:
     """The scan sees the engine files (guards against an empty glob)."""
     names = {p.name for p in PURE_FILES}
-    assert {"router.py", "states.py", "timing.py", "events.py", "packet.py", "fsm.py"} <= names
+    assert {"router.py", "states.py", "timing.py", "events.py", "packet.py", "fsm.py", "arbiter.py"} <= names
 
 
 def test_detector_catches_forbidden_imports(tmp_path: Path) -> None:

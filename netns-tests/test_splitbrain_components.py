@@ -34,10 +34,11 @@ _PRELUDE = (
 
 GATEWAY_DRIVER = r"""
 import asyncio, json, sys
+from pyvrrp.config.models import GatewayCheck
 from pyvrrp.splitbrain.gateway import GatewayMonitor
 
 async def main():
-    cfg = json.loads(sys.argv[1])
+    cfg = GatewayCheck.model_validate(json.loads(sys.argv[1]))
     loop = asyncio.get_running_loop()
     mon = None
     def changed(isolated):
@@ -81,7 +82,8 @@ print(json.dumps({"peer_mac": t}), flush=True)
 
 ONE_SHOT_PROBE_DRIVER = r"""
 import asyncio, json, sys
-from pyvrrp.splitbrain.gateway import ArpProber, IcmpProber
+from pyvrrp.adapters.arping import ArpProber
+from pyvrrp.adapters.icmp import IcmpProber
 args = json.loads(sys.argv[1])
 async def main():
     prober = ArpProber("eth0") if args["method"] == "arp" else IcmpProber()

@@ -525,14 +525,14 @@ def test_gateway_check_feeds_the_split_brain_runtime() -> None:
     )
     gc = vi.vrrp_instance["VI_1"].gateway_check
     assert gc is not None
-    rt = gateway.GatewayCheckConfig.from_mapping(gc.model_dump(mode="json"))
-    assert (rt.targets, rt.on_isolated, rt.weight, rt.rise, rt.fall) == (
+    mon = gateway.GatewayMonitor("eth0", gc)
+    assert (mon.targets, mon.arbiter.rise, mon.arbiter.fall, mon.arbiter.min_reachable) == (
         ("10.0.0.1", "10.0.0.2"),
-        "demote",
-        -30,
         2,
         3,
+        1,
     )
+    assert mon.tracker_update() == (-30, False)  # isolated until proven; demote by abs(weight)
 
 
 def test_virtual_server_keys_are_checked() -> None:

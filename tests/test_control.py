@@ -218,7 +218,7 @@ def test_sync_wrapper_and_concurrent_clients(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# runtime.logging helpers (kept here: the control tests are this ring's unit tests)
+# logging helpers: runtime.logging set-up and base.ratelog
 
 
 class _Sink:
@@ -231,7 +231,7 @@ class _Sink:
 
 def test_rate_limited_logger_budget_and_summary() -> None:
     """RX-12 (RFC 9568 §7.1): at most N events per key per window, then 'suppressed=K' on the next window."""
-    from pyvrrp.runtime.logging import RateLimitedLogger
+    from pyvrrp.base.ratelog import RateLimitedLogger
 
     now = [0.0]
     sink = _Sink()

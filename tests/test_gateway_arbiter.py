@@ -11,16 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyvrrp.adapters.arp import parse_arp
-from pyvrrp.splitbrain.gateway import (
-    GatewayArbiter,
-    GatewayCheckConfig,
-    GatewayMonitor,
-    TargetState,
-    _inet_checksum,
-    build_arp_request,
-    build_echo_request,
-    parse_echo_reply,
-)
+from pyvrrp.adapters.arping import build_arp_request
+from pyvrrp.adapters.icmp import build_echo_request, inet_checksum, parse_echo_reply
+from pyvrrp.config.models import GatewayCheck
+from pyvrrp.splitbrain.arbiter import GatewayArbiter, TargetState
+from pyvrrp.splitbrain.gateway import GatewayMonitor
 
 GW = "192.168.233.1"
 GW2 = "192.168.233.2"
@@ -178,6 +173,55 @@ def test_hysteresis_property(results, rise, fall):
     assert arb.isolated == (state is not TargetState.UP)
 
 
+def _reference_states(results: list[bool], rise: int, fall: int) -> list[str]:
+    """The hand-rolled rise/fall the arbiter had before it used health.fsm.RiseFall (the oracle)."""
+    state, ok_run, fail_run, out = "unknown", 0, 0, []
+    for ok in results:
+        if ok:
+            ok_run, fail_run = ok_run + 1, 0
+            if state != "up" and ok_run >= rise:
+                state = "up"
+        else:
+            fail_run, ok_run = fail_run + 1, 0
+            if state != "down" and fail_run >= fall:
+                state = "down"
+        out.append(state)
+    return out
+
+
+@given(
+    a=st.lists(st.booleans(), min_size=1, max_size=30),
+    b=st.lists(st.booleans(), min_size=1, max_size=30),
+    rise=st.integers(1, 4),
+    fall=st.integers(1, 4),
+    min_reachable=st.integers(1, 2),
+)
+def test_rise_fall_behaviour_unchanged_by_risefall(a, b, rise, fall, min_reachable):
+    """Issue 12 §5: with RiseFall underneath, every state, verdict and flip matches the old counting."""
+    n = min(len(a), len(b))
+    arb = GatewayArbiter([GW, GW2], min_reachable=min_reachable, rise=rise, fall=fall)
+    ref_a, ref_b = _reference_states(a[:n], rise, fall), _reference_states(b[:n], rise, fall)
+    prev_a = prev_b = "unknown"
+    for i in range(n):
+
+        def iso(x: str, y: str) -> bool:
+            return [x, y].count("up") < min_reachable
+
+        assert arb.record(GW, a[i], float(i), 0.001) == (iso(ref_a[i], prev_b) != iso(prev_a, prev_b))
+        assert arb.record(GW2, b[i], float(i), 0.001) == (iso(ref_a[i], ref_b[i]) != iso(ref_a[i], prev_b))
+        prev_a, prev_b = ref_a[i], ref_b[i]
+        assert (arb.status(GW).state, arb.status(GW2).state) == (prev_a, prev_b)
+        up, unknown = [prev_a, prev_b].count("up"), [prev_a, prev_b].count("unknown")
+        if up >= min_reachable:
+            want = "reachable"
+        elif unknown and up + unknown >= min_reachable:
+            want = "unknown"
+        else:
+            want = "isolated"
+        assert arb.verdict == want
+        assert arb.isolated is iso(prev_a, prev_b)
+
+
 # ---------------------------------------------------------------- ICMP codec
 
 
@@ -199,7 +243,7 @@ def _ipv4_header(src: str, dst: str, payload_len: int) -> bytes:
 
 def _as_reply_v4(request: bytes) -> bytes:
     body = bytes([0, 0, 0, 0]) + request[4:]
-    csum = _inet_checksum(body)
+    csum = inet_checksum(body)
     return bytes([0, 0]) + struct.pack("!H", csum) + request[4:]
 
 
@@ -208,7 +252,7 @@ def test_echo_request_v4_has_valid_checksum_and_fields():
     req = build_echo_request(4, 0xBEEF, 7)
     assert req[0] == 8 and req[1] == 0
     assert struct.unpack("!HH", req[4:8]) == (0xBEEF, 7)
-    assert _inet_checksum(req) == 0
+    assert inet_checksum(req) == 0
 
 
 def test_echo_reply_v4_parsed_with_ip_header():
@@ -259,8 +303,8 @@ def test_arp_request_builder_is_parseable():
 
 
 def test_config_from_issue_keys():
-    """Issue #4 config names: gateway_check keys as written in the issue."""
-    cfg = GatewayCheckConfig.from_mapping(
+    """Issue #4 config names: gateway_check keys as written in the issue feed the monitor as they are."""
+    cfg = GatewayCheck.model_validate(
         {
             "targets": [GW],
             "method": "icmp",
@@ -272,47 +316,51 @@ def test_config_from_issue_keys():
             "on_isolated": "fault",
         }
     )
-    assert cfg.targets == (GW,) and cfg.interval_s == 1.0 and cfg.timeout_s == 0.5
-    assert (cfg.rise, cfg.fall, cfg.on_isolated, cfg.method) == (2, 2, "fault", "icmp")
+    mon = GatewayMonitor("eth0", cfg)
+    assert mon.targets == (GW,) and mon.config.interval == 1.0 and mon.config.timeout == 0.5
+    assert (mon.arbiter.rise, mon.arbiter.fall, mon.arbiter.min_reachable) == (2, 2, 1)
+    assert mon.tracker_update() == (0, True)  # isolated until proven, policy fault
 
 
-def test_config_matches_pydantic_model_defaults():
-    """Issue #4 config names: the daemon's GatewayCheck model converts 1:1 (same keys, same defaults)."""
-    from pyvrrp.config.models import GatewayCheck
-
+def test_monitor_reads_the_config_model():
+    """Issue #4 config names: the daemon's GatewayCheck model is the monitor's only config type."""
     model = GatewayCheck(targets=[GW, "fd00:233::1"], on_isolated="demote", weight=-30)
-    cfg = GatewayCheckConfig.from_mapping(model.model_dump())
-    assert cfg.targets == (GW, "fd00:233::1")
-    assert (cfg.interval_s, cfg.timeout_s, cfg.rise, cfg.fall) == (
-        model.interval,
-        model.timeout,
-        model.rise,
-        model.fall,
-    )
-    assert GatewayCheckConfig(targets=(GW,)) == GatewayCheckConfig.from_mapping(
-        GatewayCheck(targets=[GW]).model_dump()
-    )
     mon = GatewayMonitor("eth0", model)
-    assert mon.config == cfg and mon.tracker_update() == (-30, False)
+    assert mon.config is model
+    assert mon.targets == (GW, "fd00:233::1")
+    assert (mon.arbiter.rise, mon.arbiter.fall) == (model.rise, model.fall) == (2, 3)
+    assert mon.tracker_update() == (-30, False)
+    assert mon.snapshot()["method"] == "icmp" and mon.snapshot()["on_isolated"] == "demote"
+
+
+def test_link_local_target_keeps_its_scope():
+    """Issue #4 §2: ``fe80::1%eth0`` is probed and reported with its scope."""
+    mon = GatewayMonitor("eth0", GatewayCheck(targets=["fe80::1%eth0"]))
+    assert mon.targets == ("fe80::1%eth0",)
+    assert [t["target"] for t in mon.snapshot()["targets"]] == ["fe80::1%eth0"]
 
 
 @pytest.mark.parametrize(
     "data",
     [
-        {"targets": [GW], "on_isolated": "demote"},
         {"targets": [GW], "method": "tcp"},
         {"targets": [GW], "on_isolated": "reboot"},
         {"targets": [GW], "interval": 0},
-        {"targets": ["fe80::1"], "method": "arp"},
         {"targets": [GW], "min_reachable": 3},
+        {"targets": [GW, GW]},
         {"targets": [GW], "bogus": 1},
         {"targets": ["not-an-ip"]},
+        {"targets": []},
     ],
 )
 def test_config_rejects_invalid(data):
-    """Issue #4 §2: invalid gateway_check settings raise ValueError."""
+    """Issue #4 §2: invalid gateway_check settings raise ValueError (model or arbiter).
+
+    The cross-key rules (demote needs a weight, ARP needs IPv4 targets) are
+    checked at config load: tests/test_config_model.py::test_gateway_check_rules.
+    """
     with pytest.raises(ValueError):
-        GatewayCheckConfig.from_mapping(data)
+        GatewayMonitor("eth0", GatewayCheck.model_validate(data))
 
 
 # ------------------------------------------------------------------- monitor
@@ -348,7 +396,7 @@ def test_monitor_rounds_feed_arbiter_and_report_changes():
     clock = _Clock()
     mon = GatewayMonitor(
         "eth0",
-        {"targets": [GW, GW2], "min_reachable": 1, "rise": 2, "fall": 2, "timeout": 0.3},
+        GatewayCheck(targets=[GW, GW2], min_reachable=1, rise=2, fall=2, timeout=0.3),
         changes.append,
         clock=clock,
         prober=prober,  # type: ignore[arg-type]
@@ -389,7 +437,7 @@ def test_monitor_start_stop_runs_periodically_and_closes_prober():
     changes: list[bool] = []
     mon = GatewayMonitor(
         "eth0",
-        GatewayCheckConfig(targets=(GW,), interval_s=0.02, timeout_s=0.01, rise=2, fall=2),
+        GatewayCheck(targets=[GW], interval=0.02, timeout=0.01, rise=2, fall=2),
         changes.append,
         prober=prober,  # type: ignore[arg-type]
     )
@@ -417,7 +465,7 @@ def test_monitor_survives_probe_exception_and_callback_error():
     def bad_callback(_isolated: bool) -> None:
         raise RuntimeError("callback bug")
 
-    mon = GatewayMonitor("eth0", {"targets": [GW], "rise": 1, "fall": 1}, bad_callback, prober=Boom({}))  # type: ignore[arg-type]
+    mon = GatewayMonitor("eth0", GatewayCheck(targets=[GW], rise=1, fall=1), bad_callback, prober=Boom({}))  # type: ignore[arg-type]
 
     async def scenario() -> None:
         mon._notify()
@@ -432,7 +480,7 @@ def test_icmp_sockaddr_handles_ipv6_scope():
     import socket
     from ipaddress import ip_address
 
-    from pyvrrp.splitbrain.gateway import IcmpProber
+    from pyvrrp.adapters.icmp import IcmpProber
 
     prober = IcmpProber(bind_device="lo")
     lo = socket.if_nametoindex("lo")

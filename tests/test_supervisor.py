@@ -13,11 +13,11 @@ import pytest
 import structlog
 
 from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.base import clock
 from pyvrrp.config.models import VrrpInstance
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.packet import Advertisement, encode
 from pyvrrp.proto.router import VirtualRouter
-from pyvrrp.runtime import clock
 from pyvrrp.runtime.daemon import router_config
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.instance import Instance

@@ -39,8 +39,8 @@ from typing import Any
 
 import structlog
 
+from pyvrrp.base.clock import monotonic
 from pyvrrp.proto.events import State, StateChanged
-from pyvrrp.runtime.clock import monotonic
 
 _log = structlog.get_logger("pyvrrp.adapters.notify")
 

@@ -42,8 +42,8 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.adapters.vrrp_wire import pktinfo, set_send_options, sockaddr, split_datagram
+from pyvrrp.base.ratelog import RateLimitedLogger
 from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
-from pyvrrp.runtime.logging import RateLimitedLogger
 
 IPAddress = IPv4Address | IPv6Address
 ReceiveCallback = Callable[[bytes, IPAddress, IPAddress, "int | None"], None]

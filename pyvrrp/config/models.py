@@ -609,7 +609,7 @@ class GatewayCheck(_Model):
     consecutive rounds with fewer than ``min_reachable`` answering targets and healthy
     again after ``rise`` good rounds.  An isolated node goes FAULT (``on_isolated =
     "fault"``) or loses ``abs(weight)`` priority (``"demote"``; written negative, as in
-    keepalived).  Runtime: ``pyvrrp.splitbrain.gateway.GatewayCheckConfig.from_mapping``.
+    keepalived).  Runtime: ``pyvrrp.splitbrain.gateway.GatewayMonitor`` reads this model.
     """
 
     targets: Annotated[list[IPAddr], BeforeValidator(_one_or_many), Field(min_length=1)]

@@ -45,6 +45,7 @@ from pyvrrp.adapters.notify import NotifyRunner
 from pyvrrp.adapters.rtnl import RtnlNetlink
 from pyvrrp.adapters.rtnl_wire import FastAddr
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
+from pyvrrp.base import clock
 from pyvrrp.config.diff import ConfigDiff, diff
 from pyvrrp.config.errors import ConfigError
 from pyvrrp.config.load import load_config
@@ -53,7 +54,6 @@ from pyvrrp.ipvs.manager import IpvsManager
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
-from pyvrrp.runtime import clock
 from pyvrrp.runtime.control import ControlError, ControlServer, SocketInUse
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.instance import Instance

@@ -40,15 +40,15 @@ from ipaddress import IPv4Address, IPv6Address
 import structlog
 
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
+from pyvrrp.base import clock
+from pyvrrp.base.ratelog import RateLimitedLogger
 from pyvrrp.config.models import VrrpSyncGroup
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.packet import InvalidPacket, decode
 from pyvrrp.proto.router import VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
-from pyvrrp.runtime import clock
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.instance import TIMER, At, Instance, TimerFired
-from pyvrrp.runtime.logging import RateLimitedLogger
 
 __all__ = ["MAX_ARRIVAL_AGE_S", "TIMER_LEAD_S", "Supervisor"]
 

@@ -4,9 +4,10 @@ Each module is a component the daemon wires to the engine
 (``pyvrrp.proto.router``); see docs/split-brain.md for which guard covers
 which failure:
 
-* :mod:`.gateway`: :class:`GatewayArbiter` (pure N-of-M reachability with
-  rise/fall) and :class:`GatewayMonitor` (ICMP/ARP probes) -> isolation ->
-  ``TrackerChanged`` and the takeover gate.
+* :mod:`.arbiter` / :mod:`.gateway`: :class:`GatewayArbiter` (pure N-of-M
+  reachability with rise/fall) and :class:`GatewayMonitor` (ICMP/ARP probes
+  from :mod:`pyvrrp.adapters.icmp` and :mod:`pyvrrp.adapters.arping`) ->
+  isolation -> ``TrackerChanged`` and the takeover gate.
 * :mod:`.conflict`: :class:`ConflictMonitor` (ARP probes for held VIPs, other
   MACs answering = dual master), :func:`probe_vip_once` (pre-takeover check),
   :func:`should_yield` (deterministic resolution), VRID-collision flags.
@@ -32,7 +33,6 @@ from pyvrrp.splitbrain.fence import FenceFailurePolicy, FenceResult, run_fence, 
 from pyvrrp.splitbrain.gateway import (
     ArpProber,
     GatewayArbiter,
-    GatewayCheckConfig,
     GatewayMonitor,
     IcmpProber,
     TargetState,
@@ -47,7 +47,6 @@ __all__ = [
     "FenceFailurePolicy",
     "FenceResult",
     "GatewayArbiter",
-    "GatewayCheckConfig",
     "GatewayMonitor",
     "IcmpProber",
     "TargetState",

@@ -49,7 +49,7 @@ from pyvrrp.adapters.arp import (
     mac_to_str,
     parse_arp,
 )
-from pyvrrp.runtime.clock import Clock, MonotonicClock, to_wall_time
+from pyvrrp.base.clock import Clock, MonotonicClock, to_wall_time
 
 __all__ = [
     "ConflictMonitor",

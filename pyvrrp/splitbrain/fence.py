@@ -46,7 +46,7 @@ from typing import IO
 
 import structlog
 
-from pyvrrp.runtime.clock import monotonic
+from pyvrrp.base.clock import monotonic
 
 __all__ = [
     "FenceFailurePolicy",

@@ -1,8 +1,9 @@
 """The only clock read in pyvrrp (STYLE rule 2: time is an argument).
 
 The engine (``pyvrrp.proto.router``) never reads a clock; the runtime passes
-``now`` explicitly.  Everything that needs "now" in the runtime goes through a
-:class:`Clock` so tests can substitute ``pyvrrp.testing.FakeClock``.
+``now`` explicitly.  Everything that needs "now" (runtime, adapters,
+split-brain guards) goes through this module or a :class:`Clock`, so tests can
+substitute ``pyvrrp.testing.FakeClock``.  Stdlib only: see :mod:`pyvrrp.base`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ What the daemon needs and why it is shaped this way:
   call waits for its answer (~0.25 ms per VIP add/remove in a netns, against
   ~0.02 ms for the hand-written client this module replaced; the import of
   pyroute2 costs ~0.1 s at start-up).
+* VIPs: RFC 5798 §6.4.1 "for each IP address associated with the virtual
+  router, add it" / §6.4.3 remove on leaving MASTER (SM-08/SM-03, FAULT
+  SM-16).  Idempotent as the state machine needs: adding a VIP that is there
+  and removing one that is gone answer False, not an error.  IPv6 VIPs get
+  IFA_F_NODAD so they are usable at once (a master answers for them
+  immediately; a tentative address would suppress the unsolicited NA).
 * :class:`NetlinkMonitor` runs on the **caller's** loop (an ``AsyncIPRoute``
   bound to RTMGRP_LINK / IPV4_IFADDR / IPV6_IFADDR) and yields
   :class:`LinkEvent` (only when a link's usable state - IFF_UP and

@@ -221,23 +221,22 @@ IF = {ifname!r}
 def out(**kw):
     print(json.dumps(kw, default=str), flush=True)
 async def main():
-    async with await Netlink.open() as nl:
-        out(step="facts", index=await nl.link_index(IF), mac=await nl.link_mac(IF),
-            up=await nl.link_is_up(IF), p4=await nl.primary_address(IF, 4),
-            p6=await nl.primary_address(IF, 6))
+    with Netlink() as nl:
+        out(step="facts", index=nl.link_index(IF), mac=nl.link_mac(IF),
+            up=nl.link_is_up(IF), p4=nl.primary_address(IF, 4),
+            p6=nl.primary_address(IF, 6))
         try:
-            await nl.link_index("nope0")
+            nl.link_index("nope0")
         except InterfaceNotFound as exc:
             out(step="missing", message=str(exc))
         try:
-            await nl.add_vip("nope0", "192.0.2.50/24")
-        except InterfaceNotFound as exc:
+            nl.add("nope0", ip_interface("192.0.2.50/24"))
+        except OSError as exc:
             out(step="missing_add", message=str(exc))
         v4, v6 = ip_interface("192.0.2.10/24"), ip_interface("2001:db8::10/64")
-        added = [await nl.add_vip(IF, v4, label=IF + ":vip"), await nl.add_vip(IF, v6),
-                 await nl.add_vip(IF, v4), await nl.add_vip(IF, v6)]
-        out(step="added", added=added, addrs=[str(a) for a in await nl.list_addresses(IF)],
-            p4_excl=await nl.primary_address(IF, 4, exclude=[ip_address({ip!r})]))
+        added = [nl.add(IF, v4, label=IF + ":vip"), nl.add(IF, v6), nl.add(IF, v4), nl.add(IF, v6)]
+        out(step="added", added=added, addrs=[str(a) for a in nl.list_addresses(IF)],
+            p4_excl=nl.primary_address(IF, 4, exclude=[ip_address({ip!r})]))
         mon = NetlinkMonitor([IF])
         await mon.start()
         events = []
@@ -254,8 +253,7 @@ async def main():
         out(step="events", events=[
             dict(type=type(e).__name__, **{{k: str(getattr(e, k)) for k in e.__slots__}}) for e in events
         ])
-        out(step="removed", again=await nl.remove_vip(IF, v4), v6=await nl.remove_vip(IF, v6),
-            up=await nl.link_is_up(IF))
+        out(step="removed", again=nl.remove(IF, v4), v6=nl.remove(IF, v6), up=nl.link_is_up(IF))
 asyncio.run(main())
 """
 
@@ -298,12 +296,10 @@ def test_ipv6_vip_nodad_flag() -> None:
         p.run(
             "a",
             f"""
-import asyncio
+from ipaddress import ip_interface
 from pyvrrp.adapters.netlink import Netlink
-async def main():
-    async with await Netlink.open() as nl:
-        assert await nl.add_vip({p.if_a!r}, "2001:db8::20/64")
-asyncio.run(main())
+with Netlink() as nl:
+    assert nl.add({p.if_a!r}, ip_interface("2001:db8::20/64"))
 """,
         )
         info = json.loads(nsexec(p.a, "ip", "-j", "-6", "addr", "show", "dev", p.if_a).stdout)
@@ -377,15 +373,15 @@ def test_vrrp_socket_flood_keeps_timers_running() -> None:
 SYNC_NETLINK = """
 import asyncio, json, subprocess
 from ipaddress import ip_interface
-from pyvrrp.adapters.netlink import SyncNetlink, InterfaceNotFound, LinkEvent
+from pyvrrp.adapters.netlink import Netlink, InterfaceNotFound, LinkEvent
 from pyvrrp.adapters.arp import Announcer
 IF = {ifname!r}
 async def main():
-    nl = SyncNetlink()          # blocking calls, made from inside the running loop
+    nl = Netlink()              # blocking calls, made from inside the running loop
     ann = Announcer()
     vip = ip_interface("192.0.2.30/24")
     res = dict(up=nl.link_is_up(IF), p4=str(nl.primary_address(IF, 4)),
-               added=[nl.add_vip(IF, vip), nl.add_vip(IF, vip)],
+               added=[nl.add(IF, vip), nl.add(IF, vip)],
                garps=ann.announce(IF, [vip], repeat=3))
     try:
         nl.link_mac("nope0")
@@ -399,7 +395,7 @@ async def main():
                 return
     task = asyncio.create_task(watch())
     await asyncio.sleep(0.2)
-    res["removed"] = [nl.remove_vip(IF, vip), nl.remove_vip(IF, vip)]
+    res["removed"] = [nl.remove(IF, vip), nl.remove(IF, vip)]
     await asyncio.to_thread(subprocess.run, ["ip", "link", "set", IF, "down"], check=True)
     await asyncio.wait_for(task, 5)
     res["events"] = events
@@ -411,8 +407,8 @@ asyncio.run(main())
 """
 
 
-def test_sync_netlink_inside_running_loop_and_announcer() -> None:
-    """SM-08, SM-03, SM-05, ARP-02: SyncNetlink works inside a running loop; Announcer sends GARPs."""
+def test_netlink_inside_running_loop_and_announcer() -> None:
+    """SM-08, SM-03, SM-05, ARP-02: Netlink works inside a running loop; Announcer sends GARPs."""
     with veth_pair() as p:
         res = json.loads(p.run("a", SYNC_NETLINK.format(ifname=p.if_a)))
         assert res["up"] is True and res["p4"] == p.ip_a

@@ -40,10 +40,8 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.adapters.arp import Announcer, mac_to_bytes
-from pyvrrp.adapters.netlink_events import AddressEvent, LinkEvent
+from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.notify import NotifyRunner
-from pyvrrp.adapters.rtnl import RtnlNetlink
-from pyvrrp.adapters.rtnl_wire import FastAddr
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.base import clock
 from pyvrrp.config.diff import ConfigDiff, diff
@@ -146,8 +144,9 @@ class Daemon:
         self.control_path = control_socket or str(config.global_defs.control_socket)
         self.started_at = clock.monotonic()
         self.stop_event = asyncio.Event()
-        self.netlink = RtnlNetlink()
-        self.addrs = FastAddr()
+        # one pyroute2 client: interface facts, VIPs (synchronous, so that SendAdvert ->
+        # AddVips -> AnnounceVips holds: the VIPs exist before the GARPs) and events
+        self.netlink = Netlink()
         self.announcer = Announcer()
         self.notifier = NotifyRunner(timeout_s=float(config.global_defs.notify_timeout))
         self.epochs = _epoch_store(config)
@@ -179,7 +178,7 @@ class Daemon:
         self._supervisor = sup = Supervisor(loop)
         self._executor = Executor(
             loop=loop,
-            netlink=self.addrs,
+            netlink=self.netlink,
             announcer=self.announcer,
             notifier=self.notifier,
             epochs=self.epochs,
@@ -264,7 +263,6 @@ class Daemon:
         self.announcer.close()
         await self.control.close()
         self.netlink.close()
-        self.addrs.close()
         log.info("daemon_stopped")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -1,60 +1,18 @@
-"""Shared helpers for the lab benchmarks: the client probe, the VRRP flood, statistics and
-process accounting.  Root-only (everything runs inside the namespace lab, pyvrrp/lab).
+"""Shared helpers for the lab benchmarks: the VRRP flood, statistics and process
+accounting.  Root-only (everything runs inside the namespace lab, pyvrrp/lab; the client
+probe is :mod:`pyvrrp.lab.probe`).
 
-The probe and the flooder are stdlib-only Python programs run with ``ip netns exec`` in the
-client namespace; their sources live here as strings so nothing needs installing there.
+The flooder is a stdlib-only Python program run with ``ip netns exec`` in the client
+namespace; its source lives here as a string so nothing needs installing there.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-# The client probe (KEEPALIVED-BASELINE §3 step 3): every ``interval`` seconds open a new TCP
-# connection to VIP:80 (connect timeout ``timeout``), send an HTTP/1.0 GET and record who
-# answered ("lb1"/"lb2", the LB responders' body).  One JSON line per attempt:
-# {"t0": start, "t1": end, "ok": bool, "who": body's first word or error}.  Wall clock, the
-# clock tcpdump stamps frames with.  Stops on SIGTERM.
-PROBE_SRC = r"""
-import json, signal, socket, sys, time
-vip, out_path, interval, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-running = True
-def stop(*_):
-    global running
-    running = False
-signal.signal(signal.SIGTERM, stop)
-out = open(out_path, "w", buffering=1)
-nxt = time.time()
-while running:
-    t0 = time.time()
-    ok, who = False, ""
-    try:
-        s = socket.create_connection((vip, 80), timeout=timeout)
-        try:
-            s.settimeout(max(timeout, 0.05))
-            s.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
-        body = data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").split()
-        ok = data.startswith(b"HTTP/1.0 200") and bool(body)
-        who = body[0] if body else "empty"
-    except OSError as e:
-        who = type(e).__name__
-    t1 = time.time()
-    out.write(json.dumps({"t0": t0, "t1": t1, "ok": ok, "who": who}) + "\n")
-    nxt = max(nxt + interval, t1)
-    time.sleep(max(0.0, nxt - time.time()))
-"""
 
 # The flood (issue #3 §5): malformed or hostile VRRP from the client at ``pps`` packets per
 # second for ``duration`` seconds, through a raw IPPROTO_RAW socket so TTL and lengths can be
@@ -119,29 +77,6 @@ while True:
     time.sleep(0.002)
 print(sent)
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """One client attempt (wall-clock seconds)."""
-
-    t0: float
-    t1: float
-    ok: bool
-    who: str
-
-
-def read_probes(path: Path) -> list[Probe]:
-    out: list[Probe] = []
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the last line may be cut by SIGTERM
-        out.append(Probe(d["t0"], d["t1"], d["ok"], d["who"]))
-    return out
 
 
 @dataclass(frozen=True, slots=True)

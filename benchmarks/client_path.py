@@ -34,14 +34,13 @@ if str(REPO) not in sys.path:
 from benchmarks.failover import (  # noqa: E402
     CONFIGS,
     DAEMONS,
-    PROBE_INTERVAL_S,
-    PROBE_SRC,
     restore,
     start_pair,
+    start_probe,
 )
 from pyvrrp.lab.capture import Capture  # noqa: E402
 from pyvrrp.lab.keepalived import keepalived_available  # noqa: E402
-from pyvrrp.lab.topology import VIP4, Lab, wait_for  # noqa: E402
+from pyvrrp.lab.topology import Lab, wait_for  # noqa: E402
 
 PARTS = ("G-A", "S-G", "K-S", "D-K", "D-A")
 
@@ -92,9 +91,7 @@ def run(daemon: str, config: str, event: str, runs: int) -> list[dict[str, float
             wait_for(ready.exists, 10.0, 0.01, what=ready.name)
         cap = Capture(lab, lab.run_dir / "client_path.pcap", bpf="ip proto 112 or arp or tcp port 80").start()
         pair = start_pair(daemon, lab, version, adv_s)
-        timeout_s = 0.02 if version == 2 else 0.01
-        probe_argv = [sys.executable, "-I", "-c", PROBE_SRC, VIP4, str(lab.run_dir / "probe.jsonl")]
-        probe = lab.popen("client", [*probe_argv, str(PROBE_INTERVAL_S), str(timeout_s)])
+        probe = start_probe(lab, version, lab.run_dir / "probe.jsonl")
         marks: list[float] = []
         try:
             for _ in range(runs):

@@ -13,8 +13,8 @@ Method (the one of /work/shared/KEEPALIVED-BASELINE.md §3, so the figures compa
   each LB runs a tiny HTTP responder answering ``lb1``/``lb2`` on every address, so the
   client reaches whichever LB holds the VIP (no IPVS here).  tcpdump on the bridge (in the
   switch namespace) stamps every VRRP and ARP frame with the host's wall clock.
-* a client probe opens a new TCP connection to VIP:80 every 5 ms (connect timeout 20 ms at
-  v2, 10 ms at v3) and records who answered.
+* a client probe (pyvrrp/lab/probe.py) opens a new TCP connection to VIP:80 every 5 ms
+  (connect timeout 20 ms at v2, 10 ms at v3) and records who answered.
 * each trial waits until lb1 is MASTER with the VIP, lb2 BACKUP, the client's ARP entry
   points to lb1; sleeps 0.2 s + U(0, advert_int) (random phase); fires the event
   (``kill9`` of every daemon process, ``sigterm``, ``linkdown`` of lb1's eth0); waits for
@@ -55,14 +55,12 @@ if str(REPO) not in sys.path:
 
 from benchmarks._common import (  # noqa: E402
     FLOOD_SRC,
-    PROBE_SRC,
-    Probe,
     Spread,
     cpu_sched_s,
     descendants,
-    read_probes,
     rss_kb,
 )
+from pyvrrp.lab import probe  # noqa: E402
 from pyvrrp.lab.capture import Capture, WireEvent, first  # noqa: E402
 from pyvrrp.lab.keepalived import KeepalivedNode, keepalived_available  # noqa: E402
 from pyvrrp.lab.topology import (  # noqa: E402
@@ -170,6 +168,13 @@ class Pair:
             )
 
 
+def start_probe(lab: Lab, version: int, out: Path) -> subprocess.Popen[Any]:
+    """The client probe (KEEPALIVED-BASELINE §3 step 3): a new TCP connection to VIP:80
+    every PROBE_INTERVAL_S, connect timeout 20 ms at v2 and 10 ms at v3; its log is ``out``."""
+    timeout_s = 0.02 if version == 2 else 0.01
+    return lab.popen("client", probe.command(VIP4, interval_s=PROBE_INTERVAL_S, timeout_s=timeout_s, out=out))
+
+
 def start_pair(daemon: str, lab: Lab, version: int, adv_s: float, n_instances: int = 1) -> Pair:
     def specs(prio: int) -> list[InstanceSpec]:
         if n_instances == 1:
@@ -259,20 +264,7 @@ def run_failover_batch(daemon: str, config: str, event: str, runs: int) -> list[
         cap = Capture(lab, lab.run_dir / "failover.pcap", bpf=bpf).start()
         probe_path = lab.run_dir / "probe.jsonl"
         pair = start_pair(daemon, lab, version, adv_s)
-        timeout_s = 0.02 if version == 2 else 0.01
-        probe = lab.popen(
-            "client",
-            [
-                sys.executable,
-                "-I",
-                "-c",
-                PROBE_SRC,
-                VIP4,
-                str(probe_path),
-                str(PROBE_INTERVAL_S),
-                str(timeout_s),
-            ],
-        )
+        client = start_probe(lab, version, probe_path)
         try:
             settle_s = master_down_s(PRIO_HIGH, adv_s) + 10.0
             for _ in range(runs):
@@ -287,14 +279,14 @@ def run_failover_batch(daemon: str, config: str, event: str, runs: int) -> list[
             pair.wait_steady(settle_s)
             time.sleep(0.05)
         finally:
-            probe.terminate()
-            probe.wait(timeout=5.0)
+            client.terminate()
+            client.wait(timeout=5.0)
             for node in (pair.lb1, pair.lb2):
                 node.stop(timeout_s=5.0)
             cap.stop()
         events = cap.events()
-        probes = read_probes(probe_path)
-        return [analyse(lab, daemon, config, event, expected_s, m, events, probes) for m in marks]
+        replies = probe.read(probe_path)
+        return [analyse(lab, daemon, config, event, expected_s, m, events, replies) for m in marks]
 
 
 def analyse(
@@ -305,7 +297,7 @@ def analyse(
     expected_s: float,
     mark: Mark,
     events: list[WireEvent],
-    probes: list[Probe],
+    replies: list[probe.Reply],
 ) -> Trial:
     """One trial's figures from the capture and the probe log (see the module docstring)."""
     _, adv_s = CONFIGS[config]
@@ -331,14 +323,12 @@ def analyse(
     garp = first(window, after=adv2.t - 0.05, kind="garp", src_mac=lab.mac("lb2"))
     if garp is not None:
         trial.garp_ms = (garp.t - adv2.t) * 1000
-    served = [
-        p for p in probes if p.ok and p.who == "lb2" and p.t1 >= mark.t_event and p.t1 <= mark.t_restore
-    ]
-    if served:
-        trial.client_ms = (served[0].t1 - adv2.t) * 1000
-        oks = sorted(p.t1 for p in probes if p.ok and mark.t_event - 1.0 <= p.t1 <= served[0].t1)
-        if len(oks) >= 2:
-            trial.outage_ms = max(b - a for a, b in itertools.pairwise(oks)) * 1000
+    served = probe.first_reply(replies, "lb2", after=mark.t_event, before=mark.t_restore)
+    if served is not None:
+        trial.client_ms = (served.t1 - adv2.t) * 1000
+        gap = probe.longest_gap(replies, since=mark.t_event - 1.0, until=served.t1)
+        if gap is not None:
+            trial.outage_ms = gap * 1000
     back = first(events, after=mark.t_restore, kind="advert", src_ip=ip1, priority=PRIO_HIGH)
     if back is not None:
         trial.restart_ms = (back.t - mark.t_restore) * 1000

@@ -22,8 +22,9 @@ test process share a time base:
 * the client's ARP view: a prober in the client namespace broadcasts an ARP request for
   the VIP every ``arp_period_s`` and records which MACs answer (two MACs = dual master as a
   client sees it), plus the client's ``/proc/net/arp`` entry for the VIP;
-* client requests: a loop in the client namespace, one HTTP GET to the VIP per ~50 ms
-  (new TCP connection each, 0.5 s timeout); failures are counted;
+* client requests: the client probe (:mod:`pyvrrp.lab.probe`) in the client namespace, one
+  HTTP GET to the VIP per ~50 ms (new TCP connection each, 0.5 s timeout); failures are
+  counted;
 * transitions: state changes logged by both daemons between fault and end of settling
   (pyvrrp ``state_changed`` JSON log lines, keepalived ``Entering X STATE``).
 """
@@ -46,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyvrrp.lab import probe
 from pyvrrp.lab.keepalived import KeepalivedNode, keepalived_conf
 from pyvrrp.lab.topology import (
     HTTPD_SRC,
@@ -116,36 +118,6 @@ while True:
             if op == 2 and frame[28:32] == vip_b and frame[38:42] == my_b:
                 macs.add(frame[22:28].hex(":"))
     print(json.dumps({"t": t0, "t_end": time.time(), "macs": sorted(macs), "neigh": neigh()}), flush=True)
-"""
-
-HTTP_LOOP_SRC = r"""
-import json, signal, socket, sys, time
-vip, port, timeout, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-req = f"GET / HTTP/1.0\r\nHost: {vip}\r\n\r\n".encode()
-while True:
-    t0 = time.time()
-    out = {"t": t0, "ok": False, "who": "", "err": ""}
-    try:
-        with socket.create_connection((vip, port), timeout=timeout) as c:
-            c.settimeout(timeout)
-            c.sendall(req)
-            data = b""
-            while True:
-                chunk = c.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        out["ok"] = head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
-        out["who"] = body.decode(errors="replace").strip()
-        if not out["ok"]:
-            out["err"] = head[:40].decode(errors="replace")
-    except OSError as e:
-        out["err"] = f"{type(e).__name__}: {e}"
-    out["t_end"] = time.time()
-    print(json.dumps(out), flush=True)
-    time.sleep(max(0.0, pause - (time.time() - t0)))
 """
 
 
@@ -301,14 +273,12 @@ class HolderSampler(threading.Thread):
 
 
 class LineRecorder:
-    """A helper process in a lab namespace writing JSON lines to a file; ``records()`` parses."""
+    """A helper process (``argv``) in a lab namespace writing JSON lines to ``path``."""
 
-    def __init__(self, lab: Lab, host: str, name: str, src: str, args: Sequence[str]) -> None:
+    def __init__(self, lab: Lab, host: str, name: str, argv: Sequence[str]) -> None:
         self.path = lab.run_dir / f"{name}.jsonl"
         self._out = open(self.path, "w")  # noqa: SIM115 (the child writes it)
-        self.proc = lab.popen(
-            host, [sys.executable, "-I", "-c", src, *args], stdout=self._out, stderr=subprocess.DEVNULL
-        )
+        self.proc = lab.popen(host, argv, stdout=self._out, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -382,7 +352,7 @@ def compute(
     result: Result,
     samples: list[tuple[float, bool, bool]],
     arp: list[dict[str, Any]],
-    http: list[dict[str, Any]],
+    http: list[probe.Reply],
     t_fault: float,
     t_revert: float,
     t_end: float,
@@ -427,10 +397,8 @@ def compute(
             if in_window and last_mac is not None and rec["neigh"] != last_mac:
                 result.client_mac_flips += 1
             last_mac = rec["neigh"]
-    for rec in http:
-        if t_fault <= rec["t"] <= t_end:
-            result.requests += 1
-            result.failed += 0 if rec["ok"] else 1
+    requests = probe.tally(http, since=t_fault, until=t_end)
+    result.requests, result.failed = requests.requests, requests.failed
     result.dual_nodes_s = round(result.dual_nodes_s, 3)
     result.dual_client_s = round(result.dual_client_s, 3)
     result.outage_s = round(result.outage_s, 3)
@@ -688,15 +656,11 @@ def run_scenario(
         nodes = start_pair(lab, impl, timing, guards)
         sampler = HolderSampler(lab, timing.sample_period_s)
         sampler.start()
-        arp = LineRecorder(
-            lab,
-            "client",
-            "arp",
-            ARP_PROBER_SRC,
-            [LAB_IFNAME, VIP4, lab.ip("client"), str(timing.arp_period_s)],
-        )
+        arp_args = [LAB_IFNAME, VIP4, lab.ip("client"), str(timing.arp_period_s)]
+        arp = LineRecorder(lab, "client", "arp", [sys.executable, "-I", "-c", ARP_PROBER_SRC, *arp_args])
         recorders.append(arp)
-        http = LineRecorder(lab, "client", "http", HTTP_LOOP_SRC, [VIP4, str(HTTP_PORT), "0.5", "0.05"])
+        http_argv = probe.command(VIP4, port=HTTP_PORT, interval_s=0.05, timeout_s=0.5)
+        http = LineRecorder(lab, "client", "http", http_argv)
         recorders.append(http)
         time.sleep(timing.baseline_s)
         offsets = {h: log_size(n) for h, n in nodes.items()}
@@ -719,7 +683,7 @@ def run_scenario(
         sampler.stop()
         for rec in recorders:
             rec.stop()
-        compute(result, sampler.samples, arp.records(), http.records(), t_fault, t_revert, t_end)
+        compute(result, sampler.samples, arp.records(), probe.read(http.path), t_fault, t_revert, t_end)
         return result
     finally:
         faults.clear()

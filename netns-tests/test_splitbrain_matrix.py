@@ -37,6 +37,8 @@ from _faults import (  # noqa: E402
     run_scenario,
 )
 
+from pyvrrp.lab.probe import Reply  # noqa: E402
+
 pytestmark = pytest.mark.netns
 
 # S7 in the test: flap every 0.5 s for 6 s (6 flaps); the gateway check's rise x interval
@@ -89,7 +91,7 @@ def test_metrics_from_synthetic_timeline() -> None:
         {"t": 5.6, "t_end": 5.65, "macs": [mac1], "neigh": mac1},
         {"t": 9.0, "t_end": 9.05, "macs": [mac1, mac2], "neigh": mac2},  # after the window
     ]
-    http = [{"t": 1.0, "ok": True}, {"t": 4.5, "ok": False}, {"t": 5.2, "ok": True}, {"t": 8.0, "ok": False}]
+    http = [Reply(t, t + 0.01, ok) for t, ok in ((1.0, True), (4.5, False), (5.2, True), (8.0, False))]
     r = compute(Result("x", "S0"), samples, arp, http, t_fault=1.0, t_revert=4.0, t_end=6.0)
     assert r.dual_nodes_s == 1.5
     assert r.dual_episodes == 2 and r.dual_longest_s == 1.0 and r.first_dual_s == 1.0

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyvrrp.lab import probe
+
 VIP = "192.168.233.200"
 DIRECTOR = "192.168.233.2"
 SUBNET = 24
@@ -42,27 +44,6 @@ while True:
     except OSError:
         pass
     c.close()
-"""
-
-CLIENT = r"""
-import socket, sys
-vip, n = sys.argv[1], int(sys.argv[2])
-out = []
-for _ in range(n):
-    try:
-        s = socket.create_connection((vip, 80), timeout=3)
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        out.append(data.split(b"\r\n\r\n", 1)[1].decode() or "?")
-    except OSError as exc:
-        out.append("ERR:" + type(exc).__name__)
-print(" ".join(out))
 """
 
 
@@ -119,7 +100,9 @@ class Lab:
         p.wait(10)
 
     def get(self, n: int) -> list[str]:
-        return sh(PY, "-c", CLIENT, VIP, str(n), ns=self.ns("client"), timeout=120).split()
+        """``n`` GETs to the VIP, one after the other: who answered each (or ``ERR:...``)."""
+        argv = probe.command(VIP, timeout_s=3.0, count=n)
+        return probe.answers(probe.parse(sh(*argv, ns=self.ns("client"), timeout=120)))
 
     def down(self) -> None:
         for name in list(self.web):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("pyvrrp.cli.run")
-from pyvrrp.lab import VIP4, InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml
+from pyvrrp.lab import VIP4, InstanceSpec, Lab, PyvrrpNode, probe, pyvrrp_toml
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -33,24 +33,6 @@ TCP_CHECK = {{ connect_timeout = 1 }}
 ip = "192.168.233.110"
 port = 80
 TCP_CHECK = {{ connect_timeout = 1 }}
-"""
-
-CLIENT = r"""
-import json, socket, sys
-vip, n = sys.argv[1], int(sys.argv[2])
-out = []
-for _ in range(n):
-    try:
-        s = socket.create_connection((vip, 80), timeout=2)
-        s.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-        s.close()
-        out.append(data.split(b"\r\n\r\n", 1)[-1].decode().split()[0])
-    except OSError as exc:
-        out.append("ERR:" + type(exc).__name__)
-print(json.dumps(out))
 """
 
 
@@ -77,7 +59,9 @@ def _wait_state(node: PyvrrpNode, want: str, timeout_s: float) -> float:
 
 
 def _get(lab: Lab, n: int) -> list[str]:
-    return json.loads(lab.exec("client", [PY, "-c", CLIENT, VIP4, str(n)], timeout=60).stdout)
+    """``n`` GETs to the VIP from the client, one after the other: who answered each."""
+    argv = probe.command(VIP4, timeout_s=2.0, count=n)
+    return probe.answers(probe.parse(lab.exec("client", argv, timeout=60).stdout))
 
 
 def _table(lab: Lab, host: str) -> list[dict[str, object]]:

@@ -14,17 +14,14 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
+from pyvrrp.lab import probe
 from pyvrrp.lab.capture import Capture, WireEvent, first, last
 from pyvrrp.lab.keepalived import KeepalivedNode
 from pyvrrp.lab.topology import (
@@ -37,50 +34,6 @@ from pyvrrp.lab.topology import (
     PyvrrpNode,
     wait_for,
 )
-
-# Client probe, run inside the client namespace: every INTERVAL a new TCP connection to
-# VIP:PORT with an HTTP/1.0 GET; one JSON line per probe with the client's ARP entry for
-# the VIP at send time.  Bounded by DURATION seconds and stops on SIGTERM.
-PROBE_SRC = r"""
-import json, signal, socket, sys, time
-vip, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[6]
-interval, timeout, duration = (float(a) for a in sys.argv[3:6])
-stop = False
-def _stop(*a):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, _stop)
-def arp():
-    with open("/proc/net/arp") as f:
-        for line in f.read().splitlines()[1:]:
-            p = line.split()
-            if p and p[0] == vip and p[2] != "0x0":
-                return p[3]
-    return ""
-end = time.monotonic() + duration
-with open(out, "w", buffering=1) as log:
-    while not stop and time.monotonic() < end:
-        t = time.time()
-        mac = arp()
-        rec = {"t": t, "mac": mac, "ok": False, "body": "", "err": ""}
-        try:
-            with socket.create_connection((vip, port), timeout=timeout) as s:
-                s.settimeout(timeout)
-                s.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-            rec["ok"] = data.startswith(b"HTTP/1.0 200")
-            rec["body"] = data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip()
-        except OSError as e:
-            rec["err"] = type(e).__name__
-        rec["done"] = time.time()
-        log.write(json.dumps(rec) + "\n")
-        time.sleep(max(0.0, t + interval - time.time()))
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,18 +82,6 @@ def _show_state(node: DaemonNode, say: Callable[[str], None]) -> None:
     else:
         vip = "holds VIP" if node.holds_vip() else "no VIP"
         say(f"  {node.host}: keepalived state {node.state()}, {vip} (from its console log and ip addr)")
-
-
-def _probe_records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # the last line may be half written
-    return out
 
 
 def _fail(node: DaemonNode, lab: Lab, event: str) -> None:
@@ -207,49 +148,36 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> int:
         _show_state(lb2, say)
 
         probe_log = lab.run_dir / "client-probe.jsonl"
-        duration_s = master_down_s(100, opts.advert_int_s) + 20.0
-        probe = lab.popen(
+        client = lab.popen(
             "client",
-            [
-                sys.executable,
-                "-I",
-                "-c",
-                PROBE_SRC,
+            probe.command(
                 VIP4,
-                "80",
-                str(opts.probe_interval_s),
-                str(opts.probe_timeout_s),
-                str(duration_s),
-                str(probe_log),
-            ],
+                interval_s=opts.probe_interval_s,
+                timeout_s=opts.probe_timeout_s,
+                duration_s=master_down_s(100, opts.advert_int_s) + 20.0,
+                out=probe_log,
+                arp=True,
+            ),
         )
-        wait_for(
-            lambda: any(r["body"] == "lb1" for r in _probe_records(probe_log)),
-            5.0,
-            what="client answered by lb1",
-        )
+        wait_for(lambda: probe.served(probe.read(probe_log), "lb1"), 5.0, what="client answered by lb1")
         time.sleep(1.0 + random.random() * opts.advert_int_s)
         say(f"client gets 'lb1' through {VIP4}; now {opts.event} lb1's {opts.daemon} ...")
         t0 = time.time()
         _fail(lb1, lab, opts.event)
         try:
             lb2.wait_state("MASTER", master_down_s(100, opts.advert_int_s) + 10.0)
-            wait_for(
-                lambda: any(r["body"] == "lb2" for r in _probe_records(probe_log)),
-                10.0,
-                what="client answered by lb2",
-            )
+            wait_for(lambda: probe.served(probe.read(probe_log), "lb2"), 10.0, what="client answered by lb2")
         except (TimeoutError, LabError) as exc:
             say(f"failover did not complete: {exc}; lb2 log ({lb2.log_path}):")
             say(lb2.log_text()[-3000:])
             return 1
         time.sleep(0.5)
-        probe.terminate()
-        probe.wait(timeout=5.0)
+        client.terminate()
+        client.wait(timeout=5.0)
         cap.stop()
         say("lb2 took over:")
         _show_state(lb2, say)
-        _print_timeline(lab, opts, cap.events(), _probe_records(probe_log), t0, macs, say)
+        _print_timeline(lab, opts, cap.events(), probe.read(probe_log), t0, macs, say)
         if opts.keep:
             say(
                 f"\n--keep: lab left running.  Try:  ip netns exec {lab.ns('client')} "
@@ -271,7 +199,7 @@ def _print_timeline(
     lab: Lab,
     opts: DemoOptions,
     events: list[WireEvent],
-    probes: list[dict[str, Any]],
+    replies: list[probe.Reply],
     t0: float,
     macs: dict[str, str],
     say: Callable[[str], None],
@@ -281,11 +209,10 @@ def _print_timeline(
     prio0 = first(events, after=t0, kind="advert", src_ip=ip1, priority=0)
     first2 = first(events, after=t0, kind="advert", src_ip=ip2)
     garp2 = first(events, after=t0, kind="garp", src_mac=lab.mac("lb2"))
-    ok = [r for r in probes if r["ok"]]
-    first_ok2 = next((r for r in ok if r["t"] >= t0 and r["body"] == "lb2"), None)
-    last_ok1 = next((r for r in reversed(ok) if r["body"] == "lb1"), None)
-    gaps = [b["done"] - a["done"] for a, b in itertools.pairwise(ok)]
-    failed_after = [r for r in probes if r["t"] >= t0 and not r["ok"]]
+    first_ok2 = probe.first_reply(replies, "lb2", after=t0)
+    last_ok1 = probe.last_reply(replies, "lb1")
+    gap = probe.longest_gap(replies)
+    after = probe.tally(replies, since=t0)
 
     rows: list[tuple[float | None, str]] = [
         (
@@ -296,7 +223,7 @@ def _print_timeline(
     ]
     if prio0:
         rows.append((prio0.t, "lb1 sends priority 0 (RFC 5798 §6.4.3 shutdown)"))
-    rows.append((last_ok1["done"] if last_ok1 else None, "client's last reply from lb1"))
+    rows.append((last_ok1.t1 if last_ok1 else None, "client's last reply from lb1"))
     rows.append(
         (
             first2.t if first2 else None,
@@ -304,7 +231,7 @@ def _print_timeline(
         )
     )
     rows.append((garp2.t if garp2 else None, f"lb2's first gratuitous ARP for {VIP4}"))
-    rows.append((first_ok2["done"] if first_ok2 else None, "client's first reply from lb2 through the VIP"))
+    rows.append((first_ok2.t1 if first_ok2 else None, "client's first reply from lb2 through the VIP"))
     rows.sort(key=lambda r: (r[0] is None, r[0] or 0.0))
 
     say("")
@@ -326,10 +253,10 @@ def _print_timeline(
             f"  lb2 took over {(first2.t - base.t) * 1000:.1f} ms after {since} "
             f"(expected {label}: {expect * 1000:.1f} ms)"
         )
-    if gaps:
+    if gap is not None:
         say(
-            f"  client: {len(probes)} requests, {len(failed_after)} failed after the event, "
-            f"longest gap between successful replies {max(gaps) * 1000:.1f} ms"
+            f"  client: {len(replies)} requests, {after.failed} failed after the event, "
+            f"longest gap between successful replies {gap * 1000:.1f} ms"
         )
     if opts.event == "kill9":
         say(

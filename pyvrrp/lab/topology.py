@@ -30,11 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+
+from pyvrrp.lab import probe
 
 SUBNET4 = "192.168.233.0/24"
 SUBNET6 = "fd00:233::/64"
@@ -104,20 +107,6 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
 with S(("::" if "--v6" in sys.argv else "0.0.0.0", port), H) as srv:
     pathlib.Path(ready).write_text("ready\n")
     srv.serve_forever()
-"""
-
-# One HTTP GET, result as a JSON line.  Runs inside a namespace (curl-free).
-HTTP_GET_SRC = r"""
-import json, sys, time, urllib.request
-url, timeout = sys.argv[1], float(sys.argv[2])
-t0 = time.monotonic()
-try:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        out = {"ok": True, "status": r.status, "body": r.read().decode(errors="replace"), "error": ""}
-except Exception as e:
-    out = {"ok": False, "status": getattr(e, "code", None), "body": "", "error": f"{type(e).__name__}: {e}"}
-out["elapsed_s"] = time.monotonic() - t0
-print(json.dumps(out))
 """
 
 
@@ -396,20 +385,19 @@ class Lab:
         self.ip_cmd(host, "link", "set", ifname, "up" if up else "down")
 
     def http_get(self, from_host: str, url: str, timeout: float = 2.0) -> HttpResult:
-        """One HTTP GET from inside ``from_host`` (python one-liner, no curl)."""
-        proc = self.exec(
-            from_host,
-            [sys.executable, "-I", "-c", HTTP_GET_SRC, url, str(timeout)],
-            timeout=timeout + 10.0,
+        """One HTTP GET of ``url`` (``http://HOST[:PORT]/PATH``) from inside ``from_host``
+        (:mod:`pyvrrp.lab.probe`, no curl)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise LabError(f"http_get needs an http://HOST[:PORT]/PATH URL, not {url!r}")
+        argv = probe.command(
+            parts.hostname, port=parts.port or 80, timeout_s=timeout, count=1, path=parts.path or "/"
         )
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-        return HttpResult(
-            ok=data["ok"],
-            status=data["status"],
-            body=data["body"],
-            error=data["error"],
-            elapsed_s=data["elapsed_s"],
-        )
+        replies = probe.parse(self.exec(from_host, argv, timeout=timeout + 10.0).stdout)
+        if not replies:
+            raise LabError(f"the probe wrote no reply for GET {url} from {from_host}")
+        (reply,) = replies
+        return HttpResult(reply.ok, reply.status, reply.body, reply.err, reply.t1 - reply.t0)
 
     def client_arp_mac(self, vip: str = VIP4, host: str = "client") -> str | None:
         """The MAC ``host`` has in its neighbour table for ``vip`` (None if none/failed)."""
@@ -654,14 +642,8 @@ def pyvrrp_toml(
     return "\n".join(lines) + "\n"
 
 
-def daemon_command() -> list[str]:
-    """The argv prefix that starts ``pyvrrp run`` here: the venv's console script, as installed."""
-    script = Path(sys.executable).with_name("pyvrrp")
-    return [str(script), "run"] if script.is_file() else [sys.executable, "-m", "pyvrrp", "run"]
-
-
 class PyvrrpNode(DaemonNode):
-    """``pyvrrp run -f CONF`` (the venv console script) in a lab host; state via ``pyvrrp state --json``.
+    """``python -m pyvrrp run -f CONF`` in a lab host; state via ``pyvrrp state --json``.
 
     The control socket is ``<run dir>/pyvrrp-<host>/control.sock`` (AF_UNIX sockets are
     reached by path, so ``state`` runs from the caller's namespace).
@@ -688,9 +670,13 @@ class PyvrrpNode(DaemonNode):
         self.extra_args = list(extra_args)
 
     def argv(self) -> list[str]:
-        # As an operator runs it (conf/pyvrrp.service): the console script.
+        # ``-m`` with this interpreter: the daemon is the tree the lab was imported from
+        # (PYTHONPATH), whatever console script or older install the venv holds.
         return [
-            *daemon_command(),
+            sys.executable,
+            "-m",
+            "pyvrrp",
+            "run",
             "-f",
             str(self.config_path),
             "--socket",

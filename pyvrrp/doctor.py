@@ -264,25 +264,32 @@ def check_nft(ruleset: dict[str, Any]) -> Check:
     ]
     if not inputs:
         return Check("firewall", "ok", "nftables: no input chain: protocol 112 is not filtered")
-    drops: list[str] = []
+    # (certain, text): a rule dropping 112 or a catch-all drop is certain; a drop policy is
+    # not (a rule doctor does not interpret, e.g. ``iifname eth0 accept``, may let it in).
+    drops: list[tuple[bool, str]] = []
     for key in inputs:
         where = f"{key[0]} {key[1]} {key[2]}"
         for exprs in rules.get(key, []):
+            verdict = _verdict(exprs)
             if any(_expr_is_vrrp(e) for e in exprs):
-                verdict = _verdict(exprs)
                 if verdict == "accept":
                     break
                 if verdict in ("drop", "reject"):
-                    drops.append(f"{where}: a rule {verdict}s protocol 112")
+                    drops.append((True, f"{where}: a rule {verdict}s protocol 112"))
                     break
+            elif verdict in ("drop", "reject") and not any(
+                isinstance(e, dict) and "match" in e for e in exprs
+            ):
+                drops.append((True, f"{where}: a catch-all {verdict} before any rule accepting protocol 112"))
+                break
         else:
             if chains[key].get("policy") == "drop":
-                drops.append(f"{where}: policy drop and no rule accepting protocol 112")
+                drops.append((False, f"{where}: policy drop and no rule accepting protocol 112"))
     if drops:
         return Check(
             "firewall",
-            "fail" if any("rule" in d and "s protocol" in d for d in drops) else "warn",
-            "nftables: " + "; ".join(drops),
+            "fail" if any(certain for certain, _ in drops) else "warn",
+            "nftables: " + "; ".join(text for _, text in drops),
             "nft add rule <family> <table> <input chain> ip protocol vrrp accept "
             "(and meta l4proto vrrp for IPv6), before any drop",
         )
@@ -737,10 +744,9 @@ class Probes:
     ] = listen
 
 
-def default_listen_s(cfg: Any) -> float:
-    """Three of the slowest advert interval, at least 1 s and at most 10 s."""
-    ints = [inst.advert_int for inst in cfg.vrrp_instance.values()]
-    return min(10.0, max(1.0, 3 * max(ints, default=1.0)))
+def default_listen_s(advert_ints_cs: Iterable[int]) -> float:
+    """Three of the slowest advert interval listened for, at least 1 s and at most 10 s."""
+    return min(10.0, max(1.0, 3 * max(advert_ints_cs, default=100) / 100))
 
 
 def run_checks(cfg: Any, probes: Probes, *, listen_s: float | None = None) -> list[Check]:
@@ -800,7 +806,8 @@ def run_checks(cfg: Any, probes: Probes, *, listen_s: float | None = None) -> li
             sockets[key] = None
         else:
             sockets[key] = have + [p for p in w.unicast_peers if p not in have]
-    seconds = default_listen_s(cfg) if listen_s is None else listen_s
+    listened = [w.advert_int_cs for w in wire_insts if links.get(w.ifname) is not None]
+    seconds = default_listen_s(listened) if listen_s is None else listen_s
     if sockets and seconds > 0:
         heard, sock_checks = probes.listen([(i, f, tuple(p or ())) for (i, f), p in sockets.items()], seconds)
         checks += sock_checks

@@ -19,7 +19,7 @@ class DefaultConfigMissing(Exception):
     """No ``-f`` and none of the default config files exists."""
 
 
-def resolve_config(file: str | None, defaults: Sequence[Path] = DEFAULT_CONFIGS) -> str:
+def resolve_config(file: str | None, defaults: Sequence[Path] | None = None) -> str:
     """``file`` when given, else the first of ``defaults`` that exists.
 
     Raises:
@@ -27,6 +27,7 @@ def resolve_config(file: str | None, defaults: Sequence[Path] = DEFAULT_CONFIGS)
     """
     if file is not None:
         return file
+    defaults = DEFAULT_CONFIGS if defaults is None else defaults
     for path in defaults:
         if path.is_file():
             return str(path)

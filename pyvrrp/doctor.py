@@ -443,6 +443,7 @@ class _Seen:
     addresses: set[tuple[str, ...]] = field(default_factory=set)
     versions: set[int] = field(default_factory=set)
     ttls: set[int] = field(default_factory=set)
+    multicast: int = 0  # adverts sent to the group (the others came by unicast to this host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +479,7 @@ def summarize(
         seen.intervals_cs.add(adv.interval_cs)
         seen.addresses.add(tuple(str(a) for a in adv.addresses))
         seen.versions.add(adv.version)
+        seen.multicast += h.dst.is_multicast
         if h.ttl is not None:
             seen.ttls.add(h.ttl)
     return out
@@ -522,6 +524,24 @@ def check_adverts(
         )
     mine = tuple(inst.vips)
     for src, seen in sorted(peers.items(), key=lambda kv: str(kv[0])):
+        if inst.unicast_peers and seen.multicast == seen.adverts:
+            out.append(
+                Check(
+                    f"vrid {inst.vrid} {inst.ifname}",
+                    "warn",
+                    f"{src} advertises by multicast; this instance is configured for unicast peers",
+                    "use unicast_peer on every router of the VRID, or on none",
+                )
+            )
+        elif not inst.unicast_peers and not seen.multicast:
+            out.append(
+                Check(
+                    f"vrid {inst.vrid} {inst.ifname}",
+                    "warn",
+                    f"{src} sends its adverts by unicast to this host; this instance is multicast",
+                    "use unicast_peer on every router of the VRID, or on none",
+                )
+            )
         if seen.versions and inst.version not in seen.versions:
             out.append(
                 Check(
@@ -565,6 +585,38 @@ def check_adverts(
                     "something routes the adverts: keep peers on one link",
                 )
             )
+    return out
+
+
+# Conflicts between the other routers, as ``pyvrrp sniff`` finds them; "ttl" is left to
+# check_adverts (per source, against this instance's mode).
+_WIRE_FAIL = {"two-masters", "duplicate-owner", "address-mismatch", "version-mismatch", "auth-mismatch"}
+_WIRE_HINT = {
+    "two-masters": "split brain between the peers: check the link between them, their firewalls, "
+    "and that they share version, VRID and authentication",
+    "duplicate-owner": "only the router that owns the VIP may use priority 255",
+}
+
+
+def check_wire_conflicts(heard: Iterable[Heard], local: set[IPAddress]) -> list[Check]:
+    """Run the sniffer's analysis (:class:`pyvrrp.sniff.Analyzer`) on what the peers sent."""
+    from pyvrrp.proto.packet import decode
+    from pyvrrp.sniff import Analyzer, SniffRecord
+
+    analyzer = Analyzer()
+    for h in heard:
+        if h.src not in local:
+            result = decode(h.payload, src=h.src, dst=h.dst)
+            ttl = 255 if h.ttl is None else h.ttl
+            analyzer.add(SniffRecord(h.time_s, h.src, h.dst, ttl, result, h.payload))
+    out = []
+    for family, vrid in analyzer.groups():
+        for c in analyzer.conflicts(family, vrid):
+            if c.kind == "ttl":
+                continue
+            status: Status = "fail" if c.kind in _WIRE_FAIL else "warn"
+            hint = _WIRE_HINT.get(c.kind, "make every router of the VRID agree (see `pyvrrp sniff`)")
+            out.append(Check(f"wire IPv{family} VRID {vrid}", status, f"{c.kind}: {c.detail}", hint))
     return out
 
 
@@ -665,10 +717,8 @@ def probe_ipvs() -> tuple[bool | None, str]:
     return bool(status), status.reason
 
 
-def listen(
-    sockets: Sequence[tuple[str, int, Sequence[IPAddress]]], seconds: float
-) -> tuple[list[Heard], list[Check]]:
-    """Open one VRRP socket per (ifname, family, unicast peers) and collect adverts for ``seconds``.
+def listen(sockets: Sequence[tuple[str, int]], seconds: float) -> tuple[list[Heard], list[Check]]:
+    """Open one VRRP socket per (ifname, family) and collect adverts for ``seconds``.
 
     Uses the daemon's own socket (same group join, device binding, TTL parsing), so what
     doctor hears is what ``pyvrrp run`` would hear.  A socket that cannot be opened is a
@@ -682,9 +732,8 @@ def listen(
     checks: list[Check] = []
 
     async def open_all() -> None:
-        for ifname, family, peers in sockets:
-            sock = VrrpSocket(ifname, family, unicast_peers=peers)
-            mode = f"unicast from {', '.join(map(str, peers))}" if peers else f"joined {sock.group}"
+        for ifname, family in sockets:
+            sock = VrrpSocket(ifname, family)
             try:
                 await sock.open()
             except OSError as exc:
@@ -700,9 +749,9 @@ def listen(
             opened.append(sock)
             checks.append(
                 Check(
-                    f"multicast {ifname}" if not peers else f"socket {ifname}",
+                    f"multicast {ifname}" + (" IPv6" if family == 6 else ""),
                     "ok",
-                    f"IPv{family} VRRP socket open on {ifname}, {mode}",
+                    f"IPv{family} VRRP socket open on {ifname}, joined {sock.group}",
                 )
             )
 
@@ -739,9 +788,7 @@ class Probes:
     nft_ruleset: Callable[[], str | None] = lambda: _run(["nft", "-j", "list", "ruleset"])
     iptables_save: Callable[[], str | None] = lambda: _run(["iptables-save"])
     ipvs: Callable[[], tuple[bool | None, str]] = probe_ipvs
-    listen: Callable[
-        [Sequence[tuple[str, int, Sequence[IPAddress]]], float], tuple[list[Heard], list[Check]]
-    ] = listen
+    listen: Callable[[Sequence[tuple[str, int]], float], tuple[list[Heard], list[Check]]] = listen
 
 
 def default_listen_s(advert_ints_cs: Iterable[int]) -> float:
@@ -793,23 +840,14 @@ def run_checks(cfg: Any, probes: Probes, *, listen_s: float | None = None) -> li
             )
         )
     checks.append(check_firewall(probes.nft_ruleset(), probes.iptables_save()))
-    # Listen where the link exists: one socket per (interface, family, unicast peers).
-    # A multicast socket also receives unicast adverts sent to this host, so the socket
-    # is unicast (no group join) only when every instance there is unicast.
-    sockets: dict[tuple[str, int], list[IPAddress] | None] = {}
-    for w in wire_insts:
-        if links.get(w.ifname) is None:
-            continue
-        key = (w.ifname, w.family)
-        have = sockets.get(key, [])
-        if not w.unicast_peers or have is None:
-            sockets[key] = None
-        else:
-            sockets[key] = have + [p for p in w.unicast_peers if p not in have]
+    # Listen where the link exists: one socket per (interface, family), always joined to the
+    # group.  It receives unicast adverts sent to this host too, and so also hears a peer
+    # that advertises by multicast to an instance configured for unicast (or the reverse).
+    sockets = sorted({(w.ifname, w.family) for w in wire_insts if links.get(w.ifname) is not None})
     listened = [w.advert_int_cs for w in wire_insts if links.get(w.ifname) is not None]
     seconds = default_listen_s(listened) if listen_s is None else listen_s
     if sockets and seconds > 0:
-        heard, sock_checks = probes.listen([(i, f, tuple(p or ())) for (i, f), p in sockets.items()], seconds)
+        heard, sock_checks = probes.listen(sockets, seconds)
         checks += sock_checks
         wire = summarize(heard, local)
         for w in wire_insts:
@@ -818,6 +856,7 @@ def run_checks(cfg: Any, probes: Probes, *, listen_s: float | None = None) -> li
             else:
                 checks += check_adverts(w, wire, seconds)
         checks += check_foreign_vrids(wire, {(w.ifname, w.family, w.vrid) for w in wire_insts})
+        checks += check_wire_conflicts(heard, local)
     elif wire_insts:
         checks.append(Check("adverts", "skip", "not listened (--listen 0 or no interface exists)"))
     vrrp_ifs = sorted({w.ifname for w in wire_insts if links.get(w.ifname) is not None})

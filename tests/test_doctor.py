@@ -320,6 +320,14 @@ def _heard(
     return d.Heard(ifname, src, dst, ttl, encode(adv, src=src, dst=dst), 0.0)
 
 
+def _to_me(src: IPv4Address = PEER) -> d.Heard:
+    """A unicast advert from ``src`` to this host (keepalived ``unicast_peer``)."""
+    adv = Advertisement(
+        version=3, vrid=51, priority=100, addresses=(IPv4Address("10.0.0.100"),), interval_cs=100
+    )
+    return d.Heard("eth0", src, ME, 255, encode(adv, src=src, dst=ME), 0.0)
+
+
 def _inst(**kw: Any) -> d.InstanceWire:
     base: dict[str, Any] = dict(
         name="VI_51", ifname="eth0", family=4, vrid=51, version=3, advert_int_cs=100, vips=("10.0.0.100",)
@@ -358,15 +366,41 @@ def test_interval_version_and_ttl_mismatches() -> None:
 
 def test_unicast_peer_missing_warns() -> None:
     other = IPv4Address("10.0.0.7")
-    wire = d.summarize([_heard()], local=set())
+    wire = d.summarize([_to_me()], local={ME})
     [c] = d.check_adverts(_inst(unicast_peers=(PEER, other)), wire, 3.0)
     assert c.status == "warn" and "10.0.0.7" in c.detail and "heard 10.0.0.6" in c.detail
+
+
+def test_unicast_and_multicast_mixed_on_one_vrid_warns() -> None:
+    multicast_peer = d.summarize([_heard()], local=set())
+    checks = d.check_adverts(_inst(unicast_peers=(PEER,)), multicast_peer, 3.0)
+    assert [c.status for c in checks] == ["ok", "warn"] and "by multicast" in checks[1].detail
+    to_me = _to_me()
+    checks = d.check_adverts(_inst(), d.summarize([to_me], local={ME}), 3.0)
+    assert [c.status for c in checks] == ["ok", "warn"] and "by unicast" in checks[1].detail
+    assert (
+        d.check_adverts(_inst(unicast_peers=(PEER,)), d.summarize([to_me], local={ME}), 3.0)[0].status == "ok"
+    )
 
 
 def test_foreign_vrids_are_reported_not_failed() -> None:
     wire = d.summarize([_heard(vrid=52, addrs=("10.0.0.200",)), _heard()], local=set())
     [c] = d.check_foreign_vrids(wire, {("eth0", 4, 51)})
     assert c.status == "ok" and "VRID 52" in c.detail
+
+
+def test_two_masters_among_the_peers_fail_through_the_sniff_analysis() -> None:
+    other = IPv4Address("10.0.0.7")
+    heard = []
+    for i in range(4):  # both advertise non-zero priority at the same time: split brain
+        for src in (PEER, other):
+            h = _heard(src)
+            heard.append(d.Heard(h.ifname, h.src, h.dst, h.ttl, h.payload, 100.0 + i))
+    [c] = d.check_wire_conflicts(heard, local=set())
+    assert c.status == "fail" and c.detail.startswith("two-masters") and c.name == "wire IPv4 VRID 51"
+    # one master and our own adverts: nothing to report
+    assert d.check_wire_conflicts([h for h in heard if h.src == PEER], local=set()) == []
+    assert d.check_wire_conflicts(heard, local={other}) == []
 
 
 def test_invalid_packets_are_not_counted_as_peers() -> None:
@@ -397,9 +431,9 @@ class FakeHost:
     """Probes for a host with eth0 (10.0.0.5) and a peer 10.0.0.6 advertising VRID 51."""
 
     def __init__(self) -> None:
-        self.listened: list[tuple[Sequence[tuple[str, int, Sequence[Any]]], float]] = []
+        self.listened: list[tuple[Sequence[tuple[str, int]], float]] = []
 
-    def listen(self, sockets: Sequence[tuple[str, int, Sequence[Any]]], seconds: float) -> Any:
+    def listen(self, sockets: Sequence[tuple[str, int]], seconds: float) -> Any:
         self.listened.append((sockets, seconds))
         return [_heard(interval_cs=50), _heard(ME, interval_cs=50)], []
 
@@ -428,7 +462,7 @@ def test_run_checks_flags_the_missing_interface_and_hears_the_peer(tmp_path: Pat
     assert by["time sync"].status == "skip" and by["ip_vs"].status == "skip"
     assert d.exit_code(checks) == 1
     # one socket, on the interface that exists, for three advert intervals (1.5 s)
-    assert host.listened == [([("eth0", 4, ())], 1.5)]
+    assert host.listened == [([("eth0", 4)], 1.5)]
 
 
 def test_run_checks_listen_zero_does_not_listen(tmp_path: Path) -> None:

@@ -351,15 +351,18 @@ def check_firewall(nft_json: str | None, iptables_save: str | None) -> Check:
 
 def check_sysctls(
     read: Callable[[str], str | None],
-    ifnames: Sequence[str],
+    vrrp_ifs: Sequence[str],
     *,
-    has_vips: bool,
-    unicast: bool,
+    vip_ifs: Sequence[str] = (),
+    vip_families: Iterable[int] = (),
+    unicast: bool = False,
 ) -> list[Check]:
     """rp_filter, arp_ignore, arp_announce and ip_nonlocal_bind as a director wants them.
 
-    ``read(key)`` returns the value of ``net.ipv4....`` (dots), None when absent.
-    The kernel uses the max of ``all`` and the interface for these three per-interface keys.
+    rp_filter on the VRRP interfaces, the ARP pair on the interfaces holding IPv4 VIPs
+    (``vip_ifs``), ip_nonlocal_bind for each family a VIP has.  ``read(key)`` returns a
+    sysctl by its dotted name, None when absent.  The kernel uses the max of ``all`` and
+    the interface for the three per-interface keys.
     """
 
     def eff(key: str, ifname: str) -> int | None:
@@ -368,7 +371,7 @@ def check_sysctls(
         return max(nums) if nums else None
 
     out: list[Check] = []
-    for ifname in ifnames:
+    for ifname in vrrp_ifs:
         rp = eff("rp_filter", ifname)
         if rp is None:
             out.append(Check(f"rp_filter {ifname}", "skip", "unknown: sysctl not readable"))
@@ -384,8 +387,7 @@ def check_sysctls(
             )
         else:
             out.append(Check(f"rp_filter {ifname}", "ok", f"rp_filter {rp}"))
-        if not has_vips:
-            continue
+    for ifname in vip_ifs:
         ai, aa = eff("arp_ignore", ifname), eff("arp_announce", ifname)
         if aa is None or ai is None:
             out.append(Check(f"arp {ifname}", "skip", "unknown: arp sysctls not readable"))
@@ -401,21 +403,23 @@ def check_sysctls(
             )
         else:
             out.append(Check(f"arp {ifname}", "ok", f"arp_ignore {ai}, arp_announce {aa}"))
-    if has_vips:
-        nl = read("net.ipv4.ip_nonlocal_bind")
+    for family in sorted(set(vip_families)):
+        key = f"net.ipv{family}.ip_nonlocal_bind"
+        name = "ip_nonlocal_bind" + (" IPv6" if family == 6 else "")
+        nl = read(key)
         if nl is None:
-            out.append(Check("ip_nonlocal_bind", "skip", "unknown: sysctl not readable"))
+            out.append(Check(name, "skip", f"unknown: {key} not readable"))
         elif nl.strip() != "1":
             out.append(
                 Check(
-                    "ip_nonlocal_bind",
+                    name,
                     "warn",
                     "0: a service bound to a VIP fails to start on the backup (the VIP is not here)",
-                    "sysctl -w net.ipv4.ip_nonlocal_bind=1 (persist in /etc/sysctl.d/)",
+                    f"sysctl -w {key}=1 (persist in /etc/sysctl.d/)",
                 )
             )
         else:
-            out.append(Check("ip_nonlocal_bind", "ok", "1: services can bind VIPs this node does not hold"))
+            out.append(Check(name, "ok", "1: services can bind VIPs this node does not hold"))
     return out
 
 
@@ -860,10 +864,14 @@ def run_checks(cfg: Any, probes: Probes, *, listen_s: float | None = None) -> li
     elif wire_insts:
         checks.append(Check("adverts", "skip", "not listened (--listen 0 or no interface exists)"))
     vrrp_ifs = sorted({w.ifname for w in wire_insts if links.get(w.ifname) is not None})
+    vips = [
+        (inst.vip_dev(v), v.family) for inst in cfg.vrrp_instance.values() for v in inst.virtual_ipaddress
+    ]
     checks += check_sysctls(
         probes.sysctl,
         vrrp_ifs,
-        has_vips=any(w.vips for w in wire_insts),
+        vip_ifs=sorted({dev for dev, fam in vips if fam == 4 and links.get(dev) is not None}),
+        vip_families={fam for _, fam in vips},
         unicast=any(w.unicast_peers for w in wire_insts),
     )
     if getattr(cfg, "virtual_server", None):

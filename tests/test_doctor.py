@@ -257,15 +257,17 @@ def test_director_sysctls() -> None:
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.eth0.rp_filter": "2",
         "net.ipv4.conf.all.arp_ignore": "1",
-        "net.ipv4.conf.eth0.arp_ignore": "0",
+        "net.ipv4.conf.eth1.arp_ignore": "0",
         "net.ipv4.conf.all.arp_announce": "0",
-        "net.ipv4.conf.eth0.arp_announce": "2",
+        "net.ipv4.conf.eth1.arp_announce": "2",
         "net.ipv4.ip_nonlocal_bind": "1\n",
+        "net.ipv6.ip_nonlocal_bind": "0\n",
     }
-    assert [c.status for c in d.check_sysctls(_sysctl(good), ["eth0"], has_vips=True, unicast=True)] == [
-        "ok",
-        "ok",
-        "ok",
+    checks = d.check_sysctls(_sysctl(good), ["eth0"], vip_ifs=["eth1"], vip_families={4}, unicast=True)
+    assert [(c.name, c.status) for c in checks] == [
+        ("rp_filter eth0", "ok"),
+        ("arp eth1", "ok"),
+        ("ip_nonlocal_bind", "ok"),
     ]
     bad = dict(
         good,
@@ -275,14 +277,19 @@ def test_director_sysctls() -> None:
             "net.ipv4.ip_nonlocal_bind": "0\n",
         },
     )
-    by = {c.name: c for c in d.check_sysctls(_sysctl(bad), ["eth0"], has_vips=True, unicast=True)}
+    checks = d.check_sysctls(_sysctl(bad), ["eth0"], vip_ifs=["eth1"], vip_families={4, 6}, unicast=True)
+    by = {c.name: c for c in checks}
     assert by["rp_filter eth0"].status == "warn" and "rp_filter=2" in by["rp_filter eth0"].fix
-    assert by["arp eth0"].status == "warn" and "arp_ignore=1" in by["arp eth0"].fix
+    assert by["arp eth1"].status == "warn" and "eth1.arp_ignore=1" in by["arp eth1"].fix
     assert by["ip_nonlocal_bind"].status == "warn"
+    assert (
+        by["ip_nonlocal_bind IPv6"].status == "warn"
+        and "net.ipv6.ip_nonlocal_bind=1" in by["ip_nonlocal_bind IPv6"].fix
+    )
     # strict rp_filter only matters for unicast peers; no VIPs: no ARP / nonlocal checks
-    multicast = d.check_sysctls(_sysctl(bad), ["eth0"], has_vips=False, unicast=False)
+    multicast = d.check_sysctls(_sysctl(bad), ["eth0"], unicast=False)
     assert [(c.name, c.status) for c in multicast] == [("rp_filter eth0", "ok")]
-    assert d.check_sysctls(_sysctl({}), ["eth0"], has_vips=True, unicast=False)[0].status == "skip"
+    assert d.check_sysctls(_sysctl({}), ["eth0"])[0].status == "skip"
 
 
 def test_ipvs() -> None:
@@ -460,6 +467,7 @@ def test_run_checks_flags_the_missing_interface_and_hears_the_peer(tmp_path: Pat
     assert by["adverts VI_51"].status == "ok" and "10.0.0.6" in by["adverts VI_51"].detail
     assert by["adverts VI_52"].status == "skip"
     assert by["time sync"].status == "skip" and by["ip_vs"].status == "skip"
+    assert by["arp eth0"].status == "skip" and "arp eth9" not in by  # unreadable here; eth9 absent
     assert d.exit_code(checks) == 1
     # one socket, on the interface that exists, for three advert intervals (1.5 s)
     assert host.listened == [([("eth0", 4)], 1.5)]

@@ -585,7 +585,7 @@ def check_adverts(
                     f"vrid {inst.vrid} {inst.ifname}",
                     "fail",
                     f"{src} arrives with TTL {'/'.join(map(str, sorted(seen.ttls)))}, not 255: "
-                    "receivers drop it (RX-01)",
+                    "receivers drop it (RFC 5798 §7.1)",
                     "something routes the adverts: keep peers on one link",
                 )
             )

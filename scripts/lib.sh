@@ -2,10 +2,13 @@
 # Shared set-up for scripts/demo and scripts/test (sourced, not run).
 # Installs what a fresh Debian 12 machine lacks, once: apt packages, then .venv with
 # `pip install -e '.[test]'`.  Set PYVRRP_NO_INSTALL=1 to only check.
+# Each install step prints one progress line; apt's and pip's output goes to $SETUP_LOG
+# (PYVRRP_SETUP_LOG overrides), and its tail is shown when a step fails.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$REPO/.venv"
 export DEBIAN_FRONTEND=noninteractive
+SETUP_LOG=${PYVRRP_SETUP_LOG:-${TMPDIR:-/tmp}/pyvrrp-setup.log}
 
 # command -> Debian package
 APT_NEEDS=(
@@ -37,6 +40,22 @@ pick_python() {
     fi
 }
 
+# step DESCRIPTION COMMAND...: one progress line on stderr, the command's output in $SETUP_LOG.
+step() {
+    local what=$1 rc=0
+    shift
+    printf 'setup: %s ... ' "$what" >&2
+    echo "=== $(date -u +%FT%TZ) $what: $*" >>"$SETUP_LOG"
+    "$@" >>"$SETUP_LOG" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        echo "ok" >&2
+        return 0
+    fi
+    echo "FAILED (exit $rc); last lines of $SETUP_LOG:" >&2
+    tail -n 25 "$SETUP_LOG" >&2
+    return "$rc"
+}
+
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
         echo "$(basename "$0"): needs root (network namespaces, raw sockets): run it as root" >&2
@@ -60,25 +79,26 @@ ensure_apt() {
         echo "missing packages: ${missing[*]}" >&2
         return 1
     fi
-    echo "installing: ${missing[*]}" >&2
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    echo "setup: installing ${missing[*]} (log: $SETUP_LOG)" >&2
+    step "apt-get update" apt-get update -q
+    step "apt-get install" apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
 ensure_venv() {
-    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pyvrrp, pytest, pytest_timeout, scapy' >/dev/null 2>&1; then
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pyvrrp, pytest, pytest_timeout, scapy, build' >/dev/null 2>&1; then
         return 0
     fi
     if [ "${PYVRRP_NO_INSTALL:-0}" = 1 ]; then
         echo "no usable $VENV" >&2
         return 1
     fi
-    echo "creating $VENV" >&2
-    "$(pick_python)" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
+    echo "setup: creating $VENV (log: $SETUP_LOG)" >&2
+    step "python -m venv" "$(pick_python)" -m venv "$VENV"
+    step "pip install --upgrade pip" "$VENV/bin/python" -m pip install --upgrade pip
     # compat mode: a plain .pth path entry instead of setuptools' import-hook finder,
     # which costs ~15 ms at every interpreter start (the daemon's start-up counts, #3).
-    "$VENV/bin/python" -m pip install -q -e "$REPO[test]" --config-settings editable_mode=compat
+    step "pip install -e .[test]" \
+        "$VENV/bin/python" -m pip install -e "$REPO[test]" --config-settings editable_mode=compat
 }
 
 # Byte-compile the package. pip does it for a wheel install; an editable install leaves it

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pyvrrp.cli.ipvs",
     "pyvrrp.cli.realserver",
     "pyvrrp.cli.lab",
+    "pyvrrp.cli.doctor",
 )
 
 app = typer.Typer(

@@ -1,14 +1,43 @@
-"""``pyvrrp run -f CONFIG``: the daemon."""
+"""``pyvrrp run [-f CONFIG]``: the daemon.
+
+Without ``-f`` it reads /etc/pyvrrp/pyvrrp.toml, else /etc/keepalived/keepalived.conf (a
+keepalived host switches over without editing its unit), and logs which it took.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import typer
 
+DEFAULT_CONFIGS = (Path("/etc/pyvrrp/pyvrrp.toml"), Path("/etc/keepalived/keepalived.conf"))
+
+
+class DefaultConfigMissing(Exception):
+    """No ``-f`` and none of the default config files exists."""
+
+
+def resolve_config(file: str | None, defaults: Sequence[Path] | None = None) -> str:
+    """``file`` when given, else the first of ``defaults`` that exists.
+
+    Raises:
+        DefaultConfigMissing: no ``file`` and no default exists (the message names them all).
+    """
+    if file is not None:
+        return file
+    defaults = DEFAULT_CONFIGS if defaults is None else defaults
+    for path in defaults:
+        if path.is_file():
+            return str(path)
+    raise DefaultConfigMissing(
+        f"no config file: neither {' nor '.join(map(str, defaults))} exists; give one with -f FILE"
+    )
+
 
 def run_daemon_cli(
-    file: str,
+    file: str | None,
     *,
     config_id: str | None = None,
     socket: str | None = None,
@@ -24,6 +53,18 @@ def run_daemon_cli(
     except ValueError as exc:
         print(f"pyvrrp run: {exc}", file=sys.stderr)
         return 2
+    try:
+        path = resolve_config(file)
+    except DefaultConfigMissing as exc:
+        print(f"pyvrrp run: {exc}", file=sys.stderr)
+        return 1
+    if file is None:
+        import structlog
+
+        structlog.get_logger("pyvrrp.cli").info(
+            "config_default", file=path, searched=list(map(str, DEFAULT_CONFIGS))
+        )
+    file = path
 
     from pyvrrp.config.errors import ConfigError
     from pyvrrp.runtime.daemon import StartupError, run_daemon
@@ -47,7 +88,13 @@ def run_daemon_cli(
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
-        file: str = typer.Option(..., "-f", "--file", help="Config file (TOML or keepalived.conf)."),
+        file: str | None = typer.Option(
+            None,
+            "-f",
+            "--file",
+            help="Config file (TOML or keepalived.conf); default /etc/pyvrrp/pyvrrp.toml, "
+            "else /etc/keepalived/keepalived.conf.",
+        ),
         config_id: str | None = typer.Option(None, "--config-id", help="keepalived @id selector."),
         socket: str | None = typer.Option(None, "--socket", help="Override global_defs.control_socket."),
         log_format: str | None = typer.Option(None, "--log-format", help="auto, json or console."),

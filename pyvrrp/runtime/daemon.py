@@ -168,7 +168,8 @@ class Daemon:
 
     @property
     def instances(self) -> dict[str, Instance]:
-        return self.supervisor.instances
+        """The running instances (none before run())."""
+        return self._supervisor.instances if self._supervisor is not None else {}
 
     # -------------------------------------------------------------- life cycle
 

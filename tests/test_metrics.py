@@ -510,3 +510,21 @@ def test_rendering_a_big_scrape_does_not_block_the_event_loop() -> None:
     # Rendered in the loop, the ticker would be late by the whole render time; in the worker
     # thread only by GIL hand-overs (5 ms switch interval) and the scheduler of a busy machine.
     assert worst < render_s / 3, f"loop was late by {worst * 1000:.1f} ms (render {render_s * 1000:.0f} ms)"
+
+
+def test_start_on_a_port_in_use_raises_oserror_and_can_be_retried() -> None:
+    """The daemon turns this OSError into a StartupError naming metrics_listen."""
+
+    async def main() -> None:
+        first = MetricsServer(lambda: [], listen=("127.0.0.1", 0), process_metrics=False)
+        await first.start()
+        try:
+            second = MetricsServer(lambda: [], listen=first.address, process_metrics=False)
+            with pytest.raises(OSError):
+                await second.start()
+            assert second._pool is None  # no worker thread left behind
+            await second.close()  # closing a server that never started is harmless
+        finally:
+            await first.close()
+
+    asyncio.run(main())

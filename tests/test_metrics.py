@@ -119,6 +119,7 @@ def test_metrics_listen_is_off_by_default_and_normalised() -> None:
         ("127.0.0.1:0", "port must be 1-65535"),
         ("127.0.0.1:70000", "port must be 1-65535"),
         ("127.0.0.1:http", "port must be 1-65535"),
+        ("127.0.0.1:\u0663", "port must be 1-65535"),  # a digit, but not an ASCII one
     ],
 )
 def test_metrics_listen_rejects_what_cannot_be_bound(text: str, says: str) -> None:

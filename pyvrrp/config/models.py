@@ -232,7 +232,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         addr = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{text!r}: {host!r} is not an IP address (names are not resolved)") from None
-    if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+    if not (port_s.isascii() and port_s.isdigit()) or not 1 <= int(port_s) <= 65535:
         raise ValueError(f"{text!r}: port must be 1-65535, got {port_s!r}")
     return str(addr), int(port_s)
 

@@ -278,6 +278,7 @@ class _Stats:
     failed: int = 1
     timed_out: int = 1
     errors: int = 0
+    extra: dict[str, int] | None = None
 
 
 class FakeNotifier:
@@ -285,7 +286,7 @@ class FakeNotifier:
 
     def __init__(self) -> None:
         self.queued = {"VI_1": 3}
-        self.stats = _Stats()
+        self.stats = _Stats(extra={"coalesced": 2})
         self.history = [_Result("VI_1", 0.5), _Result("VI_1", 2.25)]
 
     def pending(self, instance: str | None = None) -> int:
@@ -298,6 +299,7 @@ def test_notify_queue_depth_outcomes_and_last_duration() -> None:
     assert s["pyvrrp_notify_queue_depth"] == {(("instance", "VI_1"),): 3.0, (("instance", "VI_2"),): 0.0}
     assert value(s, "pyvrrp_notify_scripts_total", result="timed_out") == 1
     assert value(s, "pyvrrp_notify_scripts_total", result="succeeded") == 3
+    assert value(s, "pyvrrp_notify_scripts_total", result="coalesced") == 2  # NotifyStats.extra
     assert value(s, "pyvrrp_notify_last_duration_seconds", instance="VI_1") == 2.25
 
 

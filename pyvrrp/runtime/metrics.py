@@ -138,11 +138,7 @@ def take_snapshot(
     last: dict[str, float] = {}
     if notifier is not None:
         pending = {v["name"]: int(notifier.pending(v["name"])) for v in vs}
-        raw = getattr(notifier, "stats", None)
-        if raw is not None:
-            stats = {
-                k: int(getattr(raw, k)) for k in ("started", "succeeded", "failed", "timed_out", "errors")
-            }
+        stats = _notify_stats(getattr(notifier, "stats", None))
         for result in list(getattr(notifier, "history", ())):
             last[result.instance] = float(result.duration_s)
     return MetricsSnapshot(
@@ -152,6 +148,21 @@ def take_snapshot(
         notify_stats=stats,
         notify_last_duration_s=last,
     )
+
+
+def _notify_stats(raw: Any) -> dict[str, int]:
+    """NotifyStats' integer counters (and its ``extra`` ones), whichever of them it has."""
+    if raw is None:
+        return {}
+    out = {
+        k: v
+        for k in ("started", "succeeded", "failed", "timed_out", "errors")
+        if isinstance(v := getattr(raw, k, None), int)
+    }
+    extra = getattr(raw, "extra", None)
+    if isinstance(extra, Mapping):
+        out.update({str(k): v for k, v in extra.items() if isinstance(v, int)})
+    return out
 
 
 # ------------------------------------------------------------------ families

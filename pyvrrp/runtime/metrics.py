@@ -489,7 +489,7 @@ class MetricsServer:
 
         self.metrics = MetricsServer(self.views, listen="127.0.0.1:9165",
                                      ipvs=..., notifier=self.notifier)
-        await self.metrics.start()     # OSError (address in use, not ours) -> StartupError
+        await self.metrics.start()     # OSError (port in use, address not on this host)
         ...
         await self.metrics.close()
 
@@ -580,7 +580,9 @@ class MetricsServer:
                 f"HTTP/1.0 {status} {reason}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             ).encode("ascii")
-            writer.write(hdr if head_only else hdr + body)
+            writer.write(hdr)
+            if not head_only:
+                writer.write(body)  # no copy of a large body into hdr + body
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (TimeoutError, asyncio.LimitOverrunError, ValueError, ConnectionError):
             pass  # a slow, oversized or vanished client: drop it, nothing to report

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -529,5 +530,46 @@ def test_start_on_a_port_in_use_raises_oserror_and_can_be_retried() -> None:
             await second.close()  # closing a server that never started is harmless
         finally:
             await first.close()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_never_reads_is_dropped_after_the_write_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer far bigger than the socket buffers, never read: the server gives up after
+    WRITE_TIMEOUT_S instead of holding the connection (and its buffer) for ever."""
+    monkeypatch.setattr(metrics, "WRITE_TIMEOUT_S", 0.3)
+    many = [view(f"VI_{i}", vrid=i % 255 + 1) for i in range(300)]  # ~1.6 MB of text
+
+    class SmallBuffers(MetricsServer):
+        """Kernel buffers that cannot swallow the answer (loopback autotuning takes MBs)."""
+
+        def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            super()._accept(reader, writer)
+
+    async def main() -> None:
+        srv = SmallBuffers(lambda: many, listen=("127.0.0.1", 0), process_metrics=False)
+        await srv.start()
+        try:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, srv.address)
+            _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+            writer.transport.pause_reading()  # a scraper that stopped reading
+            writer.write(GET)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            assert len(srv._conns) == 1
+            t0 = time.monotonic()
+            while srv._conns and time.monotonic() - t0 < 5.0:
+                await asyncio.sleep(0.05)
+            assert not srv._conns, "the connection of a client that never reads is still open"
+            assert srv.scrapes == 1
+            writer.close()
+        finally:
+            await srv.close()
 
     asyncio.run(main())

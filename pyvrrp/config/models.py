@@ -74,6 +74,7 @@ __all__ = [
     "VrrpSyncGroup",
     "build_config",
     "check",
+    "parse_listen",
     "validate_config",
 ]
 
@@ -212,6 +213,30 @@ class LvsTimeouts(_Model):
         return self
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"ADDR:PORT"`` or ``"[ADDR6]:PORT"`` -> (address, port); ValueError says what is wrong.
+
+    The address must be a literal IP (a name would need a resolver at start-up and could
+    change under a running daemon); ``0.0.0.0`` / ``[::]`` listen on every address.
+    """
+    host, sep, port_s = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f'{text!r} is not ADDR:PORT (for example "127.0.0.1:9165" or "[::1]:9165")')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError(f"{text!r}: brackets are for IPv6 addresses only")
+    elif ":" in host:
+        raise ValueError(f'{text!r}: write an IPv6 address in brackets, as "[{host}]:{port_s}"')
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address (names are not resolved)") from None
+    if not (port_s.isascii() and port_s.isdigit()) or not 1 <= int(port_s) <= 65535:
+        raise ValueError(f"{text!r}: port must be 1-65535, got {port_s!r}")
+    return str(addr), int(port_s)
+
+
 class GlobalDefs(_Model):
     """``global_defs``: daemon-wide settings and defaults for every instance."""
 
@@ -253,6 +278,18 @@ class GlobalDefs(_Model):
     """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
     net_namespace: NonEmptyStr | None = None
     """Run VRRP and IPVS inside this network namespace (keepalived's top-level ``net_namespace``)."""
+    metrics_listen: str | None = None
+    """``"ADDR:PORT"`` / ``"[ADDR6]:PORT"`` of the Prometheus ``/metrics`` listener (unset: off)."""
+    metrics_keepalived_names: bool = True
+    """Also serve mehdy/keepalived-exporter's ``keepalived_*`` metric names.  pyvrrp only."""
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        host, port = parse_listen(v)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @model_validator(mode="after")
     def _groups(self) -> GlobalDefs:

@@ -5,9 +5,6 @@ from inside its own namespace (``ip netns exec``), so no traffic leaves the name
 the test created.  The scraper is a stdlib-only child (``python -I``) that scrapes back to
 back and writes one JSON line per scrape; the failover itself is measured on the wire,
 as in test_daemon_failover.py, to show that scraping does not delay the takeover.
-
-Needs the daemon to start :class:`pyvrrp.runtime.metrics.MetricsServer` (the lead's
-wiring in the daemon): skipped with that reason until some runtime module uses it.
 """
 
 from __future__ import annotations
@@ -36,20 +33,6 @@ from pyvrrp.lab.topology import VIP4, InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml
 pytestmark = pytest.mark.netns
 
 PORT = 9165
-RUNTIME = Path(__file__).resolve().parent.parent / "pyvrrp" / "runtime"
-
-
-def _daemon_starts_metrics() -> bool:
-    """True once a runtime module other than metrics.py itself constructs the server."""
-    return any("MetricsServer(" in p.read_text() for p in RUNTIME.glob("*.py") if p.name != "metrics.py")
-
-
-needs_wiring = pytest.mark.skipif(
-    not _daemon_starts_metrics(),
-    reason="the daemon does not start MetricsServer yet (global_defs.metrics_listen needs the "
-    "lead's wiring in Daemon.run()/shutdown())",
-)
-
 SCRAPER_SRC = r"""
 import json, re, sys, time, urllib.request
 url, duration, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
@@ -133,7 +116,6 @@ VI = {"iname": "VI_51", "intf": "eth0", "vrid": "51"}
 PV = {"instance": "VI_51", "interface": "eth0", "vrid": "51"}
 
 
-@needs_wiring
 def test_scrape_backup_during_kill9_failover(lab: Lab) -> None:
     """Both nodes answer /metrics on their lab address with keepalived-exporter names; lb2
     is scraped back to back while lb1 is killed with -9: every scrape answers, the series
@@ -189,7 +171,6 @@ def test_scrape_backup_during_kill9_failover(lab: Lab) -> None:
     assert sample(after, "pyvrrp_transitions_total", **PV) == 2  # INIT->BACKUP->MASTER
 
 
-@needs_wiring
 def test_scrape_during_a_flood_counts_the_drops_and_keeps_the_master(lab: Lab) -> None:
     """A flood of TTL-64 adverts (priority 200) at lb1 while lb1 is scraped back to back:
     scrapes keep answering, lb1 stays MASTER, and keepalived_ip_ttl_errors_total /

@@ -34,7 +34,7 @@ import os
 import signal
 from collections.abc import Coroutine
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -68,6 +68,9 @@ from pyvrrp.splitbrain.takeover import (
     is_guarded,
     is_preempting,
 )
+
+if TYPE_CHECKING:
+    from pyvrrp.runtime.metrics import MetricsServer
 
 __all__ = ["Daemon", "StartupError", "run_daemon"]
 
@@ -160,6 +163,7 @@ class Daemon:
         self._ipvs_ready = asyncio.Event()
         self._supervisor: Supervisor | None = None
         self._executor: Executor | None = None
+        self.metrics: MetricsServer | None = None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -197,6 +201,7 @@ class Daemon:
             raise StartupError(f"{exc}; is another pyvrrp running? stop it or use --socket") from None
         except OSError as exc:
             raise StartupError(f"control socket {self.control_path}: {exc}") from None
+        await self._start_metrics()
 
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
@@ -263,8 +268,32 @@ class Daemon:
                     sock.close()
         self.announcer.close()
         await self.control.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         self.netlink.close()
         log.info("daemon_stopped")
+
+    async def _start_metrics(self) -> None:
+        """``global_defs.metrics_listen``: the Prometheus listener (off by default)."""
+        listen = self.config.global_defs.metrics_listen
+        if listen is None:
+            return
+        from pyvrrp.runtime.metrics import MetricsServer  # prometheus-client only when asked for
+
+        self.metrics = MetricsServer(
+            self.views,
+            listen=listen,
+            ipvs=lambda: self.ipvs.snapshot() if self.ipvs is not None else None,
+            notifier=self.notifier,
+            keepalived_names=self.config.global_defs.metrics_keepalived_names,
+        )
+        try:
+            await self.metrics.start()
+        except OSError as exc:
+            self.metrics = None
+            await self.control.close()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(f"metrics_listen {listen}: {reason}") from None
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background task, keeping a reference until it finishes."""

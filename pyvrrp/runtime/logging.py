@@ -6,10 +6,13 @@
   with rate limiting (RX-12): at most ``burst`` events per key per
   ``window_s``; when a later event for that key opens a new window, one
   summary field ``suppressed=K`` reports what was dropped meanwhile.
+* :func:`install_asyncio_logging` sends asyncio's own error reports through
+  structlog, so JSON logging never gets a bare multi-line traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -173,3 +176,37 @@ class RateLimitedLogger:
             if win.suppressed:
                 getattr(self._logger, self._level)(event, key=str(key), suppressed=win.suppressed)
             del self._windows[key]
+
+
+def asyncio_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Route what asyncio would print (``Task exception was never retrieved``, ...) through structlog.
+
+    asyncio's default handler writes a multi-line traceback with the stdlib
+    :mod:`logging` module, which bypasses the JSON renderer: one such report
+    breaks every JSON-lines consumer of the log.  Here it becomes one
+    ``asyncio_error`` event whose ``exception`` field carries the traceback
+    as a string (``format_exc_info``), so the stream stays JSON lines.
+    """
+    exc = context.get("exception")
+    fields: dict[str, Any] = {"message": str(context.get("message", "unhandled exception in event loop"))}
+    for key in ("task", "future", "handle", "protocol", "transport", "socket"):
+        if key in context:
+            fields[key] = repr(context[key])[:200]
+    log = structlog.get_logger("pyvrrp.asyncio")
+    if isinstance(exc, BaseException):
+        log.error("asyncio_error", exc_info=exc, **fields)
+    else:
+        log.error("asyncio_error", **fields)
+
+
+def install_asyncio_logging(loop: asyncio.AbstractEventLoop | None = None, *, replace: bool = False) -> bool:
+    """Make ``loop`` (default: the running loop) report through :func:`asyncio_exception_handler`.
+
+    An exception handler someone else set is kept unless ``replace``.
+    Returns True if the handler was installed.
+    """
+    target = loop if loop is not None else asyncio.get_running_loop()
+    if target.get_exception_handler() is not None and not replace:
+        return False
+    target.set_exception_handler(asyncio_exception_handler)
+    return True

@@ -454,7 +454,7 @@ def test_stop_runs_queued_notify_stop_within_the_budget(tmp_path: Path) -> None:
 
     ok, elapsed = asyncio.run(main())
     assert ok is False  # the hung script was killed
-    assert 0.5 <= elapsed < 1.15
+    assert 0.5 <= elapsed < 1.4  # budget 1 s; slack for a loaded machine
     assert _lines(tmp_path) == ["stop start", "stop end"]
 
 
@@ -477,8 +477,8 @@ def test_stop_kills_a_hung_notify_stop_at_the_budget_and_returns_fast_when_idle(
         assert await runner.stop(timeout_s=5.0) is True
         return time.monotonic() - t0
 
-    assert asyncio.run(hung()) < 0.9
-    assert asyncio.run(quick_stop()) < 0.5
+    assert asyncio.run(hung()) < 1.2  # budget 0.8 s
+    assert asyncio.run(quick_stop()) < 1.0  # does not wait out the 5 s budget
     assert _lines(tmp_path) == ["stop start", "stop end"]
 
 

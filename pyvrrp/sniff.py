@@ -13,7 +13,9 @@ IP length (so Ethernet padding never reaches the codec, RX-04) and passed to
   pair of crossing adverts during a normal preemption is not flagged);
 * ``interval-mismatch`` (RX-08 drops these in v2; v3 logs, RX-09);
 * ``address-mismatch`` / ``address-order`` (RX-10, PKT-10);
-* ``ttl`` (RX-01: receivers drop TTL/Hop Limit != 255 in multicast mode);
+* ``ttl`` (RX-01: receivers drop TTL/Hop Limit != 255 in multicast mode; each
+  such packet is also marked ``valid: false, reason: "ttl"`` on its own, as a
+  receiver would drop it, while its router still shows in the summary);
 * ``version-mismatch`` (RX-02), ``auth-mismatch`` (RX-07), ``duplicate-owner``
   (two routers with priority 255, RX-06 / EID 8298);
 * ``invalid``: packets the codec refused, by drop reason.
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pyvrrp.proto.constants import IPPROTO_VRRP, VRRP_TTL
-from pyvrrp.proto.packet import Advertisement, InvalidPacket, decode
+from pyvrrp.proto.packet import Advertisement, DropReason, InvalidPacket, decode
 from pyvrrp.proto.timing import master_down_interval_s
 
 IPAddress = IPv4Address | IPv6Address
@@ -292,8 +294,31 @@ class SniffRecord:
     raw: bytes
 
     @property
+    def ttl_dropped(self) -> bool:
+        """A decoded advert a receiver drops anyway: multicast with TTL/Hop Limit != 255 (RX-01).
+
+        Unicast adverts are exempt, as in keepalived's unicast mode (RX-01 note).
+        """
+        return isinstance(self.result, Advertisement) and self.dst.is_multicast and self.ttl != VRRP_TTL
+
+    @property
     def valid(self) -> bool:
-        return isinstance(self.result, Advertisement)
+        return isinstance(self.result, Advertisement) and not self.ttl_dropped
+
+    @property
+    def reason(self) -> str | None:
+        """The drop reason (``DropReason`` value), None for a valid advert."""
+        if isinstance(self.result, InvalidPacket):
+            return self.result.reason.value
+        return DropReason.TTL.value if self.ttl_dropped else None
+
+    @property
+    def detail(self) -> str | None:
+        if isinstance(self.result, InvalidPacket):
+            return self.result.detail
+        if self.ttl_dropped:
+            return f"TTL/hop limit {self.ttl} != {VRRP_TTL} on a multicast advert: receivers drop it (RX-01)"
+        return None
 
     @property
     def family(self) -> int:
@@ -315,7 +340,6 @@ class SniffRecord:
     def to_json(self) -> dict[str, Any]:
         """One JSON object per packet (``pyvrrp sniff --json``)."""
         adv = self.result if isinstance(self.result, Advertisement) else None
-        bad = self.result if isinstance(self.result, InvalidPacket) else None
         return {
             "type": "packet",
             "time": round(self.time_s, 9),
@@ -330,9 +354,9 @@ class SniffRecord:
             "interval_cs": adv.interval_cs if adv else None,
             "auth_type": adv.auth_type if adv and adv.version == 2 else None,
             "checksum_form": adv.checksum_form if adv else None,
-            "valid": adv is not None,
-            "reason": bad.reason.value if bad else None,
-            "detail": bad.detail if bad else None,
+            "valid": self.valid,
+            "reason": self.reason,
+            "detail": self.detail,
         }
 
     def format_line(self) -> str:
@@ -350,7 +374,8 @@ class SniffRecord:
         )
         if adv.version == 2:
             text += {0: " auth none", 1: f" auth pass {adv.auth_data!r}"}.get(adv.auth_type, "")
-        return f"{text} [{adv.checksum_form}]"
+        text += f" [{adv.checksum_form}]"
+        return f"{text} INVALID ttl: {self.detail}" if self.ttl_dropped else text
 
 
 def _timestamp(time_s: float) -> str:
@@ -480,7 +505,10 @@ class Analyzer:
             self.invalid_by_reason[reason] += 1
             self._invalid.setdefault((rec.family, rec.vrid), Counter())[reason] += 1
             return
-        self.valid += 1
+        if rec.ttl_dropped:  # a receiver drops it, but the router is on the wire: keep it listed
+            self.invalid_by_reason[DropReason.TTL.value] += 1
+        else:
+            self.valid += 1
         adv = rec.result
         group = self._routers.setdefault((rec.family, adv.vrid), {})
         router = group.get(rec.src)

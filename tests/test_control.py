@@ -284,3 +284,210 @@ def _check_setup_logging(setup_logging: Any, configure_logging: Any) -> None:
     assert "visible" in buf2.getvalue() and not buf2.getvalue().startswith("{")
     with pytest.raises(ValueError):
         setup_logging(log_format="xml")
+
+
+# ---------------------------------------------------------------------------
+# issue 14 item 4: malformed input, connection cap, write timeout, EMFILE, JSON-only logs
+
+
+def test_malformed_requests_get_bad_request_and_no_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Deep nesting, a 5000-digit int, NaN and wrong param types are bad_request; nothing on stderr."""
+    path = tmp_path / "c.sock"
+    deep = b'{"v":1,"op":"state","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    huge_int = b'{"v":1,"op":"state","instance":' + b"9" * 5000 + b"}\n"
+    payload = (
+        deep
+        + huge_int
+        + b'{"v":1,"op":"state","x":NaN}\n'
+        + b'{"v":1,"op":"state","instance":{"a":1}}\n'
+        + b'{"v":1,"op":"state","instance":5}\n'
+        + b'{"v":1,"op":"state","instance":true}\n'
+        + b'{"v":1,"op":"state","instance":"VI_1"}\n'
+    )
+
+    async def main() -> None:
+        async with _server(path) as srv:
+            # dispatch_line itself never raises
+            assert (await srv.dispatch_line(deep))["error"]["code"] == "bad_request"
+            replies = await _raw(path, payload)
+            codes = [r["error"]["code"] if not r["ok"] else "ok" for r in replies]
+            assert codes == ["bad_request"] * 6 + ["ok"]
+            messages = [r["error"]["message"] for r in replies[:6]]
+            assert "nested too deeply" in messages[0]
+            assert "digit" in messages[1]
+            assert "NaN" in messages[2]
+            assert messages[3] == "param 'instance' must be a string or null, got an object"
+            assert messages[4].endswith("got an integer") and messages[5].endswith("got a boolean")
+            assert all("\n" not in m for m in messages)
+            assert (await request(path, "state"))["state"] == "MASTER"
+
+    asyncio.run(main())
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+
+
+def test_connection_cap_answers_busy_and_closes(tmp_path: Path) -> None:
+    """Past max_connections, a new client gets one 'busy' line and EOF; a freed slot is reused."""
+    from pyvrrp.runtime.control import MAX_CONNECTIONS
+
+    assert MAX_CONNECTIONS == 64  # the documented default (docs/operations.md)
+    path = tmp_path / "c.sock"
+
+    async def main() -> None:
+        srv = _server(path)
+        srv.max_connections = 3
+        async with srv:
+            held = [await asyncio.open_unix_connection(str(path)) for _ in range(3)]
+            for _reader, writer in held:  # each held connection is really being served
+                writer.write(b'{"v":1,"op":"state"}\n')
+            for reader, _writer in held:
+                assert json.loads(await reader.readline())["ok"] is True
+            assert srv.connections == 3
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(b'{"v":1,"op":"state"}\n')
+            data = await asyncio.wait_for(reader.read(), 2.0)  # whole stream: one line then EOF
+            lines = data.splitlines()
+            assert len(lines) == 1
+            assert json.loads(lines[0])["error"]["code"] == "busy"
+            assert "limit 3" in json.loads(lines[0])["error"]["message"]
+            writer.close()
+            assert srv.connections_rejected == 1
+            held[0][1].close()
+            for _ in range(100):
+                if srv.connections < 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert (await request(path, "state"))["state"] == "MASTER"
+            for _reader, w in held[1:]:
+                w.close()
+
+    asyncio.run(main())
+
+
+def test_client_that_never_reads_is_dropped_after_write_timeout(tmp_path: Path) -> None:
+    """A reply the client does not take within write_timeout_s drops the connection (idle timeout is 30 s)."""
+    path = tmp_path / "c.sock"
+
+    async def main() -> None:
+        srv = _server(path)
+        srv.write_timeout_s = 0.3
+
+        async def big(params: dict[str, Any]) -> str:
+            return "x" * (4 << 20)  # far more than the socket buffers hold
+
+        srv.register("big", big)
+        async with srv:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(str(path))
+            sock.sendall(b'{"v":1,"op":"big"}\n')  # ... and never read
+            try:
+                for _ in range(300):
+                    await asyncio.sleep(0.01)
+                    if srv.clients_dropped and srv.connections == 0:
+                        break
+                assert srv.clients_dropped == 1
+                assert srv.connections == 0
+                assert srv.idle_timeout_s == 30.0
+            finally:
+                sock.close()
+            assert (await request(path, "state"))["state"] == "MASTER"
+
+    asyncio.run(main())
+
+
+_EMFILE_SERVER = r"""
+import asyncio, os, resource, sys
+from pyvrrp.runtime.logging import setup_logging
+from pyvrrp.runtime.control import ControlServer
+
+setup_logging(level="info", log_format="json", stream=sys.stderr)
+
+async def main():
+    srv = ControlServer(sys.argv[1], max_connections=1000)
+    async def state(params):
+        return {"ok": 1}
+    srv.register("state", state)
+    async with srv:
+        in_use = len(os.listdir("/proc/self/fd"))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 6, hard))
+        print("ready", flush=True)
+        await asyncio.sleep(30)
+
+asyncio.run(main())
+"""
+
+
+def test_accept_backs_off_on_emfile_with_json_logs_only(tmp_path: Path) -> None:
+    """Out of descriptors: one backoff line (JSON), no asyncio traceback storm, service resumes."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "c.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EMFILE_SERVER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    clients: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        for _ in range(30):  # the kernel queues them (backlog 128); the server runs out of fds
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(str(path))
+            clients.append(c)
+        time.sleep(1.5)
+        for c in clients:
+            c.close()
+        clients.clear()
+        assert request_sync(path, "state", timeout=5.0) == {"ok": 1}
+        time.sleep(1.1)  # a quiet second ends the episode at the next accept
+        assert request_sync(path, "state", timeout=5.0) == {"ok": 1}
+    finally:
+        for c in clients:
+            c.close()
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    lines = err.splitlines()
+    records = [json.loads(line) for line in lines]  # every line is JSON: no bare traceback
+    events = [r["event"] for r in records]
+    assert events.count("control_accept_backoff") == 1
+    assert "control_accept_resumed" in events
+    assert len(lines) < 10
+
+
+def test_asyncio_errors_go_through_structlog(tmp_path: Path) -> None:
+    """Once the control socket starts, asyncio's exception reports are JSON log lines."""
+    import io
+
+    import structlog
+
+    from pyvrrp.runtime.logging import setup_logging
+
+    buf = io.StringIO()
+    path = tmp_path / "c.sock"
+
+    async def main() -> None:
+        async with _server(path):
+            loop = asyncio.get_running_loop()
+            try:
+                raise RuntimeError("kaput in a callback")
+            except RuntimeError as exc:
+                loop.call_exception_handler({"message": "Exception in callback", "exception": exc})
+
+    try:
+        setup_logging(level="info", log_format="json", stream=buf)
+        asyncio.run(main())
+    finally:
+        structlog.reset_defaults()
+    records = [json.loads(line) for line in buf.getvalue().splitlines()]
+    errors = [r for r in records if r["event"] == "asyncio_error"]
+    assert len(errors) == 1
+    assert errors[0]["message"] == "Exception in callback"
+    assert "kaput in a callback" in errors[0]["exception"]

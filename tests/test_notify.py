@@ -1,4 +1,4 @@
-"""NotifyRunner: keepalived-compatible argv, PYVRRP_* env, per-instance FIFO, timeout kill."""
+"""NotifyRunner: keepalived argv and env, per-instance order, coalescing, timeout kill, bounded stop."""
 
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ printf 'I=%s S=%s P=%s PR=%s V=%s R=%s E=%s\\n' "$PYVRRP_INSTANCE" "$PYVRRP_STAT
 def _lines(tmp_path: Path) -> list[str]:
     p = tmp_path / "log"
     return p.read_text().splitlines() if p.exists() else []
+
+
+async def _until_started(runner: NotifyRunner, instance: str = "VI_1") -> None:
+    """Wait until nothing of ``instance`` waits to start (so the next submit cannot supersede it)."""
+    for _ in range(500):
+        if runner.queued(instance) == 0:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail("notification did not start")
 
 
 def test_argv_keepalived_compatible(tmp_path: Path) -> None:
@@ -96,8 +105,10 @@ def test_fifo_order_per_instance_never_concurrent(tmp_path: Path) -> None:
     async def main() -> None:
         runner = NotifyRunner()
         runner.submit(NotifyEvent("VI_1", "BACKUP", 100), NotifyScripts(notify_backup=f"{slow} backup"))
+        await _until_started(runner)
         runner.submit(NotifyEvent("VI_1", "MASTER", 100), NotifyScripts(notify_master=f"{fast} master"))
-        runner.submit(NotifyEvent("VI_1", "FAULT", 100), NotifyScripts(notify_fault=f"{fast} fault"))
+        # a conflict report is not a state change: it queues behind MASTER, never supersedes it
+        runner.submit(NotifyEvent("VI_1", "CONFLICT", 100), NotifyScripts(notify=f"{fast} conflict"))
         assert runner.pending("VI_1") == 3
         assert await runner.drain(timeout_s=10)
         assert runner.pending() == 0
@@ -109,8 +120,8 @@ def test_fifo_order_per_instance_never_concurrent(tmp_path: Path) -> None:
         "end backup",
         "start master",
         "end master",
-        "start fault",
-        "end fault",
+        "start conflict",
+        "end conflict",
     ]
 
 
@@ -144,6 +155,7 @@ def test_timeout_kills_process_group(tmp_path: Path) -> None:
     async def main() -> NotifyRunner:
         runner = NotifyRunner(timeout_s=0.5, kill_grace_s=0.5)
         runner.submit(NotifyEvent("VI_1", "MASTER", 100), NotifyScripts(notify_master=str(hang)))
+        await _until_started(runner)
         runner.submit(NotifyEvent("VI_1", "BACKUP", 100), NotifyScripts(notify_backup=f"{after} next"))
         assert await runner.drain(timeout_s=10)
         await runner.close()
@@ -182,7 +194,9 @@ def test_missing_and_non_executable_scripts_are_logged_not_raised(tmp_path: Path
             NotifyEvent("VI_1", "MASTER", 100),
             NotifyScripts(notify_master=str(tmp_path / "missing.sh"), notify=str(noexec)),
         )
+        await _until_started(runner)
         runner.submit(NotifyEvent("VI_1", "BACKUP", 100), NotifyScripts(notify_backup="/bin/sh -c 'exit 3'"))
+        await _until_started(runner)
         runner.submit(
             NotifyEvent("VI_1", "FAULT", 100), NotifyScripts(notify_fault=f"{ok} x", notify="'unbalanced")
         )
@@ -278,3 +292,212 @@ def test_submit_script_low_level_keeps_order_and_path(tmp_path: Path) -> None:
         "0 []   BACKUP",
         "path-ok",
     ]
+
+
+# ---------------------------------------------------------------------------
+# issue 14 item 5: coalescing, bound, stop
+
+
+def _marker_script(tmp_path: Path, name: str, delay_s: float) -> Path:
+    """Appends '<$1> start' / '<$1> end' to tmp_path/log around a sleep."""
+    log = tmp_path / "log"
+    return _script(tmp_path / name, f'echo "$1 start" >> {log}\nsleep {delay_s}\necho "$1 end" >> {log}\n')
+
+
+def _scripts(script: Path) -> NotifyScripts:
+    return NotifyScripts(
+        notify_master=f"{script} master",
+        notify_backup=f"{script} backup",
+        notify_fault=f"{script} fault",
+        notify_stop=f"{script} stop",
+    )
+
+
+def test_flaps_behind_a_slow_script_coalesce_to_the_last_state(tmp_path: Path) -> None:
+    """40 flaps queued behind a running script leave one pending job: the last state's; drops are logged."""
+    from structlog.testing import capture_logs
+
+    slow = _marker_script(tmp_path, "slow.sh", 0.3)
+    scripts = _scripts(slow)
+
+    async def main() -> NotifyRunner:
+        runner = NotifyRunner()
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), scripts)
+        await _until_started(runner)
+        for i in range(40):
+            runner.submit(NotifyEvent("VI_1", ("BACKUP", "MASTER")[i % 2], 100), scripts)
+        assert runner.queued("VI_1") == 1
+        assert runner.pending("VI_1") == 2  # the running one and the last state
+        assert await runner.drain(timeout_s=10)
+        await runner.close()
+        return runner
+
+    with capture_logs() as logs:
+        runner = asyncio.run(main())
+    assert _lines(tmp_path) == ["master start", "master end", "master start", "master end"]
+    assert runner.stats.superseded == 39
+    superseded = [e for e in logs if e["event"] == "notify_superseded"]
+    assert len(superseded) == 39
+    assert superseded[0]["dropped"] == ["BACKUP"] and superseded[0]["by"] == "MASTER"
+    assert superseded[-1]["dropped"] == ["BACKUP"]
+
+
+def test_later_state_without_script_still_supersedes(tmp_path: Path) -> None:
+    """A pending notify_backup must not run once the node became MASTER, even with no notify_master."""
+    slow = _marker_script(tmp_path, "slow.sh", 0.2)
+
+    async def main() -> None:
+        runner = NotifyRunner()
+        only_backup = NotifyScripts(notify_backup=f"{slow} backup")
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), only_backup)
+        await _until_started(runner)
+        runner.submit(NotifyEvent("VI_1", "FAULT", 100), NotifyScripts(notify_fault=f"{slow} fault"))
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), only_backup)
+        assert runner.submit(NotifyEvent("VI_1", "MASTER", 100), only_backup) == 0
+        assert runner.queued("VI_1") == 0
+        assert await runner.drain(timeout_s=10)
+        await runner.close()
+
+    asyncio.run(main())
+    assert _lines(tmp_path) == ["backup start", "backup end"]
+
+
+def test_stop_is_never_dropped_and_supersedes_pending_states(tmp_path: Path) -> None:
+    """STOP drops the pending BACKUP; later changes (instance re-added) never drop the STOP; order kept."""
+    slow = _marker_script(tmp_path, "slow.sh", 0.2)
+    scripts = _scripts(slow)
+
+    async def main() -> None:
+        runner = NotifyRunner()
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), scripts)
+        await _until_started(runner)
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), scripts)
+        runner.submit(NotifyEvent("VI_1", "STOP", 100), scripts)
+        runner.submit(NotifyEvent("VI_1", "FAULT", 100), scripts)
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 100), scripts)
+        runner.submit(NotifyEvent("VI_1", "STOP", 100), scripts)
+        assert runner.queued("VI_1") == 2
+        # a sync group of the same name is another kind: its BACKUP is not superseded by the instance
+        runner.submit(NotifyEvent("VI_1", "BACKUP", 0, kind="GROUP"), NotifyScripts(notify=f"{slow} group"))
+        assert runner.queued("VI_1") == 3
+        assert await runner.drain(timeout_s=10)
+        await runner.close()
+
+    asyncio.run(main())
+    assert [line for line in _lines(tmp_path) if line.endswith("start")] == [
+        "master start",
+        "stop start",
+        "stop start",
+        "group start",
+    ]
+
+
+def test_queue_is_bounded_for_low_level_jobs_but_not_for_stop(tmp_path: Path) -> None:
+    """submit_script jobs over max_queued are dropped and counted; a STOP still gets in."""
+    slow = _marker_script(tmp_path, "slow.sh", 0.3)
+
+    async def main() -> NotifyRunner:
+        runner = NotifyRunner(max_queued=5)
+        assert runner.submit_script("VI_1", f"{slow} first")
+        await _until_started(runner)
+        accepted = [runner.submit_script("VI_1", f"{slow} job{i}") for i in range(20)]
+        assert accepted == [True] * 5 + [False] * 15
+        assert runner.submit(NotifyEvent("VI_1", "STOP", 100), _scripts(slow)) == 1
+        assert runner.queued("VI_1") == 6
+        await runner.close(timeout_s=0.05)
+        return runner
+
+    runner = asyncio.run(main())
+    assert runner.stats.dropped >= 15
+
+
+def test_hung_script_delays_only_its_own_instance(tmp_path: Path) -> None:
+    """A script hanging in VI_1 (long timeout) does not hold back VI_2's notification."""
+    hang = _script(tmp_path / "hang.sh", "sleep 30\n")
+    quick = _marker_script(tmp_path, "quick.sh", 0)
+
+    async def main() -> float:
+        runner = NotifyRunner(timeout_s=60, kill_grace_s=0.2)
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), NotifyScripts(notify_master=str(hang)))
+        await _until_started(runner)
+        t0 = time.monotonic()
+        runner.submit(NotifyEvent("VI_2", "MASTER", 100), NotifyScripts(notify_master=f"{quick} vi2"))
+        while runner.pending("VI_2"):
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        await runner.close(timeout_s=0.5)
+        return elapsed
+
+    assert asyncio.run(main()) < 1.0
+    assert _lines(tmp_path) == ["vi2 start", "vi2 end"]
+
+
+def test_stop_runs_queued_notify_stop_within_the_budget(tmp_path: Path) -> None:
+    """At SIGTERM: a hung notify_master is killed at half the budget so notify_stop runs; bounded."""
+    hang = _script(tmp_path / "hang.sh", "sleep 30\n")
+    stop = _marker_script(tmp_path, "stop.sh", 0)
+    scripts = NotifyScripts(notify_master=str(hang), notify_stop=f"{stop} stop")
+
+    async def main() -> tuple[bool, float]:
+        runner = NotifyRunner(timeout_s=60, kill_grace_s=1.0)
+        runner.submit(NotifyEvent("VI_1", "MASTER", 100), scripts)
+        await _until_started(runner)
+        loop = asyncio.get_running_loop()
+        # the daemon queues sync-group STOPs with call_soon: they must still be run
+        loop.call_soon(runner.submit, NotifyEvent("VI_1", "STOP", 100), scripts)
+        t0 = time.monotonic()
+        ok = await runner.stop(timeout_s=1.0)
+        elapsed = time.monotonic() - t0
+        assert runner.stats.killed_at_stop == 1
+        assert runner.submit(NotifyEvent("VI_1", "MASTER", 100), scripts) == 0  # closed
+        return ok, elapsed
+
+    ok, elapsed = asyncio.run(main())
+    assert ok is False  # the hung script was killed
+    assert 0.5 <= elapsed < 1.4  # budget 1 s; slack for a loaded machine
+    assert _lines(tmp_path) == ["stop start", "stop end"]
+
+
+def test_stop_kills_a_hung_notify_stop_at_the_budget_and_returns_fast_when_idle(tmp_path: Path) -> None:
+    """A hung notify_stop is killed before the budget ends; with quick scripts stop() does not wait."""
+    hang = _script(tmp_path / "hang.sh", "sleep 30\n")
+    quick = _marker_script(tmp_path, "quick.sh", 0)
+
+    async def hung() -> float:
+        runner = NotifyRunner(timeout_s=60)
+        runner.submit(NotifyEvent("VI_1", "STOP", 100), NotifyScripts(notify_stop=str(hang)))
+        t0 = time.monotonic()
+        assert await runner.stop(timeout_s=0.8) is False
+        return time.monotonic() - t0
+
+    async def quick_stop() -> float:
+        runner = NotifyRunner(timeout_s=60)
+        runner.submit(NotifyEvent("VI_1", "STOP", 100), NotifyScripts(notify_stop=f"{quick} stop"))
+        t0 = time.monotonic()
+        assert await runner.stop(timeout_s=5.0) is True
+        return time.monotonic() - t0
+
+    assert asyncio.run(hung()) < 1.2  # budget 0.8 s
+    assert asyncio.run(quick_stop()) < 1.0  # does not wait out the 5 s budget
+    assert _lines(tmp_path) == ["stop start", "stop end"]
+
+
+def test_supersedes_table() -> None:
+    """The coalescing rule, spelled out (module docstring)."""
+    from pyvrrp.adapters.notify import _Notification, supersedes
+
+    def n(state: str, kind: str = "INSTANCE", instance: str = "VI_1") -> _Notification:
+        return _Notification(instance, kind, state, [])
+
+    for old in ("MASTER", "BACKUP", "FAULT", "INIT"):
+        for new in ("MASTER", "BACKUP", "FAULT", "INIT", "STOP", "DELETED"):
+            assert supersedes(n(new), n(old))
+        assert not supersedes(n("CONFLICT"), n(old))
+        assert not supersedes(n(old, kind="GROUP"), n(old))
+        assert not supersedes(n(old, instance="VI_2"), n(old))
+    for new in ("MASTER", "STOP", "CONFLICT"):
+        assert not supersedes(n(new), n("STOP"))
+        assert not supersedes(n(new), n("DELETED"))
+        assert not supersedes(n(new, kind="script"), n(new, kind="script"))
+    assert supersedes(n("CONFLICT"), n("CONFLICT"))
+    assert not supersedes(n("MASTER"), n("CONFLICT"))

@@ -372,3 +372,33 @@ def test_sniff_module_does_not_import_scapy() -> None:
     code = "import sys, pyvrrp.sniff, pyvrrp.cli.sniff; print(sorted(m for m in sys.modules if 'scapy' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_multicast_advert_with_bad_ttl_is_invalid_per_packet(tmp_path: Path) -> None:
+    """RX-01: a multicast advert with TTL/Hop Limit != 255 is valid: false, reason ttl; unicast is exempt."""
+    low_ttl = v2("192.168.233.11", 100, t=T0, ttl=64)
+    six = eth(0x86DD) / IPv6(src="fe80::11", dst="ff02::12", hlim=1)
+    six /= VRRPv3(vrid=9, priority=100, adv=100, addrlist=["fe80::1"])
+    six.time = T0 + 1
+    unicast = eth() / IP(src="192.168.233.11", dst="192.168.233.10", ttl=64)
+    unicast /= VRRP(vrid=51, priority=100, addrlist=["192.168.233.200"])
+    unicast.time = T0 + 2
+    good = v2("192.168.233.10", 150, t=T0 + 3)
+    path = pcap(tmp_path, [low_ttl, six, unicast, good])
+    lines = json_lines(run("--read", path, "--json").output)
+    packets, summary = lines[:-1], lines[-1]
+    assert [(p["valid"], p["reason"]) for p in packets] == [
+        (False, "ttl"),
+        (False, "ttl"),
+        (True, None),
+        (True, None),
+    ]
+    assert "64 != 255" in packets[0]["detail"] and "RX-01" in packets[0]["detail"]
+    assert packets[0]["addresses"] == ["192.168.233.200"]  # still decoded
+    assert summary["valid"] == 2 and summary["invalid"] == 2
+    assert summary["invalid_by_reason"] == {"ttl": 2}
+    conflicts = [c["kind"] for g in summary["groups"] for c in g["conflicts"]]
+    assert "ttl" in conflicts
+    text = run("--read", path).output.splitlines()
+    assert "INVALID ttl: TTL/hop limit 64 != 255" in text[0]
+    assert "INVALID" not in text[3]

@@ -22,6 +22,11 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IP_TTL = socket.IP_TTL
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+IP_TOS = getattr(socket, "IP_TOS", 1)
+IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+# DSCP CS6 "network control" (RFC 4594): IPv4 TOS / IPv6 Traffic Class 0xc0, as
+# keepalived and FRR send adverts, so QoS on a congested link queues them first.
+TOS_NETWORK_CONTROL = 0xC0
 
 
 def split_datagram(
@@ -65,19 +70,24 @@ def split_datagram(
 
 
 def set_send_options(sock: socket.socket, family: int, ttl: int = 255) -> None:
-    """TTL / hop limit ``ttl`` for multicast and unicast adverts, no multicast loopback.
+    """TTL / hop limit ``ttl`` for multicast and unicast adverts, no multicast loopback,
+    IPv4 TOS / IPv6 Traffic Class 0xc0 (network control).
 
-    RFC 5798 §5.1.1.3 / §5.1.2.3 (PKT-02): 255 for both.  The daemon's VrrpSocket and the
-    fast-start engine (which sends on the early listener's sockets) both set these.
+    RFC 5798 §5.1.1.3 / §5.1.2.3 (PKT-02): 255 for both.  The TOS is not in the RFCs;
+    keepalived and FRR set 0xc0 (DSCP CS6), and so does pyvrrp (issue 14).  The daemon's
+    VrrpSocket and the fast-start engine (which sends on the early listener's sockets)
+    both set these.
     """
     if family == 4:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, IP_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IP, IP_TOS, TOS_NETWORK_CONTROL)
     else:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, TOS_NETWORK_CONTROL)
 
 
 def pktinfo(ifindex: int, src: IPAddress) -> list[tuple[int, int, bytes]]:

@@ -5,10 +5,14 @@ a TTY; ``log_format`` ("json" | "console" | "auto") overrides the choice.
 
 :class:`~pyvrrp.base.ratelog.RateLimitedLogger` lives in the leaf package
 :mod:`pyvrrp.base` (the adapters use it and must not import the runtime).
+
+:func:`install_asyncio_logging` sends asyncio's own error reports through structlog, so
+JSON logging never gets a bare multi-line traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any, Literal, TextIO
@@ -84,3 +88,37 @@ def _isatty(stream: TextIO) -> bool:
         return bool(isatty()) if isatty is not None else False
     except ValueError:  # closed stream
         return False
+
+
+def asyncio_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Route what asyncio would print (``Task exception was never retrieved``, ...) through structlog.
+
+    asyncio's default handler writes a multi-line traceback with the stdlib
+    :mod:`logging` module, which bypasses the JSON renderer: one such report
+    breaks every JSON-lines consumer of the log.  Here it becomes one
+    ``asyncio_error`` event whose ``exception`` field carries the traceback
+    as a string (``format_exc_info``), so the stream stays JSON lines.
+    """
+    exc = context.get("exception")
+    fields: dict[str, Any] = {"message": str(context.get("message", "unhandled exception in event loop"))}
+    for key in ("task", "future", "handle", "protocol", "transport", "socket"):
+        if key in context:
+            fields[key] = repr(context[key])[:200]
+    log = structlog.get_logger("pyvrrp.asyncio")
+    if isinstance(exc, BaseException):
+        log.error("asyncio_error", exc_info=exc, **fields)
+    else:
+        log.error("asyncio_error", **fields)
+
+
+def install_asyncio_logging(loop: asyncio.AbstractEventLoop | None = None, *, replace: bool = False) -> bool:
+    """Make ``loop`` (default: the running loop) report through :func:`asyncio_exception_handler`.
+
+    An exception handler someone else set is kept unless ``replace``.
+    Returns True if the handler was installed.
+    """
+    target = loop if loop is not None else asyncio.get_running_loop()
+    if target.get_exception_handler() is not None and not replace:
+        return False
+    target.set_exception_handler(asyncio_exception_handler)
+    return True

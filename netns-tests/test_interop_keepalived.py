@@ -195,8 +195,6 @@ def started_pair(lab: Lab, case: Case, pv_role: str) -> Iterator[Pair]:
         # lb1 first, lb2 once lb1 runs (BACKUP, Master_Down timer armed): lb1's timer then
         # always expires first, whatever the two daemons' start-up times (pyvrrp's Python
         # start-up is 0.2-2 s, keepalived's 30-80 ms), so the election is deterministic.
-        # pyvrrp dates Startup from its early listener: when the imports take longer than
-        # Master_Down_Interval, lb1 is already MASTER the first time anyone can ask.
         nodes[0].start()
         wait_for(lambda: nodes[0].state() in ("BACKUP", "MASTER"), 20.0, 0.02, what="lb1 running")
         nodes[1].start()

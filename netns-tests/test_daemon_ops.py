@@ -468,3 +468,38 @@ def test_systemd_notify_ready_reloading_stopping(lab: Lab, tmp_path: Path) -> No
         assert any("STOPPING=1" in m for m in messages("STOPPING=1"))
     finally:
         sock.close()
+
+
+def test_crash_hygiene_held_vips_are_removed_after_validation_or_by_cleanup(lab: Lab) -> None:
+    """Issue 14 item 6: after kill -9 the VIP stays on the dead node (as with keepalived); a
+    restart with a config that does not validate touches nothing; a restart that validates
+    removes what the dead daemon held, including a VIP the new config no longer has; and
+    ``pyvrrp cleanup`` (the unit's ExecStopPost) removes exactly what is recorded, without
+    reading any config, and refuses while a daemon runs."""
+    n1 = start(lab, "lb1", v3(150))
+    cleanup_cmd = [sys.executable, "-m", "pyvrrp", "cleanup", "--socket", str(n1.socket_path)]
+    n1.wait_state("MASTER", 3)
+    assert n1.holds_vip()
+    proc = lab.exec("lb1", cleanup_cmd, check=False)
+    assert proc.returncode == 1 and "running" in proc.stderr, proc.stderr
+    n1.kill9()
+    assert n1.holds_vip(), "kill -9 must leave the VIP (no process left to release it)"
+
+    write_config(n1, [], raw="[vrrp_instance.VI_51]\npriority = 'x'\n")
+    bad = lab.exec("lb1", n1.argv(), check=False, timeout=30, env=n1.env())
+    assert bad.returncode == 1
+    assert n1.holds_vip(), "an invalid config must not touch what the dead daemon held"
+
+    spec_b = v3(150, vips=(f"{VIP4_B}/32",))  # VIP4 dropped from the config before the restart
+    write_config(n1, [spec_b])
+    n1.start()
+    n1.wait_state("MASTER", 3)
+    assert not n1.holds_vip(), "the VIP the dead daemon held must go although the config dropped it"
+    assert n1.holds_vip(VIP4_B)
+    assert "stale_vip_removed" in n1.log_text()
+
+    n1.kill9()
+    proc = lab.exec("lb1", cleanup_cmd, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"removed: {VIP4_B}/32" in proc.stdout
+    assert not n1.holds_vip(VIP4_B) and not (n1.socket_path.parent / "held.json").exists()

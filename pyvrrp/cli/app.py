@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "pyvrrp.cli.run",
     "pyvrrp.cli.state",
     "pyvrrp.cli.reload",
+    "pyvrrp.cli.cleanup",
     "pyvrrp.cli.sniff",
     "pyvrrp.cli.convert",
     "pyvrrp.cli.ipvs",

@@ -33,7 +33,8 @@ import gc
 import os
 import signal
 from collections.abc import Coroutine
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -55,6 +56,7 @@ from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
 from pyvrrp.runtime.control import ControlError, ControlServer, SocketInUse
 from pyvrrp.runtime.executor import Executor
+from pyvrrp.runtime.held import HeldState
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logging import install_asyncio_logging
 from pyvrrp.runtime.state_view import instance_view
@@ -157,6 +159,7 @@ class Daemon:
         self.epochs = _epoch_store(config)
         self.control = ControlServer(self.control_path)
         self.systemd = SdNotifier.from_environ()  # no-op outside a Type=notify unit
+        self.held = HeldState.in_dir(Path(self.control_path).parent)
         self.ipvs: IpvsManager | None = None
         self.trackers: Trackers | None = None
         self._tracker_names: dict[str, set[str]] = {}
@@ -191,6 +194,7 @@ class Daemon:
             announcer=self.announcer,
             notifier=self.notifier,
             epochs=self.epochs,
+            held=self.held,
             feed=sup.feed,
             on_takeover_pending=self._on_takeover_pending,
             on_state_changed=self._on_state_changed,
@@ -206,6 +210,7 @@ class Daemon:
         except OSError as exc:
             raise StartupError(f"control socket {self.control_path}: {exc}") from None
         await self._start_metrics()
+        await self._release_held()  # the config has passed validation; no other daemon runs
 
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
@@ -271,6 +276,10 @@ class Daemon:
         pending.append(self.notifier.stop(timeout_s=NOTIFY_STOP_BUDGET_S))
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
+        if self.keep_ipvs:
+            self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
+        if self._executor is not None:
+            self._executor.flush_held()
         if self._supervisor is not None:
             for sock in self._supervisor.sockets.values():
                 with contextlib.suppress(OSError):
@@ -282,6 +291,31 @@ class Daemon:
         self.netlink.close()
         log.info("daemon_stopped")
         self.systemd.close()
+
+    async def _release_held(self) -> None:
+        """Remove what an earlier run recorded as held (a crash, kill -9): exactly that.
+
+        A VIP the new config no longer has is removed too (keepalived would leave it
+        answering ARP forever); IPVS services it created go when this config has none
+        (otherwise the IPVS manager reconciles them itself).
+        """
+        try:
+            old = HeldState.load(self.held.path)
+        except ValueError as exc:
+            log.warning("held_state_unreadable", error=str(exc), action="ignored")
+            old = HeldState(self.held.path)
+        for ifname, vip in sorted(old.vips):
+            try:
+                removed = self.netlink.remove(ifname, ip_interface(vip))
+            except (OSError, ValueError) as exc:
+                log.error("vip_remove_failed", iface=ifname, vip=vip, error=str(exc))
+                continue
+            if removed:
+                log.warning("stale_vip_removed", iface=ifname, vip=vip, note="held by an earlier run")
+        if old.ipvs_state and not self.config.virtual_server:
+            await release_ipvs(old.ipvs_state)
+        self.held.vips, self.held.ipvs_state = set(), None
+        self._execute().flush_held()
 
     async def _start_metrics(self) -> None:
         """``global_defs.metrics_listen``: the Prometheus listener (off by default)."""
@@ -574,6 +608,8 @@ class Daemon:
         """IPVS services and real-server health checks (issue #5); VRRP goes on without ip_vs."""
         state_file = os.path.join(str(self.config.global_defs.state_dir), "ipvs-owned.json")
         self.ipvs = IpvsManager(self.config, state_file=state_file)
+        self.held.ipvs_state = state_file
+        self._execute().flush_held()
         self.ipvs.set_master(self.supervisor.any_master())
         await self.ipvs.start()
         self.control.register("ipvs", self._op_ipvs)
@@ -799,6 +835,12 @@ class Daemon:
                 if instance in self.instances:  # a tracker removed from the config: neutral again
                     self.supervisor.feed(self.instances[instance], ev.TrackerChanged(name=gone))
         self.trackers.start()
+
+
+async def release_ipvs(state_file: str) -> None:
+    """Remove the IPVS services recorded in ``state_file`` (and nothing else)."""
+    manager = IpvsManager(Config.model_validate({}), state_file=state_file)
+    await manager.stop(keep=False)
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

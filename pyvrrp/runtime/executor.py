@@ -32,6 +32,7 @@ from pyvrrp.proto.router import advert_datagrams
 from pyvrrp.runtime.instance import Instance
 
 if TYPE_CHECKING:
+    from pyvrrp.runtime.held import HeldState
     from pyvrrp.splitbrain.epoch import EpochStore
 
 __all__ = ["VIP_FAULT_RETRY_S", "AddressTable", "Executor", "notify_scripts"]
@@ -81,6 +82,7 @@ class Executor:
         feed: Feed,
         on_takeover_pending: Callable[[Instance, ev.TakeoverPending], None],
         on_state_changed: Callable[[Instance, ev.StateChanged], None],
+        held: HeldState | None = None,
     ) -> None:
         self.loop = loop
         self.netlink = netlink
@@ -90,6 +92,8 @@ class Executor:
         self._feed = feed
         self._on_takeover_pending = on_takeover_pending
         self._on_state_changed = on_state_changed
+        self.held = held
+        self._held_dirty = False
         # one handler per action class; each takes exactly its own class
         self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
             ev.SendAdvert: self._send,
@@ -128,6 +132,7 @@ class Executor:
                 if self.netlink.add(inst.ifname, vip, label=labels.get(str(vip))):
                     # the GARPs come next on the hot path: log once they are out
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
+                self._hold(inst.ifname, vip, True)
             except Exception as exc:  # netlink errors are reported, never fatal
                 failed.append(str(vip))
                 inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
@@ -149,10 +154,32 @@ class Executor:
             except Exception as exc:
                 inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
                 continue
+            self._hold(inst.ifname, vip, False)
             if stale and removed:
                 inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
             elif removed:
                 inst.log.info("vip_removed", vip=str(vip))
+
+    def _hold(self, ifname: str, vip: ev.IPInterface, held: bool) -> None:
+        """Keep the held-state record (:mod:`pyvrrp.runtime.held`) in step; written after the GARPs."""
+        if self.held is None:
+            return
+        entry = (ifname, str(vip))
+        if (entry in self.held.vips) == held:
+            return
+        (self.held.vips.add if held else self.held.vips.discard)(entry)
+        if not self._held_dirty:
+            self._held_dirty = True
+            self.loop.call_soon(self.flush_held)
+
+    def flush_held(self) -> None:
+        self._held_dirty = False
+        if self.held is None:
+            return
+        try:
+            self.held.save()
+        except OSError as exc:
+            log.warning("held_state_not_written", path=str(self.held.path), error=str(exc))
 
     def _announce(self, inst: Instance, action: ev.AnnounceVips) -> None:
         try:

@@ -33,3 +33,37 @@ def test_keep_ipvs_leaves_services_on_stop() -> None:
         assert [t["service"] for t in _table(lab, "lb1")] == [f"TCP {VIP4}:80"]
         node.stop()
         assert _table(lab, "lb1") == [], "without --keep-ipvs the services are removed"
+
+
+def test_cleanup_after_kill9_removes_the_recorded_services_and_vips() -> None:
+    """Issue 14 item 6: after kill -9 the services and the VIP stay; `pyvrrp cleanup` (the
+    unit's ExecStopPost) removes exactly what the daemon recorded, reading no config; a
+    --keep-ipvs stop records nothing for it to remove."""
+    import sys
+
+    with Lab() as lab:
+        node_dir = lab.run_dir / "pyvrrp-lb1"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        sock = node_dir / "control.sock"
+        text = pyvrrp_toml(
+            "lb1",
+            [InstanceSpec(priority=150, version=3, advert_int_s=0.1)],
+            control_socket=str(sock),
+            state_dir=str(node_dir),
+        )
+        cleanup = [sys.executable, "-m", "pyvrrp", "cleanup", "--socket", str(sock)]
+        node = PyvrrpNode(lab, "lb1", text + VS_TOML).start()
+        _wait_state(node, "MASTER", 60)
+        node.kill9()
+        assert [t["service"] for t in _table(lab, "lb1")] == [f"TCP {VIP4}:80"], "kill -9 leaves them"
+        assert lab.holds_vip("lb1")
+        proc = lab.exec("lb1", cleanup, check=False, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert _table(lab, "lb1") == [] and not lab.holds_vip("lb1")
+
+        node = PyvrrpNode(lab, "lb1", text + VS_TOML, extra_args=["--keep-ipvs"]).start()
+        _wait_state(node, "MASTER", 60)
+        assert node.stop() == 0
+        proc = lab.exec("lb1", cleanup, check=False, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [t["service"] for t in _table(lab, "lb1")] == [f"TCP {VIP4}:80"], "kept on purpose"

@@ -229,3 +229,11 @@ def test_check_config_warns_when_the_kernel_has_no_ipvs(monkeypatch) -> None:
     monkeypatch.setattr(kernel, "ipvs_available", lambda **_: kernel.IpvsStatus(True))
     result = CliRunner().invoke(app, ["check-config", "-f", "conf/examples/lvs-dr.toml"])
     assert "kernel has no IPVS" not in result.output
+
+
+@pytest.mark.parametrize("text", ["", "# caught half-written\n", "[global_defs]\nrouter_id = 'lb1'\n"])
+def test_a_config_with_nothing_to_run_exits_1(tmp_path: Path, text: str) -> None:
+    """Issue 14 defect 2: an empty (or half-written) file used to pass with a warning."""
+    code, _out, err = invoke("-f", write(tmp_path, text))
+    assert code == 1
+    assert "no vrrp_instance and no virtual_server" in err

@@ -96,6 +96,10 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
         typer.echo(f"error: {file}: internal error while loading: {type(exc).__name__}: {exc}", err=True)
         return 1
 
+    if not cfg.vrrp_instance and not cfg.virtual_server:  # empty, or caught half-written
+        why = "no vrrp_instance and no virtual_server: pyvrrp would have nothing to do"
+        nothing = ConfigIssue("", why, file=file)
+        return _report_errors(file, [nothing], as_json, strict)
     found = _unique(cfg.warnings())
     if strict and found:
         return _report_errors(file, found, as_json, strict)

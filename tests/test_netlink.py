@@ -12,13 +12,16 @@ import asyncio
 import errno
 import json
 import socket
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Iterable
 from ipaddress import ip_address, ip_interface
 from typing import Any
 
 import pytest
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -34,6 +37,7 @@ from pyvrrp.adapters.netlink import (
     Netlink,
     NetlinkMonitor,
     NetlinkOperationError,
+    _address_request,
     _Requests,
     addr_info,
     resync_events,
@@ -290,16 +294,41 @@ def test_timeout_is_reported() -> None:
         nl.link_is_up("eth0")
 
 
+class FakeKernelSocket:
+    """The kernel end of ``_AddressSocket``: records each request, answers the next queued errno."""
+
+    def __init__(self, codes: Iterable[int]) -> None:
+        self.codes = list(codes)
+        self.sent: list[ifaddrmsg] = []
+        self.last = b""
+
+    def send(self, data: bytes) -> int:
+        self.last = data
+        msg = ifaddrmsg(data)
+        msg.decode()
+        self.sent.append(msg)
+        return len(data)
+
+    def recv(self, _size: int) -> bytes:
+        """An NLMSG_ERROR as the kernel sends it: header, -errno, then the request (an ack: its header)."""
+        code = self.codes.pop(0)
+        echoed = self.last if code else self.last[:16]
+        return struct.pack("=LHHLLi", 20 + len(echoed), NLMSG_ERROR, 0, 0, 0, -code) + echoed
+
+    def settimeout(self, _t: float) -> None:
+        pass
+
+
+def netlink_with_kernel(*codes: int) -> tuple[Netlink, FakeKernelSocket]:
+    nl = Netlink()
+    nl._addrs.close()
+    kernel = FakeKernelSocket(codes)
+    nl._addrs._sock = kernel  # type: ignore[assignment]
+    return nl, kernel
+
+
 def test_vip_add_remove_requests_and_errors() -> None:
-    nl, fake = netlink_with(
-        None,
-        None,
-        NetlinkError(errno.EEXIST, "File exists"),
-        NetlinkError(errno.EPERM, "Operation not permitted"),
-        None,
-        NetlinkError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),
-        NetlinkError(errno.EPERM, "Operation not permitted"),
-    )
+    nl, kernel = netlink_with_kernel(0, 0, errno.EEXIST, errno.EPERM, 0, errno.EADDRNOTAVAIL, errno.EPERM)
     lo = socket.if_nametoindex("lo")
     v4, v6 = ip_interface("192.0.2.10/24"), ip_interface("2001:db8::10/64")
     with nl:
@@ -316,16 +345,53 @@ def test_vip_add_remove_requests_and_errors() -> None:
         with pytest.raises(NetlinkOperationError, match=r"cannot remove 2001:db8::10/64 from 'lo'") as exc:
             nl.remove("lo", v6)
         assert exc.value.errno == errno.EPERM
-    base4 = {"index": lo, "address": "192.0.2.10", "prefixlen": 24, "family": AF4}
-    base6 = {"index": lo, "address": "2001:db8::10", "prefixlen": 64, "family": AF6}
-    assert fake.calls[0] == ("addr", "add", {**base4, "label": "lo:vip"})
-    assert fake.calls[1] == ("addr", "add", {**base6, "flags": IFA_F_NODAD})  # no label on IPv6
-    assert fake.calls[4] == (
-        "addr",
-        "del",
-        {"index": lo, "address": "192.0.2.10", "prefixlen": 24, "family": AF4},
+    assert len(kernel.sent) == 7 and not kernel.codes
+
+    def seen(msg: ifaddrmsg) -> tuple[Any, ...]:
+        create = msg["header"]["flags"] & (NLM_F_CREATE | NLM_F_EXCL) == NLM_F_CREATE | NLM_F_EXCL
+        return (
+            msg["header"]["type"],
+            create,
+            bool(msg["header"]["flags"] & NLM_F_ACK),
+            msg["family"],
+            msg["index"],
+            msg["prefixlen"],
+            msg["flags"],
+            dict(msg["attrs"]),
+        )
+
+    v4_attrs = {"IFA_ADDRESS": "192.0.2.10", "IFA_LOCAL": "192.0.2.10"}
+    assert seen(kernel.sent[0]) == (
+        RTM_NEWADDR,
+        True,
+        True,
+        AF4,
+        lo,
+        24,
+        0,
+        {**v4_attrs, "IFA_LABEL": "lo:vip"},
     )
-    assert len(fake.calls) == 7
+    # IPv6: no label, usable at once (NODAD), no IFA_LOCAL
+    assert seen(kernel.sent[1]) == (
+        RTM_NEWADDR,
+        True,
+        True,
+        AF6,
+        lo,
+        64,
+        IFA_F_NODAD,
+        {"IFA_ADDRESS": "2001:db8::10"},
+    )
+    assert seen(kernel.sent[4]) == (RTM_DELADDR, False, True, AF4, lo, 24, 0, v4_attrs)
+
+
+def test_vip_requests_are_encoded_once() -> None:
+    """A VIP's request bytes are built by pyroute2 once and reused (the hot path sends bytes)."""
+    vip = ip_interface("192.0.2.77/32")
+    first = _address_request(RTM_NEWADDR, 1, vip, None)
+    assert _address_request(RTM_NEWADDR, 1, vip, None) is first
+    assert _address_request(RTM_DELADDR, 1, vip, None) != first
+    assert _address_request(RTM_NEWADDR, 2, vip, None) != first  # a re-created link has a new index
 
 
 # ------------------------------------------------------------------ monitor translation

@@ -425,6 +425,7 @@ class Daemon:
         # A crashed run may have left our VIPs behind: remove them before the first election
         # (keepalived does the same: "removing VIPs" at start).
         self._execute().remove_vips(inst, inst.router.config.vips, stale=True)
+        self.netlink.prepare(spec.interface, inst.router.config.vips, inst.labels())
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
             self.announcer.sender(spec.interface)
         except OSError as exc:

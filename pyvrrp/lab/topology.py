@@ -249,7 +249,7 @@ class Lab:
             self.exec(host, ["sysctl", "-q", "-w", *args])
 
     # ------------------------------------------------------------- lifecycle
-    def up(self, *, wait_s: float = 10.0) -> Lab:
+    def up(self, *, wait_s: float = 30.0) -> Lab:
         """Build the lab; on any failure tear down what was built and re-raise."""
         if self.is_up:
             return self
@@ -321,7 +321,12 @@ class Lab:
             if spec.role == "rs"
         ]
         for path in ready:
-            wait_for(path.exists, wait_s, 0.01, what=f"{path.name}")
+            try:
+                wait_for(path.exists, wait_s, 0.01, what=f"{path.name}")
+            except TimeoutError as exc:
+                log = path.with_suffix(".log")
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+                raise TimeoutError(f"{exc}; responder log {log}:\n{tail}") from None
 
     def start_http_responder(self, host: str, body: str, port: int = 80) -> Path:
         """Serve ``body`` over HTTP/1.0 on 0.0.0.0:``port`` (and [::] with IPv6) in ``host``.

@@ -255,3 +255,28 @@ def test_daemon_follows_links_and_holds_vips_through_netlink() -> None:
         assert row["vip"] == [True, False, True]
         assert row["netlink"] == "Netlink"
         assert row["rc"] == 0
+
+
+ADD_MANY = """
+import json, subprocess
+from ipaddress import ip_interface
+from pyvrrp.adapters.netlink import Netlink
+IF = {ifname!r}
+vips = [ip_interface(f"198.18.{{i // 250}}.{{i % 250 + 1}}/32") for i in range(300)]
+with Netlink() as nl:
+    nl.add(IF, vips[0])
+    out = nl.add_many([(IF, v, None) for v in vips] + [("nope0", vips[1], None)])
+    have = subprocess.run(["ip", "-o", "addr", "show", "dev", IF], capture_output=True, text=True).stdout
+print(json.dumps(dict(results=[r if isinstance(r, bool) else str(r) for r in out],
+                      present=sum(f" {{v}} " in have for v in vips))))
+"""
+
+
+def test_add_many_adds_every_vip_in_one_batch_with_per_vip_results() -> None:
+    """Issue 15 item 3: a mass failover's VIPs in one call; results per VIP, as add() reports them."""
+    with veth_pair() as p:
+        row = json.loads(p.run("a", ADD_MANY.format(ifname=p.if_a)).splitlines()[-1])
+        results = row["results"]
+        assert results[0] is False and all(r is True for r in results[1:300])  # the first was there
+        assert results[300].endswith("cannot add 198.18.0.2/32 to 'nope0': interface not found")
+        assert row["present"] == 300

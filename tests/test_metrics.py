@@ -29,6 +29,7 @@ from pyvrrp.runtime.metrics import (
     render,
     take_snapshot,
 )
+from pyvrrp.runtime.state_view import render_table
 
 
 def view(name: str = "VI_1", state: str = "MASTER", **over: Any) -> dict[str, Any]:
@@ -573,3 +574,32 @@ def test_a_client_that_never_reads_is_dropped_after_the_write_timeout(
             await srv.close()
 
     asyncio.run(main())
+
+
+def test_receive_lag_families_once_per_daemon() -> None:
+    """Issue 15 item 5: the receive lag of ``Supervisor.rx_view`` is exported (once, not per instance)."""
+    rx = {
+        "adverts_fast": 900,
+        "adverts_full": 12,
+        "batches": 40,
+        "batch_last": 3,
+        "batch_max": 250,
+        "batch_sizes": {"le_4": 30, "le_256": 10},
+        "oldest_unread_age_s": 0.0004,
+        "oldest_unread_age_max_s": 0.6,
+        "timers_fired": 7,
+        "timers_late": 2,
+        "timer_late_max_s": 0.55,
+        "drained_before_timer": 300,
+        "kernel_drops": 5,
+    }
+    s = scrape_text(MetricsSnapshot(views=[view(receive=rx), view("VI_2", "BACKUP", vrid=52, receive=rx)]))
+    assert value(s, "pyvrrp_receive_oldest_unread_max_seconds") == 0.6
+    assert value(s, "pyvrrp_receive_batch_max") == 250
+    assert value(s, "pyvrrp_receive_adverts_fast_total") == 900
+    assert value(s, "pyvrrp_timers_late_total") == 2
+    assert value(s, "pyvrrp_receive_read_before_timer_total") == 300
+    assert value(s, "pyvrrp_receive_kernel_drops_total") == 5
+    assert value(s, "pyvrrp_receive_batch_sizes_total", size="le_256") == 10
+    text = render_table([view(receive=rx)], verbose=True)
+    assert "oldest unread advert 0.4 ms (max 600.0 ms)" in text and "late 2 (max 550.0 ms)" in text

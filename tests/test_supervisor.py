@@ -13,6 +13,7 @@ import pytest
 import structlog
 
 from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.adapters.vrrp_socket import SocketStats, split_datagram
 from pyvrrp.base import clock
 from pyvrrp.config.models import VrrpInstance
 from pyvrrp.proto import events as ev
@@ -21,7 +22,7 @@ from pyvrrp.proto.router import VirtualRouter
 from pyvrrp.runtime.daemon import router_config
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.instance import Instance
-from pyvrrp.runtime.supervisor import Supervisor
+from pyvrrp.runtime.supervisor import TIMER_LEAD_S, Supervisor
 
 
 def in_loop(fn: Any) -> Any:
@@ -54,8 +55,12 @@ class FakeSocket:
     def poll(self) -> bool:
         return False
 
-    def add_reader(self, callback: Any) -> None:
+    def recv_raw(self) -> Any:
+        return None
+
+    def add_reader(self, callback: Any, *, batch: Any = None) -> None:
         self.callback = callback
+        self.batch = batch
 
 
 @dataclass
@@ -129,7 +134,8 @@ async def test_startup_arms_the_one_timer_at_the_engine_deadline() -> None:
     sup, inst, _ = _rig(asyncio.get_running_loop())
     sup.feed(inst, ev.Startup())
     assert inst.router.state is ev.State.BACKUP
-    assert inst.timer is not None and inst.timer_at == inst.router.next_deadline()
+    assert inst.timer_at == inst.router.next_deadline()
+    assert sup._handle is not None and sup._handle_at == inst.timer_at - TIMER_LEAD_S  # type: ignore[operator]
 
 
 @in_loop
@@ -204,18 +210,28 @@ async def test_master_down_fires_on_the_loop_and_takes_over() -> None:
     assert "add 192.0.2.100/32" in journal
 
 
+def ipv4(payload: bytes, src: Any = PEER, ttl: int = 255) -> bytes:
+    """An IPv4 datagram as a raw socket delivers it (header + VRRP)."""
+    total = 20 + len(payload)
+    header = bytes([0x45, 0xC0, total >> 8, total & 0xFF, 0, 0, 0x40, 0, ttl, 112, 0, 0])
+    return header + src.packed + GROUP.packed + payload
+
+
 @dataclass
 class QueuedSocket(FakeSocket):
-    """A socket with datagrams the loop has not read yet (it was busy)."""
+    """A socket with datagrams the loop has not read yet (it was busy): (IPv4 datagram, stamp)."""
 
     queue: list[tuple[bytes, int]] = field(default_factory=list)
+    stats: SocketStats = field(default_factory=SocketStats)
 
-    def poll(self) -> bool:
+    def recv_raw(self) -> Any:
         if not self.queue:
-            return False
-        payload, self.rx_stamp_ns = self.queue.pop(0)
-        self.callback(payload, PEER, GROUP, 255)
-        return True
+            return None
+        data, self.rx_stamp_ns = self.queue.pop(0)
+        return data, [], ("192.0.2.11", 0)
+
+    def parse(self, data: bytes, ancdata: Any, addr: Any) -> Any:
+        return split_datagram(4, data, ancdata, addr) or False
 
 
 @in_loop
@@ -233,7 +249,7 @@ async def test_a_late_timer_reads_adverts_that_arrived_in_time_before_taking_ove
     assert deadline is not None
     time.sleep(max(0.0, deadline - clock.monotonic()) + 0.02)  # the loop is blocked past the deadline
     arrived = time.time_ns() - int((clock.monotonic() - (deadline - 0.03)) * 1e9)  # 30 ms before it
-    sock.queue.append((_advert_v3(200), arrived))
+    sock.queue.append((ipv4(_advert_v3(200)), arrived))
     await asyncio.sleep(0.001)
     assert inst.router.state is ev.State.BACKUP
     assert "add 192.0.2.100/32" not in journal
@@ -244,3 +260,130 @@ def _advert_v3(priority: int) -> bytes:
     vip = ipaddress.ip_address("192.0.2.100")
     adv = Advertisement(version=3, vrid=7, priority=priority, addresses=(vip,), interval_cs=5)
     return encode(adv, src=PEER, dst=GROUP)
+
+
+RigN = tuple[Supervisor, list[Instance], "QueuedSocket"]
+
+
+def _rig_n(loop: asyncio.AbstractEventLoop, n: int, **kw: Any) -> RigN:
+    """``n`` instances (VRIDs 1..n) sharing one queued socket."""
+    sup, first, journal = _rig(loop, **kw)
+    sock = QueuedSocket(journal=journal)
+    del sup.instances["VI"]
+    insts = []
+    for vrid in range(1, n + 1):
+        spec = _spec(virtual_router_id=vrid, **kw)
+        router = VirtualRouter(router_config(f"VI_{vrid}", spec, PRIMARY, in_group=False))
+        inst = Instance(name=f"VI_{vrid}", spec=spec, router=router, sock=sock, log=first.log)  # type: ignore[arg-type]
+        sup.instances[inst.name] = inst
+        insts.append(inst)
+    sup.sockets[first.key] = sock  # type: ignore[assignment]
+    sup.read_sockets()
+    for inst in insts:
+        sup.feed(inst, ev.Startup())
+    return sup, insts, sock
+
+
+def _v3(vrid: int, priority: int = 200) -> bytes:
+    vip = ipaddress.ip_address("192.0.2.100")
+    adv = Advertisement(version=3, vrid=vrid, priority=priority, addresses=(vip,), interval_cs=5)
+    return ipv4(encode(adv, src=PEER, dst=GROUP))
+
+
+@in_loop
+async def test_the_masters_repeated_advert_takes_the_fast_path_and_holds_the_backup() -> None:
+    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 3, version=3, advert_int=0.05)
+    for _ in range(5):
+        sock.queue += [(_v3(v), time.time_ns()) for v in (1, 2, 3)]
+        sock.batch()  # readiness: one batch reads the socket until it is empty
+        assert not sock.queue
+    assert sup.rx.full == 3 and sup.rx.fast == 12  # first sight decoded, the rest recognised
+    assert sup.rx.batch_last == 3 and sup.rx.batches == 5
+    for inst in insts:
+        snap = inst.router.snapshot(now=clock.monotonic())
+        assert snap.state is ev.State.BACKUP and snap.master_ip == PEER
+        assert snap.counters["adverts_rx"] == 5
+        assert inst.timer_at == snap.next_deadline
+    sock.queue.append((_v3(2, priority=180), time.time_ns()))  # a change: full path again
+    sock.batch()
+    assert sup.rx.full == 4
+    assert insts[1].router.snapshot(now=clock.monotonic()).master_priority == 180
+
+
+@in_loop
+async def test_one_loop_timer_for_every_instance() -> None:
+    loop = asyncio.get_running_loop()
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    sup, insts, sock = _rig_n(loop, 50, version=3, advert_int=0.05)
+    assert len(loop._scheduled) - before == 1  # type: ignore[attr-defined]
+    for _ in range(3):  # adverts move every deadline later: nothing is pushed or rescheduled
+        sock.queue += [(_v3(i.router.config.vrid), time.time_ns()) for i in insts]
+        sock.batch()
+    assert len(sup._heap) == 50
+    assert len(loop._scheduled) - before == 1  # type: ignore[attr-defined]
+
+
+@in_loop
+async def test_instances_that_expire_together_take_over_in_one_sweep() -> None:
+    loop = asyncio.get_running_loop()
+    sup, insts, sock = _rig_n(loop, 20, version=3, advert_int=0.05)
+    sock.queue += [(_v3(i.router.config.vrid), time.time_ns()) for i in insts]
+    sock.batch()  # the master's last adverts; then it dies
+    last = max(i.timer_at for i in insts if i.timer_at is not None)
+    await asyncio.sleep(last - clock.monotonic() + 0.05)
+    assert all(i.router.state is ev.State.MASTER for i in insts)
+    assert sup.rx.timers <= 3  # one sweep (plus the spin's re-check), not 20 timer callbacks
+
+
+@dataclass
+class BatchAddresses(FakeAddresses):
+    batches: list[int] = field(default_factory=list)
+
+    def add_many(self, items: list[tuple[str, Any, str | None]]) -> list[bool | OSError]:
+        self.batches.append(len(items))
+        self.journal.append(f"add_many {len(items)}")
+        return [self.add(ifname, vip) for ifname, vip, _label in items]
+
+
+@in_loop
+async def test_a_mass_failover_adds_every_vip_in_one_batch_then_one_garp_burst() -> None:
+    # Issue 15 item 3: the adverts first, then one netlink batch, then one GARP burst per interface.
+    loop = asyncio.get_running_loop()
+    sup, insts, sock = _rig_n(loop, 20, version=3, advert_int=0.05)
+    assert sup.executor is not None
+    journal = sock.journal
+    assert journal is not None
+    addresses = BatchAddresses(journal)
+    sup.executor.netlink = addresses
+    sock.queue += [(_v3(i.router.config.vrid), time.time_ns()) for i in insts]
+    sock.batch()
+    # deadlines as close together as a master's burst of adverts makes them
+    last = max(i.timer_at for i in insts if i.timer_at is not None)
+    journal.clear()
+    await asyncio.sleep(last - clock.monotonic() + 0.05)
+    assert all(i.router.state is ev.State.MASTER for i in insts)
+    hot = [j for j in journal if not j.startswith(("state", "add 192"))]
+    assert sum(addresses.batches) == 20 and len(addresses.batches) <= 2, addresses.batches
+    first_batch = hot.index(f"add_many {addresses.batches[0]}")
+    assert hot[:first_batch] == ["advert"] * addresses.batches[0]  # every advert before any VIP
+    assert hot.count("garp") == len(addresses.batches)  # one burst per interface and sweep
+    assert hot.index("garp") > first_batch
+
+
+@in_loop
+async def test_a_late_timer_drains_every_instance_before_any_takes_over() -> None:
+    # Issue 15 item 1, with many instances: the loop is blocked past all deadlines while
+    # the master kept advertising; none takes over.
+    loop = asyncio.get_running_loop()
+    sup, insts, sock = _rig_n(loop, 30, version=3, advert_int=0.05)
+    sock.queue += [(_v3(i.router.config.vrid), time.time_ns()) for i in insts]
+    sock.batch()
+    last = max(i.timer_at for i in insts if i.timer_at is not None)
+    for _ in range(12):  # blocked 240 ms (Master_Down ~0.18 s) while adverts keep arriving
+        time.sleep(0.02)
+        sock.queue += [(_v3(i.router.config.vrid), time.time_ns()) for i in insts]
+    assert clock.monotonic() > last
+    await asyncio.sleep(0.01)
+    assert all(i.router.state is ev.State.BACKUP for i in insts)
+    assert sup.rx.drained_before_timer == 360 and sup.rx.timers_late >= 1
+    assert sup.rx_view()["oldest_unread_age_max_s"] >= 0.1  # type: ignore[operator]

@@ -55,7 +55,7 @@ import functools
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any, NamedTuple, TypeVar
@@ -456,13 +456,14 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="pyvrrp-netlink", daemon=True)
         self._thread.start()
 
-    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+    def call(self, coro: Coroutine[Any, Any, _T], *, timeout_s: float | None = None) -> _T:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return fut.result(self.timeout_s)
+            return fut.result(limit)
         except TimeoutError:
             fut.cancel()
-            raise TimeoutError(f"netlink request took longer than {self.timeout_s}s") from None
+            raise TimeoutError(f"netlink request took longer than {limit}s") from None
 
     def stop(self) -> None:
         if self.loop.is_closed():
@@ -581,6 +582,23 @@ class Netlink:
             return False
         reason = "interface not found" if code == errno.ENODEV else os.strerror(code)
         raise NetlinkOperationError(code, f"cannot add {vip} to {ifname!r}: {reason}")
+
+    def add_many(self, items: Sequence[tuple[str, IPInterface, str | None]]) -> list[bool | OSError]:
+        """Add many VIPs at once (a mass failover): ``(ifname, vip, label)`` each.
+
+        The requests go back to back on the caller's thread, each already encoded
+        (:meth:`prepare`) or encoded once now.  Per item, in order: True added,
+        False already there, or the :class:`NetlinkOperationError` :meth:`add` would raise.
+        """
+        codes = [self._addrs.change(RTM_NEWADDR, ifname, vip, label) for ifname, vip, label in items]
+        out: list[bool | OSError] = []
+        for (ifname, vip, _label), code in zip(items, codes, strict=True):
+            if code in (0, errno.EEXIST):
+                out.append(code == 0)
+            else:
+                reason = "interface not found" if code == errno.ENODEV else os.strerror(code)
+                out.append(NetlinkOperationError(code, f"cannot add {vip} to {ifname!r}: {reason}"))
+        return out
 
     def remove(self, ifname: str, address: IPInterface | str) -> bool:
         """Remove a VIP (RFC 5798 §6.4.3); True if removed, False if it was not there.

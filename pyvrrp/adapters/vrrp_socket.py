@@ -47,6 +47,7 @@ from pyvrrp.proto.packet import parse_ipv4_datagram
 
 IPAddress = IPv4Address | IPv6Address
 Datagram = tuple[bytes, IPAddress, IPAddress, "int | None"]  # payload, src, dst, TTL / hop limit
+RawDatagram = tuple[bytes, list[tuple[int, int, bytes]], tuple[object, ...]]  # recvmsg: data, ancdata, addr
 ReceiveCallback = Callable[[bytes, IPAddress, IPAddress, "int | None"], None]
 
 # Linux socket options missing from Python's socket module on some builds.
@@ -59,6 +60,8 @@ IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_MULTICAST_ALL = 29
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IP_TOS = getattr(socket, "IP_TOS", 1)
@@ -70,6 +73,9 @@ TOS_NETWORK_CONTROL = 0xC0
 RECV_BUFSIZE = 65535
 ANC_BUFSIZE = 512
 DEFAULT_MAX_BATCH = 64
+RCVBUF_BYTES = 4 << 20
+"""Receive buffer: ~4,000 queued adverts, so a backup that stalls (a CPU hog, a stop) for a
+moment reads them late instead of losing them (the default ~200 KiB holds ~270)."""
 
 _log = structlog.get_logger("pyvrrp.adapters.vrrp_socket")
 
@@ -157,6 +163,7 @@ class SocketStats:
     rx_errors: int = 0
     rx_malformed: int = 0  # truncated IP header / not protocol 112
     rx_batches_full: int = 0  # readiness events that hit max_batch (flood indicator)
+    rx_dropped_kernel: int = 0  # datagrams the kernel dropped, receive buffer full (SO_RXQ_OVFL)
     tx_packets: int = 0
     tx_errors: int = 0
 
@@ -229,6 +236,7 @@ class VrrpSocket:
         self._pktinfo: list[tuple[int, int, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._callback: ReceiveCallback | None = None
+        self._batch: Callable[[], None] | None = None
         self._err_log = RateLimitedLogger(_log, burst=5, window_s=60.0, level="warning")
         self._log = _log.bind(iface=ifname, family=family)
 
@@ -277,6 +285,11 @@ class VrrpSocket:
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+            try:  # CAP_NET_ADMIN may exceed net.core.rmem_max; else as much as it allows
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
             if self.family == 4:
                 self._setup_v4(sock, ttl)
             else:
@@ -327,24 +340,35 @@ class VrrpSocket:
             raise RuntimeError("VrrpSocket is closed")
         return self._sock.fileno()
 
-    def add_reader(self, callback: ReceiveCallback) -> None:
+    def add_reader(self, callback: ReceiveCallback, *, batch: Callable[[], None] | None = None) -> None:
         """Deliver every received advert to ``callback(payload, src, dst, ttl)`` from the running loop.
 
         The callback runs synchronously inside the readiness handler; an
         exception it raises is logged and counted, never propagated to the loop.
+        ``batch``: readiness calls ``batch()`` instead, which reads the socket itself
+        (:meth:`recv_raw`; the supervisor's receive path); :meth:`poll` still uses ``callback``.
         """
         if self._sock is None:
             raise RuntimeError("VrrpSocket is closed")
         self._loop = asyncio.get_running_loop()
         self._callback = callback
+        self._batch = batch
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
 
     def remove_reader(self) -> None:
         if self._loop is not None and self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
         self._callback = None
+        self._batch = None
 
     def _on_readable(self) -> None:
+        if self._batch is not None:
+            try:
+                self._batch()
+            except Exception:
+                self.stats.rx_errors += 1
+                self._log.exception("vrrp_rx_callback_failed")
+            return
         for _ in range(self.max_batch):
             item = self.recv_one()
             if item is None:
@@ -367,7 +391,19 @@ class VrrpSocket:
             ``(payload, src, dst, ttl)``; ``None`` when nothing is pending;
             ``False`` when a datagram was consumed but unusable (error or malformed).
         """
-        assert self._sock is not None
+        raw = self.recv_raw()
+        if raw is None or raw is False:
+            return raw
+        return self.parse(*raw)
+
+    def recv_raw(self) -> RawDatagram | Literal[False] | None:
+        """Read one datagram as ``recvmsg`` returns it, ``(data, ancdata, addr)``, without blocking.
+
+        Sets :attr:`rx_stamp_ns` (SO_TIMESTAMPNS) and the kernel drop count (SO_RXQ_OVFL).
+        ``None`` when nothing is pending, ``False`` on an error (counted).
+        """
+        if self._sock is None:
+            return None
         try:
             data, ancdata, _flags, addr = self._sock.recvmsg(RECV_BUFSIZE, ANC_BUFSIZE)
         except (BlockingIOError, InterruptedError):
@@ -380,10 +416,13 @@ class VrrpSocket:
             return False
         self.rx_stamp_ns = 0
         for level, ctype, cdata in ancdata:
-            if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(cdata) >= 16:
-                sec, nsec = struct.unpack("=qq", cdata[:16])
-                self.rx_stamp_ns = sec * 1_000_000_000 + nsec
-        return self.parse(data, ancdata, addr)
+            if level == socket.SOL_SOCKET:
+                if ctype == SO_TIMESTAMPNS and len(cdata) >= 16:
+                    sec, nsec = struct.unpack("=qq", cdata[:16])
+                    self.rx_stamp_ns = sec * 1_000_000_000 + nsec
+                elif ctype == SO_RXQ_OVFL and len(cdata) >= 4:
+                    (self.stats.rx_dropped_kernel,) = struct.unpack("=I", cdata[:4])
+        return data, ancdata, addr
 
     def parse(
         self, data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[object, ...]
@@ -469,11 +508,11 @@ class VrrpSocket:
         would stay silent forever.  Call it on ``LinkEvent(deleted=True)``
         followed by the link reappearing.
         """
-        callback = self._callback
+        callback, batch = self._callback, self._batch
         self.close()
         await self.open()
         if callback is not None:
-            self.add_reader(callback)
+            self.add_reader(callback, batch=batch)
         return self
 
     @property

@@ -10,6 +10,12 @@ clients).  Bookkeeping that can wait (the ``state_changed`` log line, the
 epoch file's fsync, IPVS and notify scripts) is deferred with ``call_soon`` so
 it runs after this feed's packets have left.
 
+A mass failover (issue 15 item 3) is one sweep: between :meth:`Executor.begin_sweep`
+and :meth:`Executor.end_sweep` (the supervisor brackets the deadlines that fire
+together) the adverts still go out at once, but the VIP additions are kept and made
+in one netlink batch at the end, then the GARPs in one burst per interface; the logs
+and notify scripts were deferred already and run after that.
+
 A failure here is an input, never an exception: a VIP that cannot be added
 becomes a fault of the instance (a MASTER that cannot hold its VIPs must not
 keep advertising), fed back through the supervisor's inbox.
@@ -94,6 +100,8 @@ class Executor:
         self._on_state_changed = on_state_changed
         self.held = held
         self._held_dirty = False
+        self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
+        self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
         # one handler per action class; each takes exactly its own class
         self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
             ev.SendAdvert: self._send,
@@ -123,7 +131,78 @@ class Executor:
             except OSError as exc:
                 inst.log.warning("advert_send_failed", dst=str(dst), error=str(exc))
 
+    # ------------------------------------------------------------ sweeps
+
+    def begin_sweep(self) -> None:
+        """From now on keep VIP additions and GARPs for :meth:`end_sweep` (nested: no-op)."""
+        if self._sweep_adds is None:
+            self._sweep_adds = []
+
+    def end_sweep(self) -> None:
+        """All kept VIPs in one netlink batch, then one GARP burst per interface."""
+        adds, self._sweep_adds = self._sweep_adds, None
+        announces, self._sweep_announces = self._sweep_announces, []
+        if adds:
+            self._add_batch(adds)
+        bursts: dict[tuple[str, int], list[ev.IPInterface]] = {}
+        for inst, action in announces:
+            if inst.router.state is ev.State.MASTER:  # still holding them (a VIP add may have failed)
+                bursts.setdefault((inst.ifname, action.repeat), []).extend(action.vips)
+        for (ifname, repeat), vips in bursts.items():
+            try:
+                self.announcer.announce(ifname, vips, repeat=repeat)
+            except OSError as exc:
+                log.warning("announce_failed", iface=ifname, error=str(exc))
+        for inst, action in announces:
+            shown = [str(v) for v in action.vips]
+            inst.log.debug("vips_announced", vips=shown, repeat=action.repeat, reason=action.reason)
+
+    def _add_batch(self, adds: list[tuple[Instance, ev.AddVips]]) -> None:
+        add_many = getattr(self.netlink, "add_many", None)
+        if add_many is None:  # an address table without batches: one by one
+            for inst, action in adds:
+                self._add_vips_now(inst, action)
+            return
+        items = []
+        for inst, action in adds:
+            labels = inst.labels()
+            for vip in action.vips:
+                inst.removing_vips.discard(str(vip))
+                items.append((inst.ifname, vip, labels.get(str(vip))))
+        try:
+            results: list[bool | OSError] = add_many(items)
+        except Exception as exc:  # the batch as a whole failed (a timeout): every VIP failed
+            results = [OSError(str(exc))] * len(items)
+        it = iter(results)
+        for inst, action in adds:
+            failed = []
+            for vip in action.vips:
+                result = next(it)
+                if isinstance(result, Exception):
+                    failed.append(str(vip))
+                    inst.log.error("vip_add_failed", vip=str(vip), error=str(result))
+                    continue
+                if result:
+                    self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
+                self._hold(inst.ifname, vip, True)
+            if failed:
+                self._vip_fault(inst)
+
+    def _vip_fault(self, inst: Instance) -> None:
+        self._feed(inst, ev.TrackerChanged(name="vip_add_failed", fault=True))
+        self.loop.call_later(
+            VIP_FAULT_RETRY_S, self._feed, inst, ev.TrackerChanged(name="vip_add_failed", fault=False)
+        )
+
+    # ----------------------------------------------------------- hot path (2)
+
     def _add_vips(self, inst: Instance, action: ev.AddVips) -> None:
+        if self._sweep_adds is not None:
+            self._sweep_adds.append((inst, action))
+            return
+        self._add_vips_now(inst, action)
+
+    def _add_vips_now(self, inst: Instance, action: ev.AddVips) -> None:
         labels = inst.labels()
         failed = []
         for vip in action.vips:
@@ -137,12 +216,13 @@ class Executor:
                 failed.append(str(vip))
                 inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
         if failed:
-            self._feed(inst, ev.TrackerChanged(name="vip_add_failed", fault=True))
-            self.loop.call_later(
-                VIP_FAULT_RETRY_S, self._feed, inst, ev.TrackerChanged(name="vip_add_failed", fault=False)
-            )
+            self._vip_fault(inst)
 
     def _remove_vips(self, inst: Instance, action: ev.RemoveVips) -> None:
+        if self._sweep_adds:  # an add kept for the sweep's batch must not land after this removal
+            kept = self._sweep_adds
+            self._sweep_adds = []
+            self._add_batch(kept)
         self.remove_vips(inst, action.vips)
 
     def remove_vips(self, inst: Instance, vips: Iterable[ev.IPInterface], *, stale: bool = False) -> None:
@@ -182,6 +262,9 @@ class Executor:
             log.warning("held_state_not_written", path=str(self.held.path), error=str(exc))
 
     def _announce(self, inst: Instance, action: ev.AnnounceVips) -> None:
+        if self._sweep_adds is not None:
+            self._sweep_announces.append((inst, action))
+            return
         try:
             self.announcer.announce(inst.ifname, action.vips, repeat=action.repeat)
         except OSError as exc:

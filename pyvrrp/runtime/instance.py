@@ -3,7 +3,7 @@
 The engine (:class:`~pyvrrp.proto.router.VirtualRouter`) holds every protocol
 fact (state, timers, counters, VIPs held); :class:`Instance` holds only what the
 engine must not know: the config block it came from, the socket it shares with
-the other instances on its interface, its loop timer, the inputs waiting to be
+the other instances on its interface, its entry in the supervisor's timer heap, the inputs waiting to be
 fed, and the split-brain guards wired to it.
 """
 
@@ -63,8 +63,17 @@ class Instance:
     """Why the instance cannot run yet (interface missing, no address): it holds a FAULT."""
     mac: bytes = b""
     """The interface's MAC (conflict detection compares it with ARP answers)."""
-    timer: asyncio.TimerHandle | None = None
     timer_at: float | None = None
+    """The engine deadline the supervisor's timer heap holds for this instance (None: none)."""
+    heap_seq: int = -1
+    """Sequence number of this instance's live entry in the supervisor's timer heap (-1: none)."""
+    heap_at: float = 0.0
+    """When that entry fires (it may be earlier than the deadline: it then re-checks)."""
+    rx_key: bytes | None = None
+    """The receive fast path: bytes 12.. of the last advert datagram fed (IPv4 src, dst, VRRP)..."""
+    rx_ttl: int = -1
+    rx_event: ev.AdvertReceived | None = None
+    """...its TTL and the input it became (the engine's ``refresh`` recognises this very object)."""
     inbox: collections.deque[Queued] = field(default_factory=collections.deque)
     busy: bool = False
     removing_vips: set[str] = field(default_factory=set)

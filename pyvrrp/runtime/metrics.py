@@ -352,9 +352,49 @@ def _socket_families(views: list[dict[str, Any]]) -> Iterator[Metric]:
     for reason in sorted(socket_drops):
         fam.add_metric([reason], float(socket_drops[reason]))
     yield fam
+    yield from _receive_families(next((v["receive"] for v in views if v.get("receive")), None))
     inst = GaugeMetricFamily("pyvrrp_instances", "VRRP instances running")
     inst.add_metric([], len(views))
     yield inst
+
+
+RECEIVE_GAUGES = (
+    ("pyvrrp_receive_oldest_unread_seconds", "oldest_unread_age_s",
+     "Age of the oldest unread VRRP datagram when the last receive batch began"),
+    ("pyvrrp_receive_oldest_unread_max_seconds", "oldest_unread_age_max_s",
+     "Largest age of an unread VRRP datagram since start"),
+    ("pyvrrp_receive_batch_last", "batch_last", "Datagrams read in the last receive batch"),
+    ("pyvrrp_receive_batch_max", "batch_max", "Largest receive batch since start"),
+    ("pyvrrp_timer_late_max_seconds", "timer_late_max_s", "Largest lateness of the loop timer since start"),
+)
+RECEIVE_COUNTERS = (
+    ("pyvrrp_receive_batches", "batches", "Receive batches (reads until the socket is empty)"),
+    ("pyvrrp_receive_adverts_fast", "adverts_fast", "Adverts handled by the receive fast path"),
+    ("pyvrrp_receive_adverts_decoded", "adverts_full", "Datagrams decoded and fed to an engine"),
+    ("pyvrrp_timers_fired", "timers_fired", "Runs of the one loop timer"),
+    ("pyvrrp_timers_late", "timers_late", "Loop timer runs more than 5 ms late (the loop is behind)"),
+    ("pyvrrp_receive_read_before_timer", "drained_before_timer",
+     "Datagrams read because a deadline was due (they arrived before it)"),
+    ("pyvrrp_receive_kernel_drops", "kernel_drops", "Datagrams the kernel dropped: receive buffer full"),
+)
+
+
+def _receive_families(rx: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """Receive lag (issue 15 item 5): overload shows here before it hurts."""
+    if not rx:
+        return
+    for name, key, doc in RECEIVE_GAUGES:
+        gauge = GaugeMetricFamily(name, doc)
+        gauge.add_metric([], float(rx.get(key) or 0))
+        yield gauge
+    for name, key, doc in RECEIVE_COUNTERS:
+        counter = CounterMetricFamily(name, doc)
+        counter.add_metric([], float(rx.get(key) or 0))
+        yield counter
+    sizes = CounterMetricFamily("pyvrrp_receive_batch_sizes", "Receive batches by size", labels=["size"])
+    for bucket, count in sorted((rx.get("batch_sizes") or {}).items()):
+        sizes.add_metric([str(bucket)], float(count))
+    yield sizes
 
 
 def _notify_families(snap: MetricsSnapshot) -> Iterator[Metric]:

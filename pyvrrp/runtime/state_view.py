@@ -89,6 +89,19 @@ def why(view: dict[str, Any]) -> str:
     return "initialising"
 
 
+def receive_line(rx: dict[str, Any]) -> str:
+    """Receive lag in one line: how far behind its sockets the daemon is (issue 15 item 5)."""
+    return (
+        f"oldest unread advert {1000 * rx.get('oldest_unread_age_s', 0):.1f} ms "
+        f"(max {1000 * rx.get('oldest_unread_age_max_s', 0):.1f} ms); "
+        f"batches {rx.get('batches')} (last {rx.get('batch_last')}, max {rx.get('batch_max')}); "
+        f"adverts fast {rx.get('adverts_fast')} / decoded {rx.get('adverts_full')}; "
+        f"timers {rx.get('timers_fired')}, late {rx.get('timers_late')} "
+        f"(max {1000 * rx.get('timer_late_max_s', 0):.1f} ms); "
+        f"read before a timer {rx.get('drained_before_timer')}; kernel drops {rx.get('kernel_drops')}"
+    )
+
+
 def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
     """A people-friendly summary table (and details with ``verbose``)."""
     headers = ["INSTANCE", "IFACE", "VRID", "VER", "STATE", "PRIO", "MASTER", "VIPS", "WHY"]
@@ -116,6 +129,12 @@ def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     lines.append("(* = VIPs held by this node)")
+    receive = next((v["receive"] for v in views if v.get("receive")), None)
+    if verbose and receive:
+        lines.append("")
+        lines.append("receive path (all instances):")
+        lines.append(f"  {receive_line(receive)}")
+        lines.append(f"  batch_sizes: {receive.get('batch_sizes')}")
     if verbose:
         for v in views:
             lines.append("")

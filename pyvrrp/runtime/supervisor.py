@@ -8,24 +8,34 @@ Data flows one way::
                                                           ^
     netlink, trackers, guards, signals --inputs-----------'   timer (next_deadline)
 
-:meth:`Supervisor.on_datagram` is the receive path: the datagram is decoded by
-the pure codec (:func:`pyvrrp.proto.packet.decode`), dated from its kernel
-arrival stamp, and fed to the instance of its VRID on that (interface, family)
-socket.  :meth:`Supervisor.feed` is the only way an input reaches an engine; it
-performs the returned actions in order through the
-:class:`~pyvrrp.runtime.executor.Executor` and then re-arms the instance's one
-loop timer at ``router.next_deadline()`` (aioquic's ``transmit()`` funnel).
+:meth:`Supervisor.drain` is the receive path: each readiness event reads the socket
+in a batch until it is empty (at most :data:`RX_BATCH`), each datagram dated from its
+kernel arrival stamp (SO_TIMESTAMPNS).  The VRID byte picks the instance (a dict).  The
+common case, a backup hearing its master's unchanged advert again, is recognised from
+the raw bytes and goes to the engine's fast path
+(:meth:`~pyvrrp.proto.router.VirtualRouter.refresh`: one deadline reset, no actions, no
+log, proven equal to the full path); anything else is decoded by the pure codec and fed.
+:meth:`Supervisor.feed` is the only way an input reaches an engine; it performs the
+returned actions in order through the :class:`~pyvrrp.runtime.executor.Executor` and
+then re-arms the instance at ``router.next_deadline()`` (aioquic's ``transmit()`` funnel).
 
 Feeding is re-entrant safe: an action whose execution produces a new input
 (a VIP that cannot be added becomes a fault, a sync-group member's transition
 moves its siblings) queues that input in the instance's inbox, and it is handled
 after the current action list, so actions of two inputs never interleave.
 
-Timers: epoll sleeps in whole milliseconds, so a loop timer fires up to ~1.5 ms
-late.  A BACKUP's Master_Down deadline decides failover time, so its timer is
-set :data:`TIMER_LEAD_S` early and :meth:`_on_timer` spins to the exact instant,
-polling the VRRP socket meanwhile: an advert that arrives in those last
-milliseconds still holds the takeover off.
+Timers: one heap of (fire time, instance) for every instance behind one loop timer
+handle.  An advert moves a backup's deadline later without touching the heap: the old
+entry fires, sees the later deadline and goes back in.  When the loop timer runs, it
+first reads everything already queued on every VRRP socket (up to the first datagram
+that arrived after it began), so an advert that arrived before a deadline holds the
+takeover off even when the loop is behind (a CPU hog, a stop, a flood: issue 15);
+then every due deadline fires, earliest first, in one sweep.  epoll sleeps in whole
+milliseconds, so a BACKUP's entry is set :data:`TIMER_LEAD_S` early and the sweep spins
+to the exact deadline, reading the sockets meanwhile.
+
+Receive lag (:class:`RxStats`, ``pyvrrp state -v``, metrics): the age of the oldest
+unread datagram when a batch begins, batch sizes, late timers, kernel drops.
 """
 
 from __future__ import annotations
@@ -33,13 +43,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import heapq
+import itertools
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
 import structlog
 
-from pyvrrp.adapters.vrrp_socket import VrrpSocket
+from pyvrrp.adapters.vrrp_socket import RawDatagram, VrrpSocket
 from pyvrrp.base import clock
 from pyvrrp.base.ratelog import RateLimitedLogger
 from pyvrrp.config.models import VrrpSyncGroup
@@ -50,7 +63,7 @@ from pyvrrp.proto.syncgroup import SyncGroup
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.instance import TIMER, At, Instance, TimerFired
 
-__all__ = ["MAX_ARRIVAL_AGE_S", "TIMER_LEAD_S", "Supervisor"]
+__all__ = ["MAX_ARRIVAL_AGE_S", "TIMER_LEAD_S", "RxStats", "Supervisor"]
 
 log = structlog.get_logger("pyvrrp")
 
@@ -60,8 +73,41 @@ TIMER_LEAD_S = 0.002
 MAX_ARRIVAL_AGE_S = 0.5
 """A kernel arrival stamp older than this (or in the future) is a wall-clock step: use "now"."""
 
-MAX_DRAIN = 1024
-"""At most this many queued datagrams are read before a timer fires (a flood cannot stall it)."""
+MAX_DRAIN = 20_000
+"""At most this many datagrams per socket are read before a timer fires (a bound, never
+reached in practice: the drain stops at the first datagram that arrived after it began)."""
+
+RX_BATCH = 256
+"""Datagrams read per readiness event (the loop's other callbacks run between batches)."""
+
+LATE_TIMER_S = 0.005
+"""A timer that runs this much after its time counts as late (the loop is behind)."""
+
+
+def _bucket(n: int) -> str:
+    """Batch-size histogram bucket (``pyvrrp state -v``, metrics)."""
+    for top in (1, 4, 16, 64, 256):
+        if n <= top:
+            return f"le_{top}"
+    return "gt_256"
+
+
+@dataclass
+class RxStats:
+    """Receive lag (issue 15 item 5): how far behind the sockets the supervisor is."""
+
+    fast: int = 0  # adverts handled by the fast path
+    full: int = 0  # datagrams decoded and fed
+    batches: int = 0
+    batch_last: int = 0
+    batch_max: int = 0
+    batch_hist: collections.Counter[str] = field(default_factory=collections.Counter)
+    lag_last_s: float = 0.0  # age of the oldest unread datagram when the last batch began
+    lag_max_s: float = 0.0
+    timers: int = 0
+    timers_late: int = 0
+    timer_late_max_s: float = 0.0
+    drained_before_timer: int = 0  # datagrams read because a timer was due
 
 SocketKey = tuple[str, int]
 IPAddress = IPv4Address | IPv6Address
@@ -83,6 +129,13 @@ class Supervisor:
         self._readers: set[SocketKey] = set()
         self._reading = False
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
+        self._demux: dict[tuple[SocketKey, int], Instance] = {}
+        self.rx = RxStats()
+        # one timer for every instance: a heap of (fire at, seq, instance) behind one loop handle
+        self._heap: list[tuple[float, int, Instance]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._handle_at = 0.0
 
     def bind(self, executor: Executor) -> None:
         self.executor = executor
@@ -99,7 +152,9 @@ class Supervisor:
         self._reading = True
         for key, sock in self.sockets.items():
             if key not in self._readers:
-                sock.add_reader(functools.partial(self.on_datagram, key))
+                sock.add_reader(
+                    functools.partial(self.on_datagram, key), batch=functools.partial(self._on_readable, key)
+                )
                 self._readers.add(key)
 
     def add_socket(self, key: SocketKey, sock: VrrpSocket) -> None:
@@ -107,18 +162,112 @@ class Supervisor:
         if self._reading:
             self.read_sockets()
 
+    def _on_readable(self, key: SocketKey) -> None:
+        """Readiness: read a batch (until the socket is empty, at most :data:`RX_BATCH`)."""
+        sock = self.sockets.get(key)
+        if sock is not None:
+            self.drain(key, sock, RX_BATCH)
+
+    def drain(self, key: SocketKey, sock: VrrpSocket, limit: int, *, until_ns: int = 0) -> int:
+        """Read and dispatch up to ``limit`` queued datagrams; returns how many were read.
+
+        ``until_ns``: stop after the first datagram that arrived later than this
+        (``time.time_ns()`` clock): what arrived before it is all read, a flood
+        arriving meanwhile cannot keep us here.
+        """
+        stats = self.rx
+        n = 0
+        while n < limit:
+            raw = sock.recv_raw()
+            if raw is None:
+                break
+            n += 1
+            if raw is False:
+                continue
+            stamp = sock.rx_stamp_ns
+            if n == 1 and stamp:
+                lag = (time.time_ns() - stamp) / 1e9
+                stats.lag_last_s = lag
+                if lag > stats.lag_max_s:
+                    stats.lag_max_s = lag
+            try:
+                self._dispatch(key, sock, raw)
+            except Exception:  # a bug in one datagram's handling must not stop reception; be loud
+                sock.stats.rx_errors += 1
+                log.exception("vrrp_rx_failed", iface=key[0])
+            if until_ns and stamp > until_ns:
+                break
+        if n:
+            stats.batches += 1
+            stats.batch_last = n
+            if n > stats.batch_max:
+                stats.batch_max = n
+            stats.batch_hist[_bucket(n)] += 1
+        return n
+
+    def _dispatch(self, key: SocketKey, sock: VrrpSocket, raw: RawDatagram) -> None:
+        """One datagram: the fast path when it repeats the advert its instance last accepted.
+
+        Fast path (IPv4 with a 20-byte header and no padding): bytes 12.. (source,
+        destination, VRRP message) and the TTL equal those of the last datagram fed to
+        the instance, so decode would give the same advert: the same input object goes
+        to the engine's :meth:`~pyvrrp.proto.router.VirtualRouter.refresh`, which handles
+        it exactly as ``handle`` would (no actions, nothing logged).  Anything else takes
+        the full path: parse, decode, :meth:`feed`.
+        """
+        data = raw[0]
+        if len(data) > 21 and data[0] == 0x45 and (data[2] << 8 | data[3]) == len(data):
+            inst = self._instance_for(key, data[21])
+            if inst is not None and not inst.busy and inst.rx_event is not None:
+                tail = data[12:]
+                if tail == inst.rx_key and data[8] == inst.rx_ttl:
+                    at = self.arrival(key)
+                    now = clock.monotonic()
+                    if at is not None and at < now:
+                        now = at
+                    event = inst.rx_event
+                    if inst.router.refresh(event, now=now):
+                        self.rx.fast += 1
+                        if 0 < event.advert.priority < inst.router.effective_priority:
+                            inst.last_lower_rx = clock.monotonic()
+                        inst.timer_at = inst.router.next_deadline()  # later: the heap entry re-checks
+                        if inst.heap_seq < 0:
+                            self.arm(inst)
+                        return
+            if inst is not None:
+                inst.rx_event = None
+                item = sock.parse(*raw)
+                if item is not False:
+                    self.on_datagram(key, *item, inst=inst, fast_key=(data[12:], data[8]))
+                return
+        item = sock.parse(*raw)
+        if item is not False:
+            self.on_datagram(key, *item)
+
     def on_datagram(
-        self, key: SocketKey, payload: bytes, src: IPAddress, dst: IPAddress | None, ttl: int | None
+        self,
+        key: SocketKey,
+        payload: bytes,
+        src: IPAddress,
+        dst: IPAddress | None,
+        ttl: int | None,
+        *,
+        inst: Instance | None = None,
+        fast_key: tuple[bytes, int] | None = None,
     ) -> None:
         """One datagram read from the socket ``key``: decode, date, feed its VRID's instance.
 
         The VRID (byte 1 of every VRRP version's header) picks the instance first, so the
         codec checks the datagram with that instance's parameters (a router without VIPs
         accepts keepalived's Count = 0 adverts, :func:`~pyvrrp.proto.packet.decode`).
+        ``inst``, ``fast_key`` (from :meth:`_dispatch`): that instance, and the datagram's
+        bytes 12.. and TTL: the input fed becomes the instance's fast-path input for them.
         """
+        self.rx.full += 1
         at = self.arrival(key)
         vrid = payload[1] if len(payload) > 1 else 0
-        inst = self._instance_for(key, vrid)
+        if inst is None:
+            inst = self._instance_for(key, vrid)
         empty_ok = inst is not None and not inst.router.config.vips
         result = decode(payload, src=src, dst=dst, accept_empty=empty_ok)
         if isinstance(result, InvalidPacket):
@@ -132,12 +281,27 @@ class Supervisor:
             return
         if 0 < result.priority < inst.router.effective_priority:
             inst.last_lower_rx = clock.monotonic()
-        self.feed(inst, ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst), at=at)
+        event = ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst)
+        if fast_key is not None:
+            (inst.rx_key, inst.rx_ttl), inst.rx_event = fast_key, event
+        else:
+            inst.rx_event = None
+        self.feed(inst, event, at=at)
 
     def _instance_for(self, key: SocketKey, vrid: int) -> Instance | None:
+        inst = self._demux.get((key, vrid))
+        if (
+            inst is not None
+            and inst.key == key
+            and inst.router.config.vrid == vrid
+            and self.instances.get(inst.name) is inst
+        ):
+            return inst
         for inst in self.instances.values():
             if inst.key == key and inst.router.config.vrid == vrid:
+                self._demux[(key, vrid)] = inst
                 return inst
+        self._demux.pop((key, vrid), None)
         return None
 
     def arrival(self, key: SocketKey) -> float | None:
@@ -155,6 +319,35 @@ class Supervisor:
         if not 0.0 <= age <= MAX_ARRIVAL_AGE_S:
             return None
         return clock.monotonic() - age
+
+    def drain_all(self) -> int:
+        """Read everything queued on every VRRP socket before now (issue 15 item 1)."""
+        until = time.time_ns()
+        return sum(
+            self.drain(key, sock, MAX_DRAIN, until_ns=until)
+            for key, sock in list(self.sockets.items())
+            if key in self._readers
+        )
+
+    def rx_view(self) -> dict[str, object]:
+        """Receive-path figures for ``pyvrrp state -v`` and the metrics (issue 15 item 5)."""
+        rx = self.rx
+        recent = rx.lag_last_s if rx.batches else 0.0
+        return {
+            "adverts_fast": rx.fast,
+            "adverts_full": rx.full,
+            "batches": rx.batches,
+            "batch_last": rx.batch_last,
+            "batch_max": rx.batch_max,
+            "batch_sizes": dict(rx.batch_hist),
+            "oldest_unread_age_s": round(recent, 6),
+            "oldest_unread_age_max_s": round(rx.lag_max_s, 6),
+            "timers_fired": rx.timers,
+            "timers_late": rx.timers_late,
+            "timer_late_max_s": round(rx.timer_late_max_s, 6),
+            "drained_before_timer": rx.drained_before_timer,
+            "kernel_drops": sum(s.stats.rx_dropped_kernel for s in self.sockets.values()),
+        }
 
     # ----------------------------------------------------------------- feeding
 
@@ -192,49 +385,121 @@ class Supervisor:
             inst.pending_takeover = None
         self.arm(inst)
 
+    # ------------------------------------------------------------------ timers
+
     def arm(self, inst: Instance) -> None:
-        """(Re)set the instance's one loop timer at the engine's next deadline."""
+        """Put the instance's next engine deadline in the one timer heap.
+
+        One entry per instance: a deadline that moved later (an advert) keeps the earlier
+        entry, which re-checks when it fires; only an earlier deadline pushes a new one.
+        """
         deadline = inst.router.next_deadline()
-        if deadline == inst.timer_at and inst.timer is not None:
-            return
-        self.disarm(inst)
         inst.timer_at = deadline
-        if deadline is not None:
-            early = deadline - TIMER_LEAD_S if inst.router.state is ev.State.BACKUP else deadline
-            inst.timer = self.loop.call_at(early, self._on_timer, inst)
+        if deadline is None:
+            return
+        fire = deadline - TIMER_LEAD_S if inst.router.state is ev.State.BACKUP else deadline
+        if inst.heap_seq >= 0 and inst.heap_at <= fire:
+            return
+        self._push(inst, fire)
+
+    def _push(self, inst: Instance, fire: float) -> None:
+        seq = next(self._seq)
+        inst.heap_seq, inst.heap_at = seq, fire
+        heapq.heappush(self._heap, (fire, seq, inst))
+        if self._handle is None or fire < self._handle_at:
+            self._schedule(fire)
+
+    def _schedule(self, fire: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle_at = fire
+        self._handle = self.loop.call_at(fire, self._on_timer)
 
     @staticmethod
     def disarm(inst: Instance) -> None:
-        if inst.timer is not None:
-            inst.timer.cancel()
-            inst.timer = None
+        """Forget the instance's deadline (its heap entry, if any, is skipped when it fires)."""
         inst.timer_at = None
+        inst.heap_seq = -1
 
-    def _on_timer(self, inst: Instance) -> None:
-        deadline = inst.timer_at
-        inst.timer = None
-        inst.timer_at = None
-        if self.instances.get(inst.name) is not inst:
-            return
-        sock = inst.sock
-        if deadline is not None and sock is not None:
-            # Spin to the exact deadline, reading the VRRP socket meanwhile.
+    def _on_timer(self) -> None:
+        """The one loop timer: read what is queued, then fire every due deadline.
+
+        Before any deadline fires, everything already queued on the VRRP sockets is read
+        and fed (each advert dated by its kernel arrival stamp), so a master that kept
+        advertising is never taken over because we were slow to read it (issue 15).
+        Due deadlines fire together, earliest first: a mass failover is one sweep.
+        """
+        self._handle = None
+        late = clock.monotonic() - self._handle_at
+        self.rx.timers += 1
+        if late > LATE_TIMER_S:
+            self.rx.timers_late += 1
+        if late > self.rx.timer_late_max_s:
+            self.rx.timer_late_max_s = late
+        self.rx.drained_before_timer += self.drain_all()
+        due = self._pop_due(clock.monotonic())
+        sweep = self.executor if len(due) > 1 else None
+        if sweep is not None:
+            sweep.begin_sweep()
+        try:
+            for deadline, inst in due:
+                self._fire(deadline, inst)
+        finally:
+            if sweep is not None:
+                sweep.end_sweep()
+        self._reschedule()
+
+    def _pop_due(self, now: float) -> list[tuple[float, Instance]]:
+        """Take the due entries off the heap; entries whose deadline moved later go back."""
+        heap, due = self._heap, []
+        while heap and heap[0][0] <= now:
+            _fire, seq, inst = heapq.heappop(heap)
+            if seq != inst.heap_seq:
+                continue  # superseded or disarmed
+            inst.heap_seq = -1
+            deadline = inst.timer_at
+            if deadline is None or self.instances.get(inst.name) is not inst:
+                continue
+            fire = deadline - TIMER_LEAD_S if inst.router.state is ev.State.BACKUP else deadline
+            if fire > now:
+                self._push_quiet(inst, fire)
+                continue
+            due.append((deadline, inst))
+        due.sort(key=lambda d: d[0])
+        return due
+
+    def _push_quiet(self, inst: Instance, fire: float) -> None:
+        seq = next(self._seq)
+        inst.heap_seq, inst.heap_at = seq, fire
+        heapq.heappush(self._heap, (fire, seq, inst))
+
+    def _fire(self, deadline: float, inst: Instance) -> None:
+        if inst.timer_at != deadline or self.instances.get(inst.name) is not inst:
+            return  # an advert read meanwhile moved it (or the instance is gone)
+        if inst.router.state is ev.State.BACKUP:
+            # Spin to the exact deadline (epoll sleeps in whole ms), reading the sockets meanwhile.
             while clock.monotonic() < deadline:
-                if sock.poll():
-                    if inst.router.next_deadline() != deadline:
-                        return  # the advert moved the deadline; feed() re-armed the timer
-                    self.disarm(inst)  # same deadline: keep spinning here instead
-            # A loop that is behind (a CPU hog, a flood) fires this timer late, with adverts
-            # that arrived in time still queued: read them first (each is dated by its
-            # kernel arrival stamp), so a master that kept advertising is never taken
-            # over just because we were slow to read it.
-            for _ in range(MAX_DRAIN):
-                if not sock.poll():
-                    break
-            if inst.router.next_deadline() != deadline:
+                if self.drain_all() and inst.timer_at != deadline:
+                    self.arm(inst)
+                    return
+            self.drain_all()
+            if inst.timer_at != deadline:
+                self.arm(inst)
                 return
-            self.disarm(inst)
+        inst.timer_at = None
         self.feed(inst, TIMER)
+
+    def _reschedule(self) -> None:
+        heap = self._heap
+        while heap and heap[0][1] != heap[0][2].heap_seq:
+            heapq.heappop(heap)  # drop stale entries at the top
+        if not heap:
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            return
+        if self._handle is None or heap[0][0] != self._handle_at:
+            self._schedule(heap[0][0])
 
     # ------------------------------------------------------------- sync groups
 

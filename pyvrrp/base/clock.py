@@ -43,7 +43,37 @@ class MonotonicClock:
         return monotonic()
 
 
+class WallAnchor:
+    """One fixed monotonic -> wall-clock offset, so a past instant renders the same twice.
+
+    Reading ``time.time()`` and ``time.monotonic()`` one after the other gives an
+    offset that wanders by milliseconds (NTP slewing, a VM stall between the two
+    reads), so ``wall - (now - at)`` computed per call made ``last_transition.at``
+    differ between two ``pyvrrp state`` calls with no transition in between.  The
+    anchor keeps the first offset and re-anchors only on a wall-clock *step*
+    (more than ``step_s`` away), e.g. after an operator sets the date.
+    """
+
+    def __init__(self, step_s: float = 1.0) -> None:
+        self.step_s = step_s
+        self._offset: float | None = None
+
+    def offset(self, *, wall_now: float, mono_now: float) -> float:
+        """Wall-clock seconds minus monotonic seconds, stable between steps."""
+        current = wall_now - mono_now
+        if self._offset is None or abs(current - self._offset) > self.step_s:
+            self._offset = current
+        return self._offset
+
+    def to_wall(self, monotonic_s: float, *, wall_now: float, mono_now: float) -> float:
+        """The wall-clock time of the monotonic instant ``monotonic_s``."""
+        return monotonic_s + self.offset(wall_now=wall_now, mono_now=mono_now)
+
+
+_ANCHOR = WallAnchor()
+
+
 def to_wall_time(monotonic_s: float, *, clock: Clock | None = None) -> float:
     """Convert a monotonic timestamp to wall-clock seconds (for output only)."""
     now_mono = (clock or MonotonicClock()).now()
-    return wall_time() - (now_mono - monotonic_s)
+    return _ANCHOR.to_wall(monotonic_s, wall_now=wall_time(), mono_now=now_mono)

@@ -150,6 +150,7 @@ class Daemon:
         self.keep_ipvs = keep_ipvs  # leave our IPVS services in the kernel on stop (keepalived -I)
         self.control_path = control_socket or str(config.global_defs.control_socket)
         self.started_at = clock.monotonic()
+        self._wall = clock.WallAnchor()  # `state` renders one instant the same every time
         self.stop_event = asyncio.Event()
         # one pyroute2 client: interface facts, VIPs (synchronous, so that SendAdvert ->
         # AddVips -> AnnounceVips holds: the VIPs exist before the GARPs) and events
@@ -667,7 +668,9 @@ class Daemon:
     # ----------------------------------------------------------------- control
 
     def views(self, name: str | None = None) -> list[dict[str, Any]]:
-        now, wall = clock.monotonic(), clock.wall_time()
+        now = clock.monotonic()
+        wall = now + self._wall.offset(wall_now=clock.wall_time(), mono_now=now)
+        receive = self.supervisor.rx_view()  # daemon-wide, like drops_socket (issue 15 item 5)
         out = []
         for inst in self.instances.values():
             if name is not None and inst.name != name:
@@ -680,6 +683,7 @@ class Daemon:
                 unicast_peers=[str(p) for p in inst.router.config.unicast_peers],
             )
             view["drops_socket"] = dict(self.supervisor.socket_drops)
+            view["receive"] = receive
             view["waiting_for"] = inst.waiting_for
             if inst.gateway is not None:
                 view["isolated"] = inst.gateway.isolated

@@ -353,8 +353,12 @@ def test_not_yet_run_is_the_one_switch(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_net_namespace(tmp_path: Path) -> None:
-    (e,) = _errors(tmp_path, "net_namespace blue\n" + _inst())
-    assert (e.path, e.line) == ("global_defs.net_namespace", 1) and "ip netns exec" in e.message
+    """The daemon enters the namespace (adapters/netns.py); the config takes it as keepalived does."""
+    cfg = load_config(_write(tmp_path, "net_namespace blue\n" + _inst()))
+    assert cfg.global_defs.net_namespace == "blue" and not cfg.warnings()
+    assert ka.effective(ka.KEYWORDS["(top)"]["net_namespace"])[0] == "supported"
+    (e,) = _errors(tmp_path, "net_namespace blue {\n}\n" + _inst())
+    assert e.path == "global_defs.net_namespace" and "takes a name" in e.message
 
 
 # ------------------------------------------------------------------------------ the model for the daemon

@@ -125,6 +125,6 @@ def test_conditional_sample_with_config_id(tmp_path: Path) -> None:
     assert data["vrrp_script"]["check_VI_0"]["script"] == "/etc/keepalived/scripts/check_high_VI_0.sh"
     errs = [(i.line, i.path) for i in issues if i.severity == "error"]
     assert (23, "vrrp_instance.VI_0.use_vmac") in errs
-    assert data["global_defs"]["net_namespace"]  # read into the model (refused there: not run yet)
+    assert data["global_defs"]["net_namespace"]  # read into the model; the daemon enters it
     data_low, _, _ = ka.to_model_dict(conf, config_id="low")
     assert data_low["vrrp_instance"]["VI_0"]["priority"] == 85

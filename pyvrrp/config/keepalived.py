@@ -198,7 +198,9 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vrrp_sync_group": _sup("vrrp_sync_group", "block"),
         "virtual_server": _sup("virtual_server", "block", "`IP PORT`, `fwmark N` or `group NAME`"),
         "virtual_server_group": _sup("virtual_server_group", "block"),
-        "net_namespace": _sup("net_namespace", "str", "keepalived's network namespace", "net_namespace"),
+        "net_namespace": _sup(
+            "net_namespace", "str", "the daemon enters /run/netns/NAME before it opens any socket"
+        ),
         "net_namespace_ipvs": _ref("IPVS in another namespace is not implemented"),
         "namespace_with_ipsets": _ign(_NOT_NEEDED),
         "instance": _ign("keepalived pid-file naming; give each pyvrrp its own control socket (--socket)"),

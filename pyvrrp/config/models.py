@@ -1199,11 +1199,6 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
         "pyvrrp does not advertise on another group yet: it would use the RFC group and never hear "
         "peers on this one; use the default group on every node, or unicast_peer",
     ),
-    "net_namespace": (
-        "error",
-        "pyvrrp does not enter a network namespace yet: run it inside the namespace "
-        "(`ip netns exec NAME pyvrrp run ...`) and remove this line",
-    ),
     "vip_dev": (
         "warning",
         "the daemon does not honour a VIP's dev yet: this address is added on the instance's interface",
@@ -1245,8 +1240,6 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
         grp = getattr(g, key)
         if grp != default:
             found.append(("vrrp_mcast_group", ("global_defs", key), f"{grp} instead of {default}"))
-    if g.net_namespace is not None:
-        found.append(("net_namespace", ("global_defs", "net_namespace"), f"net_namespace {g.net_namespace}"))
     if g.lvs_timeouts is not None:
         found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
     for sec in _LIST_SECTIONS:

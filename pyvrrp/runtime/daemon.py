@@ -42,6 +42,7 @@ import structlog
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.adapters.arp import Announcer, mac_to_bytes
 from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
+from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
 from pyvrrp.adapters.systemd import SdNotifier
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
@@ -880,6 +881,12 @@ def run_daemon(
 ) -> int:
     """Entry point used by ``pyvrrp run``: load, validate, run; errors reach the caller."""
     config = load_config(config_path, config_id=config_id)
+    if config.global_defs.net_namespace is not None:
+        # before any socket or thread exists: setns(2) moves only the calling thread
+        try:
+            enter_namespace(config.global_defs.net_namespace)
+        except NamespaceError as exc:
+            raise StartupError(str(exc)) from exc
 
     async def main() -> int:
         daemon = Daemon(

@@ -53,9 +53,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks._common import cpu_ticks_s, descendants, rss_kb  # noqa: E402
+from benchmarks.failover import make_node  # noqa: E402
 from pyvrrp.lab.capture import Capture  # noqa: E402
 from pyvrrp.lab.keepalived import KeepalivedNode, keepalived_available  # noqa: E402
 from pyvrrp.lab.topology import DaemonNode, InstanceSpec, Lab, PyvrrpNode, wait_for  # noqa: E402
+from pyvrrp.proto.timing import master_down_interval_s  # noqa: E402
 
 PRIO_HIGH, PRIO_LOW = 150, 100
 BPF = "ip proto 112 or arp"
@@ -85,17 +87,6 @@ def specs(n: int, interval_s: float, priority: int) -> list[InstanceSpec]:
         )
         for v in range(1, n + 1)
     ]
-
-
-def master_down_s(priority: int, adv_s: float) -> float:
-    """RFC 5798 §6.1: 3 * Advertisement_Interval + Skew_Time."""
-    return 3 * adv_s + (256 - priority) * adv_s / 256
-
-
-def make_node(daemon: str, lab: Lab, host: str, instances: Sequence[InstanceSpec]) -> DaemonNode:
-    if daemon == "pyvrrp":
-        return PyvrrpNode(lab, host, instances=instances)
-    return KeepalivedNode(lab, host, instances=instances)
 
 
 def states(node: DaemonNode) -> list[str]:
@@ -216,7 +207,7 @@ def measure(daemon: str, interval_s: float, n: int, run: int, hold_s: float, fai
         row.cpu1, row.cpu2 = 100 * c1 / span, 100 * c2 / span
         row.us_per_advert = 1e6 * c2 / len(window) if window else 0.0
         if kill_at is not None:
-            down = master_down_s(PRIO_LOW, interval_s)
+            down = master_down_interval_s(3, PRIO_LOW, round(interval_s * 100))
             ends = []
             for v in range(1, n + 1):
                 last = max((t for t in lb1_times.get(v, []) if t <= kill_at + 0.05), default=None)

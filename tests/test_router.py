@@ -615,6 +615,23 @@ def test_conflict_lower_mac_yields(ours: bytes, theirs: bytes, yields: bool) -> 
         assert r.state is State.MASTER
 
 
+def test_conflict_never_makes_the_vrrp_winner_yield_while_adverts_cross() -> None:
+    """Issue 13 item 5: after a split heals both masters hear each other; the better one
+    must not yield by MAC (its MAC is the lower here), VRRP decides; without adverts heard
+    for Master_Down_Interval the MAC rule applies again."""
+    r = master(conflict_resolve=True)  # priority 100
+    low, high = b"\x00" * 5 + b"\x01", b"\x00" * 5 + b"\x02"
+    r.handle(rx(adv(50)), now=4.0)  # a lower-priority master advertises: SM-13
+    actions = r.handle(ConflictDetected(our_mac=low, peer_mac=high), now=4.5)
+    assert actions == [AnnounceVips((VIP,), repeat=5, reason="conflict")] and r.state is State.MASTER
+    assert r.snapshot(now=4.5).counters["conflict_vrrp_decides"] == 1
+    later = 4.0 + r.snapshot(now=4.5).master_down_interval_s + 0.01  # its adverts stopped
+    assert kinds(r.handle(ConflictDetected(our_mac=low, peer_mac=high), now=later)) == [
+        "StateChanged",
+        "RemoveVips",
+    ]
+
+
 def test_conflict_ignored_without_resolution() -> None:
     """Issue #4: conflict_resolve=False only counts the conflict."""
     r = master()

@@ -89,6 +89,11 @@ transitions it caused itself.
 Dual-master conflict (issue #4, ``conflict_resolve``): on
 :class:`ConflictDetected` a MASTER whose MAC is numerically lower yields
 (-> BACKUP, ``RemoveVips``); the other one re-announces (``reason="conflict"``).
+The MAC rule is for a conflict without adverts: a MASTER that heard a
+lower-priority master's advert within Master_Down_Interval wins the VRRP
+election already (the other steps down on its SM-13 advert), so it never
+yields by MAC; it re-announces (issue 13 item 5: after a split heals, the
+priority-150 node once yielded to the priority-100 one).
 """
 
 from __future__ import annotations
@@ -313,6 +318,7 @@ class VirtualRouter:
         self._garp_refresh_at: float | None = None
         self._garp_lower_prio_at = -math.inf  # next lower-priority GARP burst allowed at
         self._lower_prio_advert_at = -math.inf  # last SM-13 re-advert
+        self._lower_rx_at = -math.inf  # last advert of a lower-priority master heard while MASTER
         self._preempt_window_until: float | None = None
         self._takeover_pending = False
         self._vips_held: tuple[IPInterface, ...] = ()
@@ -530,6 +536,13 @@ class VirtualRouter:
         self._counters.bump("conflicts_detected")
         if self._state is not State.MASTER or not self._config.conflict_resolve:
             return []
+        if now - self._lower_rx_at < self._master_down_interval_s():
+            # The other master's adverts reach us and it has the lower priority: the VRRP
+            # election is working and we win it (it steps down on our SM-13 advert).  The
+            # MAC rule is for when no adverts are heard; here it could make the better
+            # router yield.  Re-announce so clients return to our MAC at once.
+            self._counters.bump("conflict_vrrp_decides")
+            return self._announce(self._config.garp_master_repeat, "conflict")
         if int.from_bytes(event.our_mac, "big") < int.from_bytes(event.peer_mac, "big"):
             return self._transition(Trigger.CONFLICT_YIELD, "dual-master conflict", now)
         return self._announce(self._config.garp_master_repeat, "conflict")
@@ -653,6 +666,7 @@ class VirtualRouter:
             return self._transition(Trigger.PREEMPTED, f"preempted by {event.src} prio {adv.priority}", now)
         # RFC 9568 §6.4.3 (SM-13): advertise at once to assert MASTER; Adver_Timer untouched
         self._counters.bump("lower_prio_rx")
+        self._lower_rx_at = now
         if not self._config.lower_prio_advert:
             return []
         actions: list[Action] = []

@@ -300,3 +300,39 @@ def test_manager_reconfigure_restarts_only_on_change() -> None:
         await m.stop()
 
     asyncio.run(main())
+
+
+def test_daemon_request_encoding_even_after_pyroute2s_ipvsmsg_was_used() -> None:
+    """The IPVS_CMD_NEW_DAEMON request, byte for byte (include/uapi/linux/ip_vs.h): nested
+    IPVS_CMD_ATTR_DAEMON (3) with STATE, MCAST_IFN, SYNC_ID, MCAST_PORT in host order (as
+    libipvs sends it) and MCAST_GROUP.  pyroute2's own ipvsmsg is encoded first: its compiled
+    attribute map must not leak into ours (it reads DAEMON as opaque hex)."""
+    from pyroute2.netlink.generic.ipvs import ipvsmsg
+
+    from pyvrrp.ipvs.kernel import _daemon_msg_class
+
+    other = ipvsmsg()
+    other["cmd"], other["version"], other["attrs"] = 1, 1, [("IPVS_CMD_ATTR_DAEMON", "00:01")]
+    other.encode()
+    msg = _daemon_msg_class()()
+    msg["cmd"], msg["version"] = 9, 1
+    attrs = [
+        ("IPVS_DAEMON_ATTR_STATE", 1),
+        ("IPVS_DAEMON_ATTR_MCAST_IFN", "eth0"),
+        ("IPVS_DAEMON_ATTR_SYNC_ID", 51),
+        ("IPVS_DAEMON_ATTR_MCAST_PORT", 8848),
+        ("IPVS_DAEMON_ATTR_MCAST_GROUP", "224.0.0.81"),
+    ]
+    msg["attrs"] = [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})]
+    msg.encode()
+    body = bytes(msg.data[16:]).hex()  # after the netlink header
+    assert body == (
+        "09010000"  # genl: cmd 9 (NEW_DAEMON), version 1
+        "30000300"  # nested attr 3 (DAEMON), 48 bytes
+        "0800010001000000"  # STATE = 1 (IP_VS_STATE_MASTER)
+        "0900020065746830"  # MCAST_IFN = "eth0" (NUL-terminated, padded)
+        "00000000"
+        "0800030033000000"  # SYNC_ID = 51
+        "0600070090220000"  # MCAST_PORT = 8848 (host order, little-endian here)
+        "08000500e0000051"  # MCAST_GROUP = 224.0.0.81
+    )

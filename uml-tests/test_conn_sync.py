@@ -246,3 +246,21 @@ def test_connection_breaks_on_failover_without_sync_daemon() -> None:
     errors = [x for x in after if "error" in x]
     assert errors, f"the connection survived without a sync daemon (test proves nothing): {after[-3:]}"
     print(f"\nsync off: failover {r['failover_s']} s, client: {errors[0]['error']}")
+
+
+def test_cleanup_after_kill9_stops_the_sync_daemon() -> None:
+    """kill -9 leaves the kernel's sync thread running; `pyvrrp cleanup` (ExecStopPost) stops it,
+    and so would the next start (keepalived stops both threads at start too)."""
+    with Lab() as lab:
+        node = PyvrrpNode(lab, "lb1", _config(lab, "lb1", 150, sync=True)).start()
+        node.wait_state("MASTER", 60)
+        _wait(lambda: set(_daemons(lab, "lb1")) == {"master"}, 20, "lb1 master sync daemon")
+        node.kill9()
+        assert set(_daemons(lab, "lb1")) == {"master"}, "kill -9 leaves the thread"
+        sock = lab.run_dir / "pyvrrp-lb1" / "control.sock"
+        proc = lab.exec(
+            "lb1", [PY, "-m", "pyvrrp", "cleanup", "--socket", str(sock)], check=False, timeout=60
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "IPVS sync daemons: stopped" in proc.stdout
+        assert _daemons(lab, "lb1") == {}

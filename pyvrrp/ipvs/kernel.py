@@ -344,18 +344,18 @@ def apply(ops: list[Op], sock: Any = None) -> list[IpvsError]:
 
 
 def _daemon_msg_class() -> Any:
-    from pyroute2.netlink import nla
-    from pyroute2.netlink.generic.ipvs import ipvsmsg
+    # A genlmsg of its own, not a subclass of pyroute2's ipvsmsg: pyroute2 compiles an nla_map
+    # once per class into class attributes, and a subclass would inherit ipvsmsg's compiled
+    # map (DAEMON as "hex") once ipvsmsg has been used (seen: `pyvrrp cleanup` after an IPVS dump).
+    from pyroute2.netlink import genlmsg, nla
 
-    class _DaemonMsg(ipvsmsg):  # type: ignore[misc]
+    class _DaemonMsg(genlmsg):  # type: ignore[misc]
+        prefix = "IPVS_CMD_ATTR_"
         nla_map = (
             ("IPVS_CMD_ATTR_UNSPEC", "none"),
-            ("IPVS_CMD_ATTR_SERVICE", "service"),
-            ("IPVS_CMD_ATTR_DEST", "dest"),
+            ("IPVS_CMD_ATTR_SERVICE", "hex"),
+            ("IPVS_CMD_ATTR_DEST", "hex"),
             ("IPVS_CMD_ATTR_DAEMON", "daemon"),
-            ("IPVS_CMD_ATTR_TIMEOUT_TCP", "uint32"),
-            ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", "uint32"),
-            ("IPVS_CMD_ATTR_TIMEOUT_UDP", "uint32"),
         )
 
         class daemon(nla):  # type: ignore[misc]  # pyroute2 naming

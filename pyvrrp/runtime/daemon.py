@@ -285,6 +285,8 @@ class Daemon:
             await asyncio.gather(*pending, return_exceptions=True)
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
+        if self.syncd is not None and not self.syncd.running:
+            self.held.sync_daemon = False
         if self._executor is not None:
             self._executor.flush_held()
         if self._supervisor is not None:
@@ -321,7 +323,9 @@ class Daemon:
                 log.warning("stale_vip_removed", iface=ifname, vip=vip, note="held by an earlier run")
         if old.ipvs_state and not self.config.virtual_server:
             await release_ipvs(old.ipvs_state)
-        self.held.vips, self.held.ipvs_state = set(), None
+        if old.sync_daemon and self.config.global_defs.lvs_sync_daemon is None:
+            await release_sync_daemons()
+        self.held.vips, self.held.ipvs_state, self.held.sync_daemon = set(), None, False
         self._execute().flush_held()
 
     async def _start_metrics(self) -> None:
@@ -639,6 +643,8 @@ class Daemon:
         if spec is None:
             return
         self.syncd = SyncDaemonManager(spec)
+        self.held.sync_daemon = True  # a kill -9 leaves the threads: `pyvrrp cleanup` stops them
+        self._execute().flush_held()
         log.info("sync_daemon_configured", detail=spec.describe())
         await self.syncd.start(self._syncd_state(spec))
 
@@ -879,6 +885,20 @@ async def release_ipvs(state_file: str) -> None:
     """Remove the IPVS services recorded in ``state_file`` (and nothing else)."""
     manager = IpvsManager(Config.model_validate({}), state_file=state_file)
     await manager.stop(keep=False)
+
+
+async def release_sync_daemons() -> list[str]:
+    """Stop the kernel's master and backup sync threads (a crashed run's); returns the errors."""
+    from pyvrrp.ipvs import kernel
+
+    errors = []
+    for role in ("master", "backup"):
+        try:
+            if await asyncio.to_thread(kernel.stop_sync_daemon, role):
+                log.warning("stale_sync_daemon_stopped", role=role, note="started by an earlier run")
+        except kernel.IpvsError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

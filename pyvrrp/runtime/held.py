@@ -14,7 +14,9 @@ address.  Then:
 - ``pyvrrp cleanup`` removes the same without parsing any config; the systemd
   unit runs it as ``ExecStopPost``, so a crashed daemon's VIPs go at once;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
-  own state file, whose path is kept here so ``cleanup`` can find it.
+  own state file, whose path is kept here so ``cleanup`` can find it;
+- ``sync_daemon`` says the daemon runs the kernel's IPVS sync threads
+  (``lvs_sync_daemon``): ``cleanup`` (and a start whose config has none) stops them.
 
 Writes are atomic (temporary file + rename) and happen off the hot path: the
 executor marks the record dirty and the loop flushes it after the GARPs.
@@ -39,6 +41,7 @@ class HeldState:
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
+    sync_daemon: bool = False
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -62,6 +65,7 @@ class HeldState:
             held.vips = {(str(i), str(a)) for i, a in data.get("vips", [])}
             state = data.get("ipvs_state")
             held.ipvs_state = str(state) if state else None
+            held.sync_daemon = data.get("sync_daemon") is True
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -74,7 +78,11 @@ class HeldState:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        body = {"vips": sorted([i, a] for i, a in self.vips), "ipvs_state": self.ipvs_state}
+        body = {
+            "vips": sorted([i, a] for i, a in self.vips),
+            "ipvs_state": self.ipvs_state,
+            "sync_daemon": self.sync_daemon,
+        }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)
 

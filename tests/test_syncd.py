@@ -336,3 +336,44 @@ def test_daemon_request_encoding_even_after_pyroute2s_ipvsmsg_was_used() -> None
         "0600070090220000"  # MCAST_PORT = 8848 (host order, little-endian here)
         "08000500e0000051"  # MCAST_GROUP = 224.0.0.81
     )
+
+
+def test_daemon_feeds_only_the_followed_instance_and_not_while_stopping(tmp_path: Path) -> None:
+    """runtime.daemon: a StateChanged of the followed instance moves the sync daemon; another
+    instance's does not; once the daemon is stopping (priority 0 sent, VIPs released) the
+    instance's last transitions do not flip master -> backup before the final stop."""
+    from types import SimpleNamespace
+
+    from pyvrrp.proto import events as ev
+    from pyvrrp.runtime.daemon import Daemon
+
+    cfg = _load(tmp_path, "global_defs {\n lvs_sync_daemon eth1 VI_1\n}\n" + _inst() + _inst("VI_2", 52))
+
+    async def main() -> None:
+        d = Daemon(str(tmp_path / "cfg.conf"), cfg, control_socket=str(tmp_path / "c.sock"))
+        d.systemd = SimpleNamespace(status=lambda _s: None)  # type: ignore[assignment]
+        k = RecordingKernel()
+        d.syncd = SyncDaemonManager(SyncDaemonSpec.from_config(cfg), k)  # type: ignore[arg-type]
+        await d.syncd.start("BACKUP")
+        k.calls.clear()
+
+        def change(name: str, new: ev.State) -> None:
+            inst = SimpleNamespace(name=name)
+            d._on_state_changed(inst, ev.StateChanged(old=ev.State.BACKUP, new=new, reason="", priority=100))  # type: ignore[arg-type]
+
+        change("VI_2", ev.State.MASTER)
+        await d.syncd.settled()
+        assert k.calls == []
+        change("VI_1", ev.State.MASTER)
+        await d.syncd.settled()
+        assert k.calls == [("stop", "backup"), ("start", "master")]
+        k.calls.clear()
+        d._released = True
+        change("VI_1", ev.State.INIT)
+        await d.syncd.settled()
+        assert k.calls == []
+        await d.syncd.stop()
+        assert k.calls == [("stop", "master")]
+        d.netlink.close()
+
+    asyncio.run(main())

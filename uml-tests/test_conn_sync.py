@@ -264,3 +264,26 @@ def test_cleanup_after_kill9_stops_the_sync_daemon() -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "IPVS sync daemons: stopped" in proc.stdout
         assert _daemons(lab, "lb1") == {}
+
+
+def test_reload_restarts_the_sync_daemon_only_when_its_settings_change() -> None:
+    from pyvrrp.runtime.control import request_sync
+
+    with Lab() as lab:
+        text = _config(lab, "lb1", 150, sync=True)
+        node = PyvrrpNode(lab, "lb1", text).start()
+        node.wait_state("MASTER", 60)
+        _wait(lambda: "syncid=51" in _daemons(lab, "lb1").get("master", ""), 20, "master, sync id 51")
+
+        def reload(new_text: str) -> None:
+            node.config_path.write_text(new_text)
+            result = request_sync(str(node.socket_path), "reload", timeout=30)
+            assert result.get("reloaded") is True, result
+
+        reload(text.replace('instance = "VI_51"\n', 'instance = "VI_51"\nsync_id = 7\nport = 8850\n'))
+        _wait(lambda: "syncid=7" in _daemons(lab, "lb1").get("master", ""), 20, "restarted with sync id 7")
+        assert "port=8850" in _daemons(lab, "lb1")["master"]
+        reload(text.replace('\n[global_defs.lvs_sync_daemon]\ninterface = "eth0"\ninstance = "VI_51"\n', ""))
+        _wait(lambda: _daemons(lab, "lb1") == {}, 20, "stopped when the reload removed it")
+        assert node.state() == "MASTER"
+        node.stop()

@@ -19,6 +19,12 @@ def test_round_trip_and_absent_file(tmp_path: Path) -> None:
     back = HeldState.load(held.path)
     assert back.vips == held.vips and back.ipvs_state == held.ipvs_state
     assert back.nft_table == "pyvrrp"
+    held.sync_daemon = True
+    held.save()
+    back = HeldState.load(held.path)
+    assert back.vips == held.vips and back.ipvs_state == held.ipvs_state and back.sync_daemon
+    (tmp_path / "old.json").write_text('{"vips": [], "ipvs_state": null}')  # before lvs_sync_daemon
+    assert HeldState.load(tmp_path / "old.json").sync_daemon is False
     assert not list((tmp_path / "run").glob("*.tmp"))
     back.remove()
     back.remove()  # twice is fine

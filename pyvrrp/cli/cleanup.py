@@ -25,10 +25,10 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", help="Where held.json is (default: the control socket's directory)."
         ),
     ) -> None:
-        """Remove the VIPs, IPVS services and nftables table a stopped daemon left (exit 1 if one runs)."""
+        """Remove the VIPs, IPVS services, sync daemons and nftables table a stopped daemon left."""
         from pyvrrp.adapters.netlink import Netlink
         from pyvrrp.runtime.control import DaemonUnreachable, request_sync
-        from pyvrrp.runtime.daemon import release_ipvs
+        from pyvrrp.runtime.daemon import release_ipvs, release_sync_daemons
         from pyvrrp.runtime.held import HeldState
 
         try:
@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
                 failed += 1
             else:
                 typer.echo(f"removed: nftables table inet {held.nft_table}")
+        if held.sync_daemon:
+            errors = asyncio.run(release_sync_daemons())
+            for error in errors:
+                typer.echo(f"pyvrrp: {error}", err=True)
+            failed += len(errors)
+            typer.echo("IPVS sync daemons: stopped" if not errors else "IPVS sync daemons: not stopped")
         if failed:
             raise typer.Exit(1)
         held.remove()

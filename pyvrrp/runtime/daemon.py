@@ -53,6 +53,7 @@ from pyvrrp.config.errors import ConfigError
 from pyvrrp.config.load import load_config
 from pyvrrp.config.models import Config, VrrpInstance
 from pyvrrp.ipvs.manager import IpvsManager
+from pyvrrp.ipvs.syncd import SyncDaemonManager, SyncDaemonSpec
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
@@ -166,6 +167,7 @@ class Daemon:
         self.firewall = Nft()
         self._drop_plan: DropPlan | None = None  # what the nftables table holds now
         self.ipvs: IpvsManager | None = None
+        self.syncd: SyncDaemonManager | None = None
         self.trackers: Trackers | None = None
         self._tracker_names: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -235,6 +237,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        await self._start_syncd()
         self.trackers.start()
         if self.config.virtual_server:
             await self._start_ipvs()
@@ -278,6 +281,8 @@ class Daemon:
         pending: list[Coroutine[Any, Any, Any]] = []
         if self.ipvs is not None:
             pending.append(asyncio.wait_for(self.ipvs.stop(keep=self.keep_ipvs), timeout=IPVS_STOP_BOUND_S))
+        if self.syncd is not None:
+            pending.append(asyncio.wait_for(self.syncd.stop(), timeout=IPVS_STOP_BOUND_S))
         # notify_stop runs within its budget even behind a hung script (adapters/notify.py)
         pending.append(self.notifier.stop(timeout_s=NOTIFY_STOP_BUDGET_S))
         with contextlib.suppress(Exception):
@@ -285,6 +290,8 @@ class Daemon:
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
         self._remove_firewall()  # after the VIPs: never a moment a no_accept master accepts
+        if self.syncd is not None and not self.syncd.running:
+            self.held.sync_daemon = False
         if self._executor is not None:
             self._executor.flush_held()
         if self._supervisor is not None:
@@ -324,7 +331,10 @@ class Daemon:
         plan = drop_plan(self.config)
         if old.nft_table and (plan is None or plan.table != old.nft_table):
             self._drop_plan = DropPlan(old.nft_table)  # so that _apply_firewall deletes it
-        self.held.vips, self.held.ipvs_state, self.held.nft_table = set(), None, old.nft_table
+        if old.sync_daemon and self.config.global_defs.lvs_sync_daemon is None:
+            await release_sync_daemons()
+        self.held.vips, self.held.ipvs_state, self.held.sync_daemon = set(), None, False
+        self.held.nft_table = old.nft_table
         self._execute().flush_held()
 
     async def _start_metrics(self) -> None:
@@ -588,6 +598,9 @@ class Daemon:
     def _on_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
         if self.ipvs is not None:
             self.ipvs.set_master(self.supervisor.any_master())
+        syncd = self.syncd
+        if syncd is not None and not self._released and syncd.spec and inst.name == syncd.spec.instance:
+            syncd.follow(action.new.value)  # master on MASTER, backup otherwise
         self.systemd.status(self._summary())
 
     def _summary(self) -> str:
@@ -668,6 +681,24 @@ class Daemon:
         await self.ipvs.start()
         self.control.register("ipvs", self._op_ipvs)
         self._ipvs_ready.set()
+
+    def _syncd_state(self, spec: SyncDaemonSpec | None) -> str | None:
+        """The state of the instance the sync daemon follows (None: it follows none)."""
+        if spec is None or spec.instance is None:
+            return None
+        inst = self.instances.get(spec.instance)
+        return inst.router.state.value if inst is not None else None
+
+    async def _start_syncd(self) -> None:
+        """``lvs_sync_daemon``: the kernel's IPVS connection-sync threads (pyvrrp.ipvs.syncd)."""
+        spec = SyncDaemonSpec.from_config(self.config)
+        if spec is None:
+            return
+        self.syncd = SyncDaemonManager(spec)
+        self.held.sync_daemon = True  # a kill -9 leaves the threads: `pyvrrp cleanup` stops them
+        self._execute().flush_held()
+        log.info("sync_daemon_configured", detail=spec.describe())
+        await self.syncd.start(self._syncd_state(spec))
 
     async def _op_ipvs(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.ipvs is None and self.config.virtual_server:
@@ -754,13 +785,16 @@ class Daemon:
         if name is not None and name not in self.instances:
             have = ", ".join(self.instances) or "none"
             raise ControlError("no_such_instance", f"no instance named {name!r}; have: {have}")
-        return {
+        result: dict[str, Any] = {
             "router_id": self.config.global_defs.router_id,
             "pid": os.getpid(),
             "uptime_s": round(clock.monotonic() - self.started_at, 3),
             "config": self.config_path,
             "instances": self.views(name),
         }
+        if self.syncd is not None:
+            result["lvs_sync_daemon"] = self.syncd.snapshot()
+        return result
 
     async def _op_ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True}
@@ -878,6 +912,11 @@ class Daemon:
             self.ipvs.reconfigure(new)
         elif new.virtual_server:
             await self._start_ipvs()
+        syncd_spec = SyncDaemonSpec.from_config(new)
+        if self.syncd is not None:
+            self.syncd.reconfigure(syncd_spec, self._syncd_state(syncd_spec))  # restarts only what changed
+        elif syncd_spec is not None:
+            await self._start_syncd()
 
     def _reload_trackers(self, new: Config) -> None:
         old = self.trackers
@@ -919,6 +958,20 @@ async def release_ipvs(state_file: str) -> None:
     """Remove the IPVS services recorded in ``state_file`` (and nothing else)."""
     manager = IpvsManager(Config.model_validate({}), state_file=state_file)
     await manager.stop(keep=False)
+
+
+async def release_sync_daemons() -> list[str]:
+    """Stop the kernel's master and backup sync threads (a crashed run's); returns the errors."""
+    from pyvrrp.ipvs import kernel
+
+    errors = []
+    for role in ("master", "backup"):
+        try:
+            if await asyncio.to_thread(kernel.stop_sync_daemon, role):
+                log.warning("stale_sync_daemon_stopped", role=role, note="started by an earlier run")
+        except kernel.IpvsError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

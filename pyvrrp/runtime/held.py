@@ -17,6 +17,8 @@ address.  Then:
   own state file, whose path is kept here so ``cleanup`` can find it;
 - the nftables table of the no_accept drop rules (adapters/firewall.py) is recorded
   by name, so ``cleanup`` deletes it and a start with another table name does too.
+- ``sync_daemon`` says the daemon runs the kernel's IPVS sync threads
+  (``lvs_sync_daemon``): ``cleanup`` (and a start whose config has none) stops them.
 
 Writes are atomic (temporary file + rename) and happen off the hot path: the
 executor marks the record dirty and the loop flushes it after the GARPs.
@@ -42,6 +44,7 @@ class HeldState:
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
     nft_table: str | None = None
+    sync_daemon: bool = False
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -67,6 +70,7 @@ class HeldState:
             held.ipvs_state = str(state) if state else None
             table = data.get("nft_table")
             held.nft_table = str(table) if table else None
+            held.sync_daemon = data.get("sync_daemon") is True
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -83,6 +87,7 @@ class HeldState:
             "vips": sorted([i, a] for i, a in self.vips),
             "ipvs_state": self.ipvs_state,
             "nft_table": self.nft_table,
+            "sync_daemon": self.sync_daemon,
         }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)

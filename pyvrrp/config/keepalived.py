@@ -314,7 +314,9 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     "vrrp_track_process": {
         "process": _sup("process", "process", "`NAME [PARAM ...]`; parameters set params (full_command)"),
         "param_match": _sup("param_match", "param_match", "`exact` without a value"),
-        "weight": _sup("weight", "weight", "default 0 (FAULT when quorum is lost); `reverse` sets weight_reverse"),
+        "weight": _sup(
+            "weight", "weight", "default 0 (quorum lost: FAULT); `reverse` sets weight_reverse"
+        ),
         "quorum": _sup("quorum", "int"),
         "quorum_max": _sup("quorum_max", "int"),
         "delay": _sup("delay", "float", "sets fork_delay and terminate_delay"),
@@ -1428,7 +1430,9 @@ def _tp_process(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         ctx.error(path, "'process' needs a process name (and optional parameters)", node)
         return
     if "process" in out:
-        ctx.warn(path, f"'process' given twice: the first ({out['process']!r}) is kept, as keepalived does", node)
+        ctx.warn(
+            path, f"'process' given twice: the first ({out['process']!r}) is kept, as keepalived does", node
+        )
         return
     base = path.rsplit(".", 1)[0]
     ctx.mark(f"{base}.process", node)

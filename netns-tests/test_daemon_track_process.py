@@ -187,3 +187,38 @@ def test_terminate_delay_rides_out_a_restart(lab: Lab, tmp_path: Path) -> None:
         if sleeper.proc is not None and sleeper.proc.poll() is None:
             sleeper.kill()
         lb1.stop()
+
+
+CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "realconf" / "31-keydb-track-process.conf"
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="../shared/realconf is not here")
+def test_corpus_keydb_config_runs(lab: Lab, tmp_path: Path) -> None:
+    """../shared/realconf/31 (keepalived.conf as published, only its interface, VIP and the
+    process name adapted to the lab): FAULT while no such process runs, then up (it is a
+    lone BACKUP with nopreempt, so it becomes MASTER after master-down) once it runs; the
+    process stopping moves it to FAULT after the configured 2 s delay, not at once."""
+    sleeper = Sleeper(lab, tmp_path)
+    text = CORPUS.read_text()
+    assert "process haproxy" in text and "interface ens3" in text
+    text = text.replace("process haproxy", f"process {sleeper.name}").replace(
+        "interface ens3", "interface eth0"
+    )
+    text = text.replace("10.20.30.40/27", "192.168.233.200/32")
+    node = PyvrrpNode(lab, "lb1", text, config_name="keepalived.conf").start()
+    try:
+        node.wait_state("FAULT", 15, instance="VI_1")
+        assert "process:chk_haproxy" in inst(node, "VI_1")["faults"]
+        sleeper.start()
+        node.wait_state("MASTER", 15, instance="VI_1")  # advert_int 1: master-down ~3.0 s
+        assert lab.holds_vip("lb1")
+        t_kill = sleeper.kill()
+        time.sleep(1.0)
+        assert inst(node, "VI_1")["state"] == "MASTER"  # within `delay 2`
+        node.wait_state("FAULT", 10, instance="VI_1")
+        assert time.time() - t_kill >= 1.9
+        assert not lab.holds_vip("lb1")
+    finally:
+        if sleeper.proc is not None and sleeper.proc.poll() is None:
+            sleeper.kill()
+        node.stop()

@@ -458,3 +458,47 @@ def test_watch_terminate_delay_arms_a_timer(monkeypatch: pytest.MonkeyPatch) -> 
         return got
 
     assert ("VI_1", "process:svc", 0, True) in asyncio.run(scenario())
+
+
+def test_trackers_from_config_asks_for_the_connector_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyvrrp.runtime.trackers import Trackers
+
+    monkeypatch.setattr(procfs, "scan", lambda cmdline: procfs.ScanResult([P(3, "nginx")]))
+    monkeypatch.setattr(procfs, "hidepid", lambda: None)
+    cfg = loads_toml(
+        '[vrrp_track_process.ng]\nprocess = "nginx"\n[vrrp_track_process.db]\nprocess = "postgres"\n'
+        "weight = -10\n"
+        + INSTANCE
+        + 'track_process = ["ng"]\n'
+        + INSTANCE.replace("VI_1", "VI_2").replace("51", "52")
+        + '\n[vrrp_sync_group.G]\ngroup = ["VI_1", "VI_2"]\ntrack_process = ["db"]\n'
+    )
+    asked: list[int] = []
+
+    def connector() -> tuple[None, str]:
+        asked.append(1)
+        return None, "proc connector: not in the initial network namespace"
+
+    got: list[Any] = []
+    t = Trackers.from_config(cfg, lambda *a: got.append(a), lambda _i: True, connector)
+    assert asked == [1] and t.processes is not None
+    t.report_all()
+    assert sorted(got) == [
+        ("VI_1", "process:db", -10, False),
+        ("VI_1", "process:ng", 0, False),
+        ("VI_2", "process:db", -10, False),
+    ]
+    (row,) = [r for r in t.snapshot("VI_2") if r["kind"] == "process"]
+    assert row["name"] == "db" and row["running"] == 0 and row["up"] is False
+    assert row["mode"] == "polling" and "initial network namespace" in row["connector_unavailable"]
+
+
+def test_no_track_process_means_no_connector() -> None:
+    from pyvrrp.runtime.trackers import Trackers
+
+    cfg = loads_toml('[vrrp_track_process.unused]\nprocess = "x"\n' + INSTANCE)
+
+    def connector() -> tuple[None, str]:
+        raise AssertionError("asked for the connector without any track_process")
+
+    assert Trackers.from_config(cfg, lambda *a: None, lambda _i: True, connector).processes is None

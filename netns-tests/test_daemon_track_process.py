@@ -16,6 +16,7 @@ its process name (comm) is unique to the test.
 from __future__ import annotations
 
 import secrets
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -222,3 +223,55 @@ def test_corpus_keydb_config_runs(lab: Lab, tmp_path: Path) -> None:
         if sleeper.proc is not None and sleeper.proc.poll() is None:
             sleeper.kill()
         node.stop()
+
+
+_HIDEPID_PROBE = """
+import json, sys
+from pyvrrp.config.models import VrrpTrackProcess
+from pyvrrp.runtime.trackers import ProcessWatch
+w = ProcessWatch({"svc": VrrpTrackProcess(process=sys.argv[1])}, lambda *a: None)
+w.watch("VI_1", "svc", None, False)
+w.initial_scan()
+print(json.dumps({"hidepid": w.hidepid, "running": w.quorums["svc"].count}))
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/bin/setpriv").exists(), reason="needs setpriv (util-linux)")
+def test_hidepid_hides_root_processes_from_a_non_root_tracker(tmp_path: Path) -> None:
+    """``/proc`` mounted ``hidepid=2`` (in a private mount namespace: the host's /proc is not
+    touched): a tracker running as nobody cannot see root's process, counts 0 and says why;
+    the same probe as root sees it.  No network is involved."""
+    import json
+    import sys
+
+    name = "tp" + secrets.token_hex(5)
+    exe = tmp_path / name
+    exe.symlink_to("/bin/sleep")
+    proc = subprocess.Popen([str(exe), "600"])  # root's; its name is only in this test
+    try:
+        # the probe runs as nobody: it gets its code on the command line (pytest's tmp dirs are 0700)
+        probe = shlex.quote(_HIDEPID_PROBE)
+        inner = (
+            "mount -t proc -o hidepid=2 proc /proc && "
+            f"setpriv --reuid=65534 --regid=65534 --clear-groups {sys.executable} -c {probe} {name}; "
+            f"{sys.executable} -c {probe} {name}"
+        )
+        out = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            },
+        )
+        assert out.returncode == 0, out.stderr
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        nobody, root = (json.loads(ln) for ln in lines)
+        assert nobody["hidepid"] in ("2", "invisible"), out.stdout  # the kernel shows the word since 5.8
+        assert nobody["running"] == 0 and root["running"] == 1, out.stdout
+        assert "track_process_hidepid" in out.stdout + out.stderr  # said once, as nobody
+    finally:
+        proc.kill()
+        proc.wait()

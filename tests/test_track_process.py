@@ -401,6 +401,14 @@ def test_hidepid_from_mountinfo(opts: str, want: str | None) -> None:
     assert procfs.hidepid(MOUNTINFO.format(opts)) == want
 
 
+def test_hidepid_of_the_top_proc_mount() -> None:
+    """A /proc mounted over /proc (a container, `mount -t proc -o hidepid=2 proc /proc`): the
+    last line is the mount that is read."""
+    stacked = MOUNTINFO.format("") + "40 27 0:40 / /proc rw,relatime - proc proc rw,hidepid=2\n"
+    assert procfs.hidepid(stacked) == "2"
+    assert procfs.hidepid("40 27 0:40 / /proc rw - proc proc rw,hidepid=2\n" + MOUNTINFO.format("")) is None
+
+
 # --------------------------------------------------------------------------- ProcessWatch
 
 

@@ -99,7 +99,8 @@ def hidepid(mountinfo: str | None = None) -> str | None:
             mountinfo = Path("/proc/self/mountinfo").read_text()
         except OSError:
             return None
-    for line in mountinfo.splitlines():
+    value: str | None = None
+    for line in mountinfo.splitlines():  # the last /proc mount is the one on top: it is what we read
         fields = line.split()
         if len(fields) < 5 or fields[4] != "/proc":
             continue
@@ -109,12 +110,8 @@ def hidepid(mountinfo: str | None = None) -> str | None:
             continue
         if fields[sep + 1 : sep + 2] != ["proc"]:
             continue
-        opts = ",".join(fields[5:6] + fields[sep + 3 : sep + 4]).split(",")
         value = None
-        for opt in opts:
+        for opt in ",".join(fields[5:6] + fields[sep + 3 : sep + 4]).split(","):
             if opt.startswith("hidepid="):
                 value = opt.split("=", 1)[1]
-        if value is not None and value not in ("0", "off"):
-            return value
-        return None
-    return None
+    return None if value in ("0", "off") else value

@@ -10,7 +10,8 @@ module is a small socket adapter over the kernel interface:
   filtered by the caller, unknown kinds);
 * :class:`ProcConnector` opens, subscribes and reads (non-blocking).
 
-The connector exists only in the initial network namespace and needs CAP_NET_ADMIN:
+The connector exists only in the initial network namespace (and, before Linux 6.6, needs
+CAP_NET_ADMIN):
 elsewhere :meth:`ProcConnector.open` raises :class:`ConnectorUnavailable` with the
 reason, and the caller falls back to polling ``/proc``.  The daemon opens it before it
 enters a ``net_namespace`` (a socket keeps the namespace it was created in).
@@ -181,7 +182,7 @@ class ProcConnector:
         except OSError as exc:
             sock.close()
             if exc.errno in (errno.EPERM, errno.EACCES):
-                why = "needs CAP_NET_ADMIN (run as root)"
+                why = "needs CAP_NET_ADMIN before Linux 6.6 (run as root)"
             elif exc.errno == errno.ECONNREFUSED:
                 why = "not in the initial network namespace (the connector exists only there)"
             else:

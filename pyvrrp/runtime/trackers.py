@@ -13,7 +13,7 @@ keepalived semantics (keepalived.conf(5)), decided by the pure helpers in
   inotify; polling keeps this portable); a missing or unparsable file reads 0.
 * ``track_process`` (:class:`ProcessWatch`) scans ``/proc`` once, then follows the
   kernel's proc connector (fork/exec/comm/exit events, milliseconds); where the connector
-  is unavailable (not root, not the initial network namespace, no CONFIG_PROC_EVENTS) it
+  is unavailable (not the initial network namespace, not root before Linux 6.6, no CONFIG_PROC_EVENTS) it
   rescans ``/proc`` every :data:`PROCESS_POLL_INTERVAL_S` and says so.  Matching, counts,
   quorum and delays are the pure :mod:`pyvrrp.health.process`.
 

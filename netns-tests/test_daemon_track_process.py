@@ -275,3 +275,48 @@ def test_hidepid_hides_root_processes_from_a_non_root_tracker(tmp_path: Path) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_reload_keeps_the_connector_after_entering_the_namespace(lab: Lab, tmp_path: Path) -> None:
+    """SIGHUP rebuilds the trackers; the daemon (now inside lb1's namespace, where a new
+    subscription would be refused) keeps using the connector it opened before moving, and a
+    weight added by the reload applies."""
+    import os
+    import signal
+
+    sleeper = Sleeper(lab, tmp_path)
+    extra = f'\n[vrrp_track_process.svc]\nprocess = "{sleeper.name}"\n'
+    sleeper.start()
+    text = _config(lab, "lb1", 150, extra, netns=True, track_process=["svc"])
+    lb1 = RootLaunchedNode(lab, "lb1", text).start()
+    try:
+        lb1.wait_state("MASTER", 15)
+        assert _row(lb1)["mode"] == "connector"
+        lb1.config_path.write_text(
+            text.replace('track_process = ["svc"]', 'track_process = [{name = "svc", weight = -20}]')
+        )
+        assert lb1.proc is not None
+        os.kill(lb1.proc.pid, signal.SIGHUP)
+        wait_view(
+            lb1,
+            lambda v: (
+                any(
+                    t.get("effect") == [0, False] and t.get("kind") == "process"
+                    for t in v.get("trackers", [])
+                )
+                and bool(log_events(lb1, "reloaded"))
+            ),
+            10,
+            what="reloaded",
+        )
+        time.sleep(0.5)
+        t_kill = sleeper.kill()
+        wait_view(lb1, lambda v: v["effective_priority"] == 130, 10, what="priority 150 - 20")
+        assert _reaction(lb1, False, t_kill) < 1.0
+        row = _row(lb1)
+        assert row["mode"] == "connector" and "connector_unavailable" not in row, row
+        assert inst(lb1)["state"] == "MASTER"  # alone on the link: still master at 130
+    finally:
+        if sleeper.proc is not None and sleeper.proc.poll() is None:
+            sleeper.kill()
+        lb1.stop()

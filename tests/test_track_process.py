@@ -69,6 +69,7 @@ def test_toml_defaults_are_keepalived_s() -> None:
     )
     assert not tp.uses_cmdline
     assert VrrpTrackProcess(process="x", quorum_max=0).effective_quorum == 0  # "up while none runs"
+    assert VrrpTrackProcess(process="x", quorum=1, quorum_max=0).effective_quorum == 0  # as keepalived
 
 
 @pytest.mark.parametrize(
@@ -510,3 +511,18 @@ def test_no_track_process_means_no_connector() -> None:
         raise AssertionError("asked for the connector without any track_process")
 
     assert Trackers.from_config(cfg, lambda *a: None, lambda _i: True, connector).processes is None
+
+
+def test_convert_round_trip(tmp_path: Path) -> None:
+    """keepalived.conf → TOML (pyvrrp convert) → the same model."""
+    from pyvrrp.config.toml_writer import config_to_toml
+
+    cfg, _ = _ka(
+        tmp_path,
+        'vrrp_track_process chk {\n process "/tmp/a b" p1\n param_match partial\n weight -3 reverse\n'
+        " quorum_max 0\n fork_delay 0.5\n}\n" + KA_INSTANCE % " track_process {\n  chk weight 4 reverse\n }",
+    )
+    again = loads_toml(config_to_toml(cfg))
+    assert again.vrrp_track_process == cfg.vrrp_track_process
+    assert again.vrrp_track_process["chk"].effective_quorum == 0
+    assert again.vrrp_instance["VI_1"].track_process == cfg.vrrp_instance["VI_1"].track_process

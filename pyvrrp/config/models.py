@@ -384,16 +384,16 @@ class VrrpTrackProcess(_Model):
         if qmax is not None and qmax < self.effective_quorum:
             if qmax == 0:
                 raise ValueError(
-                    "quorum_max 0 means 'up while no such process runs': remove quorum, "
-                    f"or raise quorum_max to at least quorum ({self.quorum})"
+                    "quorum_max 0 means 'up while no such process runs': remove quorum (or set it "
+                    f"to 1), or raise quorum_max to at least quorum ({self.quorum})"
                 )
             raise ValueError(f"quorum_max ({qmax}) is less than quorum ({self.quorum})")
         return self
 
     @property
     def effective_quorum(self) -> int:
-        """keepalived: ``quorum_max 0`` without ``quorum`` makes the quorum 0."""
-        if self.quorum_max == 0 and "quorum" not in self.model_fields_set:
+        """keepalived: ``quorum_max 0`` makes the quorum 0 (``quorum`` above 1 is an error)."""
+        if self.quorum_max == 0 and self.quorum <= 1:
             return 0
         return self.quorum
 

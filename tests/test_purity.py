@@ -34,6 +34,7 @@ FORBIDDEN = {"asyncio", "socket", "subprocess", "time", "pyroute2", "structlog"}
 PURE_FILES = [
     *sorted((ROOT / "proto").glob("*.py")),
     ROOT / "health" / "fsm.py",
+    ROOT / "health" / "process.py",
     ROOT / "splitbrain" / "arbiter.py",
 ]
 

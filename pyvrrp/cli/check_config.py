@@ -142,6 +142,8 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
         f"{len(cfg.vrrp_script)} vrrp_script",
         f"{len(cfg.virtual_server)} virtual_server",
     ]
+    if cfg.vrrp_track_process:
+        counts.insert(3, f"{len(cfg.vrrp_track_process)} vrrp_track_process")
     typer.echo(f"{file}: OK ({fmt}): {', '.join(counts)}")
     if rows:
         for line in _render(rows):

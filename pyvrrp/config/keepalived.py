@@ -216,7 +216,9 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "track_group": _ref("static track groups are not implemented"),
         "interface_up_down_delays": _ref("link debouncing is not implemented"),
         "garp_group": _ign("per-switch GARP rate limits are not implemented; pyvrrp's own spacing applies"),
-        "vrrp_track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "vrrp_track_process": _sup(
+            "vrrp_track_process", "block", "named block; proc connector events, /proc polling without them"
+        ),
         "bfd_instance": _ref("BFD is not implemented"),
         "SSL": _ign("TLS client certificates for SSL_GET are not used; certificates are not verified"),
     },
@@ -315,6 +317,19 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "user": _sup("user", "words"),
         "init_fail": _sup("init_fail", "flag"),
     },
+    "vrrp_track_process": {
+        "process": _sup("process", "process", "`NAME [PARAM ...]`; parameters set params (full_command)"),
+        "param_match": _sup("param_match", "param_match", "`exact` without a value"),
+        "weight": _sup(
+            "weight", "weight", "default 0 (quorum lost: FAULT); `reverse` sets weight_reverse"
+        ),
+        "quorum": _sup("quorum", "int"),
+        "quorum_max": _sup("quorum_max", "int"),
+        "delay": _sup("delay", "float", "sets fork_delay and terminate_delay"),
+        "fork_delay": _sup("fork_delay", "float"),
+        "terminate_delay": _sup("terminate_delay", "float"),
+        "full_command": _sup("full_command", "flag"),
+    },
     "track_file": {
         "file": _sup("file"),
         "weight": _sup("weight", "weight", "`reverse` sets weight_reverse"),
@@ -382,7 +397,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "kernel_rx_buf_size": _ign(_TUNING),
         "linkbeat_use_polling": _ign("pyvrrp always follows netlink link events"),
         "mcast_dst_ip": _ref("pyvrrp uses the RFC multicast group only"),
-        "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "track_process": _sup("track_process", "track_list"),
         "track_bfd": _ref("BFD is not implemented"),
         "no_virtual_ipaddress": _sup("no_virtual_ipaddress", "flag", "an instance without VIPs, on purpose"),
         "garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
@@ -430,7 +445,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "sync_group_tracking_weight": _ign("tracking weights of sync group members always apply"),
         "global_tracking": _ign("tracking weights of sync group members always apply"),
         "smtp_alert": _ign(_NO_SMTP),
-        "track_process": _ref("process tracking is not implemented; use a vrrp_script"),
+        "track_process": _sup("track_process", "track_list"),
         "track_bfd": _ref("BFD is not implemented"),
     },
     "virtual_server_group": {},  # value block: `IP[-last] PORT` or `fwmark N` lines (see _vsg)
@@ -1505,6 +1520,48 @@ def _vsg(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         out["fwmark"] = marks
 
 
+def _tp_process(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``process NAME [PARAM ...]``: quoted words stay one word (keepalived.conf(5))."""
+    if node.children is not None or not node.args:
+        ctx.error(path, "'process' needs a process name (and optional parameters)", node)
+        return
+    if "process" in out:
+        ctx.warn(
+            path, f"'process' given twice: the first ({out['process']!r}) is kept, as keepalived does", node
+        )
+        return
+    base = path.rsplit(".", 1)[0]
+    ctx.mark(f"{base}.process", node)
+    out["process"] = node.args[0]
+    if len(node.args) > 1:
+        ctx.mark(f"{base}.params", node)
+        out["params"] = list(node.args[1:])
+
+
+def _tp_param_match(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``param_match [exact|partial|initial]``; no value is exact (a command with no parameters)."""
+    if node.children is not None or len(node.args) > 1:
+        ctx.error(path, "'param_match' takes at most one of exact, partial, initial", node)
+        return
+    ctx.mark(path, node)
+    out["param_match"] = node.args[0] if node.args else "exact"
+
+
+def _track_process_block(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
+    name = _named(ctx, node, "vrrp_track_process")
+    if name is None:
+        return
+    out = _into(ctx, model, "vrrp_track_process", name, node)
+    if out is None:
+        return
+    path = f"vrrp_track_process.{_q(name)}"
+    handlers = {"process": _tp_process, "param_match": _tp_param_match}
+    _walk_block(ctx, "vrrp_track_process", path, node, out, handlers)
+    if "process" not in out:
+        # keepalived: "track process NAME process name not specified" and drops the block
+        ctx.error(path, "needs a 'process NAME' line (the process to track)", node)
+
+
 def _net_namespace(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     """Top-level ``net_namespace NAME`` → ``global_defs.net_namespace`` (daemon-wide, as in keepalived)."""
     name = _need_arg(ctx, "global_defs.net_namespace", node)
@@ -1523,6 +1580,7 @@ _TOP_HANDLERS: dict[str, Callable[[_Ctx, Node, dict[str, Any]], None]] = {
     "vrrp_script": _simple_named("vrrp_script", "vrrp_script"),
     "track_file": _simple_named("track_file", "track_file"),
     "vrrp_track_file": _simple_named("track_file", "track_file"),
+    "vrrp_track_process": _track_process_block,
     "vrrp_sync_group": _simple_named("vrrp_sync_group", "vrrp_sync_group"),
     "virtual_server": _virtual_server,
     "virtual_server_group": _vsg,
@@ -1629,10 +1687,12 @@ def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
 
     scripts = set(model.get("vrrp_script", {}))
     files = set(model.get("track_file", {}))
+    processes = set(model.get("vrrp_track_process", {}))
     instances = set(model.get("vrrp_instance", {}))
+    refs = (("track_script", scripts), ("track_file", files), ("track_process", processes))
     for kind in ("vrrp_instance", "vrrp_sync_group"):
         for name, body in model.get(kind, {}).items():
-            for field, known in (("track_script", scripts), ("track_file", files)):
+            for field, known in refs:
                 items = body.get(field, [])
                 for i, item in enumerate(items):
                     if item["name"] not in known:

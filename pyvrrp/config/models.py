@@ -69,11 +69,13 @@ __all__ = [
     "TrackFile",
     "TrackFileRef",
     "TrackInterfaceRef",
+    "TrackProcessRef",
     "TrackScriptRef",
     "VirtualIPAddress",
     "VrrpInstance",
     "VrrpScript",
     "VrrpSyncGroup",
+    "VrrpTrackProcess",
     "build_config",
     "check",
     "parse_listen",
@@ -395,6 +397,82 @@ class TrackFile(_Model):
     """If set, create the file with this value when it does not exist."""
 
 
+QuorumCount = Annotated[Int, _between(0, 65535)]
+ProcessDelay = Annotated[Seconds, _between(0, 3600, " s")]
+
+
+class VrrpTrackProcess(_Model):
+    """``vrrp_track_process NAME``: is a process running (quorum of matching processes)?
+
+    keepalived semantics (keepalived.conf(5)): ``process`` is compared exactly with the
+    kernel's process name (``/proc/PID/comm``, at most 15 characters); ``params`` or
+    ``param_match`` compare the command line instead (``full_command`` implied).
+    """
+
+    process: NonEmptyStr
+    """Process name (``comm``), or the command's first word with ``full_command``/``params``."""
+    params: list[str] | None = None
+    """Command-line parameters after ``process`` (keepalived: the words after the name)."""
+    param_match: Literal["exact", "partial", "initial"] | None = None
+    """``exact`` (default with params): exactly these; ``partial``: the first N;
+    ``initial``: the first N, the last may be longer.  Without params, ``exact`` = none."""
+    full_command: bool = False
+    """Compare ``process`` with argv[0] of /proc/PID/cmdline instead of the process name."""
+    weight: InterfaceWeight = 0
+    """0 (keepalived's default): quorum lost means FAULT.  >0: add while up; <0: add while down."""
+    weight_reverse: bool = False
+    quorum: Annotated[Int, _between(1, 65535)] = 1
+    """Minimum number of matching processes for "up"."""
+    quorum_max: QuorumCount | None = None
+    """Maximum number for "up" (0: up only while none runs).  Unset: no maximum."""
+    delay: ProcessDelay | None = None
+    """Sets both fork_delay and terminate_delay (each given one wins)."""
+    fork_delay: ProcessDelay | None = None
+    """Seconds a quorum gained through a fork of a tracked process waits before counting."""
+    terminate_delay: ProcessDelay | None = None
+    """Seconds a quorum lost through a process exit waits (a restart does not bounce the instance)."""
+
+    _low = field_validator("param_match", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+    @field_validator("process")
+    @classmethod
+    def _no_nul(cls, v: str) -> str:
+        if "\0" in v:
+            raise ValueError("must not contain a NUL character")
+        return v
+
+    @model_validator(mode="after")
+    def _quorum_window(self) -> VrrpTrackProcess:
+        qmax = self.quorum_max
+        if qmax is not None and qmax < self.effective_quorum:
+            if qmax == 0:
+                raise ValueError(
+                    "quorum_max 0 means 'up while no such process runs': remove quorum (or set it "
+                    f"to 1), or raise quorum_max to at least quorum ({self.quorum})"
+                )
+            raise ValueError(f"quorum_max ({qmax}) is less than quorum ({self.quorum})")
+        return self
+
+    @property
+    def effective_quorum(self) -> int:
+        """keepalived: ``quorum_max 0`` makes the quorum 0 (``quorum`` above 1 is an error)."""
+        if self.quorum_max == 0 and self.quorum <= 1:
+            return 0
+        return self.quorum
+
+    @property
+    def fork_delay_s(self) -> float:
+        return float(self.fork_delay if self.fork_delay is not None else self.delay or 0.0)
+
+    @property
+    def terminate_delay_s(self) -> float:
+        return float(self.terminate_delay if self.terminate_delay is not None else self.delay or 0.0)
+
+    @property
+    def uses_cmdline(self) -> bool:
+        return self.full_command or bool(self.params) or self.param_match is not None
+
+
 class _NamedRef(_Model):
     accepts_string: ClassVar[bool] = True  # errors.py: "must be a string or a table"
 
@@ -422,6 +500,15 @@ class TrackInterfaceRef(_NamedRef):
 
 class TrackFileRef(_NamedRef):
     """An entry of an instance's ``track_file`` list."""
+
+    name: NonEmptyStr
+    weight: InterfaceWeight | None = None
+    reverse: bool = False
+
+
+class TrackProcessRef(_NamedRef):
+    """An entry of ``track_process``: a name, or ``{name, weight, reverse}`` overriding the
+    vrrp_track_process's own weight."""
 
     name: NonEmptyStr
     weight: InterfaceWeight | None = None
@@ -794,6 +881,9 @@ class VrrpInstance(_Model):
     )
     track_script: Annotated[list[TrackScriptRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
     track_file: Annotated[list[TrackFileRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    track_process: Annotated[list[TrackProcessRef], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
     accept: bool = True
     """Accept packets to the VIPs while master.  keepalived's default, not RFC 5798's (AM-02)."""
     no_accept: bool | None = Field(None, exclude=True, repr=False)
@@ -888,6 +978,9 @@ class VrrpSyncGroup(_Model):
         default_factory=list
     )
     track_file: Annotated[list[TrackFileRef], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    track_process: Annotated[list[TrackProcessRef], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list
+    )
 
 
 # --------------------------------------------------------------------------- Config
@@ -899,6 +992,7 @@ SECTIONS: dict[str, type[BaseModel] | None] = {
     "global_defs": GlobalDefs,
     "vrrp_script": VrrpScript,
     "track_file": TrackFile,
+    "vrrp_track_process": VrrpTrackProcess,
     "vrrp_instance": VrrpInstance,
     "vrrp_sync_group": VrrpSyncGroup,
     "virtual_server_group": None,
@@ -943,6 +1037,7 @@ class Config(_Model):
     global_defs: GlobalDefs = Field(default_factory=GlobalDefs)
     vrrp_script: dict[str, VrrpScript] = Field(default_factory=dict)
     track_file: dict[str, TrackFile] = Field(default_factory=dict)
+    vrrp_track_process: dict[str, VrrpTrackProcess] = Field(default_factory=dict)
     vrrp_instance: dict[str, VrrpInstance] = Field(default_factory=dict)
     vrrp_sync_group: dict[str, VrrpSyncGroup] = Field(default_factory=dict)
     virtual_server_group: _VirtualServerGroups = Field(default_factory=dict)
@@ -1488,7 +1583,7 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
                 "authentication",
             )
 
-    out.extend(_ref_errors(base, inst.track_script, inst.track_file, p))
+    out.extend(_ref_errors(base, inst.track_script, inst.track_file, p, inst.track_process))
 
     gc = inst.gateway_check
     if gc is not None:
@@ -1541,11 +1636,18 @@ def _special_address(addr: IPAddress) -> str | None:
     return None
 
 
-def _ref_errors(base: Loc, scripts: list[TrackScriptRef], files: list[TrackFileRef], p: _Parts) -> _Found:
+def _ref_errors(
+    base: Loc,
+    scripts: list[TrackScriptRef],
+    files: list[TrackFileRef],
+    p: _Parts,
+    processes: Sequence[TrackProcessRef] = (),
+) -> _Found:
     out: _Found = []
-    lists: tuple[tuple[str, Sequence[TrackScriptRef | TrackFileRef], str], ...] = (
+    lists: tuple[tuple[str, Sequence[TrackScriptRef | TrackFileRef | TrackProcessRef], str], ...] = (
         ("track_script", scripts, "vrrp_script"),
         ("track_file", files, "track_file"),
+        ("track_process", processes, "vrrp_track_process"),
     )
     for key, refs, sec in lists:
         known = p.names[sec]
@@ -1605,7 +1707,7 @@ def _sync_group_errors(p: _Parts) -> _Found:
                 out.append((loc, msg, ()))
             else:
                 member_of[member] = gname
-        out.extend(_ref_errors(base, grp.track_script, grp.track_file, p))
+        out.extend(_ref_errors(base, grp.track_script, grp.track_file, p, grp.track_process))
     return out
 
 
@@ -1666,6 +1768,7 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
     vs_addrs = _virtual_server_addresses(cfg)
     scripts_used: set[str] = set()
     files_used: set[str] = set()
+    processes_used: set[str] = set()
     vip_owner: dict[Any, str] = {}
     has_scripts = bool(cfg.vrrp_script)
     first_script: Loc | None = ("vrrp_script", next(iter(cfg.vrrp_script))) if cfg.vrrp_script else None
@@ -1673,6 +1776,7 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
         base: Loc = ("vrrp_instance", name)
         scripts_used.update(r.name for r in inst.track_script)
         files_used.update(r.name for r in inst.track_file)
+        processes_used.update(r.name for r in inst.track_process)
         for k in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "fence_script"):
             if getattr(inst, k):
                 has_scripts = True
@@ -1708,6 +1812,10 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
         if inst.priority == 255 and (
             any(r.weight for r in inst.track_interface)
             or any(r.weight or cfg.vrrp_script.get(r.name, _NO_SCRIPT).weight for r in inst.track_script)
+            or any(
+                r.weight or (cfg.vrrp_track_process[r.name].weight if r.name in cfg.vrrp_track_process else 0)
+                for r in inst.track_process
+            )
         ):
             warn(
                 (*base, "priority"),
@@ -1746,6 +1854,7 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
     for gname, grp in cfg.vrrp_sync_group.items():
         scripts_used.update(r.name for r in grp.track_script)
         files_used.update(r.name for r in grp.track_file)
+        processes_used.update(r.name for r in grp.track_process)
         if len(grp.group) == 1:
             warn(("vrrp_sync_group", gname, "group"), "has only one member; a sync group needs two or more")
     for sname in cfg.vrrp_script:
@@ -1754,6 +1863,16 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
     for fname in cfg.track_file:
         if fname not in files_used:
             warn(("track_file", fname), "is defined but not used by any instance or sync group")
+    for pname, tp in cfg.vrrp_track_process.items():
+        if pname not in processes_used:
+            warn(("vrrp_track_process", pname), "is defined but not used by any track_process")
+        if not tp.uses_cmdline and len(tp.process.encode()) > _COMM_MAX_LEN:
+            warn(
+                ("vrrp_track_process", pname, "process"),
+                f"{tp.process!r} is longer than the {_COMM_MAX_LEN} characters the kernel keeps as a "
+                f"process name ({tp.process.encode()[:_COMM_MAX_LEN].decode(errors='replace')!r}), so it "
+                "never matches (keepalived neither); set full_command to match the command line",
+            )
     for feature, loc, detail in _not_yet_run(cfg):
         if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "warning":
             warn(loc, _not_yet_run_message(feature, detail))
@@ -1770,6 +1889,7 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
 
 
 _NO_SCRIPT = VrrpScript(script="-")
+_COMM_MAX_LEN = 15  # TASK_COMM_LEN 16 minus the NUL (pyvrrp.health.process.COMM_MAX_LEN)
 
 
 def _virtual_server_addresses(cfg: Config) -> set[IPAddress]:

@@ -45,6 +45,7 @@ from pyvrrp.adapters.firewall import DropPlan, FirewallError, Nft
 from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.adapters.proc_connector import ConnectorUnavailable, ProcConnector
 from pyvrrp.adapters.systemd import SdNotifier
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.base import clock
@@ -64,7 +65,7 @@ from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logging import install_asyncio_logging
 from pyvrrp.runtime.state_view import instance_view
 from pyvrrp.runtime.supervisor import Supervisor
-from pyvrrp.runtime.trackers import Trackers
+from pyvrrp.runtime.trackers import PROCESS_POLL_INTERVAL_S, Trackers
 from pyvrrp.splitbrain.conflict import ConflictMonitor
 from pyvrrp.splitbrain.epoch import EpochStore
 from pyvrrp.splitbrain.gateway import GatewayMonitor
@@ -146,8 +147,12 @@ class Daemon:
         config_id: str | None = None,
         control_socket: str | None = None,
         keep_ipvs: bool = False,
+        proc_connector: ProcConnector | ConnectorUnavailable | None = None,
     ) -> None:
         self.config_path = config_path
+        # the kernel's process events (track_process): opened on first use, or before
+        # run_daemon entered a net_namespace (the connector exists only in the initial one)
+        self._proc_connector = proc_connector
         self.config = config
         self.config_id = config_id
         self.keep_ipvs = keep_ipvs  # leave our IPVS services in the kernel on stop (keepalived -I)
@@ -303,6 +308,8 @@ class Daemon:
         if self.metrics is not None:
             await self.metrics.close()
         self.netlink.close()
+        if isinstance(self._proc_connector, ProcConnector):
+            self._proc_connector.close()
         log.info("daemon_stopped")
         self.systemd.close()
 
@@ -618,7 +625,27 @@ class Daemon:
                 log.warning("track_interface_missing", interface=ifname, error=str(exc))
                 return False
 
-        return Trackers.from_config(config, self._tracker_report, link_up)
+        return Trackers.from_config(config, self._tracker_report, link_up, self._get_proc_connector)
+
+    def _get_proc_connector(self) -> tuple[ProcConnector | None, str | None]:
+        """The proc connector for track_process, or None and why (then /proc is polled)."""
+        if self._proc_connector is None:
+            try:
+                self._proc_connector = ProcConnector.open()
+            except ConnectorUnavailable as exc:
+                self._proc_connector = exc
+            if isinstance(self._proc_connector, ConnectorUnavailable):
+                log.warning(
+                    "track_process_polling",
+                    reason=str(self._proc_connector),
+                    interval_s=PROCESS_POLL_INTERVAL_S,
+                    detail="process events are unavailable: /proc is rescanned periodically instead",
+                )
+            else:
+                log.info("track_process_connector", detail="following the kernel's process events")
+        if isinstance(self._proc_connector, ConnectorUnavailable):
+            return None, str(self._proc_connector)
+        return self._proc_connector, None
 
     def _tracker_report(self, instance: str, name: str, delta: int, fault: bool) -> None:
         inst = self.instances.get(instance)
@@ -1006,16 +1033,31 @@ def run_daemon(
 ) -> int:
     """Entry point used by ``pyvrrp run``: load, validate, run; errors reach the caller."""
     config = load_config(config_path, config_id=config_id)
+    connector: ProcConnector | ConnectorUnavailable | None = None
     if config.global_defs.net_namespace is not None:
-        # before any socket or thread exists: setns(2) moves only the calling thread
+        if config.vrrp_track_process:
+            # the proc connector answers only in the initial network namespace: subscribe
+            # here, before moving; the socket stays where it was made
+            try:
+                connector = ProcConnector.open()
+            except ConnectorUnavailable as exc:
+                connector = exc
+        # before any other socket or thread exists: setns(2) moves only the calling thread
         try:
             enter_namespace(config.global_defs.net_namespace)
         except NamespaceError as exc:
+            if isinstance(connector, ProcConnector):
+                connector.close()
             raise StartupError(str(exc)) from exc
 
     async def main() -> int:
         daemon = Daemon(
-            config_path, config, config_id=config_id, control_socket=control_socket, keep_ipvs=keep_ipvs
+            config_path,
+            config,
+            config_id=config_id,
+            control_socket=control_socket,
+            keep_ipvs=keep_ipvs,
+            proc_connector=connector,
         )
         return await daemon.run()
 

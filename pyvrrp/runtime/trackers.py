@@ -1,4 +1,5 @@
-"""Trackers: vrrp_script, track_interface and track_file, fed to the engines as TrackerChanged.
+"""Trackers: vrrp_script, track_interface, track_file and track_process, fed to the engines
+as TrackerChanged.
 
 keepalived semantics (keepalived.conf(5)), decided by the pure helpers in
 :mod:`pyvrrp.health.fsm`; this module only runs things and reports changes:
@@ -10,6 +11,11 @@ keepalived semantics (keepalived.conf(5)), decided by the pure helpers in
 * ``track_interface`` follows netlink link events; a missing interface is down.
 * ``track_file`` reads an integer from a file every second (keepalived uses
   inotify; polling keeps this portable); a missing or unparsable file reads 0.
+* ``track_process`` (:class:`ProcessWatch`) scans ``/proc`` once, then follows the
+  kernel's proc connector (fork/exec/comm/exit events, milliseconds); where the connector
+  is unavailable (not the initial network namespace, not root before Linux 6.6, no CONFIG_PROC_EVENTS) it
+  rescans ``/proc`` every :data:`PROCESS_POLL_INTERVAL_S` and says so.  Matching, counts,
+  quorum and delays are the pure :mod:`pyvrrp.health.process`.
 
 Each tracker's effect is sent as ``TrackerChanged(name, delta, fault)`` only when
 it changes; the engine recomputes the effective priority from scratch.
@@ -29,12 +35,19 @@ from typing import Any
 
 import structlog
 
-from pyvrrp.config.models import Config, TrackFile, VrrpScript, VrrpSyncGroup
-from pyvrrp.health.fsm import RiseFall, ScriptTracker, file_effect, interface_effect
+from pyvrrp.adapters import procfs
+from pyvrrp.adapters.proc_connector import ProcConnector, ProcEvent
+from pyvrrp.base import clock
+from pyvrrp.config.models import Config, TrackFile, VrrpScript, VrrpSyncGroup, VrrpTrackProcess
+from pyvrrp.health.fsm import RiseFall, ScriptTracker, file_effect, interface_effect, weight_effect
+from pyvrrp.health.process import Cause, ProcessInfo, ProcessMatcher, ProcessTable, Quorum
 
 log = structlog.get_logger("pyvrrp.trackers")
 
 Report = Callable[[str, str, int, bool], None]  # (instance, tracker name, delta, fault)
+
+PROCESS_POLL_INTERVAL_S = 1.0  # /proc rescans without the proc connector
+PROCESS_OVERRUN_RESCAN_S = 1.0  # after lost connector messages (ENOBUFS), as keepalived
 
 
 @dataclass
@@ -206,6 +219,253 @@ class FileWatch:
 
 
 @dataclass
+class ProcessWatch:
+    """Every vrrp_track_process of the daemon: one process table, one event source.
+
+    ``connector`` is the daemon's subscribed proc connector, or None (polling).  It is
+    borrowed: :meth:`stop` detaches from it, the daemon closes it.
+    """
+
+    specs: dict[str, VrrpTrackProcess]
+    report: Report
+    connector: ProcConnector | None = None
+    unavailable: str | None = None
+    """Why there is no connector (logged once, shown in ``state``)."""
+    watchers: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
+    quorums: dict[str, Quorum] = field(default_factory=dict)
+    table: ProcessTable = field(init=False)
+    last: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
+    unreadable: int = 0
+    hidepid: str | None = None
+    _timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+    _rescan: asyncio.TimerHandle | None = None
+    _reading: bool = False
+
+    def __post_init__(self) -> None:
+        matchers = {
+            n: ProcessMatcher.build(s.process, s.params, s.param_match, s.full_command)
+            for n, s in self.specs.items()
+        }
+        self.table = ProcessTable(matchers)
+        self.cmdline = any(m.needs_cmdline for m in matchers.values())
+        for n, s in self.specs.items():
+            self.quorums[n] = Quorum(
+                quorum=s.effective_quorum,
+                quorum_max=s.quorum_max,
+                fork_delay_s=s.fork_delay_s,
+                terminate_delay_s=s.terminate_delay_s,
+            )
+
+    @property
+    def mode(self) -> str:
+        return "connector" if self.connector is not None else "polling"
+
+    def watch(self, instance: str, name: str, weight: int | None, reverse: bool) -> None:
+        spec = self.specs[name]
+        self.watchers.setdefault(name, []).append(
+            (instance, spec.weight if weight is None else weight, reverse or spec.weight_reverse)
+        )
+
+    # ------------------------------------------------------------ reading /proc
+
+    def initial_scan(self) -> None:
+        """The first view (before the instances start): every status set at once."""
+        self.hidepid = procfs.hidepid()
+        self._scan()
+        for n, q in self.quorums.items():
+            q.reset(self.table.count(n))
+        if self.hidepid is not None and os.geteuid() != 0:
+            log.warning(
+                "track_process_hidepid",
+                hidepid=self.hidepid,
+                uid=os.geteuid(),
+                detail="/proc is mounted with hidepid: other users' processes are invisible to pyvrrp, "
+                "so tracked processes of another user count as not running; run pyvrrp as root or "
+                "mount /proc with gid= naming a group pyvrrp is in",
+            )
+
+    def _scan(self) -> set[str]:
+        result = procfs.scan(cmdline=self.cmdline)
+        if result.unreadable and result.unreadable != self.unreadable:
+            log.warning(
+                "track_process_unreadable",
+                processes=result.unreadable,
+                hidepid=self.hidepid,
+                detail="these processes' /proc files cannot be read: they are not counted",
+            )
+        self.unreadable = result.unreadable
+        return self.table.scan(result.processes)
+
+    def _read(self, pid: int) -> ProcessInfo | None:
+        return procfs.read_process(pid, cmdline=self.cmdline)
+
+    # ------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.connector is not None:
+            loop.add_reader(self.connector.fileno(), self._on_readable)
+            self._reading = True
+            self.rescan()  # what changed between the first scan and the subscription
+        elif self._task is None:
+            self._task = asyncio.ensure_future(self._poll())
+
+    def stop(self) -> None:
+        if self._reading and self.connector is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.connector.fileno())
+            self._reading = False
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._rescan is not None:
+            self._rescan.cancel()
+            self._rescan = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(PROCESS_POLL_INTERVAL_S)
+            self.rescan()
+
+    def rescan(self) -> None:
+        before = {n: self.table.count(n) for n in self.specs}
+        changed = self._scan()
+        now = clock.monotonic()
+        for n in changed:
+            after = self.table.count(n)
+            self._update(n, Cause.EXIT if after < before[n] else Cause.OTHER, now)
+
+    # ------------------------------------------------------------ events
+
+    def _on_readable(self) -> None:
+        assert self.connector is not None
+        try:
+            events, overrun = self.connector.read()
+        except OSError as exc:
+            log.warning("track_process_connector_error", error=str(exc))
+            return
+        self.apply(events, now=clock.monotonic())
+        if overrun and self._rescan is None:
+            log.warning("track_process_events_lost", detail="connector messages were lost; rescanning /proc")
+            self._rescan = asyncio.get_running_loop().call_later(
+                PROCESS_OVERRUN_RESCAN_S, self._overrun_rescan
+            )
+
+    def _overrun_rescan(self) -> None:
+        self._rescan = None
+        self.rescan()
+
+    def apply(self, events: list[ProcEvent], *, now: float) -> None:
+        """Fold connector events into the table; threads are ignored (keepalived)."""
+        for e in events:
+            if e.kind == "fork":
+                if e.is_process:
+                    for n in self.table.fork(e.parent_tgid, e.tgid):
+                        self._update(n, Cause.FORK, now)
+            elif not e.is_process:
+                continue
+            elif e.kind == "exit":
+                for n in self.table.exit(e.tgid):
+                    self._update(n, Cause.EXIT, now)
+            elif e.kind == "exec":
+                info = self._read(e.tgid)
+                changed = self.table.seen(info) if info is not None else self.table.exit(e.tgid)
+                for n in changed:
+                    self._update(n, Cause.OTHER, now)
+            elif e.kind == "comm":
+                argv = None
+                if self.cmdline:
+                    info = self._read(e.tgid)
+                    argv = info.argv if info is not None else None
+                proc = ProcessInfo(e.tgid, e.comm, argv)
+                for n in self.table.seen(proc, comm_only=True):
+                    self._update(n, Cause.OTHER, now)
+
+    def _update(self, name: str, cause: Cause, now: float) -> None:
+        q = self.quorums.get(name)
+        if q is None:
+            return
+        status = q.update(self.table.count(name), cause, now=now)
+        if status is not None:
+            self._status_changed(name)
+        self._arm(name, now)
+
+    def _arm(self, name: str, now: float) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+        deadline = self.quorums[name].next_deadline()
+        if deadline is not None:
+            self._timers[name] = asyncio.get_running_loop().call_later(
+                max(0.0, deadline - now), self._timer_fired, name
+            )
+
+    def _timer_fired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        now = clock.monotonic()
+        if self.quorums[name].handle_timer(now=now) is not None:
+            self._status_changed(name)
+        self._arm(name, now)
+
+    def _status_changed(self, name: str) -> None:
+        q = self.quorums[name]
+        log.info(
+            "track_process_changed",
+            process=name,
+            up=q.up,
+            running=q.count,
+            quorum=q.quorum,
+            quorum_max=q.quorum_max,
+            mode=self.mode,
+        )
+        self.report_name(name)
+
+    def report_name(self, name: str, *, force: bool = False) -> None:
+        up = self.quorums[name].up
+        for instance, weight, reverse in self.watchers.get(name, []):
+            effect = weight_effect(up, weight, reverse)
+            key = (instance, name)
+            if force or self.last.get(key) != effect:
+                self.last[key] = effect
+                self.report(instance, f"process:{name}", effect[0], effect[1])
+
+    def report_all(self) -> None:
+        for name in self.watchers:
+            self.report_name(name, force=True)
+
+    def snapshot(self, instance: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for name, rows in self.watchers.items():
+            q = self.quorums[name]
+            for inst, _weight, _rev in rows:
+                if inst != instance:
+                    continue
+                row: dict[str, Any] = {
+                    "kind": "process",
+                    "name": name,
+                    "up": q.up,
+                    "running": q.count,
+                    "quorum": q.quorum,
+                    "quorum_max": q.quorum_max,
+                    "pending": q.pending_until is not None,
+                    "effect": list(self.last.get((inst, name), (0, False))),
+                    "mode": self.mode,
+                }
+                if self.unavailable:
+                    row["connector_unavailable"] = self.unavailable
+                if self.hidepid is not None:
+                    row["hidepid"] = self.hidepid
+                if self.unreadable:
+                    row["unreadable"] = self.unreadable
+                out.append(row)
+        return out
+
+
+@dataclass
 class Trackers:
     """All trackers of a daemon; built from the config, started after the instances."""
 
@@ -214,9 +474,18 @@ class Trackers:
     files: dict[str, FileWatch] = field(default_factory=dict)
     interfaces: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
     link_state: dict[str, bool] = field(default_factory=dict)
+    processes: ProcessWatch | None = None
 
     @classmethod
-    def from_config(cls, config: Config, report: Report, link_up: Callable[[str], bool | None]) -> Trackers:
+    def from_config(
+        cls,
+        config: Config,
+        report: Report,
+        link_up: Callable[[str], bool | None],
+        proc_connector: Callable[[], tuple[ProcConnector | None, str | None]] | None = None,
+    ) -> Trackers:
+        """``proc_connector()`` gives the daemon's connector, or None and the reason (it is
+        asked only when some instance tracks a process)."""
         self = cls(report=report)
         members: dict[str, list[VrrpSyncGroup]] = {}
         for group in config.vrrp_sync_group.values():
@@ -227,6 +496,16 @@ class Trackers:
             script_refs = list(inst.track_script) + [r for g in groups for r in g.track_script]
             iface_refs = list(inst.track_interface) + [r for g in groups for r in g.track_interface]
             file_refs = list(inst.track_file) + [r for g in groups for r in g.track_file]
+            proc_refs = list(inst.track_process) + [r for g in groups for r in g.track_process]
+            for pref in proc_refs:
+                if pref.name not in config.vrrp_track_process:
+                    continue  # rejected by config validation
+                if self.processes is None:
+                    conn, why = proc_connector() if proc_connector is not None else (None, "not asked")
+                    self.processes = ProcessWatch(
+                        dict(config.vrrp_track_process), report, connector=conn, unavailable=why
+                    )
+                self.processes.watch(name, pref.name, pref.weight, pref.reverse)
             for sref in script_refs:
                 script = config.vrrp_script.get(sref.name)
                 if script is None:
@@ -247,6 +526,8 @@ class Trackers:
                 if watch is None:
                     watch = self.files[fref.name] = FileWatch(fref.name, track, report)
                 watch.watch(name, fref.weight, fref.reverse)
+        if self.processes is not None:
+            self.processes.initial_scan()
         return self
 
     def report_all(self) -> None:
@@ -260,6 +541,8 @@ class Trackers:
         for watch in self.files.values():
             watch.last.clear()
             watch.poll()
+        if self.processes is not None:
+            self.processes.report_all()
 
     def _report_link(self, ifname: str, up: bool | None) -> None:
         for instance, weight, reverse in self.interfaces.get(ifname, []):
@@ -292,12 +575,16 @@ class Trackers:
             runner.start()
         for watch in self.files.values():
             watch.start()
+        if self.processes is not None:
+            self.processes.start()
 
     def stop(self) -> None:
         for runner in self.scripts.values():
             runner.stop()
         for watch in self.files.values():
             watch.stop()
+        if self.processes is not None:
+            self.processes.stop()
 
     def snapshot(self, instance: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -320,4 +607,6 @@ class Trackers:
         for watch in self.files.values():
             if instance in watch.last:
                 out.append({"kind": "file", "name": watch.name, "effect": list(watch.last[instance])})
+        if self.processes is not None:
+            out.extend(self.processes.snapshot(instance))
         return out

@@ -411,7 +411,6 @@ class _Requests:
         return [a.address for a in await self.addresses(index)]
 
 
-
 class _AddressSocket:
     """VIP add/remove on the caller's thread: pyroute2's threadless ``IPRSocket``, one request, one ack.
 
@@ -495,8 +494,7 @@ def _address_request(
 RTPROT_KEEPALIVED = 18
 """The ``rtm_protocol`` keepalived gives its routes (``proto keepalived`` in ``ip route``); ours too."""
 RT_TABLE_MAIN = 254
-RT_TABLE_COMPAT = 252  # the 8-bit table field when the table number does not fit (RTA_TABLE has it)
-RT_SCOPE_LINK = 253
+RT_TABLE_UNSPEC = 0  # the 8-bit table field when the table number does not fit (RTA_TABLE has it)
 RT_SCOPE_NOWHERE = 255
 RTNH_F_ONLINK = 4
 RTN_UNICAST = 1
@@ -509,8 +507,8 @@ SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 class RouteRequest:
     """One route, in the kernel's terms (``ip route replace|del ...``); plain values only.
 
-    ``scope`` None: iproute2's rule (link for a unicast route without a gateway, else
-    global).  ``type`` is a name of :data:`ROUTE_TYPES`.
+    ``scope`` None: global (keepalived's default, where ``ip route`` would pick link for a
+    route without a gateway).  ``type`` is a name of :data:`ROUTE_TYPES`.
     """
 
     dst: IPNetwork
@@ -582,17 +580,15 @@ def _route_request(msg_type: int, req: RouteRequest, index: int | None) -> bytes
     msg = rtmsg()
     msg["family"] = _family(req.dst.version)
     msg["dst_len"] = req.dst.prefixlen
-    msg["table"] = req.table if req.table < 256 else RT_TABLE_COMPAT
+    msg["table"] = req.table if req.table < 256 else RT_TABLE_UNSPEC
     msg["proto"] = req.proto
     msg["type"] = ROUTE_TYPES[req.type]
+    # keepalived: global scope unless the route says otherwise (not iproute2's "link without a
+    # gateway"); a removal matches any scope, as `ip route del` does
     if req.scope is not None:
         scope = SCOPES[req.scope]
-    elif msg_type == RTM_DELROUTE:
-        scope = RT_SCOPE_NOWHERE  # matches any scope, as `ip route del`
-    elif req.type == "unicast" and req.gateway is None:
-        scope = RT_SCOPE_LINK  # iproute2: a directly connected route
     else:
-        scope = RT_SCOPE_UNIVERSE
+        scope = RT_SCOPE_NOWHERE if msg_type == RTM_DELROUTE else RT_SCOPE_UNIVERSE
     msg["scope"] = scope
     msg["flags"] = RTNH_F_ONLINK if req.onlink else 0
     attrs: list[tuple[str, Any]] = [("RTA_TABLE", req.table)]
@@ -621,7 +617,7 @@ def _rule_request(msg_type: int, req: RuleRequest) -> bytes:
     msg = fibmsg()
     msg["family"] = _family(req.family)
     table = RT_TABLE_MAIN if req.table is None else req.table
-    msg["table"] = table if table < 256 else RT_TABLE_COMPAT
+    msg["table"] = table if table < 256 else RT_TABLE_UNSPEC
     msg["action"] = FR_ACT_TO_TBL
     attrs: list[tuple[str, Any]] = [("FRA_TABLE", table)]
     if req.src is not None:

@@ -770,8 +770,8 @@ class Netlink:
         except OSError:
             return
         for vip in vips:
-            _address_request(RTM_NEWADDR, index, vip, (labels or {}).get(str(vip)))
-            _address_request(RTM_DELADDR, index, vip, None)
+            _address_request(RTM_NEWADDR, index, vip, (labels or {}).get(str(vip)), None, None)
+            _address_request(RTM_DELADDR, index, vip, None, None, None)
 
     def add(
         self,
@@ -798,16 +798,28 @@ class Netlink:
         reason = "interface not found" if code == errno.ENODEV else os.strerror(code)
         raise NetlinkOperationError(code, f"cannot add {vip} to {ifname!r}: {reason}")
 
-    def add_many(self, items: Sequence[tuple[str, IPInterface, str | None]]) -> list[bool | OSError]:
-        """Add many VIPs at once (a mass failover): ``(ifname, vip, label)`` each.
+    def add_many(
+        self,
+        items: Sequence[
+            tuple[str, IPInterface, str | None]
+            | tuple[str, IPInterface, str | None, str | None, IPAddress | None]
+        ],
+    ) -> list[bool | OSError]:
+        """Add many VIPs at once (a mass failover): ``(ifname, vip, label[, scope, brd])`` each.
 
         The requests go back to back on the caller's thread, each already encoded
         (:meth:`prepare`) or encoded once now.  Per item, in order: True added,
         False already there, or the :class:`NetlinkOperationError` :meth:`add` would raise.
         """
-        codes = [self._addrs.change(RTM_NEWADDR, ifname, vip, label) for ifname, vip, label in items]
+        codes = []
+        for item in items:
+            ifname, vip, label = item[0], item[1], item[2]
+            scope, brd = (item[3], item[4]) if len(item) == 5 else (None, None)
+            scope_n = SCOPES[scope] if scope is not None else None
+            codes.append(self._addrs.change(RTM_NEWADDR, ifname, vip, label, scope=scope_n, brd=brd))
         out: list[bool | OSError] = []
-        for (ifname, vip, _label), code in zip(items, codes, strict=True):
+        for item, code in zip(items, codes, strict=True):
+            ifname, vip = item[0], item[1]
             if code in (0, errno.EEXIST):
                 out.append(code == 0)
             else:

@@ -55,10 +55,11 @@ from pyvrrp.ipvs.manager import IpvsManager
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
+from pyvrrp.runtime import routes
 from pyvrrp.runtime.control import ControlError, ControlServer, SocketInUse
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.held import HeldState
-from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime.instance import Extras, Instance
 from pyvrrp.runtime.logging import install_asyncio_logging
 from pyvrrp.runtime.state_view import instance_view
 from pyvrrp.runtime.supervisor import Supervisor
@@ -172,6 +173,8 @@ class Daemon:
         self._supervisor: Supervisor | None = None
         self._executor: Executor | None = None
         self.metrics: MetricsServer | None = None
+        self.statics = Extras()
+        """What static_ipaddress / static_routes / static_rules installed (removed at stop)."""
 
     @property
     def supervisor(self) -> Supervisor:
@@ -213,6 +216,7 @@ class Daemon:
             raise StartupError(f"control socket {self.control_path}: {exc}") from None
         await self._start_metrics()
         await self._release_held()  # the config has passed validation; no other daemon runs
+        self._install_statics(self.config)
 
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
@@ -278,6 +282,7 @@ class Daemon:
         pending.append(self.notifier.stop(timeout_s=NOTIFY_STOP_BUDGET_S))
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
+        routes.uninstall(self.netlink, self.statics, log)
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
         if self._executor is not None:
@@ -340,6 +345,14 @@ class Daemon:
             await self.control.close()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(f"metrics_listen {listen}: {reason}") from None
+
+    def _install_statics(self, config: Config) -> None:
+        """``static_ipaddress``, then ``static_routes`` and ``static_rules``: the node's, at start."""
+        addrs = [(str(a.dev), a) for a in config.static_ipaddress]  # dev is required (models)
+        routes.install_addresses(self.netlink, addrs, self.statics, log)
+        routes.install(
+            self.netlink, routes=config.static_routes, rules=config.static_rules, into=self.statics, bound=log
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background task, keeping a reference until it finishes."""
@@ -425,9 +438,18 @@ class Daemon:
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
-        # (keepalived does the same: "removing VIPs" at start).
+        # (keepalived does the same: "removing VIPs" at start), and the routes, rules and
+        # excluded addresses a MASTER adds.
         self._execute().remove_vips(inst, inst.router.config.vips, stale=True)
-        self.netlink.prepare(spec.interface, inst.router.config.vips, inst.labels())
+        if inst.extras is None:
+            excluded = [(spec.vip_dev(v), v) for v in spec.virtual_ipaddress_excluded]
+            leftovers = routes.planned(excluded, spec.virtual_routes, spec.virtual_rules)
+            routes.uninstall(self.netlink, leftovers, inst.log, stale=True)
+        by_dev: dict[str, list[ev.IPInterface]] = {}
+        for vip in inst.router.config.vips:
+            by_dev.setdefault(inst.vip_dev(vip), []).append(vip)
+        for dev, vips in by_dev.items():
+            self.netlink.prepare(dev, vips, inst.labels())
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
             self.announcer.sender(spec.interface)
         except OSError as exc:
@@ -486,7 +508,8 @@ class Daemon:
             if guard is not None:
                 self._spawn(guard.stop())
         inst.gateway = inst.conflict = None
-        # Whatever state we ended in, never leave a VIP behind.
+        # Whatever state we ended in, never leave a VIP (or a route of a MASTER) behind.
+        self._execute().release_extras(inst)
         self._execute().remove_vips(inst, inst.router.config.vips)
 
     # ------------------------------------------------------ split-brain guards
@@ -652,12 +675,16 @@ class Daemon:
         return any(i.waiting_for and i.ifname == ifname for i in self.instances.values())
 
     def _on_address_removed(self, ifname: str, key: str) -> None:
+        vip = ip_interface(key)
         for inst in self.instances.values():
-            if inst.ifname != ifname:
+            if inst.vip_dev(vip) != ifname:
                 continue
             if key in inst.removing_vips:
                 inst.removing_vips.discard(key)
                 continue
+            entry = inst.vip_entry(vip)
+            if entry is not None and entry.no_track:
+                continue  # keepalived no_track: a deleted VIP does not move the instance
             if inst.router.state is ev.State.MASTER and key in {str(v) for v in inst.router.config.vips}:
                 inst.log.warning(
                     "vip_deleted_externally", vip=key, action="leaving MASTER; re-election follows"
@@ -791,6 +818,10 @@ class Daemon:
 
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
+        old_statics = (self.config.static_ipaddress, self.config.static_routes, self.config.static_rules)
+        if old_statics != (new.static_ipaddress, new.static_routes, new.static_rules):
+            routes.uninstall(self.netlink, self.statics, log)
+            self._install_statics(new)
         self.config = new
         self._set_groups(new)
         for name in change.removed + change.restarted:
@@ -811,6 +842,7 @@ class Daemon:
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             sup.arm(inst)
+            self._execute().resync_extras(inst)
         started = []
         for name in change.restarted + change.added:
             try:

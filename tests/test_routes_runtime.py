@@ -1,0 +1,278 @@
+"""virtual_routes / virtual_rules / excluded VIPs on MASTER, VIP dev and options (no root).
+
+The executor with a fake netlink: what is added when the instance becomes MASTER, in which
+order, what is removed when it leaves MASTER; and the netlink encoding of routes and rules
+(decoded back with pyroute2's own message classes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWRULE
+from pyroute2.netlink.rtnl.fibmsg import fibmsg
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from pyvrrp.adapters import netlink as nl
+from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.config.models import Route, Rule, VrrpInstance
+from pyvrrp.proto import events as ev
+from pyvrrp.proto.router import VirtualRouter
+from pyvrrp.runtime import routes
+from pyvrrp.runtime.daemon import router_config
+from pyvrrp.runtime.executor import Executor
+from pyvrrp.runtime.instance import Extras, Instance
+from pyvrrp.runtime.supervisor import Supervisor
+
+
+def in_loop(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+@dataclass
+class FakeNetlink:
+    journal: list[str]
+    fail_route: bool = False
+    held: set[str] = field(default_factory=set)
+
+    def add(
+        self, ifname: str, address: Any, *, label: Any = None, scope: Any = None, brd: Any = None
+    ) -> bool:
+        opts = "".join(f" {k} {v}" for k, v in (("label", label), ("scope", scope), ("brd", brd)) if v)
+        self.journal.append(f"add {address} dev {ifname}{opts}")
+        new = f"{ifname} {address}" not in self.held
+        self.held.add(f"{ifname} {address}")
+        return new
+
+    def remove(self, ifname: str, address: Any) -> bool:
+        self.journal.append(f"remove {address} dev {ifname}")
+        gone = f"{ifname} {address}" in self.held
+        self.held.discard(f"{ifname} {address}")
+        return gone
+
+    def add_route(self, req: nl.RouteRequest) -> None:
+        if self.fail_route:
+            raise nl.NetlinkOperationError(22, f"cannot add route {req}: Invalid argument")
+        self.journal.append(f"route add {req}")
+
+    def remove_route(self, req: nl.RouteRequest) -> bool:
+        self.journal.append(f"route del {req}")
+        return True
+
+    def add_rule(self, req: nl.RuleRequest) -> bool:
+        self.journal.append(f"rule add {req}")
+        return True
+
+    def remove_rule(self, req: nl.RuleRequest) -> bool:
+        self.journal.append(f"rule del {req}")
+        return True
+
+
+@dataclass
+class FakeAnnouncer:
+    journal: list[str]
+
+    def announce(self, ifname: str, vips: Any, *, repeat: int = 1) -> None:
+        self.journal.append(f"garp {ifname} {' '.join(map(str, vips))}")
+
+
+@dataclass
+class FakeSocket:
+    journal: list[str]
+
+    def send(self, payload: bytes, dst: Any = None, *, src: Any = None) -> int:
+        self.journal.append("advert")
+        return len(payload)
+
+
+SPEC = {
+    "interface": "eth0",
+    "virtual_router_id": 7,
+    "priority": 255,  # the owner: MASTER at Startup
+    "virtual_ipaddress": ["192.0.2.100/32", "10.99.0.1/32 dev lo scope host", "192.0.2.101/24 label eth0:x"],
+    "virtual_ipaddress_excluded": ["198.51.100.1/24 dev eth1"],
+    "virtual_routes": ["203.0.113.0/24 via 192.0.2.254 table 100", "blackhole 10.66.0.0/16"],
+    "virtual_rules": ["from 192.0.2.100 table 100 priority 100"],
+}
+
+
+def _rig(loop: asyncio.AbstractEventLoop, **kw: Any) -> tuple[Supervisor, Instance, list[str], FakeNetlink]:
+    journal: list[str] = []
+    sup = Supervisor(loop)
+    fake = FakeNetlink(journal, **kw)
+    executor = Executor(
+        loop=loop,
+        netlink=fake,
+        announcer=FakeAnnouncer(journal),  # type: ignore[arg-type]
+        notifier=NotifyRunner(timeout_s=1.0),
+        epochs=None,
+        feed=sup.feed,
+        on_takeover_pending=lambda inst, action: None,
+        on_state_changed=lambda inst, action: journal.append(f"state {action.new.value}"),
+    )
+    sup.bind(executor)
+    spec = VrrpInstance.model_validate(SPEC)
+    router = VirtualRouter(router_config("VI", spec, ipaddress.ip_address("192.0.2.10"), in_group=False))
+    sock = FakeSocket(journal)
+    inst = Instance(name="VI", spec=spec, router=router, sock=sock, log=structlog.get_logger().bind())  # type: ignore[arg-type]
+    sup.instances["VI"] = inst
+    sup.sockets[inst.key] = sock  # type: ignore[assignment]
+    return sup, inst, journal, fake
+
+
+@in_loop
+async def test_master_adds_vips_on_their_dev_then_excluded_routes_rules_and_removes_them_in_reverse() -> None:
+    sup, inst, journal, fake = _rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    assert inst.router.state is ev.State.MASTER
+    hot = [j for j in journal if not j.startswith("state")]
+    assert hot[:4] == [
+        "advert",
+        "add 192.0.2.100/32 dev eth0",
+        "add 10.99.0.1/32 dev lo scope host",  # dev lo: on lo, not on the instance's interface
+        "add 192.0.2.101/24 dev eth0 label eth0:x",
+    ]
+    assert hot[4] == "garp eth0 192.0.2.100/32 192.0.2.101/24"  # no ARP on loopback
+    assert not any(j.startswith("route") for j in journal)  # not before the VIPs' feed is done
+    await asyncio.sleep(0)
+    extras = journal[journal.index(hot[4]) + 1 :]
+    assert [j for j in extras if not j.startswith("state")] == [
+        "add 198.51.100.1/24 dev eth1",
+        "garp eth1 198.51.100.1/24",
+        "route add 203.0.113.0/24 via 192.0.2.254 table 100",
+        "route add blackhole 10.66.0.0/16",
+        "rule add from 192.0.2.100/32 table 100 priority 100",
+    ]
+
+    journal.clear()
+    sup.feed(inst, ev.TrackerChanged(name="t", fault=True))  # MASTER -> FAULT
+    assert inst.router.state is ev.State.FAULT
+    assert [j for j in journal if not j.startswith(("state", "advert"))] == [
+        "rule del from 192.0.2.100/32 table 100 priority 100",
+        "route del blackhole 10.66.0.0/16",
+        "route del 203.0.113.0/24 via 192.0.2.254 table 100",
+        "remove 198.51.100.1/24 dev eth1",
+        "remove 192.0.2.100/32 dev eth0",
+        "remove 10.99.0.1/32 dev lo",
+        "remove 192.0.2.101/24 dev eth0",
+    ]
+    assert fake.held == set() and inst.extras is None
+
+
+@in_loop
+async def test_leaving_master_before_the_extras_ran_installs_nothing() -> None:
+    sup, inst, journal, _ = _rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    sup.feed(inst, ev.TrackerChanged(name="t", fault=True))  # same loop turn: gone again
+    await asyncio.sleep(0)
+    assert not any(j.startswith(("route", "rule")) for j in journal)
+    assert inst.extras is None
+
+
+@in_loop
+async def test_a_failed_route_is_logged_and_the_rest_installed() -> None:
+    sup, inst, journal, _ = _rig(asyncio.get_running_loop(), fail_route=True)
+    with structlog.testing.capture_logs() as logs:
+        sup.feed(inst, ev.Startup())
+        await asyncio.sleep(0)
+    assert inst.router.state is ev.State.MASTER  # keepalived too: a route does not fault the instance
+    failed = [e for e in logs if e["event"] == "route_add_failed"]
+    assert [e["route"] for e in failed] == [
+        "203.0.113.0/24 via 192.0.2.254 table 100",
+        "blackhole 10.66.0.0/16",
+    ]
+    assert "rule add from 192.0.2.100/32 table 100 priority 100" in journal
+    assert inst.extras is not None and inst.extras.routes == []  # nothing to remove for them
+
+
+def test_route_and_rule_requests_from_the_config() -> None:
+    r = routes.route_request(
+        Route.model_validate("2001:db8::/64 dev eth1 src 2001:db8::15 scope link table 1")
+    )
+    assert (r.ifname, str(r.prefsrc), r.scope, r.table, r.proto) == ("eth1", "2001:db8::15", "link", 1, 18)
+    r = routes.route_request(Route.model_validate("default via 10.0.0.1 protocol static metric 5"))
+    assert (str(r.dst), r.table, r.proto, r.metric, str(r)) == (
+        "0.0.0.0/0",
+        254,
+        4,
+        5,
+        "default via 10.0.0.1 metric 5",
+    )
+    q = routes.rule_request(Rule.model_validate("fwmark 0x10/0xff iif eth0 lookup 7"))
+    assert (q.fwmark, q.fwmask, q.iifname, q.table, q.family) == (16, 255, "eth0", 7, 4)
+    q = routes.rule_request(Rule.model_validate("from 2001:db8::15/128 table 1 priority 100"))
+    assert (q.family, str(q.src), q.priority) == (6, "2001:db8::15/128", 100)
+
+
+def test_uninstall_of_planned_extras_removes_an_earlier_runs_leftovers() -> None:
+    journal: list[str] = []
+    spec = VrrpInstance.model_validate(SPEC)
+    excluded = [(spec.vip_dev(v), v) for v in spec.virtual_ipaddress_excluded]
+    plan = routes.planned(excluded, spec.virtual_routes, spec.virtual_rules)
+    with structlog.testing.capture_logs() as logs:
+        routes.uninstall(FakeNetlink(journal), plan, structlog.get_logger(), stale=True)
+    assert journal[0].startswith("rule del") and journal[-1] == "remove 198.51.100.1/24 dev eth1"
+    assert {e["event"] for e in logs} == {
+        "stale_rule_removed",
+        "stale_route_removed",
+    }  # the address was not there
+    assert plan == Extras()
+
+
+def _decode(cls: Any, data: bytes) -> Any:
+    msg = cls(data)
+    msg.decode()
+    return msg
+
+
+def test_route_encoding_keepalived_defaults() -> None:
+    """proto keepalived (18), scope global unless given (keepalived, not iproute2's link),
+    table > 255 only in RTA_TABLE, replace on add, scope nowhere on delete."""
+    req = nl.RouteRequest(dst=ipaddress.ip_network("10.5.0.0/16"), ifname="eth0", table=70000)
+    add = _decode(rtmsg, nl._route_request(RTM_NEWROUTE, req, 3))
+    assert (add["proto"], add["scope"], add["table"], add["type"]) == (18, 0, 0, 1)
+    assert add.get_attr("RTA_TABLE") == 70000 and add.get_attr("RTA_OIF") == 3
+    assert add.get_attr("RTA_DST") == "10.5.0.0" and add["dst_len"] == 16
+    assert add["header"]["flags"] & nl.NLM_F_REPLACE
+    delete = _decode(rtmsg, nl._route_request(RTM_DELROUTE, req, 3))
+    assert delete["scope"] == 255 and not delete["header"]["flags"] & nl.NLM_F_REPLACE
+    onlink = nl.RouteRequest(
+        dst=ipaddress.ip_network("0.0.0.0/0"),
+        gateway=ipaddress.ip_address("10.0.0.1"),
+        onlink=True,
+        scope="link",
+    )
+    msg = _decode(rtmsg, nl._route_request(RTM_NEWROUTE, onlink, None))
+    assert (msg["flags"], msg["scope"], msg["dst_len"], msg.get_attr("RTA_DST")) == (4, 253, 0, None)
+    assert msg.get_attr("RTA_GATEWAY") == "10.0.0.1"
+
+
+def test_rule_and_address_encoding() -> None:
+    rule = nl.RuleRequest(
+        family=6, src=ipaddress.ip_network("2001:db8::15/128"), table=1, priority=100, fwmark=5, fwmask=255
+    )
+    msg = _decode(fibmsg, nl._rule_request(RTM_NEWRULE, rule))
+    assert (msg["src_len"], msg.get_attr("FRA_SRC"), msg.get_attr("FRA_PRIORITY")) == (
+        128,
+        "2001:db8::15",
+        100,
+    )
+    assert (msg.get_attr("FRA_TABLE"), msg.get_attr("FRA_FWMARK"), msg.get_attr("FRA_FWMASK")) == (1, 5, 255)
+    vip = ipaddress.ip_interface("10.9.0.5/32")
+    brd = ipaddress.ip_address("10.9.0.255")
+    addr = _decode(ifaddrmsg, nl._address_request(RTM_NEWADDR, 2, vip, "eth0:v", 253, brd))
+    assert (addr["scope"], addr.get_attr("IFA_LABEL"), addr.get_attr("IFA_BROADCAST")) == (
+        253,
+        "eth0:v",
+        "10.9.0.255",
+    )

@@ -276,3 +276,19 @@ def test_rule_and_address_encoding() -> None:
         "eth0:v",
         "10.9.0.255",
     )
+
+
+def test_convert_writes_rules_with_their_keepalived_keys() -> None:
+    """``pyvrrp convert`` output loads back: a rule's ``from`` is written ``from``, not ``from_``."""
+    from pyvrrp.config.models import Config
+    from pyvrrp.config.toml_loader import loads_toml
+    from pyvrrp.config.toml_writer import config_to_toml
+
+    spec = dict(SPEC, virtual_rules=["from 192.0.2.100 table 100 priority 100", "inet6 fwmark 7 table 5"])
+    cfg = Config.model_validate({"vrrp_instance": {"VI": spec}})
+    text = config_to_toml(cfg)
+    assert "from_" not in text and "family_hint" not in text
+    again = loads_toml(text).vrrp_instance["VI"]
+    assert again.virtual_rules == cfg.vrrp_instance["VI"].virtual_rules
+    assert again.virtual_routes == cfg.vrrp_instance["VI"].virtual_routes
+    assert again.virtual_ipaddress == cfg.vrrp_instance["VI"].virtual_ipaddress

@@ -30,9 +30,11 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -685,6 +687,16 @@ class Rule(_Model):
     def family(self) -> int:
         net = self.from_ or self.to
         return net.version if net is not None else (self.family_hint or 4)
+
+    @model_serializer(mode="wrap")
+    def _keys_as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """``from`` and ``family`` as a config writes them (``pyvrrp convert``), not ``from_``."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for attr, key in (("from_", "from"), ("family_hint", "family")):
+                if attr in data:
+                    data[key] = data.pop(attr)
+        return data
 
     @property
     def fwmark_mask(self) -> tuple[int, int | None] | None:

@@ -292,3 +292,22 @@ def test_convert_writes_rules_with_their_keepalived_keys() -> None:
     assert again.virtual_rules == cfg.vrrp_instance["VI"].virtual_rules
     assert again.virtual_routes == cfg.vrrp_instance["VI"].virtual_routes
     assert again.virtual_ipaddress == cfg.vrrp_instance["VI"].virtual_ipaddress
+
+
+def test_the_interfaces_of_vips_and_routes_are_tracked_unless_no_track() -> None:
+    """keepalived: an address or route on another interface tracks it (down -> FAULT), unless no_track."""
+    from pyvrrp.config.models import Config
+    from pyvrrp.runtime.trackers import Trackers
+
+    spec = dict(
+        SPEC,
+        virtual_ipaddress=["192.0.2.100/32", "192.0.2.7/32 dev eth2 no_track"],
+        virtual_routes=["10.1.0.0/16 dev eth3", "10.2.0.0/16 dev eth4 no_track"],
+        track_interface=[{"name": "eth3", "weight": -10}],
+    )
+    cfg = Config.model_validate({"vrrp_instance": {"VI": spec}})
+    assert cfg.vrrp_instance["VI"].tracked_devs == ("eth1", "eth3")  # eth1: the excluded VIP
+    reports: list[tuple[str, str, int, bool]] = []
+    trackers = Trackers.from_config(cfg, lambda *a: reports.append(a), lambda ifname: False)
+    trackers.report_all()
+    assert sorted(reports) == [("VI", "iface:eth1", 0, True), ("VI", "iface:eth3", -10, False)]

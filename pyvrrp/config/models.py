@@ -892,6 +892,24 @@ class VrrpInstance(_Model):
         return tuple(out)
 
     @property
+    def tracked_devs(self) -> tuple[str, ...]:
+        """Other interfaces this instance's addresses and routes use, unless ``no_track``.
+
+        keepalived tracks them as ``track_interface`` with weight 0: one that goes down (or
+        does not exist) puts the instance in FAULT.
+        """
+        out: list[str] = []
+        entries: list[VirtualIPAddress | Route] = [
+            *self.virtual_ipaddress,
+            *self.virtual_ipaddress_excluded,
+            *self.virtual_routes,
+        ]
+        for e in entries:
+            if e.dev and e.dev != self.interface and not e.no_track and e.dev not in out:
+                out.append(e.dev)
+        return tuple(out)
+
+    @property
     def advert_int_cs(self) -> int:
         """``advert_int`` in centiseconds (RFC 5798 §5.2.7 units)."""
         return round(self.advert_int * 100)

@@ -16,7 +16,7 @@ Two pyvrrp daemons in the lab (lb1 priority 150, lb2 100).  Kernel facts only, r
 from __future__ import annotations
 
 import pytest
-from _daemon_helpers import inst, start, v3, wait_view
+from _daemon_helpers import inst, sighup, start, v3, wait_view
 
 from pyvrrp.lab.topology import VIP4, InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml, wait_for
 
@@ -154,3 +154,41 @@ def test_interface_without_ipv4_waits_in_fault_and_comes_up_when_an_address_appe
     assert lab.holds_vip("lb1", "10.60.0.100", ifname="vx0")
     assert "interface_ready" in n1.log_text()
     assert inst(n1)["state"] == "MASTER"  # VI_51 untouched
+
+
+def test_reload_swaps_a_masters_virtual_routes_and_the_static_ones(lab: Lab) -> None:
+    """SIGHUP with other routes: the MASTER removes exactly the old virtual and static entries
+    and installs the new ones, without leaving MASTER."""
+    n1 = _node(lab, "lb1", 150)
+    n1.wait_state("MASTER", 8)
+    wait_for(lambda: _has_virtual(lab, "lb1") and _has_statics(lab, "lb1"), 5, 0.05, what="installed")
+    spec = v3(
+        150,
+        vips=(f"{VIP4}/32", f"{LO_VIP}/32 dev lo"),
+        extra={"virtual_routes": ["10.52.0.0/16 via 192.168.233.1 dev eth0 table 100"]},
+    )
+    statics = 'static_routes = ["10.78.0.0/16 via 192.168.233.1 dev eth0 table 102"]\n'
+    text = statics + pyvrrp_toml(
+        "lb1", [spec], control_socket=str(n1.socket_path), state_dir=str(n1.socket_path.parent)
+    )
+    n1.config_path.write_text(text)
+    sighup(n1)
+
+    def swapped() -> bool:
+        t100, t102 = _table(lab, "lb1", 100), _table(lab, "lb1", 102)
+        return (
+            "10.52.0.0/16 via 192.168.233.1" in t100
+            and "10.50.0.0/16" not in t100
+            and "blackhole" not in t100
+            and not _table(lab, "lb1", 101).strip()
+            and f"from {VIP4} lookup 100" not in _rules(lab, "lb1")
+            and "10.78.0.0/16" in t102
+            and "10.77.0.0/16" not in t102
+            and "lookup 102" not in _rules(lab, "lb1")
+            and not lab.holds_vip("lb1", "10.88.0.1", ifname="lo")
+        )
+
+    wait_for(swapped, 5, 0.05, what="the reload swapped the routes")
+    assert inst(n1)["state"] == "MASTER" and lab.holds_vip("lb1", LO_VIP, ifname="lo")
+    assert n1.stop() == 0
+    assert not _table(lab, "lb1", 100).strip() and not _table(lab, "lb1", 102).strip()

@@ -15,10 +15,12 @@ Two pyvrrp daemons in the lab (lb1 priority 150, lb2 100).  Kernel facts only, r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from _daemon_helpers import inst, sighup, start, v3, wait_view
 
-from pyvrrp.lab.topology import VIP4, InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml, wait_for
+from pyvrrp.lab.topology import VIP4, VIP6, InstanceSpec, Lab, PyvrrpNode, pyvrrp_toml, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -192,3 +194,34 @@ def test_reload_swaps_a_masters_virtual_routes_and_the_static_ones(lab: Lab) -> 
     assert inst(n1)["state"] == "MASTER" and lab.holds_vip("lb1", LO_VIP, ifname="lo")
     assert n1.stop() == 0
     assert not _table(lab, "lb1", 100).strip() and not _table(lab, "lb1", 102).strip()
+
+
+def test_ipv6_route_with_the_vip_as_src_and_a_source_rule_as_octavia_writes_them(
+    lab_factory: Callable[..., Lab],
+) -> None:
+    """Corpus file 26 (octavia amphora): an IPv6 route with ``src VIP scope link table 1`` and
+    ``from VIP/128 table 1 priority 100``, on the MASTER only, gone after stop."""
+    lab = lab_factory(ipv6=True)
+    spec = v3(
+        150,
+        vips=(f"{VIP6}/128",),
+        extra={
+            "virtual_routes": [f"fd00:99::/64 dev eth0 src {VIP6} scope link table 1"],
+            "virtual_rules": [f"from {VIP6}/128 table 1 priority 100"],
+        },
+    )
+    n1 = start(lab, "lb1", spec)
+    n1.wait_state("MASTER", 8)
+
+    def installed() -> bool:
+        t1 = lab.ip_cmd("lb1", "-6", "route", "show", "table", "1", check=False).stdout
+        rules = lab.ip_cmd("lb1", "-6", "rule", "show").stdout
+        return (
+            f"fd00:99::/64 dev eth0 proto keepalived src {VIP6}" in t1
+            and f"100:\tfrom {VIP6} lookup 1" in rules
+        )
+
+    wait_for(installed, 5, 0.05, what="the IPv6 route and rule on the MASTER")
+    assert n1.stop() == 0
+    assert not lab.ip_cmd("lb1", "-6", "route", "show", "table", "1", check=False).stdout.strip()
+    assert f"from {VIP6}" not in lab.ip_cmd("lb1", "-6", "rule", "show").stdout

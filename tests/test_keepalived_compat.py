@@ -442,6 +442,35 @@ def test_brd_must_be_ipv4() -> None:
         ),
         (" virtual_routes {\n  10.1.0.0/16 table -1\n }", "vrrp_instance.VI_1.virtual_routes[0].table", 8),
         (" virtual_rules {\n  from 10.0.0.1 fwmark x\n }", "vrrp_instance.VI_1.virtual_rules[0]", 8),
+        (
+            " virtual_routes {\n  10.1.0.0/16 dev eth0 table nosuch\n }",
+            "vrrp_instance.VI_1.virtual_routes[0].table",
+            8,
+        ),
+        (
+            " virtual_routes {\n  10.1.0.0/16 dev eth0 protocol ospf3\n }",
+            "vrrp_instance.VI_1.virtual_routes[0].proto",
+            8,
+        ),
+        (" virtual_routes {\n  10.1.0.0/16 table 5\n }", "vrrp_instance.VI_1.virtual_routes[0]", 8),
+        (
+            " virtual_routes {\n  blackhole 10.1.0.0/16 dev eth0\n }",
+            "vrrp_instance.VI_1.virtual_routes[0]",
+            8,
+        ),
+        (
+            " virtual_routes {\n  10.1.0.0/16 dev eth0 scope galaxy\n }",
+            "vrrp_instance.VI_1.virtual_routes[0].scope",
+            8,
+        ),
+        (" virtual_routes {\n  10.1.0.0/16 dev eth0/x\n }", "vrrp_instance.VI_1.virtual_routes[0].dev", 8),
+        (" virtual_rules {\n  from 10.0.0.1 table 1 goto 5\n }", "vrrp_instance.VI_1.virtual_rules[0]", 8),
+        (" virtual_rules {\n  table 1\n }", "vrrp_instance.VI_1.virtual_rules[0]", 8),
+        (
+            " virtual_ipaddress_excluded {\n  10.0.0.9/24 brd 2001:db8::1\n }",
+            "vrrp_instance.VI_1.virtual_ipaddress_excluded[0]",
+            8,
+        ),
         (" preempt_delay soon", "vrrp_instance.VI_1.preempt_delay", 7),
         (
             " authentication {\n  auth_type AH\n  auth_pass x\n }",

@@ -311,3 +311,29 @@ def test_the_interfaces_of_vips_and_routes_are_tracked_unless_no_track() -> None
     trackers = Trackers.from_config(cfg, lambda *a: reports.append(a), lambda ifname: False)
     trackers.report_all()
     assert sorted(reports) == [("VI", "iface:eth1", 0, True), ("VI", "iface:eth3", -10, False)]
+
+
+def test_toml_bad_route_names_key_path_and_line(tmp_path: Any) -> None:
+    from pyvrrp.config.errors import ConfigError
+    from pyvrrp.config.load import load_config
+
+    p = tmp_path / "pyvrrp.toml"
+    p.write_text(
+        '[vrrp_instance.VI_1]\ninterface = "eth0"\nvirtual_router_id = 1\nvirtual_ipaddress = ["10.0.0.1"]\n'
+        'virtual_routes = ["10.1.0.0/16 dev eth0 realms 5"]\n'
+        'virtual_rules = [{from = "10.0.0.1", table = 0}]\n'
+        '[[static_rules]]\nfrom = "10.0.0.0/8"\ntable = "nosuch"\n'
+    )
+    try:
+        load_config(str(p))
+    except ConfigError as exc:
+        got = {(i.path, i.line) for i in exc.issues}
+        msgs = " ".join(i.message for i in exc.issues)
+    else:
+        raise AssertionError("loaded")
+    assert got == {
+        ("vrrp_instance.VI_1.virtual_routes[0]", 5),
+        ("vrrp_instance.VI_1.virtual_rules[0].table", 6),
+        ("static_rules[0].table", 9),
+    }, got
+    assert "route option 'realms' is not supported" in msgs and "unknown table name 'nosuch'" in msgs

@@ -337,3 +337,18 @@ def test_toml_bad_route_names_key_path_and_line(tmp_path: Any) -> None:
         ("static_rules[0].table", 9),
     }, got
     assert "route option 'realms' is not supported" in msgs and "unknown table name 'nosuch'" in msgs
+
+
+def test_resync_touches_only_what_changed() -> None:
+    """A reload: a kept route is neither removed nor re-added (no forwarding gap)."""
+    journal: list[str] = []
+    fake = FakeNetlink(journal)
+    extras = Extras()
+    log = structlog.get_logger()
+    a, b, c = (Route.model_validate(f"10.{i}.0.0/16 via 192.0.2.254") for i in (1, 2, 3))
+    rule = Rule.model_validate("from 10.9.0.1 table 9 priority 9")
+    routes.install(fake, routes=[a, b], rules=[rule], into=extras, bound=log)
+    journal.clear()
+    routes.resync(fake, extras, addresses=[], routes=[b, c], rules=[rule], bound=log)
+    assert journal == ["route del 10.1.0.0/16 via 192.0.2.254", "route add 10.3.0.0/16 via 192.0.2.254"]
+    assert [str(r.dst) for r in extras.routes] == ["10.2.0.0/16", "10.3.0.0/16"] and len(extras.rules) == 1

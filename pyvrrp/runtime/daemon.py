@@ -818,10 +818,14 @@ class Daemon:
 
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
-        old_statics = (self.config.static_ipaddress, self.config.static_routes, self.config.static_rules)
-        if old_statics != (new.static_ipaddress, new.static_routes, new.static_rules):
-            routes.uninstall(self.netlink, self.statics, log)
-            self._install_statics(new)
+        routes.resync(
+            self.netlink,
+            self.statics,
+            addresses=[(str(a.dev), a) for a in new.static_ipaddress],
+            routes=new.static_routes,
+            rules=new.static_rules,
+            bound=log,
+        )
         self.config = new
         self._set_groups(new)
         for name in change.removed + change.restarted:
@@ -830,6 +834,7 @@ class Daemon:
                 log.info("instance_removed", instance=name)
         for name in change.reconfigured:
             inst, spec = sup.instances[name], new.vrrp_instance[name]
+            extras_changed = _extras_of(inst.spec) != _extras_of(spec)
             inst.spec = spec
             if name in change.guards_changed and not inst.waiting_for:
                 for guard in (inst.gateway, inst.conflict):
@@ -842,7 +847,8 @@ class Daemon:
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             sup.arm(inst)
-            self._execute().resync_extras(inst)
+            if extras_changed:
+                self._execute().resync_extras(inst)
         started = []
         for name in change.restarted + change.added:
             try:
@@ -879,6 +885,11 @@ async def release_ipvs(state_file: str) -> None:
     """Remove the IPVS services recorded in ``state_file`` (and nothing else)."""
     manager = IpvsManager(Config.model_validate({}), state_file=state_file)
     await manager.stop(keep=False)
+
+
+def _extras_of(spec: VrrpInstance) -> tuple[object, ...]:
+    """What a MASTER installs besides its VIPs (a reload compares it)."""
+    return (spec.virtual_ipaddress_excluded, spec.virtual_routes, spec.virtual_rules)
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

@@ -350,11 +350,22 @@ class Executor:
             routes.uninstall(self.netlink, extras, inst.log)  # type: ignore[arg-type]
 
     def resync_extras(self, inst: Instance) -> None:
-        """A reload changed the instance: a MASTER swaps its old extras for the new ones."""
+        """A reload changed the instance: a MASTER removes the extras the new config dropped and
+        adds the new ones; the others stay in place (no gap in forwarding)."""
         if inst.router.state is not ev.State.MASTER:
             return
-        self.release_extras(inst)
-        self.install_extras(inst)
+        if inst.extras is None:
+            self.install_extras(inst)
+            return
+        spec = inst.spec
+        routes.resync(
+            self.netlink,  # type: ignore[arg-type]
+            inst.extras,
+            addresses=[(spec.vip_dev(v), v) for v in spec.virtual_ipaddress_excluded],
+            routes=spec.virtual_routes,
+            rules=spec.virtual_rules,
+            bound=inst.log,
+        )
 
     def record_state_change(self, inst: Instance, action: ev.StateChanged) -> None:
         """Log, persist the epoch of a new MASTER term, tell the supervisor, run notify scripts."""

@@ -37,6 +37,7 @@ __all__ = [
     "install",
     "install_addresses",
     "planned",
+    "resync",
     "route_request",
     "rule_request",
     "uninstall",
@@ -172,6 +173,42 @@ def uninstall(netlink: RouteTable, extras: Extras, bound: Any, *, stale: bool = 
     extras.rules.clear()
     extras.routes.clear()
     extras.addresses.clear()
+
+
+def resync(
+    netlink: RouteTable,
+    extras: Extras,
+    *,
+    addresses: Sequence[tuple[str, VirtualIPAddress]],
+    routes: Sequence[Route],
+    rules: Sequence[Rule],
+    bound: Any,
+) -> None:
+    """A reload: remove what ``extras`` holds and the new config no longer names, add what it
+    names and is missing.  Entries kept as they were are not touched (no gap in forwarding)."""
+    want_addrs = {(dev, e.address) for dev, e in addresses}
+    want_routes = {route_request(r) for r in routes}
+    want_rules = {rule_request(r) for r in rules}
+    gone = Extras(
+        addresses=[a for a in extras.addresses if a not in want_addrs],
+        routes=[r for r in extras.routes if r not in want_routes],
+        rules=[r for r in extras.rules if r not in want_rules],
+    )
+    uninstall(netlink, gone, bound)
+    extras.addresses = [a for a in extras.addresses if a in want_addrs]
+    extras.routes = [r for r in extras.routes if r in want_routes]
+    extras.rules = [r for r in extras.rules if r in want_rules]
+    have_addrs, have_routes, have_rules = set(extras.addresses), set(extras.routes), set(extras.rules)
+    install_addresses(
+        netlink, [(d, e) for d, e in addresses if (d, e.address) not in have_addrs], extras, bound
+    )
+    install(
+        netlink,
+        routes=[r for r in routes if route_request(r) not in have_routes],
+        rules=[r for r in rules if rule_request(r) not in have_rules],
+        into=extras,
+        bound=bound,
+    )
 
 
 def planned(

@@ -15,6 +15,7 @@ Two pyvrrp daemons in the lab (lb1 priority 150, lb2 100).  Kernel facts only, r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -225,3 +226,25 @@ def test_ipv6_route_with_the_vip_as_src_and_a_source_rule_as_octavia_writes_them
     assert n1.stop() == 0
     assert not lab.ip_cmd("lb1", "-6", "route", "show", "table", "1", check=False).stdout.strip()
     assert f"from {VIP6}" not in lab.ip_cmd("lb1", "-6", "rule", "show").stdout
+
+
+def test_after_kill9_cleanup_removes_the_recorded_routes_rules_and_addresses(lab: Lab) -> None:
+    """Crash hygiene (issue 14 item 6) for routes: a MASTER killed with -9 leaves its routes,
+    rules and addresses; ``pyvrrp cleanup`` (ExecStopPost) removes exactly those, from the
+    held-state record, without reading any config."""
+    n1 = _node(lab, "lb1", 150)
+    n1.wait_state("MASTER", 8)
+    wait_for(lambda: _has_virtual(lab, "lb1") and _has_statics(lab, "lb1"), 5, 0.05, what="installed")
+    held = n1.socket_path.parent / "held.json"
+    wait_for(lambda: held.exists() and '"routes": ["' in held.read_text(), 5, 0.05, what="routes recorded")
+    n1.kill9()
+    assert _has_virtual(lab, "lb1") and _has_statics(lab, "lb1"), "kill -9 leaves them (nothing runs)"
+    cmd = [sys.executable, "-m", "pyvrrp", "cleanup", "--socket", str(n1.socket_path)]
+    proc = lab.exec("lb1", cmd, check=False, env=n1.env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _has_none_virtual(lab, "lb1")
+    assert not _table(lab, "lb1", 102).strip() and "lookup 102" not in _rules(lab, "lb1")
+    assert not lab.holds_vip("lb1", "10.88.0.1", ifname="lo") and not lab.holds_vip(
+        "lb1", LO_VIP, ifname="lo"
+    )
+    assert not lab.holds_vip("lb1", VIP4)

@@ -352,3 +352,48 @@ def test_resync_touches_only_what_changed() -> None:
     routes.resync(fake, extras, addresses=[], routes=[b, c], rules=[rule], bound=log)
     assert journal == ["route del 10.1.0.0/16 via 192.0.2.254", "route add 10.3.0.0/16 via 192.0.2.254"]
     assert [str(r.dst) for r in extras.routes] == ["10.2.0.0/16", "10.3.0.0/16"] and len(extras.rules) == 1
+
+
+def test_held_record_keeps_routes_and_rules_round_trip(tmp_path: Any) -> None:
+    from pyvrrp.runtime.held import HeldState
+
+    spec = VrrpInstance.model_validate(SPEC)
+    reqs = [routes.route_request(r) for r in spec.virtual_routes]
+    reqs.append(routes.route_request(Route.model_validate("2001:db8::/64 dev eth1 src 2001:db8::15 onlink")))
+    rules = [routes.rule_request(Rule.model_validate("fwmark 0x10/0xff iif eth0 table 7"))]
+    held = HeldState.in_dir(tmp_path)
+    held.routes = {routes.route_key(r) for r in reqs}
+    held.rules = {routes.rule_key(r) for r in rules}
+    held.save()
+    back = HeldState.load(held.path)
+    assert sorted(map(str, (routes.route_from_key(k) for k in back.routes))) == sorted(map(str, reqs))
+    assert {routes.route_from_key(k) for k in back.routes} == set(reqs)
+    assert [routes.rule_from_key(k) for k in back.rules] == rules
+    journal: list[str] = []
+    assert (
+        routes.release_recorded(
+            FakeNetlink(journal), back.routes, {*back.rules, "{}"}, structlog.get_logger()
+        )
+        == 1
+    )
+    assert journal[0] == "rule del iif eth0 fwmark 0x10/0xff table 7" and len(journal) == 4
+
+
+@in_loop
+async def test_the_executor_records_what_a_master_holds_for_crash_cleanup(tmp_path: Any) -> None:
+    from pyvrrp.runtime.held import HeldState
+
+    sup, inst, _journal, _ = _rig(asyncio.get_running_loop())
+    held = HeldState.in_dir(tmp_path)
+    assert sup.executor is not None
+    sup.executor.held = held
+    sup.feed(inst, ev.Startup())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    saved = HeldState.load(held.path)
+    assert len(saved.routes) == 2 and len(saved.rules) == 1
+    assert ("eth1", "198.51.100.1/24") in saved.vips and ("lo", "10.99.0.1/32") in saved.vips
+    sup.feed(inst, ev.TrackerChanged(name="t", fault=True))
+    await asyncio.sleep(0)
+    saved = HeldState.load(held.path)
+    assert (saved.routes, saved.rules, saved.vips) == (set(), set(), set())

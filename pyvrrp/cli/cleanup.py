@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", help="Where held.json is (default: the control socket's directory)."
         ),
     ) -> None:
-        """Remove the VIPs and IPVS services a stopped daemon left behind (exit 1 if a daemon runs)."""
+        """Remove the VIPs, routes, rules and IPVS services a stopped daemon left (exit 1 if one runs)."""
         from pyvrrp.adapters.netlink import Netlink
         from pyvrrp.runtime.control import DaemonUnreachable, request_sync
         from pyvrrp.runtime.daemon import release_ipvs
@@ -49,6 +49,13 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         failed = 0
         with Netlink() as netlink:
+            if held.routes or held.rules:
+                import structlog
+
+                from pyvrrp.runtime.routes import release_recorded
+
+                failed += release_recorded(netlink, held.routes, held.rules, structlog.get_logger("pyvrrp"))
+                typer.echo(f"routes and rules recorded: {len(held.routes)} and {len(held.rules)}, removed")
             for ifname, vip in sorted(held.vips):
                 try:
                     removed = netlink.remove(ifname, ip_interface(vip))

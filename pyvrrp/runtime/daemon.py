@@ -84,6 +84,9 @@ log = structlog.get_logger("pyvrrp")
 
 IPAddress = IPv4Address | IPv6Address
 
+STATIC_OWNER = "\0static"
+"""The owner of static_* entries in the executor's held-state record (no instance has this name)."""
+
 WAITING_FAULT = "interface"
 """The fault an instance holds while its interface is missing or has no address (``waiting_for``)."""
 _UNSPECIFIED: dict[int, IPAddress] = {4: IPv4Address("0.0.0.0"), 6: IPv6Address("::")}
@@ -283,6 +286,8 @@ class Daemon:
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
         routes.uninstall(self.netlink, self.statics, log)
+        if self._executor is not None:
+            self._executor.record_extras(STATIC_OWNER, None)
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
         if self._executor is not None:
@@ -311,6 +316,7 @@ class Daemon:
         except ValueError as exc:
             log.warning("held_state_unreadable", error=str(exc), action="ignored")
             old = HeldState(self.held.path)
+        routes.release_recorded(self.netlink, old.routes, old.rules, log)  # before the addresses
         for ifname, vip in sorted(old.vips):
             try:
                 removed = self.netlink.remove(ifname, ip_interface(vip))
@@ -322,6 +328,7 @@ class Daemon:
         if old.ipvs_state and not self.config.virtual_server:
             await release_ipvs(old.ipvs_state)
         self.held.vips, self.held.ipvs_state = set(), None
+        self.held.routes, self.held.rules = set(), set()
         self._execute().flush_held()
 
     async def _start_metrics(self) -> None:
@@ -353,6 +360,7 @@ class Daemon:
         routes.install(
             self.netlink, routes=config.static_routes, rules=config.static_rules, into=self.statics, bound=log
         )
+        self._execute().record_extras(STATIC_OWNER, self.statics)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background task, keeping a reference until it finishes."""
@@ -826,6 +834,7 @@ class Daemon:
             rules=new.static_rules,
             bound=log,
         )
+        self._execute().record_extras(STATIC_OWNER, self.statics)
         self.config = new
         self._set_groups(new)
         for name in change.removed + change.restarted:

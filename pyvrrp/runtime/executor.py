@@ -129,6 +129,9 @@ class Executor:
         self._held_dirty = False
         self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
         self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
+        self._owned: dict[
+            str, tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]]
+        ] = {}
         # one handler per action class; each takes exactly its own class
         self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
             ev.SendAdvert: self._send,
@@ -342,12 +345,42 @@ class Executor:
             into=extras,
             bound=inst.log,
         )
+        self.record_extras(inst.name, extras)
 
     def release_extras(self, inst: Instance) -> None:
         """Leaving MASTER (or stopping): remove exactly what :meth:`install_extras` added."""
         extras, inst.extras = inst.extras, None
         if extras is not None:
             routes.uninstall(self.netlink, extras, inst.log)  # type: ignore[arg-type]
+            self.record_extras(inst.name, None)
+
+    def record_extras(self, owner: str, extras: Extras | None) -> None:
+        """Keep the held-state record (crash clean-up) of ``owner``'s routes, rules and extra
+        addresses in step with what it holds now (``None``: nothing)."""
+        before = self._owned.pop(owner, ((), frozenset(), frozenset()))
+        now: tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]] = (
+            (),
+            frozenset(),
+            frozenset(),
+        )
+        if extras is not None:
+            now = (
+                tuple(extras.addresses),
+                frozenset(routes.route_key(r) for r in extras.routes),
+                frozenset(routes.rule_key(r) for r in extras.rules),
+            )
+            self._owned[owner] = now
+        for dev, addr in set(before[0]) - set(now[0]):
+            self._hold(dev, addr, False)
+        for dev, addr in set(now[0]) - set(before[0]):
+            self._hold(dev, addr, True)
+        if self.held is None or (before[1:] == now[1:]):
+            return
+        self.held.routes = {k for _a, r, _u in self._owned.values() for k in r}
+        self.held.rules = {k for _a, _r, u in self._owned.values() for k in u}
+        if not self._held_dirty:
+            self._held_dirty = True
+            self.loop.call_soon(self.flush_held)
 
     def resync_extras(self, inst: Instance) -> None:
         """A reload changed the instance: a MASTER removes the extras the new config dropped and
@@ -366,6 +399,7 @@ class Executor:
             rules=spec.virtual_rules,
             bound=inst.log,
         )
+        self.record_extras(inst.name, inst.extras)
 
     def record_state_change(self, inst: Instance, action: ev.StateChanged) -> None:
         """Log, persist the epoch of a new MASTER term, tell the supervisor, run notify scripts."""

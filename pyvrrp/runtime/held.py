@@ -14,7 +14,10 @@ address.  Then:
 - ``pyvrrp cleanup`` removes the same without parsing any config; the systemd
   unit runs it as ``ExecStopPost``, so a crashed daemon's VIPs go at once;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
-  own state file, whose path is kept here so ``cleanup`` can find it.
+  own state file, whose path is kept here so ``cleanup`` can find it;
+- routes and policy rules (``virtual_routes`` of a MASTER, ``static_*``) are recorded
+  too, each as an opaque key (:func:`pyvrrp.runtime.routes.route_key`), and so are the
+  excluded and static addresses (as ``vips``).
 
 Writes are atomic (temporary file + rename) and happen off the hot path: the
 executor marks the record dirty and the loop flushes it after the GARPs.
@@ -39,6 +42,8 @@ class HeldState:
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
+    routes: set[str] = field(default_factory=set)
+    rules: set[str] = field(default_factory=set)
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -62,6 +67,8 @@ class HeldState:
             held.vips = {(str(i), str(a)) for i, a in data.get("vips", [])}
             state = data.get("ipvs_state")
             held.ipvs_state = str(state) if state else None
+            held.routes = {str(r) for r in data.get("routes", [])}
+            held.rules = {str(r) for r in data.get("rules", [])}
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -74,7 +81,12 @@ class HeldState:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        body = {"vips": sorted([i, a] for i, a in self.vips), "ipvs_state": self.ipvs_state}
+        body = {
+            "vips": sorted([i, a] for i, a in self.vips),
+            "ipvs_state": self.ipvs_state,
+            "routes": sorted(self.routes),
+            "rules": sorted(self.rules),
+        }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)
 

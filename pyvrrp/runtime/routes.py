@@ -22,8 +22,10 @@ noticed (keepalived re-adds it, or leaves MASTER without ``no_track``); multipat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from dataclasses import asdict
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address, ip_network
 from typing import Any, Protocol
 
 import structlog
@@ -37,8 +39,13 @@ __all__ = [
     "install",
     "install_addresses",
     "planned",
+    "release_recorded",
     "resync",
+    "route_from_key",
+    "route_key",
     "route_request",
+    "rule_from_key",
+    "rule_key",
     "rule_request",
     "uninstall",
 ]
@@ -220,3 +227,85 @@ def planned(
         routes=[route_request(r) for r in routes],
         rules=[rule_request(r) for r in rules],
     )
+
+
+# --------------------------------------------------------------------------- crash records
+
+
+def route_key(req: RouteRequest) -> str:
+    """``req`` as one JSON string (the held-state record, :mod:`pyvrrp.runtime.held`)."""
+    return json.dumps(
+        {k: (str(v) if v is not None else None) for k, v in asdict(req).items()}, sort_keys=True
+    )
+
+
+def rule_key(req: RuleRequest) -> str:
+    """``req`` as one JSON string (the held-state record)."""
+    return json.dumps(
+        {k: (str(v) if v is not None else None) for k, v in asdict(req).items()}, sort_keys=True
+    )
+
+
+def _opt(v: Any, conv: Any) -> Any:
+    return conv(v) if v is not None else None
+
+
+def route_from_key(key: str) -> RouteRequest:
+    """The request back from :func:`route_key` (ValueError if it is not one)."""
+    try:
+        d = json.loads(key)
+        return RouteRequest(
+            dst=ip_network(d["dst"]),
+            gateway=_opt(d["gateway"], ip_address),
+            ifname=d["ifname"],
+            prefsrc=_opt(d["prefsrc"], ip_address),
+            scope=d["scope"],
+            table=int(d["table"]),
+            metric=_opt(d["metric"], int),
+            proto=int(d["proto"]),
+            type=str(d["type"]),
+            onlink=d["onlink"] == "True",
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not a route record: {key!r} ({exc})") from None
+
+
+def rule_from_key(key: str) -> RuleRequest:
+    """The request back from :func:`rule_key` (ValueError if it is not one)."""
+    try:
+        d = json.loads(key)
+        return RuleRequest(
+            family=int(d["family"]),
+            src=_opt(d["src"], ip_network),
+            dst=_opt(d["dst"], ip_network),
+            iifname=d["iifname"],
+            oifname=d["oifname"],
+            fwmark=_opt(d["fwmark"], int),
+            fwmask=_opt(d["fwmask"], int),
+            table=_opt(d["table"], int),
+            priority=_opt(d["priority"], int),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not a rule record: {key!r} ({exc})") from None
+
+
+def release_recorded(
+    netlink: RouteTable, route_keys: Iterable[str], rule_keys: Iterable[str], bound: Any
+) -> int:
+    """Remove the recorded rules, then routes, of an earlier run; returns how many failed."""
+    failed = 0
+    extras = Extras()
+    for key in sorted(rule_keys):
+        try:
+            extras.rules.append(rule_from_key(key))
+        except ValueError as exc:
+            bound.warning("held_rule_unreadable", error=str(exc))
+            failed += 1
+    for key in sorted(route_keys):
+        try:
+            extras.routes.append(route_from_key(key))
+        except ValueError as exc:
+            bound.warning("held_route_unreadable", error=str(exc))
+            failed += 1
+    uninstall(netlink, extras, bound, stale=True)
+    return failed

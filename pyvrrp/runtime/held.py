@@ -17,7 +17,11 @@ address.  Then:
   own state file, whose path is kept here so ``cleanup`` can find it;
 - routes and policy rules (``virtual_routes`` of a MASTER, ``static_*``) are recorded
   too, each as an opaque key (:func:`pyvrrp.runtime.routes.route_key`), and so are the
-  excluded and static addresses (as ``vips``).
+  excluded and static addresses (as ``vips``);
+- the nftables table of the no_accept drop rules (adapters/firewall.py) is recorded
+  by name, so ``cleanup`` deletes it and a start with another table name does too.
+- ``sync_daemon`` says the daemon runs the kernel's IPVS sync threads
+  (``lvs_sync_daemon``): ``cleanup`` (and a start whose config has none) stops them.
 
 Writes are atomic (temporary file + rename) and happen off the hot path: the
 executor marks the record dirty and the loop flushes it after the GARPs.
@@ -37,13 +41,15 @@ HELD_FILE = "held.json"
 
 @dataclass
 class HeldState:
-    """The VIPs (``(ifname, "addr/prefix")``) and IPVS state file this node holds."""
+    """The VIPs (``(ifname, "addr/prefix")``), IPVS state file and nftables table this node holds."""
 
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
     routes: set[str] = field(default_factory=set)
     rules: set[str] = field(default_factory=set)
+    nft_table: str | None = None
+    sync_daemon: bool = False
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -69,6 +75,9 @@ class HeldState:
             held.ipvs_state = str(state) if state else None
             held.routes = {str(r) for r in data.get("routes", [])}
             held.rules = {str(r) for r in data.get("rules", [])}
+            table = data.get("nft_table")
+            held.nft_table = str(table) if table else None
+            held.sync_daemon = data.get("sync_daemon") is True
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -86,6 +95,8 @@ class HeldState:
             "ipvs_state": self.ipvs_state,
             "routes": sorted(self.routes),
             "rules": sorted(self.rules),
+            "nft_table": self.nft_table,
+            "sync_daemon": self.sync_daemon,
         }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)

@@ -397,3 +397,18 @@ async def test_the_executor_records_what_a_master_holds_for_crash_cleanup(tmp_pa
     await asyncio.sleep(0)
     saved = HeldState.load(held.path)
     assert (saved.routes, saved.rules, saved.vips) == (set(), set(), set())
+
+
+@in_loop
+async def test_a_vip_dropped_by_a_reload_comes_off_the_dev_it_was_added_on() -> None:
+    sup, inst, journal, fake = _rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    assert "add 10.99.0.1/32 dev lo scope host" in journal
+    new = VrrpInstance.model_validate(dict(SPEC, virtual_ipaddress=["192.0.2.100/32"]))
+    inst.spec = new  # what Daemon._apply does before reconfigure
+    cfg = router_config("VI", new, ipaddress.ip_address("192.0.2.10"), in_group=False)
+    assert sup.executor is not None
+    for action in inst.router.reconfigure(cfg, now=asyncio.get_running_loop().time()):
+        sup.executor.execute(inst, action)
+    assert "remove 10.99.0.1/32 dev lo" in journal
+    assert "lo 10.99.0.1/32" not in fake.held

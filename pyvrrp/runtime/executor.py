@@ -217,7 +217,9 @@ class Executor:
                     continue
                 if result:
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
-                self._hold(inst.vip_dev(vip), vip, True)
+                dev = inst.vip_dev(vip)
+                inst.placed[str(vip)] = dev
+                self._hold(dev, vip, True)
             if failed:
                 self._vip_fault(inst)
 
@@ -244,6 +246,7 @@ class Executor:
                 if self.netlink.add(dev, vip, label=label, scope=scope, brd=brd):
                     # the GARPs come next on the hot path: log once they are out
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
+                inst.placed[str(vip)] = dev
                 self._hold(dev, vip, True)
             except Exception as exc:  # netlink errors are reported, never fatal
                 failed.append(str(vip))
@@ -262,12 +265,13 @@ class Executor:
         """Remove ``vips`` from their interfaces (``stale``: left by an earlier run)."""
         for vip in vips:
             inst.removing_vips.add(str(vip))
-            dev = inst.vip_dev(vip)
+            dev = inst.placed.get(str(vip)) or inst.vip_dev(vip)
             try:
                 removed = self.netlink.remove(dev, vip)
             except Exception as exc:
                 inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
                 continue
+            inst.placed.pop(str(vip), None)
             self._hold(dev, vip, False)
             if stale and removed:
                 inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")

@@ -86,6 +86,9 @@ class Instance:
     """When an advert from a lower-priority router last arrived (preemption, SM-07)."""
     gateway: GatewayMonitor | None = None
     conflict: ConflictMonitor | None = None
+    placed: dict[str, str] = field(default_factory=dict)
+    """VIP -> the interface it was added on (a reload may drop it from the config: it still
+    comes off that interface)."""
     extras: Extras | None = None
     """What the instance installed as MASTER besides its VIPs (None: nothing)."""
     _by_vip: tuple[VrrpInstance, dict[str, VirtualIPAddress]] | None = field(default=None, repr=False)

@@ -66,3 +66,13 @@ def test_leaving_a_sync_group_reconfigures_an_otherwise_unchanged_instance() -> 
 def test_removing_every_instance_is_recognised() -> None:
     assert diff(_cfg({"A": {}}), Config.model_validate({})).removes_everything
     assert not diff(_cfg({"A": {}}), _cfg({"B": {}})).removes_everything
+
+
+def test_a_vip_that_moves_to_another_dev_restarts_the_instance() -> None:
+    """The engine moves VIPs by address: a kept VIP on a new dev (or with new options) needs a restart."""
+    old = _cfg({"A": {"virtual_ipaddress": ["192.0.2.1"]}})
+    assert diff(old, _cfg({"A": {"virtual_ipaddress": ["192.0.2.1 dev lo"]}})).restarted == ("A",)
+    assert diff(old, _cfg({"A": {"virtual_ipaddress": ["192.0.2.1 scope link"]}})).restarted == ("A",)
+    assert diff(old, _cfg({"A": {"virtual_ipaddress": ["192.0.2.1", "192.0.2.2 dev lo"]}})).reconfigured == (
+        "A",
+    )

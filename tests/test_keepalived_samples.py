@@ -37,13 +37,10 @@ REFUSED: dict[str, set[tuple[int, str]]] = {
     "keepalived.conf.SSL_GET": {(20, "auth_type")},  # auth_type AH
     "keepalived.conf.UDP_CHECK": {(23, "UDP_CHECK")},
     "keepalived.conf.conditional_conf": {(23, "use_vmac")},
-    # static_*/virtual_* routes and rules are read (models.Route/Rule) but not run yet (NOT_YET_RUN)
-    "keepalived.conf.track_interface": {(7, "static_routes"), (28, "virtual_routes")},
     # multipath `via A or B` is refused by name (keepalived's `or`), at its line
-    "keepalived.conf.vrrp.routes": {(7, "static_routes"), (30, "virtual_routes[4]")},
+    "keepalived.conf.vrrp.routes": {(30, "virtual_routes[4]")},
     # `to 192.168.100./24` is not an address (keepalived skips that rule): refused at its line
-    "keepalived.conf.vrrp.rules": {(9, "static_rules"), (11, "to"), (26, "to")},
-    "keepalived.conf.vrrp.static_ipaddress": {(7, "static_ipaddress"), (21, "virtual_routes")},
+    "keepalived.conf.vrrp.rules": {(11, "to"), (26, "to")},
 }
 
 

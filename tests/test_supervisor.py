@@ -69,7 +69,7 @@ class FakeAddresses:
     fail: bool = False
     held: set[str] = field(default_factory=set)
 
-    def add(self, ifname: str, address: Any, *, label: str | None = None) -> bool:
+    def add(self, ifname: str, address: Any, *, label: str | None = None, **_opts: Any) -> bool:
         if self.fail:
             raise OSError("Operation not permitted")
         self.journal.append(f"add {address}")
@@ -343,7 +343,7 @@ class BatchAddresses(FakeAddresses):
     def add_many(self, items: list[tuple[str, Any, str | None]]) -> list[bool | OSError]:
         self.batches.append(len(items))
         self.journal.append(f"add_many {len(items)}")
-        return [self.add(ifname, vip) for ifname, vip, _label in items]
+        return [self.add(item[0], item[1]) for item in items]
 
 
 @in_loop

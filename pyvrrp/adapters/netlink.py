@@ -57,29 +57,52 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_interface,
+)
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from pyroute2 import AsyncIPRoute, IPRSocket
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP_INTR,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+)
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_DELRULE,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWROUTE,
+    RTM_NEWRULE,
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
 )
+from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from pyvrrp.adapters import InterfaceNotFound
 
 __all__ = [
     "IFF_RUNNING",
     "IFF_UP",
+    "ROUTE_TYPES",
+    "SCOPES",
     "AddrInfo",
     "AddressEvent",
     "InterfaceNotFound",
@@ -89,6 +112,8 @@ __all__ = [
     "NetlinkEvent",
     "NetlinkMonitor",
     "NetlinkOperationError",
+    "RouteRequest",
+    "RuleRequest",
     "link_up",
     "resync_events",
     "select_primary",
@@ -96,6 +121,7 @@ __all__ = [
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
+IPNetwork = IPv4Network | IPv6Network
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40  # carrier (RFC 2863 operational), keepalived's "IFF_UP && IFF_RUNNING"
@@ -385,7 +411,6 @@ class _Requests:
         return [a.address for a in await self.addresses(index)]
 
 
-
 class _AddressSocket:
     """VIP add/remove on the caller's thread: pyroute2's threadless ``IPRSocket``, one request, one ack.
 
@@ -395,7 +420,8 @@ class _AddressSocket:
     (two thread wake-ups) and ~0.1 ms for pyroute2 to encode the message.  A
     VIP's requests never change, so each is encoded by pyroute2 once and kept
     (:func:`_address_request`).  The socket joins no multicast group: the
-    only messages it receives are the acks of its own requests.
+    only messages it receives are the acks of its own requests.  Routes and
+    rules (:class:`RouteRequest`, :class:`RuleRequest`) go the same way.
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -406,13 +432,18 @@ class _AddressSocket:
     def close(self) -> None:
         self._ipr.close()
 
-    def change(self, msg_type: int, ifname: str, vip: IPInterface, label: str | None) -> int:
+    def change(self, msg_type: int, ifname: str, vip: IPInterface, label: str | None, **opts: Any) -> int:
         """0, or the kernel's errno (ENODEV: no such interface)."""
         try:
             index = socket.if_nametoindex(ifname)
         except OSError:
             return errno.ENODEV
-        self._sock.send(_address_request(msg_type, index, vip, label))
+        scope, brd = opts.get("scope"), opts.get("brd")
+        return self.request(_address_request(msg_type, index, vip, label, scope, brd))
+
+    def request(self, data: bytes) -> int:
+        """Send one encoded request; 0 or the kernel's errno from its ack."""
+        self._sock.send(data)
         for msg in self._ipr.marshal.parse(self._sock.recv(16384)):
             error = msg["header"]["error"]
             return int(error.code) if error is not None else 0
@@ -420,8 +451,18 @@ class _AddressSocket:
 
 
 @functools.lru_cache(maxsize=4096)
-def _address_request(msg_type: int, index: int, vip: IPInterface, label: str | None) -> bytes:
-    """``ip addr add|del VIP dev INDEX [label L]``, encoded by pyroute2 (IPv4: IFA_LOCAL; IPv6: NODAD)."""
+def _address_request(
+    msg_type: int,
+    index: int,
+    vip: IPInterface,
+    label: str | None,
+    scope: int | None = None,
+    brd: IPAddress | None = None,
+) -> bytes:
+    """``ip addr add|del VIP dev INDEX [label L] [scope S] [brd B]``, encoded by pyroute2.
+
+    IPv4: IFA_LOCAL; IPv6: NODAD.  ``scope`` is the numeric ``ifa_scope`` (RT_SCOPE_*).
+    """
     msg = ifaddrmsg()
     msg["family"] = _family(vip.version)
     msg["prefixlen"] = vip.network.prefixlen
@@ -432,11 +473,175 @@ def _address_request(msg_type: int, index: int, vip: IPInterface, label: str | N
         flags |= NLM_F_CREATE | NLM_F_EXCL  # an address that is there answers EEXIST
         if vip.version == 6:
             msg["flags"] = IFA_F_NODAD  # usable at once: a master answers for it immediately
+        if scope is not None:
+            msg["scope"] = scope
     if vip.version == 4:
         attrs.append(("IFA_LOCAL", str(vip.ip)))
         if label and msg_type == RTM_NEWADDR:
             attrs.append(("IFA_LABEL", label))
+        if brd is not None and msg_type == RTM_NEWADDR:
+            attrs.append(("IFA_BROADCAST", str(brd)))
     msg["attrs"] = attrs
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = flags
+    msg.encode()
+    return bytes(msg.data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes and policy rules (keepalived virtual_routes / static_routes / *_rules)
+
+RTPROT_KEEPALIVED = 18
+"""The ``rtm_protocol`` keepalived gives its routes (``proto keepalived`` in ``ip route``); ours too."""
+RT_TABLE_MAIN = 254
+RT_TABLE_UNSPEC = 0  # the 8-bit table field when the table number does not fit (RTA_TABLE has it)
+RT_SCOPE_NOWHERE = 255
+RTNH_F_ONLINK = 4
+RTN_UNICAST = 1
+FR_ACT_TO_TBL = 1
+ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8, "throw": 9}
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """One route, in the kernel's terms (``ip route replace|del ...``); plain values only.
+
+    ``scope`` None: global (keepalived's default, where ``ip route`` would pick link for a
+    route without a gateway).  ``type`` is a name of :data:`ROUTE_TYPES`.
+    """
+
+    dst: IPNetwork
+    gateway: IPAddress | None = None
+    ifname: str | None = None
+    prefsrc: IPAddress | None = None
+    scope: str | None = None
+    table: int = RT_TABLE_MAIN
+    metric: int | None = None
+    proto: int = RTPROT_KEEPALIVED
+    type: str = "unicast"
+    onlink: bool = False
+
+    def __str__(self) -> str:
+        words = [] if self.type == "unicast" else [self.type]
+        words.append("default" if self.dst.prefixlen == 0 and self.dst.version == 4 else str(self.dst))
+        for key, val in (
+            ("via", self.gateway),
+            ("dev", self.ifname),
+            ("src", self.prefsrc),
+            ("scope", self.scope),
+            ("metric", self.metric),
+        ):
+            if val is not None:
+                words += [key, str(val)]
+        if self.table != RT_TABLE_MAIN:
+            words += ["table", str(self.table)]
+        if self.onlink:
+            words.append("onlink")
+        return " ".join(words)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRequest:
+    """One policy rule (``ip rule add|del ...``); plain values only."""
+
+    family: int = 4
+    src: IPNetwork | None = None
+    dst: IPNetwork | None = None
+    iifname: str | None = None
+    oifname: str | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    table: int | None = None
+    priority: int | None = None
+
+    def __str__(self) -> str:
+        words = []
+        for key, val in (
+            ("from", self.src),
+            ("to", self.dst),
+            ("iif", self.iifname),
+            ("oif", self.oifname),
+        ):
+            if val is not None:
+                words += [key, str(val)]
+        if self.fwmark is not None:
+            mask = f"/{hex(self.fwmask)}" if self.fwmask is not None else ""
+            words += ["fwmark", hex(self.fwmark) + mask]
+        if self.table is not None:
+            words += ["table", str(self.table)]
+        if self.priority is not None:
+            words += ["priority", str(self.priority)]
+        return " ".join(words)
+
+
+def _route_request(msg_type: int, req: RouteRequest, index: int | None) -> bytes:
+    """``ip route replace|del`` of ``req`` (``index``: the ifindex of ``req.ifname``), encoded."""
+    msg = rtmsg()
+    msg["family"] = _family(req.dst.version)
+    msg["dst_len"] = req.dst.prefixlen
+    msg["table"] = req.table if req.table < 256 else RT_TABLE_UNSPEC
+    msg["proto"] = req.proto
+    msg["type"] = ROUTE_TYPES[req.type]
+    # keepalived: global scope unless the route says otherwise (not iproute2's "link without a
+    # gateway"); a removal matches any scope, as `ip route del` does
+    if req.scope is not None:
+        scope = SCOPES[req.scope]
+    else:
+        scope = RT_SCOPE_NOWHERE if msg_type == RTM_DELROUTE else RT_SCOPE_UNIVERSE
+    msg["scope"] = scope
+    msg["flags"] = RTNH_F_ONLINK if req.onlink else 0
+    attrs: list[tuple[str, Any]] = [("RTA_TABLE", req.table)]
+    if req.dst.prefixlen:
+        attrs.append(("RTA_DST", str(req.dst.network_address)))
+    if req.gateway is not None:
+        attrs.append(("RTA_GATEWAY", str(req.gateway)))
+    if index is not None:
+        attrs.append(("RTA_OIF", index))
+    if req.prefsrc is not None:
+        attrs.append(("RTA_PREFSRC", str(req.prefsrc)))
+    if req.metric is not None:
+        attrs.append(("RTA_PRIORITY", req.metric))
+    msg["attrs"] = attrs
+    flags = NLM_F_REQUEST | NLM_F_ACK
+    if msg_type == RTM_NEWROUTE:
+        flags |= NLM_F_CREATE | NLM_F_REPLACE  # idempotent: a route left by a crash is taken over
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = flags
+    msg.encode()
+    return bytes(msg.data)
+
+
+def _rule_request(msg_type: int, req: RuleRequest) -> bytes:
+    """``ip rule add|del`` of ``req``, encoded."""
+    msg = fibmsg()
+    msg["family"] = _family(req.family)
+    table = RT_TABLE_MAIN if req.table is None else req.table
+    msg["table"] = table if table < 256 else RT_TABLE_UNSPEC
+    msg["action"] = FR_ACT_TO_TBL
+    attrs: list[tuple[str, Any]] = [("FRA_TABLE", table)]
+    if req.src is not None:
+        msg["src_len"] = req.src.prefixlen
+        if req.src.prefixlen:
+            attrs.append(("FRA_SRC", str(req.src.network_address)))
+    if req.dst is not None:
+        msg["dst_len"] = req.dst.prefixlen
+        if req.dst.prefixlen:
+            attrs.append(("FRA_DST", str(req.dst.network_address)))
+    if req.iifname is not None:
+        attrs.append(("FRA_IIFNAME", req.iifname))
+    if req.oifname is not None:
+        attrs.append(("FRA_OIFNAME", req.oifname))
+    if req.fwmark is not None:
+        attrs.append(("FRA_FWMARK", req.fwmark))
+        if req.fwmask is not None:
+            attrs.append(("FRA_FWMASK", req.fwmask))
+    if req.priority is not None:
+        attrs.append(("FRA_PRIORITY", req.priority))
+    msg["attrs"] = attrs
+    flags = NLM_F_REQUEST | NLM_F_ACK
+    if msg_type == RTM_NEWRULE:
+        flags |= NLM_F_CREATE | NLM_F_EXCL  # the same rule twice answers EEXIST
     msg["header"]["type"] = msg_type
     msg["header"]["flags"] = flags
     msg.encode()
@@ -565,17 +770,27 @@ class Netlink:
         except OSError:
             return
         for vip in vips:
-            _address_request(RTM_NEWADDR, index, vip, (labels or {}).get(str(vip)))
-            _address_request(RTM_DELADDR, index, vip, None)
+            _address_request(RTM_NEWADDR, index, vip, (labels or {}).get(str(vip)), None, None)
+            _address_request(RTM_DELADDR, index, vip, None, None, None)
 
-    def add(self, ifname: str, address: IPInterface | str, *, label: str | None = None) -> bool:
+    def add(
+        self,
+        ifname: str,
+        address: IPInterface | str,
+        *,
+        label: str | None = None,
+        scope: str | None = None,
+        brd: IPAddress | None = None,
+    ) -> bool:
         """Add a VIP (RFC 5798 §6.4.1); True if added, False if it was already there.
 
         IPv6 VIPs get IFA_F_NODAD.  ``label`` (IPv4 only) must start with the
-        interface name, as the kernel requires (keepalived ``label eth0:vip``).
+        interface name, as the kernel requires (keepalived ``label eth0:vip``);
+        ``scope`` is a name of :data:`SCOPES`, ``brd`` an IPv4 broadcast address.
         """
         vip = ip_interface(address) if isinstance(address, str) else address
-        code = self._addrs.change(RTM_NEWADDR, ifname, vip, label)
+        scope_n = SCOPES[scope] if scope is not None else None
+        code = self._addrs.change(RTM_NEWADDR, ifname, vip, label, scope=scope_n, brd=brd)
         if code == 0:
             return True
         if code == errno.EEXIST:
@@ -583,16 +798,28 @@ class Netlink:
         reason = "interface not found" if code == errno.ENODEV else os.strerror(code)
         raise NetlinkOperationError(code, f"cannot add {vip} to {ifname!r}: {reason}")
 
-    def add_many(self, items: Sequence[tuple[str, IPInterface, str | None]]) -> list[bool | OSError]:
-        """Add many VIPs at once (a mass failover): ``(ifname, vip, label)`` each.
+    def add_many(
+        self,
+        items: Sequence[
+            tuple[str, IPInterface, str | None]
+            | tuple[str, IPInterface, str | None, str | None, IPAddress | None]
+        ],
+    ) -> list[bool | OSError]:
+        """Add many VIPs at once (a mass failover): ``(ifname, vip, label[, scope, brd])`` each.
 
         The requests go back to back on the caller's thread, each already encoded
         (:meth:`prepare`) or encoded once now.  Per item, in order: True added,
         False already there, or the :class:`NetlinkOperationError` :meth:`add` would raise.
         """
-        codes = [self._addrs.change(RTM_NEWADDR, ifname, vip, label) for ifname, vip, label in items]
+        codes = []
+        for item in items:
+            ifname, vip, label = item[0], item[1], item[2]
+            scope, brd = (item[3], item[4]) if len(item) == 5 else (None, None)
+            scope_n = SCOPES[scope] if scope is not None else None
+            codes.append(self._addrs.change(RTM_NEWADDR, ifname, vip, label, scope=scope_n, brd=brd))
         out: list[bool | OSError] = []
-        for (ifname, vip, _label), code in zip(items, codes, strict=True):
+        for item, code in zip(items, codes, strict=True):
+            ifname, vip = item[0], item[1]
             if code in (0, errno.EEXIST):
                 out.append(code == 0)
             else:
@@ -612,6 +839,55 @@ class Netlink:
         if code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT, errno.ESRCH):
             return False
         raise NetlinkOperationError(code, f"cannot remove {vip} from {ifname!r}: {os.strerror(code)}")
+
+    # ------------------------------------------------------------ routes and rules
+
+    def add_route(self, req: RouteRequest) -> None:
+        """``ip route replace`` (idempotent); raises :class:`NetlinkOperationError` naming the route."""
+        index = self._index_for(req.ifname, f"cannot add route {req}")
+        code = self._addrs.request(_route_request(RTM_NEWROUTE, req, index))
+        if code:
+            raise NetlinkOperationError(code, f"cannot add route {req}: {os.strerror(code)}")
+
+    def remove_route(self, req: RouteRequest) -> bool:
+        """``ip route del``; True if removed, False if it was not there (or its link is gone)."""
+        try:
+            index = self._index_for(req.ifname, "")
+        except NetlinkOperationError:
+            return False  # the link went, and its routes with it
+        code = self._addrs.request(_route_request(RTM_DELROUTE, req, index))
+        if code == 0:
+            return True
+        if code in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+            return False
+        raise NetlinkOperationError(code, f"cannot remove route {req}: {os.strerror(code)}")
+
+    def add_rule(self, req: RuleRequest) -> bool:
+        """``ip rule add``; True if added, False if the same rule was there already."""
+        code = self._addrs.request(_rule_request(RTM_NEWRULE, req))
+        if code == 0:
+            return True
+        if code == errno.EEXIST:
+            return False
+        raise NetlinkOperationError(code, f"cannot add rule {req}: {os.strerror(code)}")
+
+    def remove_rule(self, req: RuleRequest) -> bool:
+        """``ip rule del``; True if removed, False if it was not there."""
+        code = self._addrs.request(_rule_request(RTM_DELRULE, req))
+        if code == 0:
+            return True
+        if code in (errno.ENOENT, errno.ESRCH):
+            return False
+        raise NetlinkOperationError(code, f"cannot remove rule {req}: {os.strerror(code)}")
+
+    @staticmethod
+    def _index_for(ifname: str | None, what: str) -> int | None:
+        if ifname is None:
+            return None
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            raise NetlinkOperationError(errno.ENODEV, f"{what}: interface {ifname!r} not found") from None
 
     # ------------------------------------------------------------ events
 

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", help="Where held.json is (default: the control socket's directory)."
         ),
     ) -> None:
-        """Remove the VIPs, IPVS services, sync daemons and nftables table a stopped daemon left."""
+        """Remove the VIPs, routes, rules, IPVS services, sync daemons and nftables table left behind."""
         from pyvrrp.adapters.netlink import Netlink
         from pyvrrp.runtime.control import DaemonUnreachable, request_sync
         from pyvrrp.runtime.daemon import release_ipvs, release_sync_daemons
@@ -49,6 +49,13 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         failed = 0
         with Netlink() as netlink:
+            if held.routes or held.rules:
+                import structlog
+
+                from pyvrrp.runtime.routes import release_recorded
+
+                failed += release_recorded(netlink, held.routes, held.rules, structlog.get_logger("pyvrrp"))
+                typer.echo(f"routes and rules recorded: {len(held.routes)} and {len(held.rules)}, removed")
             for ifname, vip in sorted(held.vips):
                 try:
                     removed = netlink.remove(ifname, ip_interface(vip))

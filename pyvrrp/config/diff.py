@@ -58,7 +58,16 @@ class ConfigDiff:
 
 
 def _restart_needed(old: VrrpInstance, new: VrrpInstance) -> bool:
-    return old.interface != new.interface or old.family != new.family
+    """A new interface or family, or a kept VIP that moves to another dev or changes its
+    options (the engine adds and removes VIPs by address only)."""
+    if old.interface != new.interface or old.family != new.family:
+        return True
+    a, b = _placements(old), _placements(new)
+    return any(a[k] != b[k] for k in a.keys() & b.keys())
+
+
+def _placements(spec: VrrpInstance) -> dict[str, tuple[object, ...]]:
+    return {str(v.address): (spec.vip_dev(v), v.label, v.scope, v.brd) for v in spec.virtual_ipaddress}
 
 
 def _guards(spec: VrrpInstance) -> tuple[object, object]:

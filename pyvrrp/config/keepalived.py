@@ -1028,18 +1028,85 @@ def _lines(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
     """``virtual_routes`` / ``virtual_rules`` / ``static_*``: one entry per line, read by the model.
 
     The model (:class:`~pyvrrp.config.models.Route` / ``Rule``) parses keepalived's syntax and
-    refuses an option it does not know by name, at this line.
+    refuses an option it does not know by name, at this line.  A route with a word keepalived
+    itself does not know (it reads it as a destination, fails, logs "unknown route keyword"
+    and skips the route) is skipped with a warning, as keepalived does.
     """
     items: list[str] = []
-    for i, line in enumerate(node.children or []):
-        ipath = f"{path}[{i}]"
+    routes = node.keyword in ("virtual_routes", "static_routes")
+    for line in node.children or []:
+        ipath = f"{path}[{len(items)}]"
         if line.children is not None:
             ctx.error(ipath, f"unexpected block in {node.keyword}", line)
             continue
+        words = line.words()
+        bad = _unknown_route_word(words) if routes else None
+        if bad is not None:
+            ctx.warn(
+                path,
+                f"unknown route keyword {bad!r}: keepalived skips the route '{' '.join(words)}', and so "
+                "does pyvrrp (the other routes load); fix the line if the route is needed",
+                line,
+            )
+            continue
         ctx.mark(ipath, line)
-        items.append(" ".join(line.words()))
+        items.append(" ".join(words))
     ctx.mark(path, node)
     out[node.keyword] = items
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: keepalived's route keywords that take a value (vrrp_iproute.c alloc_route);
+#: ``_KA_ROUTE_LOCKABLE`` may put ``lock`` before the value.
+_KA_ROUTE_ARGS = _wordset(
+    "src via gw from tos dsfield table protocol scope metric priority preference dev oif expires mtu "
+    "hoplimit advmss rtt rttvar reordering window cwnd ssthresh realms rto_min initcwnd initrwnd "
+    "features quickack congctl pref ttl-propagate fastopen_no_cookie or track_group"
+)
+_KA_ROUTE_LOCKABLE = _wordset("mtu advmss rtt rttvar reordering cwnd ssthresh rto_min")
+_KA_ROUTE_FLAGS = _wordset("inet inet6 onlink no_track")
+_KA_ROUTE_TYPES = _wordset(
+    "unicast local broadcast anycast multicast blackhole unreachable prohibit throw nat xresolve"
+)
+
+
+def _unknown_route_word(words: list[str]) -> str | None:
+    """The first word of a route line that keepalived cannot read (None: it reads them all).
+
+    keepalived takes any word that is not one of its keywords as ``[to] [TYPE] DEST``; one
+    that is no prefix is "unknown route keyword" and the route is skipped.  ``nexthop`` and
+    ``encap`` end the scan: their syntax is the model's to refuse, by name.
+    """
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in _KA_ROUTE_FLAGS:
+            i += 1
+            continue
+        if w in ("nexthop", "encap"):
+            return None
+        if w in _KA_ROUTE_ARGS:
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            extra = (w in _KA_ROUTE_LOCKABLE and nxt == "lock") or (
+                w in ("via", "gw") and nxt in ("inet", "inet6")
+            )
+            i += 2 + int(extra)
+            continue
+        if w == "to":
+            i += 1
+        if i < len(words) and words[i] in _KA_ROUTE_TYPES:
+            i += 1
+        dest = words[i] if i < len(words) else w
+        if dest != "default":
+            try:
+                ipaddress.ip_network(dest, strict=False)
+            except ValueError:
+                return dest
+        i += 1
+    return None
 
 
 def _lvs_timeouts(ctx: _Ctx, path: str, node: Node) -> Any:

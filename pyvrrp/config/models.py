@@ -31,9 +31,11 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -593,17 +595,55 @@ ROUTE_OPTIONS = (
     "table",
     "metric",
     "priority",
+    "preference",
+    "protocol",
+    "proto",
     "onlink",
     "no_track",
+    "inet",
+    "inet6",
 )
-RULE_OPTIONS = ("from", "to", "table", "priority", "preference", "pref", "iif", "oif", "fwmark", "no_track")
+RULE_OPTIONS = (
+    "from",
+    "to",
+    "table",
+    "lookup",
+    "priority",
+    "preference",
+    "pref",
+    "prio",
+    "iif",
+    "dev",
+    "oif",
+    "fwmark",
+    "no_track",
+    "inet",
+    "inet6",
+)
+#: ``/etc/iproute2/rt_tables`` names every system has (others: give the number).
+TABLE_NAMES = {"main": 254, "local": 255, "default": 253}
+#: ``/etc/iproute2/rt_protos`` names (others: give the number).
+PROTO_NAMES = {
+    "boot": 3,
+    "static": 4,
+    "ra": 9,
+    "zebra": 11,
+    "bird": 12,
+    "dhcp": 16,
+    "keepalived": 18,
+    "babel": 42,
+    "bgp": 186,
+    "isis": 187,
+    "ospf": 188,
+    "rip": 189,
+}
 
 
 def _route_words(v: str) -> dict[str, Any]:
     """keepalived's route syntax: ``[TYPE] [src IP] [to] DEST [via GW] [dev IF] [scope S] [table N] ...``."""
     words = v.split()
     out: dict[str, Any] = {}
-    alias = {"gw": "via", "oif": "dev", "priority": "metric"}
+    alias = {"gw": "via", "oif": "dev", "priority": "metric", "preference": "metric", "protocol": "proto"}
     while words:
         w = words.pop(0)
         low = w.lower()
@@ -612,6 +652,8 @@ def _route_words(v: str) -> dict[str, Any]:
             continue
         if low in ("onlink", "no_track"):
             out[low] = True
+            continue
+        if low in ("inet", "inet6"):  # keepalived's family hint: the destination gives it here
             continue
         if low == "to":
             if not words:
@@ -627,8 +669,9 @@ def _route_words(v: str) -> dict[str, Any]:
             out["to"] = w
             continue
         raise ValueError(
-            f"route option {w!r} is not supported (keepalived skips such a route); "
-            f"pyvrrp reads: {', '.join(ROUTE_OPTIONS)}, a route type ({', '.join(_ROUTE_TYPES)})"
+            f"route option {w!r} is not supported by pyvrrp; it reads: "
+            f"{', '.join(o for o in ROUTE_OPTIONS if o not in ('inet', 'inet6'))} and a route type "
+            f"({', '.join(_ROUTE_TYPES)}); remove it, or add this route from a notify script"
         )
     return out
 
@@ -637,20 +680,40 @@ def _rule_words(v: str) -> dict[str, Any]:
     """keepalived's rule syntax: ``[from IP] [to IP] [iif IF] [oif IF] [fwmark N] [table N] [priority N]``."""
     words = v.split()
     out: dict[str, Any] = {}
-    alias = {"preference": "priority", "pref": "priority"}
+    alias = {"preference": "priority", "pref": "priority", "prio": "priority"}
+    alias |= {"lookup": "table", "dev": "iif"}
     while words:
         w = words.pop(0)
         low = w.lower()
         if low == "no_track":
             out["no_track"] = True
             continue
+        if low in ("inet", "inet6"):
+            out["family"] = 6 if low == "inet6" else 4
+            continue
         if low in RULE_OPTIONS:
             if not words:
                 raise ValueError(f"{low!r} needs a value")
             out[alias.get(low, low)] = words.pop(0)
             continue
-        raise ValueError(f"rule option {w!r} is not supported; pyvrrp reads: {', '.join(RULE_OPTIONS)}")
+        raise ValueError(
+            f"rule option {w!r} is not supported by pyvrrp; it reads: "
+            f"{', '.join(o for o in RULE_OPTIONS if o not in ('inet', 'inet6'))}; remove it, or add "
+            "this rule from a notify script"
+        )
     return out
+
+
+def _named_number(names: Mapping[str, int], what: str) -> Callable[[Any], Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, str) and not v.strip().isdigit():
+            key = v.strip().lower()
+            if key not in names:
+                raise ValueError(f"unknown {what} name {v!r} (known: {', '.join(names)}); give the number")
+            return names[key]
+        return v
+
+    return conv
 
 
 def _parse_network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -672,15 +735,17 @@ IPNet = Annotated[
     PlainValidator(_parse_network),
     PlainSerializer(str, return_type=str),
 ]
-RouteTable = Annotated[Int, _between(0, 4294967295)]
+RouteTable = Annotated[Int, BeforeValidator(_named_number(TABLE_NAMES, "table")), _between(1, 4294967295)]
+RouteProto = Annotated[Int, BeforeValidator(_named_number(PROTO_NAMES, "protocol")), _between(0, 255)]
 
 
 class Route(_Model):
     """A ``static_routes`` / ``virtual_routes`` entry: a string in keepalived's syntax or a table.
 
     ``"10.1.0.0/16 via 192.0.2.254 dev eth1 table 100"``; ``default`` is 0.0.0.0/0.
-    Options: ``src via(gw) dev(oif) scope table metric(priority) onlink no_track`` and a
-    type (``blackhole`` ...); anything else is refused by name (keepalived skips such a route).
+    Options: ``src via(gw) dev(oif) scope table metric(priority) proto(protocol) onlink
+    no_track`` and a type (``blackhole`` ...); anything else is refused by name.  Routes are
+    added with ``proto keepalived`` (18) unless ``proto`` says otherwise, as keepalived does.
     """
 
     accepts_string: ClassVar[bool] = True
@@ -692,6 +757,7 @@ class Route(_Model):
     scope: Literal["global", "site", "link", "host", "nowhere"] | None = None
     table: RouteTable | None = None
     metric: Annotated[Int, _between(0, 4294967295)] | None = None
+    proto: RouteProto | None = None
     type: Literal["unicast", "blackhole", "unreachable", "prohibit", "throw"] = "unicast"
     onlink: bool = False
     no_track: bool = False
@@ -710,6 +776,10 @@ class Route(_Model):
             addr = getattr(self, key)
             if addr is not None and addr.version != fam:
                 raise ValueError(f"{key} {addr} is not of the family of {self.to}")
+        if self.type == "unicast" and self.via is None and self.dev is None:
+            raise ValueError(f"route to {self.to} needs via or dev (or a type such as blackhole)")
+        if self.type != "unicast" and (self.via is not None or self.dev is not None):
+            raise ValueError(f"a {self.type} route takes no via or dev")
         return self
 
     @property
@@ -720,8 +790,8 @@ class Route(_Model):
 class Rule(_Model):
     """A ``static_rules`` / ``virtual_rules`` entry: ``"from 192.0.2.15/32 table 1 priority 100"``.
 
-    Options: ``from to iif oif fwmark table priority(preference, pref) no_track``; anything else
-    is refused by name.
+    Options: ``from to iif(dev) oif fwmark table(lookup) priority(preference, pref, prio)
+    no_track``; anything else is refused by name.
     """
 
     accepts_string: ClassVar[bool] = True
@@ -735,6 +805,8 @@ class Rule(_Model):
     table: RouteTable | None = None
     priority: Annotated[Int, _between(0, 4294967295)] | None = None
     no_track: bool = False
+    family_hint: Literal[4, 6] | None = Field(None, alias="family")
+    """``inet6``: the family of a rule without from/to (default IPv4, as keepalived)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -764,7 +836,25 @@ class Rule(_Model):
     @property
     def family(self) -> int:
         net = self.from_ or self.to
-        return net.version if net is not None else 4
+        return net.version if net is not None else (self.family_hint or 4)
+
+    @model_serializer(mode="wrap")
+    def _keys_as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """``from`` and ``family`` as a config writes them (``pyvrrp convert``), not ``from_``."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for attr, key in (("from_", "from"), ("family_hint", "family")):
+                if attr in data:
+                    data[key] = data.pop(attr)
+        return data
+
+    @property
+    def fwmark_mask(self) -> tuple[int, int | None] | None:
+        """``fwmark`` as ``(mark, mask)`` numbers (mask None when not given)."""
+        if self.fwmark is None:
+            return None
+        mark, _, mask = self.fwmark.partition("/")
+        return int(mark, 0), (int(mask, 0) if mask else None)
 
 
 def _host_prefix(v: Any) -> Any:
@@ -952,6 +1042,24 @@ class VrrpInstance(_Model):
             dev = self.vip_dev(v)
             if dev not in out:
                 out.append(dev)
+        return tuple(out)
+
+    @property
+    def tracked_devs(self) -> tuple[str, ...]:
+        """Other interfaces this instance's addresses and routes use, unless ``no_track``.
+
+        keepalived tracks them as ``track_interface`` with weight 0: one that goes down (or
+        does not exist) puts the instance in FAULT.
+        """
+        out: list[str] = []
+        entries: list[VirtualIPAddress | Route] = [
+            *self.virtual_ipaddress,
+            *self.virtual_ipaddress_excluded,
+            *self.virtual_routes,
+        ]
+        for e in entries:
+            if e.dev and e.dev != self.interface and not e.no_track and e.dev not in out:
+                out.append(e.dev)
         return tuple(out)
 
     @property
@@ -1328,42 +1436,10 @@ def _fam(family: int) -> str:
 #: check-config says what is not done.  Each message says what to do instead.  Remove an
 #: entry when pyvrrp/runtime honours the feature (tests/test_realconf.py then shows it).
 NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
-    "virtual_routes": (
-        "error",
-        "pyvrrp does not install virtual_routes yet: add and remove these routes from notify_master / "
-        "notify_backup / notify_fault / notify_stop scripts (`ip route replace ...`, `ip route del ...`) "
-        "and remove the block",
-    ),
-    "virtual_rules": (
-        "error",
-        "pyvrrp does not install virtual_rules yet: add and remove these rules from notify scripts "
-        "(`ip rule add ...`, `ip rule del ...`) and remove the block",
-    ),
-    "static_ipaddress": (
-        "error",
-        "pyvrrp does not manage static addresses yet: configure them with the OS "
-        "(ifupdown, systemd-networkd, NetworkManager) and remove the block",
-    ),
-    "static_routes": (
-        "error",
-        "pyvrrp does not manage static routes yet: configure them with the OS and remove the block",
-    ),
-    "static_rules": (
-        "error",
-        "pyvrrp does not manage static rules yet: configure them with the OS and remove the block",
-    ),
     "vrrp_mcast_group": (
         "error",
         "pyvrrp does not advertise on another group yet: it would use the RFC group and never hear "
         "peers on this one; use the default group on every node, or unicast_peer",
-    ),
-    "vip_dev": (
-        "warning",
-        "the daemon does not honour a VIP's dev yet: this address is added on the instance's interface",
-    ),
-    "vip_options": (
-        "warning",
-        "the daemon does not apply these address options yet: the address is added without them",
     ),
     "lvs_timeouts": (
         "warning",
@@ -1386,13 +1462,9 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
     found: list[tuple[str, Loc, str]] = []
     if isinstance(cfg_or_parts, _Parts):
         g = cfg_or_parts.g
-        instances: Mapping[str, VrrpInstance] = cfg_or_parts.items["vrrp_instance"]
-        statics = cfg_or_parts.statics
         servers: Mapping[str, Any] = cfg_or_parts.items["virtual_server"]
     else:
         g = cfg_or_parts.global_defs
-        instances = cfg_or_parts.vrrp_instance
-        statics = {sec: getattr(cfg_or_parts, sec) for sec in _LIST_SECTIONS}
         servers = cfg_or_parts.virtual_server
     for key, default in _DEFAULT_GROUPS.items():
         grp = getattr(g, key)
@@ -1400,24 +1472,6 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
             found.append(("vrrp_mcast_group", ("global_defs", key), f"{grp} instead of {default}"))
     if g.lvs_timeouts is not None:
         found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
-    for sec in _LIST_SECTIONS:
-        if statics.get(sec):
-            found.append((sec, (sec,), ""))
-    for name, inst in instances.items():
-        base: Loc = ("vrrp_instance", name)
-        for key in ("virtual_routes", "virtual_rules"):
-            if getattr(inst, key):
-                found.append((key, (*base, key), ""))
-        for key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
-            for i, vip in enumerate(getattr(inst, key)):
-                if vip.dev is not None and vip.dev != inst.interface:
-                    found.append(
-                        ("vip_dev", (*base, key, i), f"{vip.address} dev {vip.dev} goes on {inst.interface}")
-                    )
-                opts = [o for o in ("scope", "brd") if getattr(vip, o) is not None]
-                opts += ["no_track"] if vip.no_track else []
-                if opts:
-                    found.append(("vip_options", (*base, key, i), f"{vip.address}: {', '.join(opts)}"))
     for key, vs in servers.items():
         for i, rs in enumerate(getattr(vs, "real_server", ())):
             if getattr(rs, "uthreshold", None) is not None or getattr(rs, "lthreshold", None) is not None:
@@ -1456,6 +1510,17 @@ def _static_errors(p: _Parts) -> _Found:
             out.append(
                 (("static_ipaddress", i), "needs dev (keepalived would use default_interface, eth0)", ())
             )
+    addrs = p.statics.get("static_ipaddress", [])
+    names: list[tuple[Loc, str | None]] = [
+        *((("static_ipaddress", i, "dev"), v.dev) for i, v in enumerate(addrs)),
+        *((("static_routes", i, "dev"), r.dev) for i, r in enumerate(p.statics.get("static_routes", []))),
+        *((("static_rules", i, "iif"), r.iif) for i, r in enumerate(p.statics.get("static_rules", []))),
+        *((("static_rules", i, "oif"), r.oif) for i, r in enumerate(p.statics.get("static_rules", []))),
+    ]
+    for loc, ifname in names:
+        bad = _ifname_problem(ifname)
+        if bad:
+            out.append((loc, bad, ()))
     return out
 
 
@@ -1498,6 +1563,13 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
     for loc, ifname in (
         (("interface",), inst.interface),
         *((("virtual_ipaddress", i, "dev"), v.dev) for i, v in enumerate(inst.virtual_ipaddress)),
+        *(
+            (("virtual_ipaddress_excluded", i, "dev"), v.dev)
+            for i, v in enumerate(inst.virtual_ipaddress_excluded)
+        ),
+        *((("virtual_routes", i, "dev"), r.dev) for i, r in enumerate(inst.virtual_routes)),
+        *((("virtual_rules", i, "iif"), r.iif) for i, r in enumerate(inst.virtual_rules)),
+        *((("virtual_rules", i, "oif"), r.oif) for i, r in enumerate(inst.virtual_rules)),
         *((("track_interface", i, "name"), t.name) for i, t in enumerate(inst.track_interface)),
     ):
         bad = _ifname_problem(ifname)

@@ -58,10 +58,11 @@ from pyvrrp.ipvs.syncd import SyncDaemonManager, SyncDaemonSpec
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
+from pyvrrp.runtime import routes
 from pyvrrp.runtime.control import ControlError, ControlServer, SocketInUse
 from pyvrrp.runtime.executor import Executor
 from pyvrrp.runtime.held import HeldState
-from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime.instance import Extras, Instance
 from pyvrrp.runtime.logging import install_asyncio_logging
 from pyvrrp.runtime.state_view import instance_view
 from pyvrrp.runtime.supervisor import Supervisor
@@ -85,6 +86,9 @@ __all__ = ["Daemon", "StartupError", "run_daemon"]
 log = structlog.get_logger("pyvrrp")
 
 IPAddress = IPv4Address | IPv6Address
+
+STATIC_OWNER = "\0static"
+"""The owner of static_* entries in the executor's held-state record (no instance has this name)."""
 
 WAITING_FAULT = "interface"
 """The fault an instance holds while its interface is missing or has no address (``waiting_for``)."""
@@ -182,6 +186,8 @@ class Daemon:
         self._supervisor: Supervisor | None = None
         self._executor: Executor | None = None
         self.metrics: MetricsServer | None = None
+        self.statics = Extras()
+        """What static_ipaddress / static_routes / static_rules installed (removed at stop)."""
 
     @property
     def supervisor(self) -> Supervisor:
@@ -223,6 +229,7 @@ class Daemon:
             raise StartupError(f"control socket {self.control_path}: {exc}") from None
         await self._start_metrics()
         await self._release_held()  # the config has passed validation; no other daemon runs
+        self._install_statics(self.config)
         self._apply_firewall(self.config)  # before any instance can hold a no_accept VIP
 
         self._set_groups(self.config)
@@ -292,6 +299,9 @@ class Daemon:
         pending.append(self.notifier.stop(timeout_s=NOTIFY_STOP_BUDGET_S))
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
+        routes.uninstall(self.netlink, self.statics, log)
+        if self._executor is not None:
+            self._executor.record_extras(STATIC_OWNER, None)
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
         self._remove_firewall()  # after the VIPs: never a moment a no_accept master accepts
@@ -325,6 +335,7 @@ class Daemon:
         except ValueError as exc:
             log.warning("held_state_unreadable", error=str(exc), action="ignored")
             old = HeldState(self.held.path)
+        routes.release_recorded(self.netlink, old.routes, old.rules, log)  # before the addresses
         for ifname, vip in sorted(old.vips):
             try:
                 removed = self.netlink.remove(ifname, ip_interface(vip))
@@ -341,6 +352,7 @@ class Daemon:
         if old.sync_daemon and self.config.global_defs.lvs_sync_daemon is None:
             await release_sync_daemons()
         self.held.vips, self.held.ipvs_state, self.held.sync_daemon = set(), None, False
+        self.held.routes, self.held.rules = set(), set()
         self.held.nft_table = old.nft_table
         self._execute().flush_held()
 
@@ -365,6 +377,15 @@ class Daemon:
             await self.control.close()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(f"metrics_listen {listen}: {reason}") from None
+
+    def _install_statics(self, config: Config) -> None:
+        """``static_ipaddress``, then ``static_routes`` and ``static_rules``: the node's, at start."""
+        addrs = [(str(a.dev), a) for a in config.static_ipaddress]  # dev is required (models)
+        routes.install_addresses(self.netlink, addrs, self.statics, log)
+        routes.install(
+            self.netlink, routes=config.static_routes, rules=config.static_rules, into=self.statics, bound=log
+        )
+        self._execute().record_extras(STATIC_OWNER, self.statics)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background task, keeping a reference until it finishes."""
@@ -450,9 +471,18 @@ class Daemon:
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
-        # (keepalived does the same: "removing VIPs" at start).
+        # (keepalived does the same: "removing VIPs" at start), and the routes, rules and
+        # excluded addresses a MASTER adds.
         self._execute().remove_vips(inst, inst.router.config.vips, stale=True)
-        self.netlink.prepare(spec.interface, inst.router.config.vips, inst.labels())
+        if inst.extras is None:
+            excluded = [(spec.vip_dev(v), v) for v in spec.virtual_ipaddress_excluded]
+            leftovers = routes.planned(excluded, spec.virtual_routes, spec.virtual_rules)
+            routes.uninstall(self.netlink, leftovers, inst.log, stale=True)
+        by_dev: dict[str, list[ev.IPInterface]] = {}
+        for vip in inst.router.config.vips:
+            by_dev.setdefault(inst.vip_dev(vip), []).append(vip)
+        for dev, vips in by_dev.items():
+            self.netlink.prepare(dev, vips, inst.labels())
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
             self.announcer.sender(spec.interface)
         except OSError as exc:
@@ -511,7 +541,8 @@ class Daemon:
             if guard is not None:
                 self._spawn(guard.stop())
         inst.gateway = inst.conflict = None
-        # Whatever state we ended in, never leave a VIP behind.
+        # Whatever state we ended in, never leave a VIP (or a route of a MASTER) behind.
+        self._execute().release_extras(inst)
         self._execute().remove_vips(inst, inst.router.config.vips)
 
     # ------------------------------------------------------ split-brain guards
@@ -761,12 +792,16 @@ class Daemon:
         return any(i.waiting_for and i.ifname == ifname for i in self.instances.values())
 
     def _on_address_removed(self, ifname: str, key: str) -> None:
+        vip = ip_interface(key)
         for inst in self.instances.values():
-            if inst.ifname != ifname:
+            if inst.vip_dev(vip) != ifname:
                 continue
             if key in inst.removing_vips:
                 inst.removing_vips.discard(key)
                 continue
+            entry = inst.vip_entry(vip)
+            if entry is not None and entry.no_track:
+                continue  # keepalived no_track: a deleted VIP does not move the instance
             if inst.router.state is ev.State.MASTER and key in {str(v) for v in inst.router.config.vips}:
                 inst.log.warning(
                     "vip_deleted_externally", vip=key, action="leaving MASTER; re-election follows"
@@ -903,6 +938,15 @@ class Daemon:
 
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
+        routes.resync(
+            self.netlink,
+            self.statics,
+            addresses=[(str(a.dev), a) for a in new.static_ipaddress],
+            routes=new.static_routes,
+            rules=new.static_rules,
+            bound=log,
+        )
+        self._execute().record_extras(STATIC_OWNER, self.statics)
         self.config = new
         self._apply_firewall(new)
         self._set_groups(new)
@@ -912,6 +956,7 @@ class Daemon:
                 log.info("instance_removed", instance=name)
         for name in change.reconfigured:
             inst, spec = sup.instances[name], new.vrrp_instance[name]
+            extras_changed = _extras_of(inst.spec) != _extras_of(spec)
             inst.spec = spec
             if name in change.guards_changed and not inst.waiting_for:
                 for guard in (inst.gateway, inst.conflict):
@@ -924,6 +969,8 @@ class Daemon:
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             sup.arm(inst)
+            if extras_changed:
+                self._execute().resync_extras(inst)
         started = []
         for name in change.restarted + change.added:
             try:
@@ -987,6 +1034,9 @@ async def release_ipvs(state_file: str) -> None:
     await manager.stop(keep=False)
 
 
+def _extras_of(spec: VrrpInstance) -> tuple[object, ...]:
+    """What a MASTER installs besides its VIPs (a reload compares it)."""
+    return (spec.virtual_ipaddress_excluded, spec.virtual_routes, spec.virtual_rules)
 async def release_sync_daemons() -> list[str]:
     """Stop the kernel's master and backup sync threads (a crashed run's); returns the errors."""
     from pyvrrp.ipvs import kernel

@@ -35,7 +35,8 @@ from pyvrrp.adapters.notify import NotifyEvent, NotifyRunner, NotifyScripts, eve
 from pyvrrp.config.models import VrrpInstance, VrrpSyncGroup
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import advert_datagrams
-from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime import routes
+from pyvrrp.runtime.instance import Extras, Instance
 
 if TYPE_CHECKING:
     from pyvrrp.runtime.held import HeldState
@@ -54,13 +55,39 @@ Feed = Callable[[Instance, ev.Input], None]
 class AddressTable(Protocol):
     """Where VIPs are added and removed (``pyvrrp.adapters.netlink``; a fake in tests)."""
 
-    def add(self, ifname: str, address: ev.IPInterface, *, label: str | None = None) -> bool:
+    def add(
+        self,
+        ifname: str,
+        address: ev.IPInterface,
+        *,
+        label: str | None = None,
+        scope: str | None = None,
+        brd: Any = None,
+    ) -> bool:
         """Add ``address``; False if it was already there."""
         ...
 
     def remove(self, ifname: str, address: ev.IPInterface) -> bool:
         """Remove ``address``; False if it was not there."""
         ...
+
+
+def _by_dev(inst: Instance, vips: Iterable[ev.IPInterface]) -> dict[str, list[ev.IPInterface]]:
+    """``vips`` grouped by the interface each is on; loopback is left out (no ARP there)."""
+    out: dict[str, list[ev.IPInterface]] = {}
+    for vip in vips:
+        dev = inst.vip_dev(vip)
+        if dev != "lo":
+            out.setdefault(dev, []).append(vip)
+    return out
+
+
+def _group(pairs: Iterable[tuple[str, ev.IPInterface]]) -> dict[str, list[ev.IPInterface]]:
+    out: dict[str, list[ev.IPInterface]] = {}
+    for dev, vip in pairs:
+        if dev != "lo":
+            out.setdefault(dev, []).append(vip)
+    return out
 
 
 def notify_scripts(spec: VrrpInstance | VrrpSyncGroup) -> NotifyScripts:
@@ -102,6 +129,9 @@ class Executor:
         self._held_dirty = False
         self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
         self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
+        self._owned: dict[
+            str, tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]]
+        ] = {}
         # one handler per action class; each takes exactly its own class
         self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
             ev.SendAdvert: self._send,
@@ -147,7 +177,8 @@ class Executor:
         bursts: dict[tuple[str, int], list[ev.IPInterface]] = {}
         for inst, action in announces:
             if inst.router.state is ev.State.MASTER:  # still holding them (a VIP add may have failed)
-                bursts.setdefault((inst.ifname, action.repeat), []).extend(action.vips)
+                for dev, vips in _by_dev(inst, action.vips).items():
+                    bursts.setdefault((dev, action.repeat), []).extend(vips)
         for (ifname, repeat), vips in bursts.items():
             try:
                 self.announcer.announce(ifname, vips, repeat=repeat)
@@ -165,10 +196,12 @@ class Executor:
             return
         items = []
         for inst, action in adds:
-            labels = inst.labels()
             for vip in action.vips:
                 inst.removing_vips.discard(str(vip))
-                items.append((inst.ifname, vip, labels.get(str(vip))))
+                dev, label, scope, brd = inst.vip_opts(vip)
+                items.append(
+                    (dev, vip, label) if scope is None and brd is None else (dev, vip, label, scope, brd)
+                )
         try:
             results: list[bool | OSError] = add_many(items)
         except Exception as exc:  # the batch as a whole failed (a timeout): every VIP failed
@@ -184,7 +217,9 @@ class Executor:
                     continue
                 if result:
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
-                self._hold(inst.ifname, vip, True)
+                dev = inst.vip_dev(vip)
+                inst.placed[str(vip)] = dev
+                self._hold(dev, vip, True)
             if failed:
                 self._vip_fault(inst)
 
@@ -203,15 +238,16 @@ class Executor:
         self._add_vips_now(inst, action)
 
     def _add_vips_now(self, inst: Instance, action: ev.AddVips) -> None:
-        labels = inst.labels()
         failed = []
         for vip in action.vips:
             inst.removing_vips.discard(str(vip))
+            dev, label, scope, brd = inst.vip_opts(vip)
             try:
-                if self.netlink.add(inst.ifname, vip, label=labels.get(str(vip))):
+                if self.netlink.add(dev, vip, label=label, scope=scope, brd=brd):
                     # the GARPs come next on the hot path: log once they are out
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
-                self._hold(inst.ifname, vip, True)
+                inst.placed[str(vip)] = dev
+                self._hold(dev, vip, True)
             except Exception as exc:  # netlink errors are reported, never fatal
                 failed.append(str(vip))
                 inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
@@ -226,15 +262,17 @@ class Executor:
         self.remove_vips(inst, action.vips)
 
     def remove_vips(self, inst: Instance, vips: Iterable[ev.IPInterface], *, stale: bool = False) -> None:
-        """Remove ``vips`` from the instance's interface (``stale``: left by an earlier run)."""
+        """Remove ``vips`` from their interfaces (``stale``: left by an earlier run)."""
         for vip in vips:
             inst.removing_vips.add(str(vip))
+            dev = inst.placed.get(str(vip)) or inst.vip_dev(vip)
             try:
-                removed = self.netlink.remove(inst.ifname, vip)
+                removed = self.netlink.remove(dev, vip)
             except Exception as exc:
                 inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
                 continue
-            self._hold(inst.ifname, vip, False)
+            inst.placed.pop(str(vip), None)
+            self._hold(dev, vip, False)
             if stale and removed:
                 inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
             elif removed:
@@ -265,10 +303,11 @@ class Executor:
         if self._sweep_adds is not None:
             self._sweep_announces.append((inst, action))
             return
-        try:
-            self.announcer.announce(inst.ifname, action.vips, repeat=action.repeat)
-        except OSError as exc:
-            inst.log.warning("announce_failed", error=str(exc))
+        for dev, vips in _by_dev(inst, action.vips).items():
+            try:
+                self.announcer.announce(dev, vips, repeat=action.repeat)
+            except OSError as exc:
+                inst.log.warning("announce_failed", iface=dev, error=str(exc))
         inst.log.debug(
             "vips_announced", vips=[str(v) for v in action.vips], repeat=action.repeat, reason=action.reason
         )
@@ -279,7 +318,92 @@ class Executor:
     # --------------------------------------------------------- bookkeeping
 
     def _state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
+        if action.old is ev.State.MASTER and action.new is not ev.State.MASTER:
+            self.release_extras(inst)  # before the VIPs go (RemoveVips follows): routes use them
+        elif action.new is ev.State.MASTER and action.old is not ev.State.MASTER:
+            # after this feed's AddVips / GARPs (and a sweep's batch): a route's src must exist
+            self.loop.call_soon(self.install_extras, inst)
         self.loop.call_soon(self.record_state_change, inst, action)
+
+    # ---------------------------------------------- excluded VIPs, routes, rules
+
+    def install_extras(self, inst: Instance) -> None:
+        """MASTER: ``virtual_ipaddress_excluded``, ``virtual_routes``, ``virtual_rules`` (keepalived)."""
+        spec = inst.spec
+        if inst.router.state is not ev.State.MASTER or inst.extras is not None:
+            return  # left MASTER before this ran, or already installed
+        if not (spec.virtual_ipaddress_excluded or spec.virtual_routes or spec.virtual_rules):
+            return
+        extras = inst.extras = Extras()
+        excluded = [(spec.vip_dev(v), v) for v in spec.virtual_ipaddress_excluded]
+        routes.install_addresses(self.netlink, excluded, extras, inst.log)  # type: ignore[arg-type]
+        for dev, addrs in _group(extras.addresses).items():
+            try:
+                self.announcer.announce(dev, addrs, repeat=spec.garp_master_repeat)
+            except OSError as exc:
+                inst.log.warning("announce_failed", iface=dev, error=str(exc))
+        routes.install(
+            self.netlink,  # type: ignore[arg-type]
+            routes=spec.virtual_routes,
+            rules=spec.virtual_rules,
+            into=extras,
+            bound=inst.log,
+        )
+        self.record_extras(inst.name, extras)
+
+    def release_extras(self, inst: Instance) -> None:
+        """Leaving MASTER (or stopping): remove exactly what :meth:`install_extras` added."""
+        extras, inst.extras = inst.extras, None
+        if extras is not None:
+            routes.uninstall(self.netlink, extras, inst.log)  # type: ignore[arg-type]
+            self.record_extras(inst.name, None)
+
+    def record_extras(self, owner: str, extras: Extras | None) -> None:
+        """Keep the held-state record (crash clean-up) of ``owner``'s routes, rules and extra
+        addresses in step with what it holds now (``None``: nothing)."""
+        before = self._owned.pop(owner, ((), frozenset(), frozenset()))
+        now: tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]] = (
+            (),
+            frozenset(),
+            frozenset(),
+        )
+        if extras is not None:
+            now = (
+                tuple(extras.addresses),
+                frozenset(routes.route_key(r) for r in extras.routes),
+                frozenset(routes.rule_key(r) for r in extras.rules),
+            )
+            self._owned[owner] = now
+        for dev, addr in set(before[0]) - set(now[0]):
+            self._hold(dev, addr, False)
+        for dev, addr in set(now[0]) - set(before[0]):
+            self._hold(dev, addr, True)
+        if self.held is None or (before[1:] == now[1:]):
+            return
+        self.held.routes = {k for _a, r, _u in self._owned.values() for k in r}
+        self.held.rules = {k for _a, _r, u in self._owned.values() for k in u}
+        if not self._held_dirty:
+            self._held_dirty = True
+            self.loop.call_soon(self.flush_held)
+
+    def resync_extras(self, inst: Instance) -> None:
+        """A reload changed the instance: a MASTER removes the extras the new config dropped and
+        adds the new ones; the others stay in place (no gap in forwarding)."""
+        if inst.router.state is not ev.State.MASTER:
+            return
+        if inst.extras is None:
+            self.install_extras(inst)
+            return
+        spec = inst.spec
+        routes.resync(
+            self.netlink,  # type: ignore[arg-type]
+            inst.extras,
+            addresses=[(spec.vip_dev(v), v) for v in spec.virtual_ipaddress_excluded],
+            routes=spec.virtual_routes,
+            rules=spec.virtual_rules,
+            bound=inst.log,
+        )
+        self.record_extras(inst.name, inst.extras)
 
     def record_state_change(self, inst: Instance, action: ev.StateChanged) -> None:
         """Log, persist the epoch of a new MASTER term, tell the supervisor, run notify scripts."""

@@ -15,6 +15,9 @@ address.  Then:
   unit runs it as ``ExecStopPost``, so a crashed daemon's VIPs go at once;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
   own state file, whose path is kept here so ``cleanup`` can find it;
+- routes and policy rules (``virtual_routes`` of a MASTER, ``static_*``) are recorded
+  too, each as an opaque key (:func:`pyvrrp.runtime.routes.route_key`), and so are the
+  excluded and static addresses (as ``vips``);
 - the nftables table of the no_accept drop rules (adapters/firewall.py) is recorded
   by name, so ``cleanup`` deletes it and a start with another table name does too.
 - ``sync_daemon`` says the daemon runs the kernel's IPVS sync threads
@@ -43,6 +46,8 @@ class HeldState:
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
+    routes: set[str] = field(default_factory=set)
+    rules: set[str] = field(default_factory=set)
     nft_table: str | None = None
     sync_daemon: bool = False
 
@@ -68,6 +73,8 @@ class HeldState:
             held.vips = {(str(i), str(a)) for i, a in data.get("vips", [])}
             state = data.get("ipvs_state")
             held.ipvs_state = str(state) if state else None
+            held.routes = {str(r) for r in data.get("routes", [])}
+            held.rules = {str(r) for r in data.get("rules", [])}
             table = data.get("nft_table")
             held.nft_table = str(table) if table else None
             held.sync_daemon = data.get("sync_daemon") is True
@@ -86,6 +93,8 @@ class HeldState:
         body = {
             "vips": sorted([i, a] for i, a in self.vips),
             "ipvs_state": self.ipvs_state,
+            "routes": sorted(self.routes),
+            "rules": sorted(self.rules),
             "nft_table": self.nft_table,
             "sync_daemon": self.sync_daemon,
         }

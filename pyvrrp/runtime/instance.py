@@ -14,18 +14,21 @@ import collections
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyvrrp.config.models import VrrpInstance
+from pyvrrp.config.models import VirtualIPAddress, VrrpInstance
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import VirtualRouter
 
 if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
+
     from structlog.typing import FilteringBoundLogger
 
+    from pyvrrp.adapters.netlink import RouteRequest, RuleRequest
     from pyvrrp.adapters.vrrp_socket import VrrpSocket
     from pyvrrp.splitbrain.conflict import ConflictMonitor
     from pyvrrp.splitbrain.gateway import GatewayMonitor
 
-__all__ = ["TIMER", "At", "Instance", "Queued", "TimerFired"]
+__all__ = ["TIMER", "At", "Extras", "Instance", "Queued", "TimerFired"]
 
 
 class TimerFired:
@@ -83,6 +86,12 @@ class Instance:
     """When an advert from a lower-priority router last arrived (preemption, SM-07)."""
     gateway: GatewayMonitor | None = None
     conflict: ConflictMonitor | None = None
+    placed: dict[str, str] = field(default_factory=dict)
+    """VIP -> the interface it was added on (a reload may drop it from the config: it still
+    comes off that interface)."""
+    extras: Extras | None = None
+    """What the instance installed as MASTER besides its VIPs (None: nothing)."""
+    _by_vip: tuple[VrrpInstance, dict[str, VirtualIPAddress]] | None = field(default=None, repr=False)
 
     @property
     def ifname(self) -> str:
@@ -100,3 +109,33 @@ class Instance:
     def labels(self) -> dict[str, str | None]:
         """VIP -> ``label`` as configured."""
         return {str(v.address): v.label for v in self.spec.virtual_ipaddress}
+
+    def vip_entry(self, vip: ev.IPInterface) -> VirtualIPAddress | None:
+        """The configured ``virtual_ipaddress`` entry of ``vip`` (its dev, label, scope, brd)."""
+        if self._by_vip is None or self._by_vip[0] is not self.spec:
+            self._by_vip = (self.spec, {str(v.address): v for v in self.spec.virtual_ipaddress})
+        return self._by_vip[1].get(str(vip))
+
+    def vip_dev(self, vip: ev.IPInterface) -> str:
+        """The interface ``vip`` goes on: its ``dev``, else the instance's interface."""
+        entry = self.vip_entry(vip)
+        return entry.dev if entry is not None and entry.dev else self.spec.interface
+
+    def vip_opts(
+        self, vip: ev.IPInterface
+    ) -> tuple[str, str | None, str | None, IPv4Address | IPv6Address | None]:
+        """``(dev, label, scope, brd)`` of ``vip``, as netlink adds it."""
+        entry = self.vip_entry(vip)
+        if entry is None:
+            return (self.spec.interface, None, None, None)
+        return (entry.dev or self.spec.interface, entry.label, entry.scope, entry.brd)
+
+
+@dataclass
+class Extras:
+    """Installed by a MASTER besides its VIPs (keepalived ``virtual_ipaddress_excluded``,
+    ``virtual_routes``, ``virtual_rules``): exactly what to remove when it leaves MASTER."""
+
+    addresses: list[tuple[str, ev.IPInterface]] = field(default_factory=list)
+    routes: list[RouteRequest] = field(default_factory=list)
+    rules: list[RuleRequest] = field(default_factory=list)

@@ -109,6 +109,7 @@ class RxStats:
     timer_late_max_s: float = 0.0
     drained_before_timer: int = 0  # datagrams read because a timer was due
 
+
 SocketKey = tuple[str, int]
 IPAddress = IPv4Address | IPv6Address
 

@@ -8,7 +8,9 @@ keepalived semantics (keepalived.conf(5)), decided by the pure helpers in
   each (instance, script) pair has its own weight and rise/fall state.  A run
   that exceeds ``timeout`` is killed (its whole process group) and counts as a
   failure; a missing or non-executable script is a failure with a clear log line.
-* ``track_interface`` follows netlink link events; a missing interface is down.
+* ``track_interface`` follows netlink link events; a missing interface is down.  The
+  interfaces of an instance's VIPs, excluded VIPs and virtual routes (other than its own,
+  without ``no_track``) are tracked the same way with weight 0, as keepalived does.
 * ``track_file`` reads an integer from a file every second (keepalived uses
   inotify; polling keeps this portable); a missing or unparsable file reads 0.
 * ``track_process`` (:class:`ProcessWatch`) scans ``/proc`` once, then follows the
@@ -514,10 +516,14 @@ class Trackers:
                 if runner is None:
                     runner = self.scripts[sref.name] = ScriptRunner(sref.name, script, report)
                 runner.watch(name, sref.weight, sref.reverse)
-            for iref in iface_refs:
-                self.interfaces.setdefault(iref.name, []).append((name, iref.weight, iref.reverse))
-                if iref.name not in self.link_state:
-                    self.link_state[iref.name] = bool(link_up(iref.name))
+            # keepalived: the interfaces of the VIPs and routes are tracked too (weight 0 ->
+            # FAULT when down) unless no_track; an explicit track_interface entry wins
+            listed = {r.name for r in iface_refs}
+            implicit = [(dev, 0, False) for dev in inst.tracked_devs if dev not in listed]
+            for ifname, weight, reverse in [(r.name, r.weight, r.reverse) for r in iface_refs] + implicit:
+                self.interfaces.setdefault(ifname, []).append((name, weight, reverse))
+                if ifname not in self.link_state:
+                    self.link_state[ifname] = bool(link_up(ifname))
             for fref in file_refs:
                 track = config.track_file.get(fref.name)
                 if track is None:

@@ -245,7 +245,11 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vrrp_check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer"),
         "vrrp_skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
         "vrrp_higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
-        "vrrp_notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
+        "vrrp_notify_priority_changes": _sup(
+            "vrrp_notify_priority_changes",
+            "flag",
+            "MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs",
+        ),
         "vrrp_mcast_group4": _sup(
             "vrrp_mcast_group4", "str", "default 224.0.0.18; another group is refused", "vrrp_mcast_group"
         ),
@@ -253,13 +257,15 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             "vrrp_mcast_group6", "str", "default ff02::12; another group is refused", "vrrp_mcast_group"
         ),
         "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
-        "vrrp_notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "vrrp_notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "lvs_notify_fifo": _ref("notify FIFOs are not implemented; use notify_up/notify_down"),
-        "lvs_notify_fifo_script": _ref("notify FIFOs are not implemented; use notify_up/notify_down"),
-        "fifo_write_vrrp_states_on_reload": _ign("notify FIFOs are not implemented"),
+        "vrrp_notify_fifo": _sup("vrrp_notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; INSTANCE/GROUP lines"),
+        "vrrp_notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
+        "notify_fifo": _sup("notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; VRRP and LVS lines"),
+        "notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
+        "lvs_notify_fifo": _sup("lvs_notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; VS/RS lines"),
+        "lvs_notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
+        "fifo_write_vrrp_states_on_reload": _sup(
+            "fifo_write_vrrp_states_on_reload", "flag", "every instance's state line after a reload"
+        ),
         "startup_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStartPre"),
         "startup_script_timeout": _ref("startup/shutdown hooks are not implemented"),
         "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
@@ -718,6 +724,8 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
         conv = "float"
     if conv == "lvs_timeouts":
         return _lvs_timeouts(ctx, path, node)
+    if conv == "fifo":
+        return _fifo(ctx, path, node)
     val = _need_arg(ctx, path, node)
     if val is None:
         return _SKIP
@@ -1092,6 +1100,39 @@ def _simple_named(section: str, block: str) -> Callable[[_Ctx, Node, dict[str, A
     return handler
 
 
+def _fifo(ctx: _Ctx, path: str, node: Node) -> dict[str, str] | _Skip:
+    """``notify_fifo FIFO [USER [GROUP]]`` (and the vrrp_/lvs_ forms)."""
+    if not node.args:
+        ctx.error(path, f"'{node.keyword}' needs the path of a FIFO", node)
+        return _SKIP
+    if len(node.args) > 3:
+        ctx.warn(path, f"'{node.keyword}': extra words {' '.join(node.args[3:])!r} ignored", node)
+    out = {"path": node.args[0]}
+    for key, word in zip(("user", "group"), node.args[1:3], strict=False):
+        out[key] = word
+    return out
+
+
+_FIFO_KEYWORDS = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+
+
+def _fifo_scripts(ctx: _Ctx, node: Node, out: dict[str, Any]) -> None:
+    """Attach ``*_fifo_script`` to its FIFO; keepalived runs no script without a FIFO."""
+    for kw in _FIFO_KEYWORDS:
+        script = out.pop(f"_{kw}_script", None)
+        if script is None:
+            continue
+        if isinstance(out.get(kw), dict):
+            out[kw]["script"] = script
+            continue
+        line = next((c for c in node.children or [] if c.keyword == f"{kw}_script"), node)
+        ctx.warn(
+            f"global_defs.{kw}_script",
+            f"'{kw}_script' without '{kw}': ignored, as keepalived does (the script reads the FIFO)",
+            line,
+        )
+
+
 def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     if node.children is None:
         ctx.error("global_defs", "'global_defs' needs a { } block", node)
@@ -1099,6 +1140,7 @@ def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     out = model.setdefault("global_defs", {})
     ctx.mark("global_defs", node)
     _walk_block(ctx, "global_defs", "global_defs", node, out)
+    _fifo_scripts(ctx, node, out)
     for child in node.children:
         if child.keyword in _FIREWALL_KEYWORDS:
             model.setdefault("_firewall", child)

@@ -64,6 +64,7 @@ __all__ = [
     "ConflictDetection",
     "GatewayCheck",
     "GlobalDefs",
+    "NotifyFifo",
     "TrackFile",
     "TrackFileRef",
     "TrackInterfaceRef",
@@ -213,6 +214,30 @@ class LvsTimeouts(_Model):
         return self
 
 
+def _absolute(p: Path) -> Path:
+    if not p.is_absolute():
+        raise ValueError(f"{str(p)!r} is not an absolute path")
+    return p
+
+
+class NotifyFifo(_Model):
+    """``notify_fifo`` / ``vrrp_notify_fifo`` / ``lvs_notify_fifo``: a FIFO that gets one line per event.
+
+    The daemon creates the FIFO if it does not exist (mode 0644, owned by ``user``/``group``
+    when given), starts ``script`` with the FIFO's path as its last argument, and writes
+    keepalived's lines (``INSTANCE "VI_1" MASTER 100``, ``GROUP "G1" BACKUP 0``,
+    ``VS [10.0.0.1]:tcp:80 UP``, ``RS [192.168.1.2]:tcp:80 [10.0.0.1]:tcp:80 DOWN``) without
+    ever blocking: a full FIFO drops the line (counted, logged).
+    """
+
+    path: Annotated[Path, AfterValidator(_absolute)]
+    script: NonEmptyStr | None = None
+    """Command line started once at start-up with the FIFO path appended; it reads the FIFO."""
+    user: NonEmptyStr | None = None
+    """Owner given to a FIFO the daemon creates (keepalived ``FIFO [USER [GROUP]]``)."""
+    group: NonEmptyStr | None = None
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``"ADDR:PORT"`` or ``"[ADDR6]:PORT"`` -> (address, port); ValueError says what is wrong.
 
@@ -276,6 +301,16 @@ class GlobalDefs(_Model):
     """Group of IPv6 multicast adverts (RFC 5798 §5.1.2.2 default)."""
     lvs_timeouts: LvsTimeouts | None = None
     """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
+    notify_fifo: NotifyFifo | None = None
+    """FIFO for every event: VRRP (INSTANCE/GROUP lines) and LVS (VS/RS lines)."""
+    vrrp_notify_fifo: NotifyFifo | None = None
+    """FIFO for VRRP events only (``INSTANCE "VI_1" MASTER 100``, ``GROUP "G1" BACKUP 0``)."""
+    lvs_notify_fifo: NotifyFifo | None = None
+    """FIFO for LVS events only (``VS ... UP``, ``RS ... DOWN``)."""
+    vrrp_notify_priority_changes: bool = False
+    """Also write ``MASTER_PRIORITY`` / ``BACKUP_PRIORITY`` lines when the effective priority changes."""
+    fifo_write_vrrp_states_on_reload: bool = False
+    """After a reload, write every instance's current state line to the VRRP FIFOs."""
     net_namespace: NonEmptyStr | None = None
     """Run VRRP and IPVS inside this network namespace (keepalived's top-level ``net_namespace``)."""
     metrics_listen: str | None = None

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from pyvrrp.adapters.notify_fifo import NotifyFifos, rs_line, trio, vs_line
 from pyvrrp.config import lvs
 from pyvrrp.health.checks import Checker, CheckResult, Target, make_checker
 from pyvrrp.ipvs.plan import (
@@ -232,6 +233,7 @@ class IpvsManager:
         self.last_errors: list[str] = []
         self.last_sync: float | None = None
         self.reconciles = 0
+        self.fifos: NotifyFifos | None = None  # lvs_notify_fifo / notify_fifo (set by the daemon)
         self._load_recorded()
         self._build_servers(config, previous={})
 
@@ -345,8 +347,15 @@ class IpvsManager:
                 _log.info("ipvs services removed", count=len(ops))
             if any(vs.omega for vs in _vs_items(self._config).values()):
                 for rs in self._servers.values():
-                    if _vs_items(self._config)[rs.vs_key].omega and rs.up and rs.config.notify_down:
+                    if not (_vs_items(self._config)[rs.vs_key].omega and rs.up):
+                        continue
+                    if rs.config.notify_down:
                         self._run_script(rs.config.notify_down, "notify_down", rs)
+                    rs.up = False  # keepalived (omega): RS ... DOWN all the way down the exit
+                    self._fifo_rs(rs)
+                for vs_key, vs in _vs_items(self._config).items():
+                    if vs.omega:
+                        self._fifo_vs(vs_key, False)
         if self._script_tasks:
             await asyncio.wait(set(self._script_tasks), timeout=SCRIPT_TIMEOUT_S)
 
@@ -403,7 +412,33 @@ class IpvsManager:
         script = rs.config.notify_up if verdict else rs.config.notify_down
         if script:
             self._run_script(script, "notify_up" if verdict else "notify_down", rs)
+        self._fifo_rs(rs)
         self._wake.set()
+
+    # ------------------------------------------------------------------ notify FIFO lines
+
+    def _vs_name(self, vs_key: str) -> str:
+        """keepalived's FMT_VS: ``[ADDR]:tcp:PORT``, ``FWM N`` or ``[GROUP]:0``."""
+        parsed = lvs.parse_vs_key(vs_key)
+        if parsed.kind == "fwmark":
+            return f"FWM {parsed.fwmark}"
+        if parsed.kind == "group":
+            return f"[{parsed.group}]:0"
+        vs = _vs_items(self._config)[vs_key]
+        return trio(str(parsed.address), vs.protocol, parsed.port or 0)
+
+    def _fifo_rs(self, rs: RealServerState) -> None:
+        if self.fifos is None or not self.fifos.wants_lvs:
+            return
+        vs = _vs_items(self._config).get(rs.vs_key)
+        protocol = vs.protocol if vs is not None else "TCP"
+        self.fifos.lvs(
+            rs_line(trio(rs.config.ip.compressed, protocol, rs.port), self._vs_name(rs.vs_key), rs.up)
+        )
+
+    def _fifo_vs(self, vs_key: str, up: bool) -> None:
+        if self.fifos is not None and self.fifos.wants_lvs:
+            self.fifos.lvs(vs_line(self._vs_name(vs_key), up))
 
     async def _sync_loop(self) -> None:
         while True:
@@ -468,11 +503,13 @@ class IpvsManager:
             )
             if vs.quorum_down:
                 self._run_script(vs.quorum_down, "quorum_down", None)
+            self._fifo_vs(vs_key, False)
         elif not q.up and live_weight >= vs.quorum + vs.hysteresis:
             q.up, q.transitions = True, q.transitions + 1
             _log.info("virtual server regained quorum", virtual_server=vs_key, live_weight=live_weight)
             if vs.quorum_up:
                 self._run_script(vs.quorum_up, "quorum_up", None)
+            self._fifo_vs(vs_key, True)
 
         default_port = servers[0].port if servers else 0
         if not q.up and vs.sorry_server is not None:

@@ -44,6 +44,7 @@ from pyvrrp.adapters.arp import Announcer, mac_to_bytes
 from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.adapters.notify_fifo import NotifyFifo, NotifyFifos
 from pyvrrp.adapters.systemd import SdNotifier
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.base import clock
@@ -172,6 +173,7 @@ class Daemon:
         self._supervisor: Supervisor | None = None
         self._executor: Executor | None = None
         self.metrics: MetricsServer | None = None
+        self.fifos: NotifyFifos | None = None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -202,6 +204,7 @@ class Daemon:
             on_state_changed=self._on_state_changed,
         )
         sup.bind(self._executor)
+        await self._open_fifos(self.config)  # before the first state line (keepalived: at start)
 
         for op, handler in (("state", self._op_state), ("reload", self._op_reload), ("ping", self._op_ping)):
             self.control.register(op, handler)
@@ -287,6 +290,8 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     sock.close()
         self.announcer.close()
+        if self.fifos is not None:  # after every STOP line was written
+            await self.fifos.close()
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -522,7 +527,66 @@ class Daemon:
         assert inst.gateway is not None
         delta, fault = inst.gateway.tracker_update()
         inst.log.info("gateway_arbitration", isolated=inst.gateway.isolated, delta=delta, fault=fault)
-        self.supervisor.feed(inst, ev.TrackerChanged(name="gateway", delta=delta, fault=fault))
+        self._feed_tracker(inst, ev.TrackerChanged(name="gateway", delta=delta, fault=fault))
+
+    def _feed_tracker(self, inst: Instance, event: ev.TrackerChanged) -> None:
+        """Feed a tracker result; ``vrrp_notify_priority_changes`` reports a new effective priority.
+
+        keepalived writes the priority line with the state held when the priority moved
+        (MASTER_PRIORITY or BACKUP_PRIORITY), before any state change it causes.
+        """
+        fifos = self.fifos
+        if fifos is None or not fifos.priority_changes:
+            self.supervisor.feed(inst, event)
+            return
+        before, was_master = inst.router.effective_priority, inst.router.state is ev.State.MASTER
+        self.supervisor.feed(inst, event)
+        after = inst.router.effective_priority
+        if after != before:
+            fifos.priority_changed(inst.name, was_master, after)
+
+    # -------------------------------------------------------------- notify FIFOs
+
+    @staticmethod
+    def _fifo_set(config: Config) -> NotifyFifos | None:
+        g = config.global_defs
+        made: dict[str, NotifyFifo] = {}
+        for kind, spec in (("", g.notify_fifo), ("vrrp_", g.vrrp_notify_fifo), ("lvs_", g.lvs_notify_fifo)):
+            if spec is not None:
+                made[kind] = NotifyFifo(
+                    spec.path, kind=kind, script=spec.script, user=spec.user, group=spec.group
+                )
+        if not made:
+            return None
+        return NotifyFifos(
+            common=made.get(""),
+            vrrp=made.get("vrrp_"),
+            lvs=made.get("lvs_"),
+            priority_changes=g.vrrp_notify_priority_changes,
+        )
+
+    @staticmethod
+    def _fifo_key(config: Config) -> tuple[object, ...]:
+        g = config.global_defs
+        return (g.notify_fifo, g.vrrp_notify_fifo, g.lvs_notify_fifo)
+
+    async def _open_fifos(self, config: Config) -> None:
+        self.fifos = self._fifo_set(config)
+        if self.fifos is not None:
+            await self.fifos.open()
+        self._execute().fifos = self.fifos
+        if self.ipvs is not None:
+            self.ipvs.fifos = self.fifos
+
+    async def _reload_fifos(self, old: Config, new: Config) -> None:
+        """A reload that changes a FIFO (or its script) closes the old ones and opens the new."""
+        if self._fifo_key(old) == self._fifo_key(new):
+            if self.fifos is not None:
+                self.fifos.priority_changes = new.global_defs.vrrp_notify_priority_changes
+            return
+        if self.fifos is not None:
+            await self.fifos.close()
+        await self._open_fifos(new)
 
     def _on_conflict(self, inst: Instance, vip: IPv4Address, peer_mac: str) -> None:
         state = inst.router.state.value
@@ -603,7 +667,7 @@ class Daemon:
         inst = self.instances.get(instance)
         if inst is not None:
             self._tracker_names.setdefault(instance, set()).add(name)
-            self.supervisor.feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
+            self._feed_tracker(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
 
     # -------------------------------------------------------------------- IPVS
 
@@ -611,6 +675,7 @@ class Daemon:
         """IPVS services and real-server health checks (issue #5); VRRP goes on without ip_vs."""
         state_file = os.path.join(str(self.config.global_defs.state_dir), "ipvs-owned.json")
         self.ipvs = IpvsManager(self.config, state_file=state_file)
+        self.ipvs.fifos = self.fifos
         self.held.ipvs_state = state_file
         self._execute().flush_held()
         self.ipvs.set_master(self.supervisor.any_master())
@@ -791,6 +856,7 @@ class Daemon:
 
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
+        await self._reload_fifos(self.config, new)
         self.config = new
         self._set_groups(new)
         for name in change.removed + change.restarted:
@@ -826,6 +892,17 @@ class Daemon:
             self.ipvs.reconfigure(new)
         elif new.virtual_server:
             await self._start_ipvs()
+        if new.global_defs.fifo_write_vrrp_states_on_reload and self.fifos is not None:
+            # after the state lines of what the reload started (those run from call_soon)
+            self._execute().loop.call_soon(self._write_fifo_states)
+
+    def _write_fifo_states(self) -> None:
+        """``fifo_write_vrrp_states_on_reload``: every running instance's state line."""
+        if self.fifos is None:
+            return
+        for inst in self.instances.values():
+            if inst.router.state is not ev.State.INIT:
+                self.fifos.instance(inst.name, inst.router.state.value, inst.router.effective_priority)
 
     def _reload_trackers(self, new: Config) -> None:
         old = self.trackers

@@ -25,9 +25,10 @@ blocks.  A line is far below PIPE_BUF (4096), so the kernel writes it whole or n
 all: a reader never sees half a line.  An existing path that is not a FIFO we own is
 refused (keepalived: "is not a fifo we own").
 
-At close the FIFO is unlinked first if we created it (so a reader that loops reopening
-it cannot reopen ours), then closed, and the script's process group gets SIGTERM, then
-SIGKILL after a grace period.
+At close our script gets up to :data:`DRAIN_S` to read what is left (the STOP lines),
+then the FIFO is unlinked if we created it (so a reader that loops reopening it cannot
+reopen ours) and closed: the script reads EOF.  If it has not exited a grace period
+later its process group gets SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import grp
 import os
 import pwd
 import shlex
 import signal
 import stat
+import sys
+import termios
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -54,6 +58,7 @@ _log = structlog.get_logger("pyvrrp.adapters.notify_fifo")
 
 DROP_LOG_INTERVAL_S = 10.0
 SCRIPT_KILL_GRACE_S = 0.5
+DRAIN_S = 0.5  # at close, time our script gets to read the last lines
 FIFO_MODE = 0o644  # keepalived: S_IRUSR | S_IWUSR | S_IRGRP | S_IROTH
 
 
@@ -246,15 +251,35 @@ class NotifyFifo:
                 os.unlink(self.path)
             self.created = False
 
-    async def close(self, grace_s: float = SCRIPT_KILL_GRACE_S) -> None:
-        """Unlink (if ours), close, then stop the script (SIGTERM, SIGKILL after ``grace_s``)."""
+    def unread(self) -> int:
+        """Bytes written and not read yet (FIONREAD on our own read end)."""
+        if self.fd is None:
+            return 0
+        try:
+            buf = fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int.from_bytes(buf, sys.byteorder)
+
+    async def close(self, grace_s: float = SCRIPT_KILL_GRACE_S, drain_s: float = DRAIN_S) -> None:
+        """Let our script read what is left (up to ``drain_s``: the STOP lines), unlink (if
+        ours), close, then stop the script: it gets EOF and ``grace_s`` to exit by itself,
+        then SIGTERM, then SIGKILL after another ``grace_s``."""
+        proc, self._proc = self._proc, None
+        running = proc is not None and proc.returncode is None
+        if running:
+            end = monotonic() + drain_s
+            while self.unread() and monotonic() < end:
+                await asyncio.sleep(0.01)
         self._unlink()
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
+        if proc is None or not running:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace_s)
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:

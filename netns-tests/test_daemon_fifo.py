@@ -1,0 +1,84 @@
+"""``vrrp_notify_fifo`` on a real daemon pair: keepalived's lines, in transition order (issue 16).
+
+Each node's ``vrrp_notify_fifo_script`` is a small reader started by the daemon with the
+FIFO path as its last argument; it appends every line it reads to a log in the node's
+directory.  The test reads only those logs and the daemons' state.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _daemon_helpers import signal_node, v3
+
+from pyvrrp.lab.topology import Lab, PyvrrpNode, pyvrrp_toml, wait_for
+
+pytestmark = pytest.mark.netns
+
+READER = """\
+import sys
+log = sys.argv[1]
+with open(sys.argv[-1]) as fifo:
+    for line in fifo:
+        with open(log, "a") as out:
+            out.write(line)
+"""
+
+
+def _node(lab: Lab, host: str, priority: int, reader: Path) -> tuple[PyvrrpNode, Path]:
+    node_dir = lab.run_dir / f"pyvrrp-{host}"
+    node_dir.mkdir(parents=True, exist_ok=True)
+    log = node_dir / "fifo.log"
+    text = pyvrrp_toml(
+        host, [v3(priority)], control_socket=str(node_dir / "control.sock"), state_dir=str(node_dir)
+    )
+    text += (
+        "\n[global_defs.vrrp_notify_fifo]\n"
+        f'path = "{node_dir / "vrrp.fifo"}"\n'
+        f'script = "{sys.executable} {reader} {log}"\n'
+    )
+    return PyvrrpNode(lab, host, text), log
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _wait_lines(log: Path, want: list[str], timeout_s: float) -> list[str]:
+    wait_for(lambda: len(_lines(log)) >= len(want), timeout_s, what=f"{len(want)} lines in {log}")
+    time.sleep(0.3)  # nothing more should follow
+    return _lines(log)
+
+
+def test_failover_writes_keepalived_lines_in_order(lab: Lab) -> None:
+    reader = lab.run_dir / "fifo_reader.py"
+    reader.write_text(READER)
+    n1, log1 = _node(lab, "lb1", 150, reader)
+    n2, log2 = _node(lab, "lb2", 100, reader)
+    n1.start()
+    n1.wait_state("MASTER", 10)
+    n2.start()
+    n2.wait_state("BACKUP", 10)
+    assert _wait_lines(log1, ["", ""], 10) == ['INSTANCE "VI_51" BACKUP 150', 'INSTANCE "VI_51" MASTER 150']
+    assert _wait_lines(log2, [""], 10) == ['INSTANCE "VI_51" BACKUP 100']
+
+    signal_node(n1, signal.SIGTERM)  # priority 0, lb2 takes over; lb1 writes STOP
+    n2.wait_state("MASTER", 10)
+    assert _wait_lines(log1, ["", "", ""], 10) == [
+        'INSTANCE "VI_51" BACKUP 150',
+        'INSTANCE "VI_51" MASTER 150',
+        'INSTANCE "VI_51" STOP 150',
+    ]
+    assert n1.proc is not None and n1.proc.wait(10) == 0
+    assert not (n1.dir / "vrrp.fifo").exists()  # created by the daemon, removed at stop
+    assert _wait_lines(log2, ["", ""], 10) == ['INSTANCE "VI_51" BACKUP 100', 'INSTANCE "VI_51" MASTER 100']
+
+    # lb1 back with the higher priority: it preempts, lb2 goes back to BACKUP
+    n1.start()
+    n1.wait_state("MASTER", 10)
+    n2.wait_state("BACKUP", 10)
+    assert _wait_lines(log2, ["", "", ""], 10)[2:] == ['INSTANCE "VI_51" BACKUP 100']

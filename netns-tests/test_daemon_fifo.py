@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _daemon_helpers import signal_node, v3
@@ -29,18 +30,29 @@ with open(sys.argv[-1]) as fifo:
 """
 
 
-def _node(lab: Lab, host: str, priority: int, reader: Path) -> tuple[PyvrrpNode, Path]:
+def _node(
+    lab: Lab,
+    host: str,
+    priority: int,
+    reader: Path,
+    *,
+    tail: str = "",
+    priority_changes: bool = False,
+    **kw: Any,
+) -> tuple[PyvrrpNode, Path]:
     node_dir = lab.run_dir / f"pyvrrp-{host}"
     node_dir.mkdir(parents=True, exist_ok=True)
     log = node_dir / "fifo.log"
     text = pyvrrp_toml(
-        host, [v3(priority)], control_socket=str(node_dir / "control.sock"), state_dir=str(node_dir)
+        host, [v3(priority, **kw)], control_socket=str(node_dir / "control.sock"), state_dir=str(node_dir)
     )
     text += (
         "\n[global_defs.vrrp_notify_fifo]\n"
         f'path = "{node_dir / "vrrp.fifo"}"\n'
         f'script = "{sys.executable} {reader} {log}"\n'
-    )
+    ) + tail
+    if priority_changes:
+        text = text.replace("[global_defs]\n", "[global_defs]\nvrrp_notify_priority_changes = true\n", 1)
     return PyvrrpNode(lab, host, text), log
 
 
@@ -82,3 +94,32 @@ def test_failover_writes_keepalived_lines_in_order(lab: Lab) -> None:
     n1.wait_state("MASTER", 10)
     n2.wait_state("BACKUP", 10)
     assert _wait_lines(log2, ["", "", ""], 10)[2:] == ['INSTANCE "VI_51" BACKUP 100']
+
+
+def test_priority_changes_are_written_before_the_state_they_cause(lab: Lab) -> None:
+    """vrrp_notify_priority_changes: MASTER_PRIORITY / BACKUP_PRIORITY with the new effective
+    priority, written before the transition it causes (keepalived's order)."""
+    reader = lab.run_dir / "fifo_reader.py"
+    reader.write_text(READER)
+    prio = lab.run_dir / "prio"
+    tf = f'\n[track_file.tf]\nfile = "{prio}"\nweight = -1\n'
+    n1, log1 = _node(lab, "lb1", 150, reader, tail=tf, priority_changes=True, extra={"track_file": ["tf"]})
+    n2, _ = _node(lab, "lb2", 100, reader)
+    n1.start()
+    n1.wait_state("MASTER", 10)
+    n2.start()
+    n2.wait_state("BACKUP", 10)
+    _wait_lines(log1, ["", ""], 10)
+    prio.write_text("70\n")  # 150 - 70 = 80 < 100: lb2 preempts
+    n2.wait_state("MASTER", 10)
+    n1.wait_state("BACKUP", 10)
+    prio.write_text("0\n")
+    n1.wait_state("MASTER", 10)
+    assert _wait_lines(log1, [""] * 6, 10) == [
+        'INSTANCE "VI_51" BACKUP 150',
+        'INSTANCE "VI_51" MASTER 150',
+        'INSTANCE "VI_51" MASTER_PRIORITY 80',
+        'INSTANCE "VI_51" BACKUP 80',
+        'INSTANCE "VI_51" BACKUP_PRIORITY 150',
+        'INSTANCE "VI_51" MASTER 150',
+    ]

@@ -30,6 +30,7 @@ from pyvrrp.config.load import load_config
 from pyvrrp.config.models import NotifyFifo as NotifyFifoModel
 from pyvrrp.config.models import VrrpInstance
 from pyvrrp.proto import events as ev
+from pyvrrp.proto.packet import Advertisement, encode
 from pyvrrp.proto.router import VirtualRouter
 from pyvrrp.runtime.daemon import router_config
 from pyvrrp.runtime.executor import Executor
@@ -265,6 +266,13 @@ def test_executor_writes_state_lines_in_transition_order(tmp_path: Path) -> None
         sup.feed(inst, TimerFired())
         assert inst.router.state is ev.State.MASTER
         await asyncio.sleep(0)
+        # keepalived vrrp.c: a MASTER hearing a lower priority writes MASTER_RX_LOWER_PRI
+        lower = Advertisement(
+            version=3, vrid=7, priority=50, addresses=(ipaddress.ip_address("192.0.2.9"),), interval_cs=5
+        )
+        peer, group = ipaddress.ip_address("192.0.2.11"), ipaddress.ip_address("224.0.0.18")
+        sup.on_datagram(inst.key, encode(lower, src=peer, dst=group), peer, group, 255)
+        assert inst.router.state is ev.State.MASTER
         sup.feed(inst, ev.Shutdown())
         await asyncio.sleep(0)
         data = _read_all(reader).decode()
@@ -273,8 +281,8 @@ def test_executor_writes_state_lines_in_transition_order(tmp_path: Path) -> None
         return data
 
     assert (
-        asyncio.run(go())
-        == 'INSTANCE "VI_X" BACKUP 120\nINSTANCE "VI_X" MASTER 120\nINSTANCE "VI_X" STOP 120\n'
+        asyncio.run(go()) == 'INSTANCE "VI_X" BACKUP 120\nINSTANCE "VI_X" MASTER 120\n'
+        'INSTANCE "VI_X" MASTER_RX_LOWER_PRI 120\nINSTANCE "VI_X" STOP 120\n'
     )
 
 

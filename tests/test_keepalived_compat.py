@@ -210,14 +210,19 @@ def test_lvs_timeouts(tmp_path: Path) -> None:
 
 
 def test_mcast_groups(tmp_path: Path) -> None:
-    """The RFC groups written out load; another group is refused until the daemon uses it."""
+    """The RFC groups written out load, and so does another group (the daemon advertises to it
+    and joins it); a non-multicast address is refused."""
     head = "global_defs {\n vrrp_mcast_group4 224.0.0.18\n vrrp_mcast_group6 ff02::12\n}\n"
     cfg, warnings = _warnings(tmp_path, head + _inst())
     assert str(cfg.global_defs.vrrp_mcast_group4) == "224.0.0.18"
     assert not [w for w in warnings if "group" in w.path]
-    (e,) = _errors(tmp_path, head.replace("224.0.0.18", "224.0.0.19") + _inst())
-    assert (e.path, e.line) == ("global_defs.vrrp_mcast_group4", 2)
-    assert "224.0.0.19 instead of 224.0.0.18" in e.message and "unicast_peer" in e.message
+    other = head.replace("224.0.0.18", "224.0.0.19").replace("ff02::12", "ff02::1:12")
+    cfg, warnings = _warnings(tmp_path, other + _inst())
+    assert (str(cfg.global_defs.vrrp_mcast_group4), str(cfg.global_defs.vrrp_mcast_group6)) == (
+        "224.0.0.19",
+        "ff02::1:12",
+    )
+    assert not [w for w in warnings if "group" in w.path]
     (e,) = _errors(tmp_path, head.replace("224.0.0.18", "10.0.0.1") + _inst())
     assert e.path == "global_defs" and "must be an IPv4 multicast address" in e.message
 

@@ -250,12 +250,8 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             "flag",
             "MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs",
         ),
-        "vrrp_mcast_group4": _sup(
-            "vrrp_mcast_group4", "str", "default 224.0.0.18; another group is refused", "vrrp_mcast_group"
-        ),
-        "vrrp_mcast_group6": _sup(
-            "vrrp_mcast_group6", "str", "default ff02::12; another group is refused", "vrrp_mcast_group"
-        ),
+        "vrrp_mcast_group4": _sup("vrrp_mcast_group4", "str", "default 224.0.0.18"),
+        "vrrp_mcast_group6": _sup("vrrp_mcast_group6", "str", "default ff02::12"),
         "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
         "vrrp_notify_fifo": _sup("vrrp_notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; INSTANCE/GROUP lines"),
         "vrrp_notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
@@ -1729,8 +1725,6 @@ def effective(entry: Keyword) -> tuple[Status, str]:
         return entry.status, entry.note
     severity, why = NOT_YET_RUN[entry.pending]
     note = f"{entry.note}. Not run yet: {why}" if entry.note else f"Not run yet: {why}"
-    if entry.pending in ("vrrp_mcast_group",):
-        return "supported", f"{entry.note}; {why}"  # the default group is run
     return ("refused" if severity == "error" else "approximated"), note
 
 

@@ -296,7 +296,7 @@ class GlobalDefs(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     """Log rendering: ``auto`` = console on a TTY, JSON otherwise.  pyvrrp only."""
     vrrp_mcast_group4: IPAddr = IPv4Address("224.0.0.18")
-    """Group of IPv4 multicast adverts (RFC 5798 §5.1.1.2 default; keepalived lets you change it)."""
+    """Group of IPv4 multicast adverts (RFC 5798 §5.1.1.2 default); every node must use the same one."""
     vrrp_mcast_group6: IPAddr = IPv6Address("ff02::12")
     """Group of IPv6 multicast adverts (RFC 5798 §5.1.2.2 default)."""
     lvs_timeouts: LvsTimeouts | None = None
@@ -1229,11 +1229,6 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
         "error",
         "pyvrrp does not manage static rules yet: configure them with the OS and remove the block",
     ),
-    "vrrp_mcast_group": (
-        "error",
-        "pyvrrp does not advertise on another group yet: it would use the RFC group and never hear "
-        "peers on this one; use the default group on every node, or unicast_peer",
-    ),
     "vip_dev": (
         "warning",
         "the daemon does not honour a VIP's dev yet: this address is added on the instance's interface",
@@ -1252,12 +1247,6 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
     ),
 }
 
-_DEFAULT_GROUPS = {
-    "vrrp_mcast_group4": IPv4Address("224.0.0.18"),
-    "vrrp_mcast_group6": IPv6Address("ff02::12"),
-}
-
-
 def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
     """``(feature, key path, detail)`` for every use of a :data:`NOT_YET_RUN` feature."""
     found: list[tuple[str, Loc, str]] = []
@@ -1271,10 +1260,6 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
         instances = cfg_or_parts.vrrp_instance
         statics = {sec: getattr(cfg_or_parts, sec) for sec in _LIST_SECTIONS}
         servers = cfg_or_parts.virtual_server
-    for key, default in _DEFAULT_GROUPS.items():
-        grp = getattr(g, key)
-        if grp != default:
-            found.append(("vrrp_mcast_group", ("global_defs", key), f"{grp} instead of {default}"))
     if g.lvs_timeouts is not None:
         found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
     for sec in _LIST_SECTIONS:

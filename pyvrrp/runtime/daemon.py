@@ -98,9 +98,18 @@ class StartupError(Exception):
 
 
 def router_config(
-    name: str, spec: VrrpInstance, primary: IPv4Address | IPv6Address, *, in_group: bool
+    name: str,
+    spec: VrrpInstance,
+    primary: IPv4Address | IPv6Address,
+    *,
+    in_group: bool,
+    mcast_group: IPv4Address | IPv6Address | None = None,
 ) -> RouterConfig:
-    """The engine's parameters for one instance (pure: model in, plain values out)."""
+    """The engine's parameters for one instance (pure: model in, plain values out).
+
+    ``mcast_group``: the global ``vrrp_mcast_group4``/``6`` of the instance's family (None or
+    the RFC group: the default).
+    """
     auth_type, auth_data = 0, b""
     if spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "PASS":
         auth_type, auth_data = 1, spec.authentication.auth_pass.encode()[:8]
@@ -130,8 +139,15 @@ def router_config(
         down_timer_adverts=spec.down_timer_adverts,
         takeover_gate=is_guarded(spec),
         conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
+        mcast_group=None if spec.unicast_peer else mcast_group,
     )
     return SyncGroup.member_config(cfg) if in_group else cfg
+
+
+def mcast_group_of(config: Config, family: int) -> IPv4Address | IPv6Address:
+    """The advert group of ``family``: ``vrrp_mcast_group4``/``6`` (default 224.0.0.18 / ff02::12)."""
+    g = config.global_defs
+    return g.vrrp_mcast_group4 if family == 4 else g.vrrp_mcast_group6
 
 
 class Daemon:
@@ -408,7 +424,14 @@ class Daemon:
                     raise StartupError(f"vrrp_instance.{name}.interface: {exc}") from None
                 waiting, primary = str(exc), _UNSPECIFIED[spec.family]
         epoch = self.epochs.load(name) if self.epochs is not None else 0
-        router = VirtualRouter(router_config(name, spec, primary, in_group=name in sup.group_of), epoch=epoch)
+        cfg = router_config(
+            name,
+            spec,
+            primary,
+            in_group=name in sup.group_of,
+            mcast_group=mcast_group_of(self.config, spec.family),
+        )
+        router = VirtualRouter(cfg, epoch=epoch)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
         inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting)
         sup.instances[name] = inst
@@ -426,7 +449,9 @@ class Daemon:
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.
-            sock = await VrrpSocket(spec.interface, spec.family).open()
+            sock = await VrrpSocket(
+                spec.interface, spec.family, group=mcast_group_of(self.config, spec.family)
+            ).open()
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
@@ -451,7 +476,13 @@ class Daemon:
             except StartupError as exc:
                 inst.waiting_for = str(exc)  # e.g. the link exists now, its address not yet
                 continue
-            cfg = router_config(inst.name, inst.spec, primary, in_group=inst.name in self.supervisor.group_of)
+            cfg = router_config(
+                inst.name,
+                inst.spec,
+                primary,
+                in_group=inst.name in self.supervisor.group_of,
+                mcast_group=mcast_group_of(self.config, inst.spec.family),
+            )
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             try:
@@ -811,6 +842,16 @@ class Daemon:
         except OSError as exc:
             return self._reject([f"{self.config_path}: {exc.strerror or exc}"])
         change = diff(self.config, new)
+        for key in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
+            old_g, new_g = getattr(self.config.global_defs, key), getattr(new.global_defs, key)
+            if old_g != new_g:
+                return self._reject(
+                    [
+                        f"{self.config_path}: global_defs.{key} changes from {old_g} to {new_g}: the "
+                        "sockets joined the old group; restart pyvrrp to change it (and change it on "
+                        "every node)"
+                    ]
+                )
         if change.removes_everything and not new.virtual_server and not allow_empty:
             return self._reject(
                 [
@@ -873,7 +914,13 @@ class Daemon:
                 inst.gateway = inst.conflict = None
                 sup.feed(inst, ev.TrackerChanged(name="gateway"))  # neutral until re-proven
                 await self._start_guards(inst)
-            cfg = router_config(name, spec, primaries[name], in_group=name in sup.group_of)
+            cfg = router_config(
+                name,
+                spec,
+                primaries[name],
+                in_group=name in sup.group_of,
+                mcast_group=mcast_group_of(new, spec.family),
+            )
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             sup.arm(inst)

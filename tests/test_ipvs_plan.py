@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -396,3 +398,44 @@ def test_cli_ipvs_show_merges_health(monkeypatch: Any) -> None:
     monkeypatch.setattr(cli_ipvs, "_kernel_status", lambda: (False, "none"))
     monkeypatch.setattr(cli_ipvs, "_daemon_health", lambda path: (None, "unreachable"))
     assert CliRunner().invoke(app, ["ipvs", "show"]).exit_code == 1
+
+
+def test_manager_writes_lvs_fifo_lines(tmp_path: Path) -> None:
+    """lvs_notify_fifo: keepalived's ``RS [ip]:tcp:port [vip]:tcp:port DOWN`` when a check
+    fails, ``VS ... DOWN`` when the quorum goes, ``UP`` lines on the way back, in that order."""
+    from pyvrrp.adapters.notify_fifo import NotifyFifo, NotifyFifos
+
+    a = _listener()
+    pa = a.getsockname()[1]
+    fifos = NotifyFifos(lvs=NotifyFifo(tmp_path / "lvs.fifo"))
+
+    async def scenario() -> bytes:
+        nonlocal a
+        await fifos.open()
+        reader = os.open(tmp_path / "lvs.fifo", os.O_RDONLY | os.O_NONBLOCK)
+        mgr = IpvsManager(_cfg([pa], quorum=1), kernel=SimulatedKernel(), state_file=None)
+        mgr.fifos = fifos
+        await mgr.start()
+        rs = mgr._servers[("10.99.0.1:80", "127.0.0.1", pa)]
+        a.close()
+        await _until(lambda: not rs.up)
+        await mgr.reconcile()  # the quorum is evaluated with the desired table
+        a = socket.socket()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        a.bind(("127.0.0.1", pa))
+        a.listen(16)
+        await _until(lambda: rs.up)
+        await mgr.reconcile()
+        await mgr.stop(keep=True)
+        try:
+            return os.read(reader, 65536)
+        finally:
+            os.close(reader)
+            await fifos.close()
+
+    try:
+        got = asyncio.run(scenario()).decode()
+    finally:
+        a.close()
+    rs, vs = f"[127.0.0.1]:tcp:{pa}", "[10.99.0.1]:tcp:80"
+    assert got == f"RS {rs} {vs} DOWN\nVS {vs} DOWN\nRS {rs} {vs} UP\nVS {vs} UP\n"

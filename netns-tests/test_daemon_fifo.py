@@ -8,6 +8,7 @@ directory.  The test reads only those logs and the daemons' state.
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 from _daemon_helpers import signal_node, v3
 
-from pyvrrp.lab.topology import Lab, PyvrrpNode, pyvrrp_toml, wait_for
+from pyvrrp.lab.keepalived import KeepalivedNode, keepalived_conf
+from pyvrrp.lab.topology import DaemonNode, Lab, PyvrrpNode, pyvrrp_toml, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -123,3 +125,59 @@ def test_priority_changes_are_written_before_the_state_they_cause(lab: Lab) -> N
         'INSTANCE "VI_51" BACKUP_PRIORITY 150',
         'INSTANCE "VI_51" MASTER 150',
     ]
+
+
+@pytest.mark.keepalived
+@pytest.mark.parametrize("ka_host", ["lb1", "lb2"])
+def test_same_lines_as_keepalived(lab: Lab, ka_host: str) -> None:
+    """keepalived 2.2.7 and pyvrrp side by side, each with vrrp_notify_fifo: through the same
+    election, failover and stop, each writes the same lines for its own instance.
+
+    keepalived's FIFO is read by a reader the test starts after keepalived made the FIFO (its
+    first line waits in the pipe buffer, which is also how pyvrrp behaves)."""
+    reader = lab.run_dir / "fifo_reader.py"
+    reader.write_text(READER)
+    pv_host = "lb2" if ka_host == "lb1" else "lb1"
+    prio = {"lb1": 150, "lb2": 100}
+    pv, pv_log = _node(lab, pv_host, prio[pv_host], reader)
+    ka_dir = lab.run_dir / f"keepalived-{ka_host}"
+    ka_dir.mkdir(parents=True, exist_ok=True)
+    ka_fifo, ka_log = ka_dir / "vrrp.fifo", ka_dir / "fifo.log"
+    spec = v3(prio[ka_host], state="MASTER" if ka_host == "lb1" else "BACKUP")
+    ka = KeepalivedNode(lab, ka_host, keepalived_conf(ka_host, [spec], notify_fifo=str(ka_fifo)))
+    nodes: dict[str, DaemonNode] = {ka_host: ka, pv_host: pv}
+    logs = {ka_host: ka_log, pv_host: pv_log}
+    ka_reader: subprocess.Popen[bytes] | None = None
+    try:
+        nodes["lb1"].start()
+        if ka_host == "lb1":
+            wait_for(ka_fifo.exists, 10, what="keepalived's FIFO")
+            ka_reader = subprocess.Popen([sys.executable, str(reader), str(ka_log), str(ka_fifo)])
+        nodes["lb1"].wait_state("MASTER", 20)
+        nodes["lb2"].start()
+        if ka_host == "lb2":
+            wait_for(ka_fifo.exists, 10, what="keepalived's FIFO")
+            ka_reader = subprocess.Popen([sys.executable, str(reader), str(ka_log), str(ka_fifo)])
+        nodes["lb2"].wait_state("BACKUP", 20)
+        nodes["lb1"].stop(timeout_s=10)  # SIGTERM: STOP, lb2 takes over
+        nodes["lb2"].wait_state("MASTER", 10)
+        time.sleep(0.5)
+        nodes["lb2"].stop(timeout_s=10)
+        want = {
+            "lb1": [
+                'INSTANCE "VI_51" BACKUP 150',
+                'INSTANCE "VI_51" MASTER 150',
+                'INSTANCE "VI_51" STOP 150',
+            ],
+            "lb2": [
+                'INSTANCE "VI_51" BACKUP 100',
+                'INSTANCE "VI_51" MASTER 100',
+                'INSTANCE "VI_51" STOP 100',
+            ],
+        }
+        for host in ("lb1", "lb2"):
+            assert _wait_lines(logs[host], want[host], 10) == want[host], f"{nodes[host].kind} on {host}"
+    finally:
+        if ka_reader is not None:
+            ka_reader.kill()
+            ka_reader.wait(5)

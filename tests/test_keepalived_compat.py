@@ -235,9 +235,12 @@ def test_thresholds(tmp_path: Path) -> None:
     cfg, warnings = _warnings(tmp_path, text)
     rs = cfg.virtual_server["10.0.0.1:80"].real_server[0]
     assert (rs.uthreshold, rs.lthreshold) == (100, 10)
-    assert any("thresholds are not programmed yet" in w.message and w.line == 3 for w in warnings)
+    assert not [w for w in warnings if "threshold" in w.message]  # programmed (u_thresh / l_thresh)
     (e,) = _errors(tmp_path, text.replace("uthreshold 100", "uthreshold -1"))
     assert e.path.endswith("real_server[0].uthreshold") and e.line == 4
+    (e,) = _errors(tmp_path, text.replace("uthreshold 100", "uthreshold 5"))
+    assert e.path.endswith("real_server[0]") and e.line == 3
+    assert "lthreshold 10 is above uthreshold 5" in e.message
 
 
 def test_vrrp_iptables_with_accept_is_ignored(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -22,7 +23,11 @@ DESIRED = {
         "rr",
         300,
         "255.255.255.0",
-        dests=(Dest("10.1.0.1", 80, 1, "DR"), Dest("10.1.0.2", 8080, 3, "NAT")),
+        # keepalived uthreshold / lthreshold: IPVS_DEST_ATTR_U_THRESH / L_THRESH
+        dests=(
+            Dest("10.1.0.1", 80, 1, "DR", u_threshold=100, l_threshold=10),
+            Dest("10.1.0.2", 8080, 3, "NAT"),
+        ),
     ),
     K_FWM: Service(K_FWM, "wlc", dests=(Dest("10.1.0.3", 0, 2, "TUN"),)),
     K_V6: Service(K_V6, "sh", 60, "64", dests=(Dest("2001:db8::10", 443, 1, "DR"),)),
@@ -64,6 +69,10 @@ def test_round_trip_add_read_edit_delete(clean_table: None) -> None:
         assert "FWM  7 wlc" in text and "Tunnel  2" in text
         assert "[2001:db8::1]:443 sh persistent 60 mask 64" in text
         assert "UDP  10.255.0.2:53 mh ops" in text
+        text = subprocess.run(
+            ["ipvsadm", "-Ln", "--thresholds"], capture_output=True, text=True, check=True
+        ).stdout
+        assert re.search(r"-> 10\.1\.0\.1:80\s+100\s+10\s", text), text
 
     changed = dict(DESIRED)
     changed[K_TCP] = Service(K_TCP, "wrr", dests=(Dest("10.1.0.1", 80, 5, "NAT"),))
@@ -73,6 +82,7 @@ def test_round_trip_add_read_edit_delete(clean_table: None) -> None:
     assert kernel.apply(ops) == []
     table = kernel.read_table()
     assert K_FWM not in table and table[K_TCP] == changed[K_TCP]
+    assert table[K_TCP].dests[0].u_threshold == 0  # the edit ("set") cleared the thresholds
     assert table[FOREIGN] == foreign  # never touched
 
 

@@ -487,10 +487,8 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "FILE_CHECK": _ref("FILE_CHECK is not implemented; use a MISC_CHECK script"),
         "BFD_CHECK": _ref("BFD is not implemented"),
         "alpha": _approx(None, "per-server alpha: the virtual server's alpha applies", "flag"),
-        "uthreshold": _sup("uthreshold", "int", "maximum connections", "ipvs_thresholds"),
-        "lthreshold": _sup(
-            "lthreshold", "int", "connections below which the server is used again", "ipvs_thresholds"
-        ),
+        "uthreshold": _sup("uthreshold", "int", "maximum connections (IPVS upper threshold)"),
+        "lthreshold": _sup("lthreshold", "int", "connections below which the server is used again"),
         "smtp_alert": _ign(_NO_SMTP),
         "virtualhost": _approx(None, "applied to this server's HTTP_GET/SSL_GET checkers"),
         "connect_timeout": _approx(None, "checker default set on the real server is applied to each checker"),

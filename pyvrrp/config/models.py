@@ -1241,11 +1241,8 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
         "warning",
         "IPVS timeouts are not set yet: set them with `ipvsadm --set TCP TCPFIN UDP`",
     ),
-    "ipvs_thresholds": (
-        "warning",
-        "IPVS connection thresholds are not programmed yet: this server gets connections without limit",
-    ),
 }
+
 
 def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
     """``(feature, key path, detail)`` for every use of a :data:`NOT_YET_RUN` feature."""
@@ -1254,12 +1251,10 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
         g = cfg_or_parts.g
         instances: Mapping[str, VrrpInstance] = cfg_or_parts.items["vrrp_instance"]
         statics = cfg_or_parts.statics
-        servers: Mapping[str, Any] = cfg_or_parts.items["virtual_server"]
     else:
         g = cfg_or_parts.global_defs
         instances = cfg_or_parts.vrrp_instance
         statics = {sec: getattr(cfg_or_parts, sec) for sec in _LIST_SECTIONS}
-        servers = cfg_or_parts.virtual_server
     if g.lvs_timeouts is not None:
         found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
     for sec in _LIST_SECTIONS:
@@ -1280,10 +1275,6 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
                 opts += ["no_track"] if vip.no_track else []
                 if opts:
                     found.append(("vip_options", (*base, key, i), f"{vip.address}: {', '.join(opts)}"))
-    for key, vs in servers.items():
-        for i, rs in enumerate(getattr(vs, "real_server", ())):
-            if getattr(rs, "uthreshold", None) is not None or getattr(rs, "lthreshold", None) is not None:
-                found.append(("ipvs_thresholds", ("virtual_server", key, "real_server", i), ""))
     return found
 
 

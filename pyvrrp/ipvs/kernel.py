@@ -178,6 +178,8 @@ def _ipvs_dest(key: ServiceKey, dest: Dest) -> Any:
         weight=dest.weight,
         fwd_method=FWD_METHOD[dest.method],
         addr_family=_AF[6 if ":" in dest.address else 4],
+        u_thresh=dest.u_threshold,
+        l_thresh=dest.l_threshold,
     )
 
 
@@ -253,6 +255,8 @@ def _parse_dest(nla: Any) -> tuple[Dest, DestStats]:
         port=int(_attr(nla, "IPVS_DEST_ATTR_PORT", 0)),
         weight=int(_attr(nla, "IPVS_DEST_ATTR_WEIGHT", 0)),
         method=method,  # type: ignore[arg-type]
+        u_threshold=int(_attr(nla, "IPVS_DEST_ATTR_U_THRESH", 0)),
+        l_threshold=int(_attr(nla, "IPVS_DEST_ATTR_L_THRESH", 0)),
     )
     st = _stats(nla, "IPVS_DEST_ATTR_")
     st.active_conns = int(_attr(nla, "IPVS_DEST_ATTR_ACTIVE_CONNS", 0))

@@ -531,10 +531,12 @@ class IpvsManager:
                 if s.config.inhibit_on_failure is not None
                 else vs.inhibit_on_failure
             )
+            # keepalived uthreshold / lthreshold (IPVS_DEST_ATTR_U_THRESH / L_THRESH)
+            limits = {"u_threshold": s.config.uthreshold or 0, "l_threshold": s.config.lthreshold or 0}
             if s in pooled:
-                dests.append(Dest(s.config.ip.compressed, s.port, s.weight, method))
+                dests.append(Dest(s.config.ip.compressed, s.port, s.weight, method, **limits))
             elif inhibit:
-                dests.append(Dest(s.config.ip.compressed, s.port, 0, method))
+                dests.append(Dest(s.config.ip.compressed, s.port, 0, method, **limits))
         return dests
 
     # ------------------------------------------------------------------ reconcile

@@ -471,3 +471,26 @@ def test_manager_desired_table_carries_thresholds() -> None:
     mgr = IpvsManager(cfg, kernel=SimulatedKernel(), state_file=None)
     dests = {d.port: (d.u_threshold, d.l_threshold) for d in mgr.desired_table()[LVIP].dests}
     assert dests == {8080: (200, 150), 8081: (0, 0)}
+
+
+def test_manager_sets_lvs_timeouts_at_start_and_on_reload() -> None:
+    """global_defs.lvs_timeouts: set when the manager starts, again when a reload changes it."""
+    from pyvrrp.config.models import GlobalDefs
+
+    kern = SimulatedKernel()
+    cfg = _cfg([8080])
+    cfg.global_defs = GlobalDefs.model_validate({"lvs_timeouts": {"tcp": 7200, "udp": 15}})
+
+    async def scenario() -> list[Any]:
+        mgr = IpvsManager(cfg, kernel=kern, state_file=None)
+        await mgr.start()
+        seen = [kern.timeouts]
+        new = _cfg([8080])
+        new.global_defs = GlobalDefs.model_validate({"lvs_timeouts": {"tcpfin": 30}})
+        mgr.reconfigure(new)
+        await _until(lambda: kern.timeouts != seen[0])
+        seen.append(kern.timeouts)
+        await mgr.stop(keep=True)
+        return seen
+
+    assert asyncio.run(scenario()) == [(7200, None, 15), (None, 30, None)]

@@ -92,3 +92,24 @@ def test_apply_reports_errors_and_continues(clean_table: None) -> None:
     errors = kernel.apply(plan({}, {bad.key: bad, good.key: good}, set()))
     assert len(errors) == 1 and "10.255.0.5" in str(errors[0])
     assert good.key in kernel.read_table()
+
+
+def _timeouts() -> str:
+    return subprocess.run(["ipvsadm", "-L", "--timeout"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(not shutil.which("ipvsadm"), reason="ipvsadm reads the timeouts back")
+def test_set_timeouts_only_changes_the_given_ones() -> None:
+    """keepalived lvs_timeouts = ``ipvsadm --set``: IPVS_CMD_SET_CONFIG with u32 timeouts;
+    a timeout left out keeps its value."""
+    assert kernel.ipvs_available()
+    before = _timeouts()
+    try:
+        kernel.set_timeouts(7200, 30, 15)
+        assert "Timeout (tcp tcpfin udp): 7200 30 15" in _timeouts()
+        kernel.set_timeouts(udp_s=300)
+        assert "Timeout (tcp tcpfin udp): 7200 30 300" in _timeouts()
+    finally:
+        tcp, fin, udp = (int(x) for x in before.split(":")[1].split())
+        kernel.set_timeouts(tcp, fin, udp)
+    assert _timeouts() == before

@@ -267,7 +267,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
         "shutdown_script_timeout": _ref("startup/shutdown hooks are not implemented"),
         "lvs_sync_daemon": _ref("the IPVS connection sync daemon is not managed; start it with ipvsadm"),
-        "lvs_timeouts": _sup("lvs_timeouts", "lvs_timeouts", "`[tcp S] [tcpfin S] [udp S]`", "lvs_timeouts"),
+        "lvs_timeouts": _sup("lvs_timeouts", "lvs_timeouts", "`[tcp S] [tcpfin S] [udp S]`"),
         "lvs_flush": _ign("pyvrrp manages only the IPVS services it configured"),
         "lvs_flush_on_stop": _ign("pyvrrp manages only the IPVS services it configured"),
         "rs_init_notifies": _ign("real-server notifies are sent on state changes only"),

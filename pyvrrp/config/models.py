@@ -300,7 +300,8 @@ class GlobalDefs(_Model):
     vrrp_mcast_group6: IPAddr = IPv6Address("ff02::12")
     """Group of IPv6 multicast adverts (RFC 5798 §5.1.2.2 default)."""
     lvs_timeouts: LvsTimeouts | None = None
-    """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
+    """IPVS connection timeouts (``ipvsadm --set``), set when the IPVS manager starts (a config
+    with virtual servers); unset values are left as they are."""
     notify_fifo: NotifyFifo | None = None
     """FIFO for every event: VRRP (INSTANCE/GROUP lines) and LVS (VS/RS lines)."""
     vrrp_notify_fifo: NotifyFifo | None = None
@@ -1237,10 +1238,6 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
         "warning",
         "the daemon does not apply these address options yet: the address is added without them",
     ),
-    "lvs_timeouts": (
-        "warning",
-        "IPVS timeouts are not set yet: set them with `ipvsadm --set TCP TCPFIN UDP`",
-    ),
 }
 
 
@@ -1248,15 +1245,11 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
     """``(feature, key path, detail)`` for every use of a :data:`NOT_YET_RUN` feature."""
     found: list[tuple[str, Loc, str]] = []
     if isinstance(cfg_or_parts, _Parts):
-        g = cfg_or_parts.g
         instances: Mapping[str, VrrpInstance] = cfg_or_parts.items["vrrp_instance"]
         statics = cfg_or_parts.statics
     else:
-        g = cfg_or_parts.global_defs
         instances = cfg_or_parts.vrrp_instance
         statics = {sec: getattr(cfg_or_parts, sec) for sec in _LIST_SECTIONS}
-    if g.lvs_timeouts is not None:
-        found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
     for sec in _LIST_SECTIONS:
         if statics.get(sec):
             found.append((sec, (sec,), ""))

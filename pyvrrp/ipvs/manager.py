@@ -73,6 +73,8 @@ class Kernel(Protocol):
 
     def apply(self, ops: list[Op]) -> list[Exception]: ...
 
+    def set_timeouts(self, tcp_s: int | None, tcpfin_s: int | None, udp_s: int | None) -> None: ...
+
 
 class LinuxKernel:
     """The real IPVS table of this network namespace."""
@@ -87,6 +89,11 @@ class LinuxKernel:
 
         return list(kernel.apply(ops))
 
+    def set_timeouts(self, tcp_s: int | None, tcpfin_s: int | None, udp_s: int | None) -> None:
+        from pyvrrp.ipvs import kernel
+
+        kernel.set_timeouts(tcp_s, tcpfin_s, udp_s)
+
 
 class SimulatedKernel:
     """An in-memory IPVS table (dry runs and tests); records every op applied."""
@@ -94,6 +101,7 @@ class SimulatedKernel:
     def __init__(self, table: Table | None = None) -> None:
         self.table: Table = dict(table or {})
         self.applied: list[Op] = []
+        self.timeouts: tuple[int | None, int | None, int | None] | None = None
 
     def read_table(self) -> KernelTable:
         return dict(self.table)
@@ -102,6 +110,9 @@ class SimulatedKernel:
         self.table = apply_to_table(self.table, ops)
         self.applied.extend(ops)
         return []
+
+    def set_timeouts(self, tcp_s: int | None, tcpfin_s: int | None, udp_s: int | None) -> None:
+        self.timeouts = (tcp_s, tcpfin_s, udp_s)
 
 
 # ----------------------------------------------------------------------------- desired state
@@ -234,6 +245,7 @@ class IpvsManager:
         self.last_sync: float | None = None
         self.reconciles = 0
         self.fifos: NotifyFifos | None = None  # lvs_notify_fifo / notify_fifo (set by the daemon)
+        self.timeouts_set: tuple[int | None, int | None, int | None] | None = None
         self._load_recorded()
         self._build_servers(config, previous={})
 
@@ -281,15 +293,34 @@ class IpvsManager:
         that left the configuration are deleted at the next reconcile (we still own them).
         """
         old_keys = self._desired_keys()
+        old_timeouts = getattr(getattr(self._config, "global_defs", None), "lvs_timeouts", None)
         self._config = config
         self._build_servers(config, previous=self._servers)
         self._recorded |= old_keys
         if self._running:
             self._restart_checkers()
             self._wake.set()
+            if getattr(getattr(config, "global_defs", None), "lvs_timeouts", None) != old_timeouts:
+                task = asyncio.get_running_loop().create_task(self._set_timeouts(config))
+                self._script_tasks.add(task)
+                task.add_done_callback(self._script_tasks.discard)
         _log.info(
             "ipvs reconfigured", virtual_servers=len(_vs_items(config)), real_servers=len(self._servers)
         )
+
+    async def _set_timeouts(self, config: Any) -> None:
+        """``global_defs.lvs_timeouts``: the kernel's IPVS tcp / tcpfin / udp timeouts."""
+        g = getattr(config, "global_defs", None)
+        t = getattr(g, "lvs_timeouts", None)
+        if t is None:
+            return
+        try:
+            await asyncio.to_thread(self.kernel.set_timeouts, t.tcp, t.tcpfin, t.udp)
+        except Exception as exc:
+            _log.error("cannot set IPVS timeouts", tcp=t.tcp, tcpfin=t.tcpfin, udp=t.udp, error=str(exc))
+            return
+        self.timeouts_set = (t.tcp, t.tcpfin, t.udp)
+        _log.info("IPVS timeouts set", tcp=t.tcp, tcpfin=t.tcpfin, udp=t.udp)
 
     def set_master(self, master: bool) -> None:
         """VRRP state hint: ``ha_suspend`` virtual servers only check while MASTER."""
@@ -313,6 +344,7 @@ class IpvsManager:
             status = await asyncio.to_thread(ipvs_available)
             if not status:
                 _log.error("IPVS unavailable: services will not be programmed", reason=status.reason)
+        await self._set_timeouts(self._config)
         await self.reconcile()
         self._restart_checkers()
         self._sync_task = asyncio.create_task(self._sync_loop(), name="ipvs-sync")

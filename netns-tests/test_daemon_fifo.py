@@ -90,6 +90,9 @@ def test_failover_writes_keepalived_lines_in_order(lab: Lab) -> None:
     assert n1.proc is not None and n1.proc.wait(10) == 0
     assert not (n1.dir / "vrrp.fifo").exists()  # created by the daemon, removed at stop
     assert _wait_lines(log2, ["", ""], 10) == ['INSTANCE "VI_51" BACKUP 100', 'INSTANCE "VI_51" MASTER 100']
+    doc = n2.state_json()
+    assert doc is not None
+    assert doc["notify_fifos"] == {str(n2.dir / "vrrp.fifo"): {"written": 2, "dropped": 0, "errors": 0}}
 
     # lb1 back with the higher priority: it preempts, lb2 goes back to BACKUP
     n1.start()

@@ -805,6 +805,8 @@ class Daemon:
             "uptime_s": round(clock.monotonic() - self.started_at, 3),
             "config": self.config_path,
             "instances": self.views(name),
+            # notify FIFOs: lines written, dropped (the pipe buffer was full), failed
+            "notify_fifos": self.fifos.stats() if self.fifos is not None else {},
         }
 
     async def _op_ping(self, params: dict[str, Any]) -> dict[str, Any]:

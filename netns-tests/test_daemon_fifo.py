@@ -184,3 +184,34 @@ def test_same_lines_as_keepalived(lab: Lab, ka_host: str) -> None:
         if ka_reader is not None:
             ka_reader.kill()
             ka_reader.wait(5)
+
+
+def test_reload_rewrites_states_and_moves_the_fifo(lab: Lab) -> None:
+    """fifo_write_vrrp_states_on_reload: a reload writes every instance's state line again; a
+    reload that names another FIFO closes the old one (removed, its reader stopped) and
+    writes to the new one."""
+    reader = lab.run_dir / "fifo_reader.py"
+    reader.write_text(READER)
+    n1, log1 = _node(lab, "lb1", 150, reader)
+    text = n1.config_path.read_text().replace(
+        "[global_defs]\n", "[global_defs]\nfifo_write_vrrp_states_on_reload = true\n", 1
+    )
+    n1.config_path.write_text(text)
+    n1.start()
+    n1.wait_state("MASTER", 10)
+    want = ['INSTANCE "VI_51" BACKUP 150', 'INSTANCE "VI_51" MASTER 150']
+    assert _wait_lines(log1, want, 10) == want
+    signal_node(n1, signal.SIGHUP)
+    want.append('INSTANCE "VI_51" MASTER 150')
+    assert _wait_lines(log1, want, 10) == want
+
+    old_fifo, new_fifo = n1.dir / "vrrp.fifo", n1.dir / "vrrp2.fifo"
+    n1.config_path.write_text(text.replace(str(old_fifo), str(new_fifo)))
+    signal_node(n1, signal.SIGHUP)
+    wait_for(new_fifo.exists, 10, what="the new FIFO")
+    wait_for(lambda: not old_fifo.exists(), 10, what="the old FIFO removed")
+    want.append('INSTANCE "VI_51" MASTER 150')  # states-on-reload, through the new FIFO
+    assert _wait_lines(log1, want, 10) == want
+    signal_node(n1, signal.SIGTERM)
+    want.append('INSTANCE "VI_51" STOP 150')
+    assert _wait_lines(log1, want, 10) == want

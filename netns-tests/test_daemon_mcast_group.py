@@ -78,3 +78,25 @@ def test_election_and_failover_on_another_group(lab: Lab, kind1: str, kind2: str
     by1, by2 = adverts(sent, lab, "lb1"), adverts(sent, lab, "lb2")
     assert by1 and by2, "both nodes advertised"
     assert {e.dst_ip for e in sent} == {GROUP}, "every advert went to the configured group"
+
+
+def test_reload_that_changes_the_group_is_rejected(lab: Lab) -> None:
+    """The sockets joined the group at start: a reload cannot move them, so it is rejected
+    with the reason and the node keeps running on the old group."""
+    import signal
+
+    n1 = _pyvrrp(lab, "lb1", 150)
+    n1.start()
+    n1.wait_state("MASTER", 20)
+    n1.config_path.write_text(n1.config_path.read_text().replace(GROUP, "224.0.0.20"))
+    assert n1.proc is not None
+    n1.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload_rejected" in n1.log_text(), 10, what="reload_rejected logged")
+    assert "vrrp_mcast_group4 changes from 224.0.0.19 to 224.0.0.20" in n1.log_text()
+    cap = capture(lab)
+    try:
+        time.sleep(5 * INT_S)
+    finally:
+        cap.stop()
+    assert n1.state() == "MASTER"
+    assert {e.dst_ip for e in adverts(cap.events(), lab, "lb1")} == {GROUP}

@@ -564,10 +564,12 @@ class Daemon:
         """Feed a tracker result; ``vrrp_notify_priority_changes`` reports a new effective priority.
 
         keepalived writes the priority line with the state held when the priority moved
-        (MASTER_PRIORITY or BACKUP_PRIORITY), before any state change it causes.
+        (MASTER_PRIORITY or BACKUP_PRIORITY), before any state change it causes.  Not
+        before the instance started (INIT): the first tracker results are its starting
+        priority, which keepalived computes without a notification either.
         """
         fifos = self.fifos
-        if fifos is None or not fifos.priority_changes:
+        if fifos is None or not fifos.priority_changes or inst.router.state is ev.State.INIT:
             self.supervisor.feed(inst, event)
             return
         before, was_master = inst.router.effective_priority, inst.router.state is ev.State.MASTER

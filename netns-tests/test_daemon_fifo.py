@@ -101,14 +101,19 @@ def test_failover_writes_keepalived_lines_in_order(lab: Lab) -> None:
     assert _wait_lines(log2, ["", "", ""], 10)[2:] == ['INSTANCE "VI_51" BACKUP 100']
 
 
-def test_priority_changes_are_written_before_the_state_they_cause(lab: Lab) -> None:
-    """vrrp_notify_priority_changes: MASTER_PRIORITY / BACKUP_PRIORITY with the new effective
-    priority, written before the transition it causes (keepalived's order)."""
+@pytest.mark.parametrize("where", ["global", "instance"])
+def test_priority_changes_are_written_before_the_state_they_cause(lab: Lab, where: str) -> None:
+    """vrrp_notify_priority_changes (global) or the instance's notify_priority_changes:
+    MASTER_PRIORITY / BACKUP_PRIORITY with the new effective priority, written before the
+    transition it causes (keepalived's order)."""
     reader = lab.run_dir / "fifo_reader.py"
     reader.write_text(READER)
     prio = lab.run_dir / "prio"
     tf = f'\n[track_file.tf]\nfile = "{prio}"\nweight = -1\n'
-    n1, log1 = _node(lab, "lb1", 150, reader, tail=tf, priority_changes=True, extra={"track_file": ["tf"]})
+    keys: dict[str, Any] = {"track_file": ["tf"]}
+    if where == "instance":
+        keys["notify_priority_changes"] = True
+    n1, log1 = _node(lab, "lb1", 150, reader, tail=tf, priority_changes=where == "global", extra=keys)
     n2, _ = _node(lab, "lb2", 100, reader)
     n1.start()
     n1.wait_state("MASTER", 10)

@@ -365,3 +365,15 @@ def test_toml_form(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         load_config(p)
     assert any("global_defs.vrrp_notify_fifo.path" in str(i.path) for i in ei.value.issues)
+
+
+def test_instance_notify_priority_changes(tmp_path: Path) -> None:
+    p = tmp_path / "keepalived.conf"
+    p.write_text(
+        _KA.format(fifo="vrrp_notify_fifo /run/k.fifo").replace(
+            " virtual_router_id 51\n", " virtual_router_id 51\n    notify_priority_changes\n"
+        )
+    )
+    cfg, warnings = ka.load_with_report(p)
+    assert cfg.vrrp_instance["VI_1"].notify_priority_changes is True
+    assert not cfg.global_defs.vrrp_notify_priority_changes and warnings == []

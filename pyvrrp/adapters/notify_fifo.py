@@ -354,9 +354,9 @@ class NotifyFifos:
         self.vrrp(group_line(name, state))
 
     def priority_changed(self, name: str, master: bool, priority: int) -> None:
-        """``vrrp_notify_priority_changes``: ``MASTER_PRIORITY`` / ``BACKUP_PRIORITY`` lines."""
-        if self.priority_changes:
-            self.instance(name, "MASTER_PRIORITY" if master else "BACKUP_PRIORITY", priority)
+        """``MASTER_PRIORITY`` / ``BACKUP_PRIORITY`` line (the caller checks
+        ``vrrp_notify_priority_changes`` / the instance's ``notify_priority_changes``)."""
+        self.instance(name, "MASTER_PRIORITY" if master else "BACKUP_PRIORITY", priority)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {

@@ -367,7 +367,11 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "unicast_fault_no_peer": _ign("an empty unicast_peer list means multicast"),
         "notify_deleted": _ign("instances removed by a reload run notify_stop"),
         "notify_master_rx_lower_pri": _ign("not implemented; see conflict_detection / notify_conflict"),
-        "notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
+        "notify_priority_changes": _sup(
+            "notify_priority_changes",
+            "flag",
+            "MASTER_PRIORITY / BACKUP_PRIORITY FIFO lines for this instance",
+        ),
         "higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
         "skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
         "native_ipv6": _ign("IPv6 instances are always native VRRPv3"),

@@ -756,6 +756,9 @@ class VrrpInstance(_Model):
     notify_stop: _Notify = None
     notify: _Notify = None
     notify_conflict: _Notify = None
+    notify_priority_changes: bool | None = None
+    """MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs for this instance (default:
+    ``global_defs.vrrp_notify_priority_changes``)."""
     garp_master_delay: NonNegSeconds = 5.0
     garp_master_repeat: NonNegInt = 5
     garp_master_refresh: NonNegSeconds = 0.0

@@ -569,7 +569,10 @@ class Daemon:
         priority, which keepalived computes without a notification either.
         """
         fifos = self.fifos
-        if fifos is None or not fifos.priority_changes or inst.router.state is ev.State.INIT:
+        wanted = inst.spec.notify_priority_changes
+        if wanted is None:
+            wanted = fifos is not None and fifos.priority_changes
+        if fifos is None or not wanted or inst.router.state is ev.State.INIT:
             self.supervisor.feed(inst, event)
             return
         before, was_master = inst.router.effective_priority, inst.router.state is ev.State.MASTER

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,6 +69,23 @@ def test_dest_set_diff_and_edits() -> None:
     nat = Dest(RS1.address, RS1.port, 1, "NAT")
     ops = plan({VIP: svc(VIP, RS1)}, {VIP: svc(VIP, nat)}, {VIP})
     assert ops == [EditDest(VIP, nat, ("method DR->NAT",))]
+
+
+def test_threshold_change_is_a_dest_edit() -> None:
+    """keepalived uthreshold / lthreshold: a changed threshold edits the destination."""
+    limited = Dest(RS1.address, RS1.port, RS1.weight, RS1.method, u_threshold=100, l_threshold=10)
+    have = {VIP: Service(VIP, "wlc", dests=(RS1,))}
+    want = {VIP: Service(VIP, "wlc", dests=(limited,))}
+    assert plan(have, want, {VIP}) == [EditDest(VIP, limited, ("uthreshold 0->100", "lthreshold 0->10"))]
+    assert plan(want, want, {VIP}) == []
+    assert op_to_dict(EditDest(VIP, limited, ()))["dest"] == {
+        "address": RS1.address,
+        "port": RS1.port,
+        "weight": RS1.weight,
+        "method": RS1.method,
+        "u_threshold": 100,
+        "l_threshold": 10,
+    }
 
 
 def test_service_attribute_edit() -> None:
@@ -396,3 +416,81 @@ def test_cli_ipvs_show_merges_health(monkeypatch: Any) -> None:
     monkeypatch.setattr(cli_ipvs, "_kernel_status", lambda: (False, "none"))
     monkeypatch.setattr(cli_ipvs, "_daemon_health", lambda path: (None, "unreachable"))
     assert CliRunner().invoke(app, ["ipvs", "show"]).exit_code == 1
+
+
+def test_manager_writes_lvs_fifo_lines(tmp_path: Path) -> None:
+    """lvs_notify_fifo: keepalived's ``RS [ip]:tcp:port [vip]:tcp:port DOWN`` when a check
+    fails, ``VS ... DOWN`` when the quorum goes, ``UP`` lines on the way back, in that order."""
+    from pyvrrp.adapters.notify_fifo import NotifyFifo, NotifyFifos
+
+    a = _listener()
+    pa = a.getsockname()[1]
+    fifos = NotifyFifos(lvs=NotifyFifo(tmp_path / "lvs.fifo"))
+
+    async def scenario() -> bytes:
+        nonlocal a
+        await fifos.open()
+        reader = os.open(tmp_path / "lvs.fifo", os.O_RDONLY | os.O_NONBLOCK)
+        mgr = IpvsManager(_cfg([pa], quorum=1), kernel=SimulatedKernel(), state_file=None)
+        mgr.fifos = fifos
+        await mgr.start()
+        got = b""
+
+        def lines(n: int) -> bool:
+            nonlocal got
+            with contextlib.suppress(BlockingIOError):
+                got += os.read(reader, 65536)
+            return got.count(b"\n") >= n
+
+        a.close()
+        await _until(lambda: lines(2))  # RS down, then the quorum (the sync loop's desired table)
+        a = socket.socket()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        a.bind(("127.0.0.1", pa))
+        a.listen(16)
+        await _until(lambda: lines(4))
+        await mgr.stop(keep=True)
+        os.close(reader)
+        await fifos.close()
+        return got
+
+    try:
+        got = asyncio.run(scenario()).decode()
+    finally:
+        a.close()
+    rs, vs = f"[127.0.0.1]:tcp:{pa}", "[10.99.0.1]:tcp:80"
+    assert got == f"RS {rs} {vs} DOWN\nVS {vs} DOWN\nRS {rs} {vs} UP\nVS {vs} UP\n"
+
+
+def test_manager_desired_table_carries_thresholds() -> None:
+    """uthreshold / lthreshold of a real_server reach its IPVS destination (kept at inhibit too)."""
+    cfg = _cfg([8080, 8081])
+    vs = cfg.virtual_server["10.99.0.1:80"]
+    rs0 = vs.real_server[0].model_copy(update={"uthreshold": 200, "lthreshold": 150})
+    cfg.virtual_server["10.99.0.1:80"] = vs.model_copy(update={"real_server": [rs0, vs.real_server[1]]})
+    mgr = IpvsManager(cfg, kernel=SimulatedKernel(), state_file=None)
+    dests = {d.port: (d.u_threshold, d.l_threshold) for d in mgr.desired_table()[LVIP].dests}
+    assert dests == {8080: (200, 150), 8081: (0, 0)}
+
+
+def test_manager_sets_lvs_timeouts_at_start_and_on_reload() -> None:
+    """global_defs.lvs_timeouts: set when the manager starts, again when a reload changes it."""
+    from pyvrrp.config.models import GlobalDefs
+
+    kern = SimulatedKernel()
+    cfg = _cfg([8080])
+    cfg.global_defs = GlobalDefs.model_validate({"lvs_timeouts": {"tcp": 7200, "udp": 15}})
+
+    async def scenario() -> list[Any]:
+        mgr = IpvsManager(cfg, kernel=kern, state_file=None)
+        await mgr.start()
+        seen = [kern.timeouts]
+        new = _cfg([8080])
+        new.global_defs = GlobalDefs.model_validate({"lvs_timeouts": {"tcpfin": 30}})
+        mgr.reconfigure(new)
+        await _until(lambda: kern.timeouts != seen[0])
+        seen.append(kern.timeouts)
+        await mgr.stop(keep=True)
+        return seen
+
+    assert asyncio.run(scenario()) == [(7200, None, 15), (None, 30, None)]

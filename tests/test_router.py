@@ -23,8 +23,8 @@ from pyvrrp.proto.events import (
     TakeoverVerdict,
     TrackerChanged,
 )
-from pyvrrp.proto.packet import Advertisement
-from pyvrrp.proto.router import RouterConfig, VirtualRouter, effective_priority, peer_wins
+from pyvrrp.proto.packet import Advertisement, decode
+from pyvrrp.proto.router import RouterConfig, VirtualRouter, advert_datagrams, effective_priority, peer_wins
 from pyvrrp.proto.states import ProtocolViolation
 from pyvrrp.testing import make_config, make_router
 
@@ -680,6 +680,8 @@ def test_conflict_ignored_without_resolution() -> None:
         ({"version": 3, "auth_type": 1}, "only in VRRPv2"),
         ({"garp_master_repeat": -1}, "garp_master_repeat"),
         ({"garp_master_delay_s": -1.0}, "garp_master_delay_s"),
+        ({"mcast_group": ip_address("ff02::12")}, "not an IPv4 multicast group"),
+        ({"mcast_group": ip_address("192.0.2.9")}, "not an IPv4 multicast group"),
     ],
 )
 def test_config_validation(changes: dict[str, Any], message: str) -> None:
@@ -812,3 +814,26 @@ def test_late_adver_timer_does_not_slow_the_advert_rate() -> None:
     stalled = t + 5.0
     assert kinds(r.handle_timer(now=stalled)) == ["SendAdvert"]
     assert r.next_deadline() == pytest.approx(stalled + 1.0)
+
+
+@pytest.mark.parametrize(
+    ("address", "group", "want"),
+    [
+        ("192.0.2.5", None, "224.0.0.18"),
+        ("192.0.2.5", "224.0.0.19", "224.0.0.19"),
+        ("fe80::5", None, "ff02::12"),
+        ("fe80::5", "ff02::1:12", "ff02::1:12"),
+    ],
+)
+def test_adverts_go_to_the_configured_group(address: str, group: str | None, want: str) -> None:
+    """keepalived vrrp_mcast_group4/6: adverts go to the configured group (RFC 5798 §5.1.1.2 /
+    §5.1.2.2 otherwise), and the v3 checksum covers that destination (PKT-07)."""
+    cfg = make_config("r", 100, address, version=3, mcast_group=ip_address(group) if group else None)
+    adv = Advertisement(
+        version=3, vrid=1, priority=100, addresses=tuple(v.ip for v in cfg.vips), interval_cs=100
+    )
+    ((dst, payload),) = advert_datagrams(cfg, adv)
+    assert dst == ip_address(want)
+    got = decode(payload, src=cfg.primary_address, dst=dst)
+    assert isinstance(got, Advertisement) and (got.priority, got.addresses) == (100, adv.addresses)
+    assert got.checksum_form.startswith("v3-")  # the pseudo-header with this destination

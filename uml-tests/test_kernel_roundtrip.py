@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -22,7 +23,11 @@ DESIRED = {
         "rr",
         300,
         "255.255.255.0",
-        dests=(Dest("10.1.0.1", 80, 1, "DR"), Dest("10.1.0.2", 8080, 3, "NAT")),
+        # keepalived uthreshold / lthreshold: IPVS_DEST_ATTR_U_THRESH / L_THRESH
+        dests=(
+            Dest("10.1.0.1", 80, 1, "DR", u_threshold=100, l_threshold=10),
+            Dest("10.1.0.2", 8080, 3, "NAT"),
+        ),
     ),
     K_FWM: Service(K_FWM, "wlc", dests=(Dest("10.1.0.3", 0, 2, "TUN"),)),
     K_V6: Service(K_V6, "sh", 60, "64", dests=(Dest("2001:db8::10", 443, 1, "DR"),)),
@@ -64,6 +69,10 @@ def test_round_trip_add_read_edit_delete(clean_table: None) -> None:
         assert "FWM  7 wlc" in text and "Tunnel  2" in text
         assert "[2001:db8::1]:443 sh persistent 60 mask 64" in text
         assert "UDP  10.255.0.2:53 mh ops" in text
+        text = subprocess.run(
+            ["ipvsadm", "-Ln", "--thresholds"], capture_output=True, text=True, check=True
+        ).stdout
+        assert re.search(r"-> 10\.1\.0\.1:80\s+100\s+10\s", text), text
 
     changed = dict(DESIRED)
     changed[K_TCP] = Service(K_TCP, "wrr", dests=(Dest("10.1.0.1", 80, 5, "NAT"),))
@@ -73,6 +82,7 @@ def test_round_trip_add_read_edit_delete(clean_table: None) -> None:
     assert kernel.apply(ops) == []
     table = kernel.read_table()
     assert K_FWM not in table and table[K_TCP] == changed[K_TCP]
+    assert table[K_TCP].dests[0].u_threshold == 0  # the edit ("set") cleared the thresholds
     assert table[FOREIGN] == foreign  # never touched
 
 
@@ -82,3 +92,24 @@ def test_apply_reports_errors_and_continues(clean_table: None) -> None:
     errors = kernel.apply(plan({}, {bad.key: bad, good.key: good}, set()))
     assert len(errors) == 1 and "10.255.0.5" in str(errors[0])
     assert good.key in kernel.read_table()
+
+
+def _timeouts() -> str:
+    return subprocess.run(["ipvsadm", "-L", "--timeout"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(not shutil.which("ipvsadm"), reason="ipvsadm reads the timeouts back")
+def test_set_timeouts_only_changes_the_given_ones() -> None:
+    """keepalived lvs_timeouts = ``ipvsadm --set``: IPVS_CMD_SET_CONFIG with u32 timeouts;
+    a timeout left out keeps its value."""
+    assert kernel.ipvs_available()
+    before = _timeouts()
+    try:
+        kernel.set_timeouts(7200, 30, 15)
+        assert "Timeout (tcp tcpfin udp): 7200 30 15" in _timeouts()
+        kernel.set_timeouts(udp_s=300)
+        assert "Timeout (tcp tcpfin udp): 7200 30 300" in _timeouts()
+    finally:
+        tcp, fin, udp = (int(x) for x in before.split(":")[1].split())
+        kernel.set_timeouts(tcp, fin, udp)
+    assert _timeouts() == before

@@ -247,21 +247,23 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vrrp_check_unicast_src": _approx(None, "unicast adverts are always checked against unicast_peer"),
         "vrrp_skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
         "vrrp_higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
-        "vrrp_notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
-        "vrrp_mcast_group4": _sup(
-            "vrrp_mcast_group4", "str", "default 224.0.0.18; another group is refused", "vrrp_mcast_group"
+        "vrrp_notify_priority_changes": _sup(
+            "vrrp_notify_priority_changes",
+            "flag",
+            "MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs",
         ),
-        "vrrp_mcast_group6": _sup(
-            "vrrp_mcast_group6", "str", "default ff02::12; another group is refused", "vrrp_mcast_group"
-        ),
+        "vrrp_mcast_group4": _sup("vrrp_mcast_group4", "str", "default 224.0.0.18"),
+        "vrrp_mcast_group6": _sup("vrrp_mcast_group6", "str", "default ff02::12"),
         "vrrp_garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
-        "vrrp_notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "vrrp_notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "notify_fifo": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "notify_fifo_script": _ref("notify FIFOs are not implemented; use the generic `notify` script"),
-        "lvs_notify_fifo": _ref("notify FIFOs are not implemented; use notify_up/notify_down"),
-        "lvs_notify_fifo_script": _ref("notify FIFOs are not implemented; use notify_up/notify_down"),
-        "fifo_write_vrrp_states_on_reload": _ign("notify FIFOs are not implemented"),
+        "vrrp_notify_fifo": _sup("vrrp_notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; INSTANCE/GROUP lines"),
+        "vrrp_notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
+        "notify_fifo": _sup("notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; VRRP and LVS lines"),
+        "notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
+        "lvs_notify_fifo": _sup("lvs_notify_fifo", "fifo", "`FIFO [USER [GROUP]]`; VS/RS lines"),
+        "lvs_notify_fifo_script": _sup(None, "script", "started with the FIFO path as last argument"),
+        "fifo_write_vrrp_states_on_reload": _sup(
+            "fifo_write_vrrp_states_on_reload", "flag", "every instance's state line after a reload"
+        ),
         "startup_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStartPre"),
         "startup_script_timeout": _ref("startup/shutdown hooks are not implemented"),
         "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
@@ -272,7 +274,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             "`IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group ADDR]`: master while INSTANCE "
             "is MASTER, backup otherwise; without INSTANCE both always run",
         ),
-        "lvs_timeouts": _sup("lvs_timeouts", "lvs_timeouts", "`[tcp S] [tcpfin S] [udp S]`", "lvs_timeouts"),
+        "lvs_timeouts": _sup("lvs_timeouts", "lvs_timeouts", "`[tcp S] [tcpfin S] [udp S]`"),
         "lvs_flush": _ign("pyvrrp manages only the IPVS services it configured"),
         "lvs_flush_on_stop": _ign("pyvrrp manages only the IPVS services it configured"),
         "rs_init_notifies": _ign("real-server notifies are sent on state changes only"),
@@ -386,7 +388,11 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "unicast_fault_no_peer": _ign("an empty unicast_peer list means multicast"),
         "notify_deleted": _ign("instances removed by a reload run notify_stop"),
         "notify_master_rx_lower_pri": _ign("not implemented; see conflict_detection / notify_conflict"),
-        "notify_priority_changes": _ign("priority changes are in `pyvrrp state` and the logs"),
+        "notify_priority_changes": _sup(
+            "notify_priority_changes",
+            "flag",
+            "MASTER_PRIORITY / BACKUP_PRIORITY FIFO lines for this instance",
+        ),
         "higher_prio_send_advert": _ign("not implemented; see conflict_detection"),
         "skip_check_adv_addr": _ign("the advert's address list is always checked (RFC 5798 §6.4.3)"),
         "native_ipv6": _ign("IPv6 instances are always native VRRPv3"),
@@ -511,10 +517,8 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "FILE_CHECK": _ref("FILE_CHECK is not implemented; use a MISC_CHECK script"),
         "BFD_CHECK": _ref("BFD is not implemented"),
         "alpha": _approx(None, "per-server alpha: the virtual server's alpha applies", "flag"),
-        "uthreshold": _sup("uthreshold", "int", "maximum connections", "ipvs_thresholds"),
-        "lthreshold": _sup(
-            "lthreshold", "int", "connections below which the server is used again", "ipvs_thresholds"
-        ),
+        "uthreshold": _sup("uthreshold", "int", "maximum connections (IPVS upper threshold)"),
+        "lthreshold": _sup("lthreshold", "int", "connections below which the server is used again"),
         "smtp_alert": _ign(_NO_SMTP),
         "virtualhost": _approx(None, "applied to this server's HTTP_GET/SSL_GET checkers"),
         "connect_timeout": _approx(None, "checker default set on the real server is applied to each checker"),
@@ -751,6 +755,8 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
         conv = "float"
     if conv == "lvs_timeouts":
         return _lvs_timeouts(ctx, path, node)
+    if conv == "fifo":
+        return _fifo(ctx, path, node)
     val = _need_arg(ctx, path, node)
     if val is None:
         return _SKIP
@@ -1294,6 +1300,39 @@ def _simple_named(section: str, block: str) -> Callable[[_Ctx, Node, dict[str, A
     return handler
 
 
+def _fifo(ctx: _Ctx, path: str, node: Node) -> dict[str, str] | _Skip:
+    """``notify_fifo FIFO [USER [GROUP]]`` (and the vrrp_/lvs_ forms)."""
+    if not node.args:
+        ctx.error(path, f"'{node.keyword}' needs the path of a FIFO", node)
+        return _SKIP
+    if len(node.args) > 3:
+        ctx.warn(path, f"'{node.keyword}': extra words {' '.join(node.args[3:])!r} ignored", node)
+    out = {"path": node.args[0]}
+    for key, word in zip(("user", "group"), node.args[1:3], strict=False):
+        out[key] = word
+    return out
+
+
+_FIFO_KEYWORDS = ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo")
+
+
+def _fifo_scripts(ctx: _Ctx, node: Node, out: dict[str, Any]) -> None:
+    """Attach ``*_fifo_script`` to its FIFO; keepalived runs no script without a FIFO."""
+    for kw in _FIFO_KEYWORDS:
+        script = out.pop(f"_{kw}_script", None)
+        if script is None:
+            continue
+        if isinstance(out.get(kw), dict):
+            out[kw]["script"] = script
+            continue
+        line = next((c for c in node.children or [] if c.keyword == f"{kw}_script"), node)
+        ctx.warn(
+            f"global_defs.{kw}_script",
+            f"'{kw}_script' without '{kw}': ignored, as keepalived does (the script reads the FIFO)",
+            line,
+        )
+
+
 def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     if node.children is None:
         ctx.error("global_defs", "'global_defs' needs a { } block", node)
@@ -1301,6 +1340,7 @@ def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     out = model.setdefault("global_defs", {})
     ctx.mark("global_defs", node)
     _walk_block(ctx, "global_defs", "global_defs", node, out, {"lvs_sync_daemon": _lvs_sync_daemon})
+    _fifo_scripts(ctx, node, out)
 
 
 # -- LVS ----------------------------------------------------------------------------------
@@ -1910,8 +1950,6 @@ def effective(entry: Keyword) -> tuple[Status, str]:
         return entry.status, entry.note
     severity, why = NOT_YET_RUN[entry.pending]
     note = f"{entry.note}. Not run yet: {why}" if entry.note else f"Not run yet: {why}"
-    if entry.pending in ("vrrp_mcast_group",):
-        return "supported", f"{entry.note}; {why}"  # the default group is run
     return ("refused" if severity == "error" else "approximated"), note
 
 

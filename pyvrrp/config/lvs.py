@@ -272,6 +272,17 @@ class RealServer(_Model):
     )(classmethod(lambda cls, v: _one_or_many(v)))
     _up_method = field_validator("lvs_method", mode="before")(classmethod(lambda cls, v: _upper(v)))
 
+    @model_validator(mode="after")
+    def _thresholds(self) -> RealServer:
+        # the kernel refuses a destination whose lower threshold is above its upper one (ERANGE)
+        if (self.lthreshold or 0) > (self.uthreshold or 0):
+            upper = self.uthreshold or 0
+            raise ValueError(
+                f"lthreshold {self.lthreshold} is above uthreshold {upper}: IPVS refuses it; "
+                "set uthreshold above lthreshold, or drop lthreshold"
+            )
+        return self
+
     @property
     def checkers(self) -> list[Checker]:
         """All checkers of this server, in a stable order."""

@@ -68,6 +68,7 @@ __all__ = [
     "GatewayCheck",
     "GlobalDefs",
     "LvsSyncDaemon",
+    "NotifyFifo",
     "TrackFile",
     "TrackFileRef",
     "TrackInterfaceRef",
@@ -263,6 +264,30 @@ class LvsSyncDaemon(_Model):
         return v
 
 
+def _absolute(p: Path) -> Path:
+    if not p.is_absolute():
+        raise ValueError(f"{str(p)!r} is not an absolute path")
+    return p
+
+
+class NotifyFifo(_Model):
+    """``notify_fifo`` / ``vrrp_notify_fifo`` / ``lvs_notify_fifo``: a FIFO that gets one line per event.
+
+    The daemon creates the FIFO if it does not exist (mode 0644, owned by ``user``/``group``
+    when given), starts ``script`` with the FIFO's path as its last argument, and writes
+    keepalived's lines (``INSTANCE "VI_1" MASTER 100``, ``GROUP "G1" BACKUP 0``,
+    ``VS [10.0.0.1]:tcp:80 UP``, ``RS [192.168.1.2]:tcp:80 [10.0.0.1]:tcp:80 DOWN``) without
+    ever blocking: a full FIFO drops the line (counted, logged).
+    """
+
+    path: Annotated[Path, AfterValidator(_absolute)]
+    script: NonEmptyStr | None = None
+    """Command line started once at start-up with the FIFO path appended; it reads the FIFO."""
+    user: NonEmptyStr | None = None
+    """Owner given to a FIFO the daemon creates (keepalived ``FIFO [USER [GROUP]]``)."""
+    group: NonEmptyStr | None = None
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``"ADDR:PORT"`` or ``"[ADDR6]:PORT"`` -> (address, port); ValueError says what is wrong.
 
@@ -321,13 +346,24 @@ class GlobalDefs(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     """Log rendering: ``auto`` = console on a TTY, JSON otherwise.  pyvrrp only."""
     vrrp_mcast_group4: IPAddr = IPv4Address("224.0.0.18")
-    """Group of IPv4 multicast adverts (RFC 5798 §5.1.1.2 default; keepalived lets you change it)."""
+    """Group of IPv4 multicast adverts (RFC 5798 §5.1.1.2 default); every node must use the same one."""
     vrrp_mcast_group6: IPAddr = IPv6Address("ff02::12")
     """Group of IPv6 multicast adverts (RFC 5798 §5.1.2.2 default)."""
     lvs_timeouts: LvsTimeouts | None = None
-    """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
+    """IPVS connection timeouts (``ipvsadm --set``), set when the IPVS manager starts (a config
+    with virtual servers); unset values are left as they are."""
     lvs_sync_daemon: LvsSyncDaemon | None = None
     """The IPVS connection-sync daemon pyvrrp runs (master on MASTER, backup otherwise)."""
+    notify_fifo: NotifyFifo | None = None
+    """FIFO for every event: VRRP (INSTANCE/GROUP lines) and LVS (VS/RS lines)."""
+    vrrp_notify_fifo: NotifyFifo | None = None
+    """FIFO for VRRP events only (``INSTANCE "VI_1" MASTER 100``, ``GROUP "G1" BACKUP 0``)."""
+    lvs_notify_fifo: NotifyFifo | None = None
+    """FIFO for LVS events only (``VS ... UP``, ``RS ... DOWN``)."""
+    vrrp_notify_priority_changes: bool = False
+    """Also write ``MASTER_PRIORITY`` / ``BACKUP_PRIORITY`` lines when the effective priority changes."""
+    fifo_write_vrrp_states_on_reload: bool = False
+    """After a reload, write every instance's current state line to the VRRP FIFOs."""
     net_namespace: NonEmptyStr | None = None
     """Run VRRP and IPVS inside this network namespace (keepalived's top-level ``net_namespace``)."""
     vrrp_nftables: str = "pyvrrp"
@@ -960,6 +996,9 @@ class VrrpInstance(_Model):
     notify_stop: _Notify = None
     notify: _Notify = None
     notify_conflict: _Notify = None
+    notify_priority_changes: bool | None = None
+    """MASTER_PRIORITY / BACKUP_PRIORITY lines on the notify FIFOs for this instance (default:
+    ``global_defs.vrrp_notify_priority_changes``)."""
     garp_master_delay: NonNegSeconds = 5.0
     garp_master_repeat: NonNegInt = 5
     garp_master_refresh: NonNegSeconds = 0.0
@@ -1435,48 +1474,15 @@ def _fam(family: int) -> str:
 #: without it would lose an address, a route or the peers; ``"warning"``: it loads and
 #: check-config says what is not done.  Each message says what to do instead.  Remove an
 #: entry when pyvrrp/runtime honours the feature (tests/test_realconf.py then shows it).
-NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
-    "vrrp_mcast_group": (
-        "error",
-        "pyvrrp does not advertise on another group yet: it would use the RFC group and never hear "
-        "peers on this one; use the default group on every node, or unicast_peer",
-    ),
-    "lvs_timeouts": (
-        "warning",
-        "IPVS timeouts are not set yet: set them with `ipvsadm --set TCP TCPFIN UDP`",
-    ),
-    "ipvs_thresholds": (
-        "warning",
-        "IPVS connection thresholds are not programmed yet: this server gets connections without limit",
-    ),
-}
-
-_DEFAULT_GROUPS = {
-    "vrrp_mcast_group4": IPv4Address("224.0.0.18"),
-    "vrrp_mcast_group6": IPv6Address("ff02::12"),
-}
+#: Empty since issue 16: every feature the model reads is run by the daemon.
+NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {}
 
 
 def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
     """``(feature, key path, detail)`` for every use of a :data:`NOT_YET_RUN` feature."""
-    found: list[tuple[str, Loc, str]] = []
-    if isinstance(cfg_or_parts, _Parts):
-        g = cfg_or_parts.g
-        servers: Mapping[str, Any] = cfg_or_parts.items["virtual_server"]
-    else:
-        g = cfg_or_parts.global_defs
-        servers = cfg_or_parts.virtual_server
-    for key, default in _DEFAULT_GROUPS.items():
-        grp = getattr(g, key)
-        if grp != default:
-            found.append(("vrrp_mcast_group", ("global_defs", key), f"{grp} instead of {default}"))
-    if g.lvs_timeouts is not None:
-        found.append(("lvs_timeouts", ("global_defs", "lvs_timeouts"), ""))
-    for key, vs in servers.items():
-        for i, rs in enumerate(getattr(vs, "real_server", ())):
-            if getattr(rs, "uthreshold", None) is not None or getattr(rs, "lthreshold", None) is not None:
-                found.append(("ipvs_thresholds", ("virtual_server", key, "real_server", i), ""))
-    return found
+    # Nothing to look for while NOT_YET_RUN is empty; a new entry adds its search here.
+    del cfg_or_parts
+    return []
 
 
 def _not_yet_run_message(feature: str, detail: str) -> str:

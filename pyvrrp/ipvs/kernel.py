@@ -179,6 +179,8 @@ def _ipvs_dest(key: ServiceKey, dest: Dest) -> Any:
         weight=dest.weight,
         fwd_method=FWD_METHOD[dest.method],
         addr_family=_AF[6 if ":" in dest.address else 4],
+        u_thresh=dest.u_threshold,
+        l_thresh=dest.l_threshold,
     )
 
 
@@ -254,6 +256,8 @@ def _parse_dest(nla: Any) -> tuple[Dest, DestStats]:
         port=int(_attr(nla, "IPVS_DEST_ATTR_PORT", 0)),
         weight=int(_attr(nla, "IPVS_DEST_ATTR_WEIGHT", 0)),
         method=method,  # type: ignore[arg-type]
+        u_threshold=int(_attr(nla, "IPVS_DEST_ATTR_U_THRESH", 0)),
+        l_threshold=int(_attr(nla, "IPVS_DEST_ATTR_L_THRESH", 0)),
     )
     st = _stats(nla, "IPVS_DEST_ATTR_")
     st.active_conns = int(_attr(nla, "IPVS_DEST_ATTR_ACTIVE_CONNS", 0))
@@ -316,6 +320,67 @@ def apply_op(sock: Any, op: Op) -> None:
             sock.dest(command, service=svc, dest=_ipvs_dest(op.key, op.dest))
     except Exception as exc:
         raise IpvsError(f"{op}: {exc}", op) from exc
+
+
+def _config_msg() -> Any:
+    """An ``ipvsmsg`` whose TIMEOUT attributes are u32 (pyroute2 maps them to raw "hex")."""
+    from pyroute2.netlink.generic import ipvs as genl
+
+    class ConfigMsg(genl.ipvsmsg):  # type: ignore[misc]
+        # pyroute2 caches the compiled attribute table per class under these (name-mangled)
+        # names; without our own, the subclass would use ipvsmsg's "hex" table
+        _nlmsg_base__compiled_nla = False
+        _nlmsg_base__t_nla_map = None
+        _nlmsg_base__r_nla_map = None
+        # same attribute numbers as include/uapi/linux/ip_vs.h IPVS_CMD_ATTR_*
+        nla_map = (
+            ("IPVS_CMD_ATTR_UNSPEC", "none"),
+            ("IPVS_CMD_ATTR_SERVICE", "none"),
+            ("IPVS_CMD_ATTR_DEST", "none"),
+            ("IPVS_CMD_ATTR_DAEMON", "none"),
+            ("IPVS_CMD_ATTR_TIMEOUT_TCP", "uint32"),
+            ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", "uint32"),
+            ("IPVS_CMD_ATTR_TIMEOUT_UDP", "uint32"),
+        )
+
+    msg = ConfigMsg()
+    msg["cmd"] = genl.IPVS_CMD_SET_CONFIG
+    msg["version"] = genl.GENL_VERSION
+    return msg
+
+
+@_off_loop
+def set_timeouts(
+    tcp_s: int | None = None, tcpfin_s: int | None = None, udp_s: int | None = None, sock: Any = None
+) -> None:
+    """``ipvsadm --set TCP TCPFIN UDP`` (keepalived ``lvs_timeouts``): IPVS_CMD_SET_CONFIG.
+
+    Only the given timeouts are sent; the kernel keeps the others (ip_vs_genl_set_config
+    starts from the current values).  Raises :class:`IpvsError`.
+    """
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+
+    msg = _config_msg()
+    msg["attrs"] = [
+        (name, int(value))
+        for name, value in (
+            ("IPVS_CMD_ATTR_TIMEOUT_TCP", tcp_s),
+            ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", tcpfin_s),
+            ("IPVS_CMD_ATTR_TIMEOUT_UDP", udp_s),
+        )
+        if value is not None
+    ]
+    if not msg["attrs"]:
+        return
+    own = sock is None
+    sock = sock or _open()
+    try:
+        sock._run_with_cleanup(sock.asyncore._do_request, msg, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
+    except Exception as exc:
+        raise IpvsError(f"set IPVS timeouts tcp={tcp_s} tcpfin={tcpfin_s} udp={udp_s}: {exc}") from exc
+    finally:
+        if own:
+            sock.close()
 
 
 @_off_loop

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from pyvrrp.adapters.notify_fifo import NotifyFifos, rs_line, trio, vs_line
 from pyvrrp.config import lvs
 from pyvrrp.health.checks import Checker, CheckResult, Target, make_checker
 from pyvrrp.ipvs.plan import (
@@ -72,6 +73,8 @@ class Kernel(Protocol):
 
     def apply(self, ops: list[Op]) -> list[Exception]: ...
 
+    def set_timeouts(self, tcp_s: int | None, tcpfin_s: int | None, udp_s: int | None) -> None: ...
+
 
 class LinuxKernel:
     """The real IPVS table of this network namespace."""
@@ -86,6 +89,11 @@ class LinuxKernel:
 
         return list(kernel.apply(ops))
 
+    def set_timeouts(self, tcp_s: int | None, tcpfin_s: int | None, udp_s: int | None) -> None:
+        from pyvrrp.ipvs import kernel
+
+        kernel.set_timeouts(tcp_s, tcpfin_s, udp_s)
+
 
 class SimulatedKernel:
     """An in-memory IPVS table (dry runs and tests); records every op applied."""
@@ -93,6 +101,7 @@ class SimulatedKernel:
     def __init__(self, table: Table | None = None) -> None:
         self.table: Table = dict(table or {})
         self.applied: list[Op] = []
+        self.timeouts: tuple[int | None, int | None, int | None] | None = None
 
     def read_table(self) -> KernelTable:
         return dict(self.table)
@@ -101,6 +110,9 @@ class SimulatedKernel:
         self.table = apply_to_table(self.table, ops)
         self.applied.extend(ops)
         return []
+
+    def set_timeouts(self, tcp_s: int | None, tcpfin_s: int | None, udp_s: int | None) -> None:
+        self.timeouts = (tcp_s, tcpfin_s, udp_s)
 
 
 # ----------------------------------------------------------------------------- desired state
@@ -232,6 +244,8 @@ class IpvsManager:
         self.last_errors: list[str] = []
         self.last_sync: float | None = None
         self.reconciles = 0
+        self.fifos: NotifyFifos | None = None  # lvs_notify_fifo / notify_fifo (set by the daemon)
+        self.timeouts_set: tuple[int | None, int | None, int | None] | None = None
         self._load_recorded()
         self._build_servers(config, previous={})
 
@@ -279,15 +293,34 @@ class IpvsManager:
         that left the configuration are deleted at the next reconcile (we still own them).
         """
         old_keys = self._desired_keys()
+        old_timeouts = getattr(getattr(self._config, "global_defs", None), "lvs_timeouts", None)
         self._config = config
         self._build_servers(config, previous=self._servers)
         self._recorded |= old_keys
         if self._running:
             self._restart_checkers()
             self._wake.set()
+            if getattr(getattr(config, "global_defs", None), "lvs_timeouts", None) != old_timeouts:
+                task = asyncio.get_running_loop().create_task(self._set_timeouts(config))
+                self._script_tasks.add(task)
+                task.add_done_callback(self._script_tasks.discard)
         _log.info(
             "ipvs reconfigured", virtual_servers=len(_vs_items(config)), real_servers=len(self._servers)
         )
+
+    async def _set_timeouts(self, config: Any) -> None:
+        """``global_defs.lvs_timeouts``: the kernel's IPVS tcp / tcpfin / udp timeouts."""
+        g = getattr(config, "global_defs", None)
+        t = getattr(g, "lvs_timeouts", None)
+        if t is None:
+            return
+        try:
+            await asyncio.to_thread(self.kernel.set_timeouts, t.tcp, t.tcpfin, t.udp)
+        except Exception as exc:
+            _log.error("cannot set IPVS timeouts", tcp=t.tcp, tcpfin=t.tcpfin, udp=t.udp, error=str(exc))
+            return
+        self.timeouts_set = (t.tcp, t.tcpfin, t.udp)
+        _log.info("IPVS timeouts set", tcp=t.tcp, tcpfin=t.tcpfin, udp=t.udp)
 
     def set_master(self, master: bool) -> None:
         """VRRP state hint: ``ha_suspend`` virtual servers only check while MASTER."""
@@ -311,6 +344,7 @@ class IpvsManager:
             status = await asyncio.to_thread(ipvs_available)
             if not status:
                 _log.error("IPVS unavailable: services will not be programmed", reason=status.reason)
+        await self._set_timeouts(self._config)
         await self.reconcile()
         self._restart_checkers()
         self._sync_task = asyncio.create_task(self._sync_loop(), name="ipvs-sync")
@@ -345,8 +379,15 @@ class IpvsManager:
                 _log.info("ipvs services removed", count=len(ops))
             if any(vs.omega for vs in _vs_items(self._config).values()):
                 for rs in self._servers.values():
-                    if _vs_items(self._config)[rs.vs_key].omega and rs.up and rs.config.notify_down:
+                    if not (_vs_items(self._config)[rs.vs_key].omega and rs.up):
+                        continue
+                    if rs.config.notify_down:
                         self._run_script(rs.config.notify_down, "notify_down", rs)
+                    rs.up = False  # keepalived (omega): RS ... DOWN all the way down the exit
+                    self._fifo_rs(rs)
+                for vs_key, vs in _vs_items(self._config).items():
+                    if vs.omega:
+                        self._fifo_vs(vs_key, False)
         if self._script_tasks:
             await asyncio.wait(set(self._script_tasks), timeout=SCRIPT_TIMEOUT_S)
 
@@ -403,7 +444,33 @@ class IpvsManager:
         script = rs.config.notify_up if verdict else rs.config.notify_down
         if script:
             self._run_script(script, "notify_up" if verdict else "notify_down", rs)
+        self._fifo_rs(rs)
         self._wake.set()
+
+    # ------------------------------------------------------------------ notify FIFO lines
+
+    def _vs_name(self, vs_key: str) -> str:
+        """keepalived's FMT_VS: ``[ADDR]:tcp:PORT``, ``FWM N`` or ``[GROUP]:0``."""
+        parsed = lvs.parse_vs_key(vs_key)
+        if parsed.kind == "fwmark":
+            return f"FWM {parsed.fwmark}"
+        if parsed.kind == "group":
+            return f"[{parsed.group}]:0"
+        vs = _vs_items(self._config)[vs_key]
+        return trio(str(parsed.address), vs.protocol, parsed.port or 0)
+
+    def _fifo_rs(self, rs: RealServerState) -> None:
+        if self.fifos is None or not self.fifos.wants_lvs:
+            return
+        vs = _vs_items(self._config).get(rs.vs_key)
+        protocol = vs.protocol if vs is not None else "TCP"
+        self.fifos.lvs(
+            rs_line(trio(rs.config.ip.compressed, protocol, rs.port), self._vs_name(rs.vs_key), rs.up)
+        )
+
+    def _fifo_vs(self, vs_key: str, up: bool) -> None:
+        if self.fifos is not None and self.fifos.wants_lvs:
+            self.fifos.lvs(vs_line(self._vs_name(vs_key), up))
 
     async def _sync_loop(self) -> None:
         while True:
@@ -468,11 +535,13 @@ class IpvsManager:
             )
             if vs.quorum_down:
                 self._run_script(vs.quorum_down, "quorum_down", None)
+            self._fifo_vs(vs_key, False)
         elif not q.up and live_weight >= vs.quorum + vs.hysteresis:
             q.up, q.transitions = True, q.transitions + 1
             _log.info("virtual server regained quorum", virtual_server=vs_key, live_weight=live_weight)
             if vs.quorum_up:
                 self._run_script(vs.quorum_up, "quorum_up", None)
+            self._fifo_vs(vs_key, True)
 
         default_port = servers[0].port if servers else 0
         if not q.up and vs.sorry_server is not None:
@@ -494,10 +563,12 @@ class IpvsManager:
                 if s.config.inhibit_on_failure is not None
                 else vs.inhibit_on_failure
             )
+            # keepalived uthreshold / lthreshold (IPVS_DEST_ATTR_U_THRESH / L_THRESH)
+            limits = {"u_threshold": s.config.uthreshold or 0, "l_threshold": s.config.lthreshold or 0}
             if s in pooled:
-                dests.append(Dest(s.config.ip.compressed, s.port, s.weight, method))
+                dests.append(Dest(s.config.ip.compressed, s.port, s.weight, method, **limits))
             elif inhibit:
-                dests.append(Dest(s.config.ip.compressed, s.port, 0, method))
+                dests.append(Dest(s.config.ip.compressed, s.port, 0, method, **limits))
         return dests
 
     # ------------------------------------------------------------------ reconcile

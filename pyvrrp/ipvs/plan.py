@@ -67,6 +67,8 @@ class Dest:
     port: int
     weight: int = 1
     method: Method = "DR"
+    u_threshold: int = 0  # keepalived uthreshold: no new connections above it (0: no limit)
+    l_threshold: int = 0  # keepalived lthreshold: used again below it (0: the kernel's 3/4 of u)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -74,7 +76,8 @@ class Dest:
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port} {self.method} w={self.weight}"
+        limits = f" u={self.u_threshold} l={self.l_threshold}" if self.u_threshold or self.l_threshold else ""
+        return f"{host}:{self.port} {self.method} w={self.weight}{limits}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +190,15 @@ def op_to_dict(op: Op) -> dict[str, object]:
     else:
         out["service"] = str(op.key)
     if isinstance(op, AddDest | EditDest | DelDest):
-        out["dest"] = {
+        dest: dict[str, object] = {
             "address": op.dest.address,
             "port": op.dest.port,
             "weight": op.dest.weight,
             "method": op.dest.method,
         }
+        if op.dest.u_threshold or op.dest.l_threshold:
+            dest |= {"u_threshold": op.dest.u_threshold, "l_threshold": op.dest.l_threshold}
+        out["dest"] = dest
     if isinstance(op, EditService | EditDest):
         out["changes"] = list(op.changes)
     return out
@@ -220,6 +226,10 @@ def _dest_changes(have: Dest, want: Dest) -> tuple[str, ...]:
         changes.append(f"weight {have.weight}->{want.weight}")
     if have.method != want.method:
         changes.append(f"method {have.method}->{want.method}")
+    if have.u_threshold != want.u_threshold:
+        changes.append(f"uthreshold {have.u_threshold}->{want.u_threshold}")
+    if have.l_threshold != want.l_threshold:
+        changes.append(f"lthreshold {have.l_threshold}->{want.l_threshold}")
     return tuple(changes)
 
 

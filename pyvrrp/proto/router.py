@@ -192,6 +192,7 @@ class RouterConfig:
     down_timer_adverts: int = DOWN_TIMER_ADVERTS
     takeover_gate: bool = False
     conflict_resolve: bool = False
+    mcast_group: IPAddress | None = None  # keepalived vrrp_mcast_group4/6; None: the RFC group
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -219,6 +220,10 @@ class RouterConfig:
         for vip in self.vips:
             if vip.version != self.family:
                 problems.append(f"VIP {vip} is not IPv{self.family}")
+        if self.mcast_group is not None and (
+            self.mcast_group.version != self.family or not self.mcast_group.is_multicast
+        ):
+            problems.append(f"mcast_group {self.mcast_group} is not an IPv{self.family} multicast group")
         if self.preempt_delay_s < 0:
             problems.append(f"preempt_delay_s must be >= 0, got {self.preempt_delay_s}")
         if not 1 <= self.down_timer_adverts <= 100:  # keepalived range (TMR-11)
@@ -245,11 +250,14 @@ class RouterConfig:
 def advert_datagrams(config: RouterConfig, advert: Advertisement) -> list[tuple[IPAddress, bytes]]:
     """Where one advert of ``config``'s router goes, with its bytes for each destination.
 
-    Every unicast peer, else the family's group (RFC 5798 §5.1.1.2 / §5.1.2.2).  The bytes
-    differ per destination when the checksum covers the IP pseudo-header (PKT-07).
+    Every unicast peer, else the family's group (RFC 5798 §5.1.1.2 / §5.1.2.2), or the group
+    configured instead (keepalived ``vrrp_mcast_group4/6``).  The bytes differ per destination
+    when the checksum covers the IP pseudo-header (PKT-07).
     """
     if config.unicast_peers:
         targets: tuple[IPAddress, ...] = config.unicast_peers
+    elif config.mcast_group is not None:
+        targets = (config.mcast_group,)
     else:
         targets = (MCAST_GROUP_V4 if config.family == 4 else MCAST_GROUP_V6,)
     src = config.primary_address

@@ -45,6 +45,7 @@ from pyvrrp.adapters.firewall import DropPlan, FirewallError, Nft
 from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
+from pyvrrp.adapters.notify_fifo import NotifyFifo, NotifyFifos
 from pyvrrp.adapters.proc_connector import ConnectorUnavailable, ProcConnector
 from pyvrrp.adapters.systemd import SdNotifier
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
@@ -104,9 +105,18 @@ class StartupError(Exception):
 
 
 def router_config(
-    name: str, spec: VrrpInstance, primary: IPv4Address | IPv6Address, *, in_group: bool
+    name: str,
+    spec: VrrpInstance,
+    primary: IPv4Address | IPv6Address,
+    *,
+    in_group: bool,
+    mcast_group: IPv4Address | IPv6Address | None = None,
 ) -> RouterConfig:
-    """The engine's parameters for one instance (pure: model in, plain values out)."""
+    """The engine's parameters for one instance (pure: model in, plain values out).
+
+    ``mcast_group``: the global ``vrrp_mcast_group4``/``6`` of the instance's family (None or
+    the RFC group: the default).
+    """
     auth_type, auth_data = 0, b""
     if spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "PASS":
         auth_type, auth_data = 1, spec.authentication.auth_pass.encode()[:8]
@@ -136,8 +146,15 @@ def router_config(
         down_timer_adverts=spec.down_timer_adverts,
         takeover_gate=is_guarded(spec),
         conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
+        mcast_group=None if spec.unicast_peer else mcast_group,
     )
     return SyncGroup.member_config(cfg) if in_group else cfg
+
+
+def mcast_group_of(config: Config, family: int) -> IPv4Address | IPv6Address:
+    """The advert group of ``family``: ``vrrp_mcast_group4``/``6`` (default 224.0.0.18 / ff02::12)."""
+    g = config.global_defs
+    return g.vrrp_mcast_group4 if family == 4 else g.vrrp_mcast_group6
 
 
 class Daemon:
@@ -188,6 +205,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self.statics = Extras()
         """What static_ipaddress / static_routes / static_rules installed (removed at stop)."""
+        self.fifos: NotifyFifos | None = None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -218,6 +236,7 @@ class Daemon:
             on_state_changed=self._on_state_changed,
         )
         sup.bind(self._executor)
+        await self._open_fifos(self.config)  # before the first state line (keepalived: at start)
 
         for op, handler in (("state", self._op_state), ("reload", self._op_reload), ("ping", self._op_ping)):
             self.control.register(op, handler)
@@ -314,6 +333,8 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     sock.close()
         self.announcer.close()
+        if self.fifos is not None:  # after every STOP line was written
+            await self.fifos.close()
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -449,7 +470,14 @@ class Daemon:
                     raise StartupError(f"vrrp_instance.{name}.interface: {exc}") from None
                 waiting, primary = str(exc), _UNSPECIFIED[spec.family]
         epoch = self.epochs.load(name) if self.epochs is not None else 0
-        router = VirtualRouter(router_config(name, spec, primary, in_group=name in sup.group_of), epoch=epoch)
+        cfg = router_config(
+            name,
+            spec,
+            primary,
+            in_group=name in sup.group_of,
+            mcast_group=mcast_group_of(self.config, spec.family),
+        )
+        router = VirtualRouter(cfg, epoch=epoch)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
         inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting)
         sup.instances[name] = inst
@@ -467,7 +495,9 @@ class Daemon:
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.
-            sock = await VrrpSocket(spec.interface, spec.family).open()
+            sock = await VrrpSocket(
+                spec.interface, spec.family, group=mcast_group_of(self.config, spec.family)
+            ).open()
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
@@ -501,7 +531,13 @@ class Daemon:
             except StartupError as exc:
                 inst.waiting_for = str(exc)  # e.g. the link exists now, its address not yet
                 continue
-            cfg = router_config(inst.name, inst.spec, primary, in_group=inst.name in self.supervisor.group_of)
+            cfg = router_config(
+                inst.name,
+                inst.spec,
+                primary,
+                in_group=inst.name in self.supervisor.group_of,
+                mcast_group=mcast_group_of(self.config, inst.spec.family),
+            )
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             try:
@@ -578,7 +614,71 @@ class Daemon:
         assert inst.gateway is not None
         delta, fault = inst.gateway.tracker_update()
         inst.log.info("gateway_arbitration", isolated=inst.gateway.isolated, delta=delta, fault=fault)
-        self.supervisor.feed(inst, ev.TrackerChanged(name="gateway", delta=delta, fault=fault))
+        self._feed_tracker(inst, ev.TrackerChanged(name="gateway", delta=delta, fault=fault))
+
+    def _feed_tracker(self, inst: Instance, event: ev.TrackerChanged) -> None:
+        """Feed a tracker result; ``vrrp_notify_priority_changes`` reports a new effective priority.
+
+        keepalived writes the priority line with the state held when the priority moved
+        (MASTER_PRIORITY or BACKUP_PRIORITY), before any state change it causes.  Not
+        before the instance started (INIT): the first tracker results are its starting
+        priority, which keepalived computes without a notification either.
+        """
+        fifos = self.fifos
+        wanted = inst.spec.notify_priority_changes
+        if wanted is None:
+            wanted = fifos is not None and fifos.priority_changes
+        if fifos is None or not wanted or inst.router.state is ev.State.INIT:
+            self.supervisor.feed(inst, event)
+            return
+        before, was_master = inst.router.effective_priority, inst.router.state is ev.State.MASTER
+        self.supervisor.feed(inst, event)
+        after = inst.router.effective_priority
+        if after != before:
+            fifos.priority_changed(inst.name, was_master, after)
+
+    # -------------------------------------------------------------- notify FIFOs
+
+    @staticmethod
+    def _fifo_set(config: Config) -> NotifyFifos | None:
+        g = config.global_defs
+        made: dict[str, NotifyFifo] = {}
+        for kind, spec in (("", g.notify_fifo), ("vrrp_", g.vrrp_notify_fifo), ("lvs_", g.lvs_notify_fifo)):
+            if spec is not None:
+                made[kind] = NotifyFifo(
+                    spec.path, kind=kind, script=spec.script, user=spec.user, group=spec.group
+                )
+        if not made:
+            return None
+        return NotifyFifos(
+            common=made.get(""),
+            vrrp=made.get("vrrp_"),
+            lvs=made.get("lvs_"),
+            priority_changes=g.vrrp_notify_priority_changes,
+        )
+
+    @staticmethod
+    def _fifo_key(config: Config) -> tuple[object, ...]:
+        g = config.global_defs
+        return (g.notify_fifo, g.vrrp_notify_fifo, g.lvs_notify_fifo)
+
+    async def _open_fifos(self, config: Config) -> None:
+        self.fifos = self._fifo_set(config)
+        if self.fifos is not None:
+            await self.fifos.open()
+        self._execute().fifos = self.fifos
+        if self.ipvs is not None:
+            self.ipvs.fifos = self.fifos
+
+    async def _reload_fifos(self, old: Config, new: Config) -> None:
+        """A reload that changes a FIFO (or its script) closes the old ones and opens the new."""
+        if self._fifo_key(old) == self._fifo_key(new):
+            if self.fifos is not None:
+                self.fifos.priority_changes = new.global_defs.vrrp_notify_priority_changes
+            return
+        if self.fifos is not None:
+            await self.fifos.close()
+        await self._open_fifos(new)
 
     def _on_conflict(self, inst: Instance, vip: IPv4Address, peer_mac: str) -> None:
         state = inst.router.state.value
@@ -682,7 +782,7 @@ class Daemon:
         inst = self.instances.get(instance)
         if inst is not None:
             self._tracker_names.setdefault(instance, set()).add(name)
-            self.supervisor.feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
+            self._feed_tracker(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
 
     # ---------------------------------------------------------------- firewall
 
@@ -733,6 +833,7 @@ class Daemon:
         """IPVS services and real-server health checks (issue #5); VRRP goes on without ip_vs."""
         state_file = os.path.join(str(self.config.global_defs.state_dir), "ipvs-owned.json")
         self.ipvs = IpvsManager(self.config, state_file=state_file)
+        self.ipvs.fifos = self.fifos
         self.held.ipvs_state = state_file
         self._execute().flush_held()
         self.ipvs.set_master(self.supervisor.any_master())
@@ -853,6 +954,8 @@ class Daemon:
             "uptime_s": round(clock.monotonic() - self.started_at, 3),
             "config": self.config_path,
             "instances": self.views(name),
+            # notify FIFOs: lines written, dropped (the pipe buffer was full), failed
+            "notify_fifos": self.fifos.stats() if self.fifos is not None else {},
         }
         if self.syncd is not None:
             result["lvs_sync_daemon"] = self.syncd.snapshot()
@@ -893,6 +996,16 @@ class Daemon:
         except OSError as exc:
             return self._reject([f"{self.config_path}: {exc.strerror or exc}"])
         change = diff(self.config, new)
+        for key in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
+            old_g, new_g = getattr(self.config.global_defs, key), getattr(new.global_defs, key)
+            if old_g != new_g:
+                return self._reject(
+                    [
+                        f"{self.config_path}: global_defs.{key} changes from {old_g} to {new_g}: the "
+                        "sockets joined the old group; restart pyvrrp to change it (and change it on "
+                        "every node)"
+                    ]
+                )
         if change.removes_everything and not new.virtual_server and not allow_empty:
             return self._reject(
                 [
@@ -947,6 +1060,7 @@ class Daemon:
             bound=log,
         )
         self._execute().record_extras(STATIC_OWNER, self.statics)
+        await self._reload_fifos(self.config, new)
         self.config = new
         self._apply_firewall(new)
         self._set_groups(new)
@@ -965,7 +1079,13 @@ class Daemon:
                 inst.gateway = inst.conflict = None
                 sup.feed(inst, ev.TrackerChanged(name="gateway"))  # neutral until re-proven
                 await self._start_guards(inst)
-            cfg = router_config(name, spec, primaries[name], in_group=name in sup.group_of)
+            cfg = router_config(
+                name,
+                spec,
+                primaries[name],
+                in_group=name in sup.group_of,
+                mcast_group=mcast_group_of(new, spec.family),
+            )
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             sup.arm(inst)
@@ -991,6 +1111,17 @@ class Daemon:
             self.syncd.reconfigure(syncd_spec, self._syncd_state(syncd_spec))  # restarts only what changed
         elif syncd_spec is not None:
             await self._start_syncd()
+        if new.global_defs.fifo_write_vrrp_states_on_reload and self.fifos is not None:
+            # after the state lines of what the reload started (those run from call_soon)
+            self._execute().loop.call_soon(self._write_fifo_states)
+
+    def _write_fifo_states(self) -> None:
+        """``fifo_write_vrrp_states_on_reload``: every running instance's state line."""
+        if self.fifos is None:
+            return
+        for inst in self.instances.values():
+            if inst.router.state is not ev.State.INIT:
+                self.fifos.instance(inst.name, inst.router.state.value, inst.router.effective_priority)
 
     def _reload_trackers(self, new: Config) -> None:
         old = self.trackers

@@ -32,6 +32,7 @@ import structlog
 
 from pyvrrp.adapters.arp import Announcer
 from pyvrrp.adapters.notify import NotifyEvent, NotifyRunner, NotifyScripts, event_from_state_change
+from pyvrrp.adapters.notify_fifo import NotifyFifos
 from pyvrrp.config.models import VrrpInstance, VrrpSyncGroup
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import advert_datagrams
@@ -101,6 +102,17 @@ def notify_scripts(spec: VrrpInstance | VrrpSyncGroup) -> NotifyScripts:
     )
 
 
+def fifo_state_word(new: ev.State, reason: str) -> str | None:
+    """keepalived's FIFO word for entering ``new``: MASTER/BACKUP/FAULT, STOP at shutdown.
+
+    The engine's INIT at shutdown is keepalived's STOP; any other INIT (none in a running
+    daemon) has no keepalived line.
+    """
+    if new is ev.State.INIT:
+        return "STOP" if reason == "shutdown" else None
+    return str(new.value)
+
+
 class Executor:
     """Performs actions for every instance (handlers registered once, by action class)."""
 
@@ -126,6 +138,7 @@ class Executor:
         self._on_takeover_pending = on_takeover_pending
         self._on_state_changed = on_state_changed
         self.held = held
+        self.fifos: NotifyFifos | None = None  # the daemon sets it when a notify FIFO is configured
         self._held_dirty = False
         self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
         self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
@@ -428,13 +441,20 @@ class Executor:
                 inst.name, action, base_priority=inst.router.config.priority, vips=inst.router.config.vips
             )
             self.notifier.submit(event, scripts)
+        if self.fifos is not None and self.fifos.wants_vrrp:
+            # keepalived writes the effective priority here (vrrp_notify.c notify_instance_fifo)
+            word = fifo_state_word(action.new, action.reason)
+            if word is not None:
+                self.fifos.instance(inst.name, word, action.priority)
 
     def notify_group(self, name: str, spec: VrrpSyncGroup, old: ev.State, new: ev.State) -> None:
         """A sync group's state changed: its own notify scripts (keepalived ``GROUP`` lines)."""
+        word = "STOP" if new is ev.State.INIT else new.value
+        if self.fifos is not None and self.fifos.wants_vrrp:
+            self.loop.call_soon(self.fifos.group, name, word)
         scripts = notify_scripts(spec)
         if scripts.is_empty():
             return
-        word = "STOP" if new is ev.State.INIT else new.value
         event = NotifyEvent(instance=name, state=word, priority=0, previous_state=old.value, kind="GROUP")
         self.loop.call_soon(self.notifier.submit, event, scripts)
 

@@ -230,7 +230,7 @@ class Supervisor:
                     if inst.router.refresh(event, now=now):
                         self.rx.fast += 1
                         if 0 < event.advert.priority < inst.router.effective_priority:
-                            inst.last_lower_rx = clock.monotonic()
+                            self._lower_rx(inst)
                         inst.timer_at = inst.router.next_deadline()  # later: the heap entry re-checks
                         if inst.heap_seq < 0:
                             self.arm(inst)
@@ -281,7 +281,7 @@ class Supervisor:
             self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
             return
         if 0 < result.priority < inst.router.effective_priority:
-            inst.last_lower_rx = clock.monotonic()
+            self._lower_rx(inst)
         event = ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst)
         if fast_key is not None:
             (inst.rx_key, inst.rx_ttl), inst.rx_event = fast_key, event
@@ -351,6 +351,17 @@ class Supervisor:
         }
 
     # ----------------------------------------------------------------- feeding
+
+    def _lower_rx(self, inst: Instance) -> None:
+        """An advert with a lower priority than ours (not 0) arrived.
+
+        A MASTER writes keepalived's ``MASTER_RX_LOWER_PRI`` line to the notify FIFOs
+        (vrrp.c ``vrrp_state_master_rx``): the other node went MASTER during a partition.
+        """
+        inst.last_lower_rx = clock.monotonic()
+        fifos = self.executor.fifos if self.executor is not None else None
+        if fifos is not None and fifos.wants_vrrp and inst.router.state is ev.State.MASTER:
+            fifos.instance(inst.name, "MASTER_RX_LOWER_PRI", inst.router.effective_priority)
 
     def feed(self, inst: Instance, event: ev.Input | TimerFired, *, at: float | None = None) -> None:
         """Give one input to an instance's engine and perform the resulting actions in order.

@@ -416,7 +416,8 @@ def test_brd_must_be_ipv4() -> None:
             "vrrp_instance.VI_1.authentication.auth_type",
             8,
         ),
-        (" use_vmac", "vrrp_instance.VI_1.use_vmac", 7),
+        (" use_vmac a b c", "vrrp_instance.VI_1.use_vmac", 7),
+        (" use_vmac vrrp.1 01:00:5e:00:01:01", "vrrp_instance.VI_1.vmac_address", 7),
     ],
 )
 def test_bad_values_still_name_key_path_and_line(tmp_path: Path, body: str, path: str, line: int) -> None:

@@ -58,7 +58,12 @@ class ConfigDiff:
 
 
 def _restart_needed(old: VrrpInstance, new: VrrpInstance) -> bool:
-    return old.interface != new.interface or old.family != new.family
+    return (
+        old.interface != new.interface
+        or old.family != new.family
+        or (old.vmac_ifname, old.vmac_mac, old.vmac_xmit_base)
+        != (new.vmac_ifname, new.vmac_mac, new.vmac_xmit_base)
+    )
 
 
 def _guards(spec: VrrpInstance) -> tuple[object, object]:

@@ -45,6 +45,7 @@ from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
 from pyvrrp.adapters.systemd import SdNotifier
+from pyvrrp.adapters.vmac import VmacManager
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.base import clock
 from pyvrrp.config.diff import ConfigDiff, diff
@@ -156,6 +157,7 @@ class Daemon:
         # one pyroute2 client: interface facts, VIPs (synchronous, so that SendAdvert ->
         # AddVips -> AnnounceVips holds: the VIPs exist before the GARPs) and events
         self.netlink = Netlink()
+        self.vmacs = VmacManager(self.netlink)
         self.announcer = Announcer()
         self.notifier = NotifyRunner(timeout_s=float(config.global_defs.notify_timeout))
         self.epochs = _epoch_store(config)
@@ -287,6 +289,7 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     sock.close()
         self.announcer.close()
+        self.vmacs.remove_all()  # after priority 0 and the VIPs' removal (_release_all)
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -417,26 +420,59 @@ class Daemon:
     async def _attach(self, inst: Instance) -> None:
         """Give a resolved instance its socket, clean stale VIPs, open the GARP socket, guards."""
         sup, spec = self.supervisor, inst.spec
+        if spec.use_vmac:
+            self._ensure_vmac(inst)
         sock = sup.sockets.get(inst.key)
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
-            # demultiplexed by VRID; the source address is set per advert.
-            sock = await VrrpSocket(spec.interface, spec.family).open()
+            # demultiplexed by VRID; the source address is set per advert.  With use_vmac
+            # the interface is the instance's macvlan (unless vmac_xmit_base).
+            sock = await VrrpSocket(inst.xmit_ifname, spec.family).open()
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
         # (keepalived does the same: "removing VIPs" at start).
         self._execute().remove_vips(inst, inst.router.config.vips, stale=True)
-        self.netlink.prepare(spec.interface, inst.router.config.vips, inst.labels())
+        self.netlink.prepare(inst.vip_ifname, inst.router.config.vips, inst.labels())
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
-            self.announcer.sender(spec.interface)
+            self.announcer.sender(inst.vip_ifname)
         except OSError as exc:
             inst.log.warning("announce_socket_failed", error=str(exc))
         try:
-            inst.mac = mac_to_bytes(self.netlink.link_mac(spec.interface))
+            inst.mac = mac_to_bytes(self.netlink.link_mac(inst.vip_ifname))
         except (OSError, LookupError, ValueError) as exc:
             inst.log.warning("link_mac_unknown", error=str(exc))
         await self._start_guards(inst)
+
+    def _ensure_vmac(self, inst: Instance) -> None:
+        """``use_vmac``: the instance's macvlan, created (or reused), configured and up.
+
+        Raises:
+            StartupError: naming the instance's use_vmac key and the reason.
+        """
+        spec = inst.spec
+        vmac, mac = spec.vmac_ifname, spec.vmac_mac
+        assert vmac is not None and mac is not None
+        try:
+            outcome = self.vmacs.ensure(vmac, spec.interface, mac, spec.family)
+            if spec.family == 6:
+                # adverts leave the macvlan from the base's link-local (keepalived does the same)
+                primary = inst.router.config.primary_address
+                if primary.version == 6 and primary.is_link_local:
+                    self.netlink.add(vmac, ip_interface(f"{primary}/64"))
+        except (OSError, LookupError) as exc:
+            raise StartupError(f"vrrp_instance.{inst.name}.use_vmac: {exc}") from None
+        inst.log.info("vmac_attached", vmac=vmac, mac=mac, outcome=outcome, xmit=inst.xmit_ifname)
+
+    def _remove_vmac(self, inst: Instance) -> None:
+        """Delete the instance's macvlan (after its priority-0 advert and VIP removal)."""
+        vmac = inst.spec.vmac_ifname
+        if vmac is None:
+            return
+        if self._supervisor is not None and inst.key[0] == vmac:
+            self._supervisor.remove_socket(inst.key)
+        self.announcer.forget(vmac)
+        self.vmacs.remove(vmac)
 
     async def _attach_waiting(self, ifname: str) -> None:
         """Netlink says something changed on ``ifname``: bring up the instances waiting for it."""
@@ -653,7 +689,7 @@ class Daemon:
 
     def _on_address_removed(self, ifname: str, key: str) -> None:
         for inst in self.instances.values():
-            if inst.ifname != ifname:
+            if inst.vip_ifname != ifname:
                 continue
             if key in inst.removing_vips:
                 inst.removing_vips.discard(key)
@@ -794,7 +830,9 @@ class Daemon:
         self.config = new
         self._set_groups(new)
         for name in change.removed + change.restarted:
-            self._stop_instance(sup.instances.pop(name))
+            gone = sup.instances.pop(name)
+            self._stop_instance(gone)
+            self._remove_vmac(gone)
             if name in change.removed:
                 log.info("instance_removed", instance=name)
         for name in change.reconfigured:
@@ -892,6 +930,10 @@ def run_daemon(
         daemon = Daemon(
             config_path, config, config_id=config_id, control_socket=control_socket, keep_ipvs=keep_ipvs
         )
-        return await daemon.run()
+        try:
+            return await daemon.run()
+        except StartupError:
+            daemon.vmacs.remove_all()  # an instance after a use_vmac one could not start
+            raise
 
     return asyncio.run(main())

@@ -147,7 +147,7 @@ class Executor:
         bursts: dict[tuple[str, int], list[ev.IPInterface]] = {}
         for inst, action in announces:
             if inst.router.state is ev.State.MASTER:  # still holding them (a VIP add may have failed)
-                bursts.setdefault((inst.ifname, action.repeat), []).extend(action.vips)
+                bursts.setdefault((inst.vip_ifname, action.repeat), []).extend(action.vips)
         for (ifname, repeat), vips in bursts.items():
             try:
                 self.announcer.announce(ifname, vips, repeat=repeat)
@@ -168,7 +168,7 @@ class Executor:
             labels = inst.labels()
             for vip in action.vips:
                 inst.removing_vips.discard(str(vip))
-                items.append((inst.ifname, vip, labels.get(str(vip))))
+                items.append((inst.vip_ifname, vip, labels.get(str(vip))))
         try:
             results: list[bool | OSError] = add_many(items)
         except Exception as exc:  # the batch as a whole failed (a timeout): every VIP failed
@@ -184,7 +184,7 @@ class Executor:
                     continue
                 if result:
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
-                self._hold(inst.ifname, vip, True)
+                self._hold(inst.vip_ifname, vip, True)
             if failed:
                 self._vip_fault(inst)
 
@@ -208,10 +208,10 @@ class Executor:
         for vip in action.vips:
             inst.removing_vips.discard(str(vip))
             try:
-                if self.netlink.add(inst.ifname, vip, label=labels.get(str(vip))):
+                if self.netlink.add(inst.vip_ifname, vip, label=labels.get(str(vip))):
                     # the GARPs come next on the hot path: log once they are out
                     self.loop.call_soon(functools.partial(inst.log.info, "vip_added", vip=str(vip)))
-                self._hold(inst.ifname, vip, True)
+                self._hold(inst.vip_ifname, vip, True)
             except Exception as exc:  # netlink errors are reported, never fatal
                 failed.append(str(vip))
                 inst.log.error("vip_add_failed", vip=str(vip), error=str(exc))
@@ -230,11 +230,11 @@ class Executor:
         for vip in vips:
             inst.removing_vips.add(str(vip))
             try:
-                removed = self.netlink.remove(inst.ifname, vip)
+                removed = self.netlink.remove(inst.vip_ifname, vip)
             except Exception as exc:
                 inst.log.error("vip_remove_failed", vip=str(vip), error=str(exc))
                 continue
-            self._hold(inst.ifname, vip, False)
+            self._hold(inst.vip_ifname, vip, False)
             if stale and removed:
                 inst.log.warning("stale_vip_removed", vip=str(vip), note="left behind by an earlier run")
             elif removed:
@@ -266,7 +266,7 @@ class Executor:
             self._sweep_announces.append((inst, action))
             return
         try:
-            self.announcer.announce(inst.ifname, action.vips, repeat=action.repeat)
+            self.announcer.announce(inst.vip_ifname, action.vips, repeat=action.repeat)
         except OSError as exc:
             inst.log.warning("announce_failed", error=str(exc))
         inst.log.debug(

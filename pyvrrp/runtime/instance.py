@@ -89,13 +89,25 @@ class Instance:
         return self.spec.interface
 
     @property
+    def vip_ifname(self) -> str:
+        """Where the VIPs go and the GARPs/NAs leave: the ``use_vmac`` macvlan, else the interface."""
+        return self.spec.vmac_ifname or self.spec.interface
+
+    @property
+    def xmit_ifname(self) -> str:
+        """Where adverts are sent and received: the macvlan unless ``vmac_xmit_base``."""
+        if self.spec.use_vmac and not self.spec.vmac_xmit_base:
+            return self.vip_ifname
+        return self.spec.interface
+
+    @property
     def family(self) -> int:
         return self.spec.family
 
     @property
     def key(self) -> tuple[str, int]:
-        """The socket this instance shares: (interface, address family)."""
-        return (self.spec.interface, self.spec.family)
+        """The socket this instance shares: (interface adverts use, address family)."""
+        return (self.xmit_ifname, self.spec.family)
 
     def labels(self) -> dict[str, str | None]:
         """VIP -> ``label`` as configured."""

@@ -109,6 +109,7 @@ class RxStats:
     timer_late_max_s: float = 0.0
     drained_before_timer: int = 0  # datagrams read because a timer was due
 
+
 SocketKey = tuple[str, int]
 IPAddress = IPv4Address | IPv6Address
 
@@ -161,6 +162,14 @@ class Supervisor:
         self.sockets[key] = sock
         if self._reading:
             self.read_sockets()
+
+    def remove_socket(self, key: SocketKey) -> None:
+        """Close and forget the socket ``key`` (its link is about to go: a macvlan's)."""
+        sock = self.sockets.pop(key, None)
+        self._readers.discard(key)
+        if sock is not None:
+            sock.remove_reader()
+            sock.close()
 
     def _on_readable(self, key: SocketKey) -> None:
         """Readiness: read a batch (until the socket is empty, at most :data:`RX_BATCH`)."""

@@ -21,8 +21,9 @@ Theory of operation (keepalived's vrrp_vmac.c and vrrp_if_config.c, read, not co
   macvlan has IPv6 disabled (no MLD/RS/DAD frames from the shared MAC), an IPv6
   instance's gets ``addr_gen_mode=1`` (no EUI-64 link-local) and the daemon adds the
   base's link-local to it (the adverts' source, RFC 5798 §5.1.2.1).  The base gets
-  ``arp_ignore=1`` and ``arp_filter=1`` (so it does not answer for the VIPs), restored
-  when the last macvlan on it is removed.
+  ``arp_ignore=1`` and ``arp_filter=1`` (so it does not answer for the VIPs) and
+  ``arp_announce=2`` (see :data:`VMAC_BASE_SYSCTLS`), restored when the last macvlan on it
+  is removed.
 * A macvlan left by a crashed run is reused when it has the right base, MAC and mode,
   and re-created otherwise; a link of that name that is not a macvlan is never touched
   (:class:`VmacError`).  Stop removes the macvlan.
@@ -52,8 +53,16 @@ VMAC_SYSCTLS: tuple[tuple[str, str], ...] = (
 )
 """net.ipv4.conf.VMAC.* (keepalived vrrp_if_config.c ``vmac_sysctl``)."""
 
-VMAC_BASE_SYSCTLS: tuple[tuple[str, str], ...] = (("arp_ignore", "1"), ("arp_filter", "1"))
-"""net.ipv4.conf.BASE.* while a macvlan is on it (keepalived ``parent_sysctl``); restored after."""
+VMAC_BASE_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("arp_ignore", "1"),
+    ("arp_filter", "1"),
+    ("arp_announce", "2"),
+)
+"""net.ipv4.conf.BASE.* while a macvlan is on it, restored after: keepalived's ``parent_sysctl``
+(arp_ignore, arp_filter) and, pyvrrp's own, ``arp_announce=2``: a master answering a client from
+a VIP resolves the client from the base with the VIP as the ARP sender address otherwise, and
+the client's neighbour entry for the VIP flips to the base's MAC (and to a dead one after a
+failover, until the GARPs)."""
 
 
 class VmacError(OSError):

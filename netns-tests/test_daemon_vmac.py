@@ -1,0 +1,181 @@
+"""use_vmac on real links: the macvlan, its MAC on the wire, failover, stop, interop (issue 16).
+
+Kernel facts only: the macvlan pyvrrp creates (kind, mode, MAC, sysctls), the MAC a
+client's ARP gets for the VIP, the source MAC of adverts and GARPs on the bridge, and the
+link gone after stop.  keepalived 2.2.7 with ``use_vmac`` runs on the other side for the
+interop cases, both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from pyvrrp.lab import make_node
+from pyvrrp.lab.capture import Capture
+from pyvrrp.lab.topology import LAB_IFNAME, VIP4, DaemonNode, InstanceSpec, Lab, PyvrrpNode, wait_for
+
+pytestmark = [pytest.mark.netns]
+
+VRID = 51
+VMAC = f"00:00:5e:00:01:{VRID:02x}"
+VMAC_IF = f"vrrp.{VRID}"
+
+
+def spec(daemon: str, priority: int, *, xmit_base: bool = False, version: int = 3, **kw: Any) -> InstanceSpec:
+    extra: dict[str, Any]
+    if daemon == "pyvrrp":
+        extra = {"use_vmac": True} | ({"vmac_xmit_base": True} if xmit_base else {})
+    else:
+        extra = {"use_vmac": ""} | ({"vmac_xmit_base": ""} if xmit_base else {})
+    advert = 0.1 if version == 3 else 1.0
+    return InstanceSpec(priority=priority, version=version, advert_int_s=advert, extra=extra, **kw)
+
+
+def link(lab: Lab, host: str, ifname: str) -> dict[str, Any] | None:
+    proc = lab.ip_cmd(host, "-d", "-j", "link", "show", ifname, check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)[0]  # type: ignore[no-any-return]
+
+
+def addrs(lab: Lab, host: str, ifname: str) -> list[str]:
+    proc = lab.ip_cmd(host, "-j", "addr", "show", "dev", ifname, check=False)
+    if proc.returncode != 0:
+        return []
+    return [a["local"] for i in json.loads(proc.stdout) for a in i.get("addr_info", [])]
+
+
+def sysctl(lab: Lab, host: str, key: str) -> str:
+    """``net.ipv4.conf.IF.key`` read from /proc (an interface name may contain dots)."""
+    net, fam, conf, *ifparts, leaf = key.split(".")
+    path = "/".join(["/proc/sys", net, fam, conf, ".".join(ifparts), leaf])
+    return lab.exec(host, ["cat", path]).stdout.strip()
+
+
+def holds_vip(lab: Lab, host: str) -> bool:
+    return VIP4 in addrs(lab, host, VMAC_IF)
+
+
+def start_pair(lab: Lab, d1: str, d2: str, **kw: Any) -> tuple[DaemonNode, DaemonNode]:
+    """lb1 (priority 150) starts first and becomes MASTER, then lb2 (100) as BACKUP."""
+    n1 = make_node(lab, "lb1", d1, [spec(d1, 150, **kw)])
+    n1.start()
+    n1.wait_state("MASTER", 15.0)
+    n2 = make_node(lab, "lb2", d2, [spec(d2, 100, **kw)])
+    n2.start()
+    n2.wait_state("BACKUP", 15.0)
+    return n1, n2
+
+
+def test_vmac_link_sysctls_arp_failover_and_stop(lab: Lab) -> None:
+    lb1, lb2 = start_pair(lab, "pyvrrp", "pyvrrp")
+    # the macvlan as keepalived makes it: private mode on eth0, virtual MAC, up on both nodes
+    for host in ("lb1", "lb2"):
+        info = link(lab, host, VMAC_IF)
+        assert info is not None, f"{host}: no {VMAC_IF}"
+        assert info["address"] == VMAC
+        assert info["linkinfo"]["info_kind"] == "macvlan"
+        assert info["linkinfo"]["info_data"]["mode"] == "private"
+        assert info["link"] == LAB_IFNAME
+        assert "UP" in info["flags"]
+        assert sysctl(lab, host, f"net.ipv4.conf.{VMAC_IF}.arp_ignore") == "1"
+        assert sysctl(lab, host, f"net.ipv4.conf.{VMAC_IF}.accept_local") == "1"
+        assert sysctl(lab, host, f"net.ipv4.conf.{VMAC_IF}.rp_filter") == "0"
+        assert sysctl(lab, host, f"net.ipv6.conf.{VMAC_IF}.disable_ipv6") == "1"
+        assert sysctl(lab, host, f"net.ipv4.conf.{LAB_IFNAME}.arp_ignore") == "1"
+        assert sysctl(lab, host, f"net.ipv4.conf.{LAB_IFNAME}.arp_filter") == "1"
+        assert sysctl(lab, host, f"net.ipv4.conf.{LAB_IFNAME}.arp_announce") == "2"
+    assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
+    assert VIP4 not in addrs(lab, "lb1", LAB_IFNAME)
+
+    # the client's ARP for the VIP gets the virtual MAC, from the master only
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])
+    assert lab.client_arp_mac() == VMAC
+
+    # kill -9 the master: lb2 takes over, the client's neighbour entry stays right
+    with Capture(lab) as cap:
+        lb1.kill9()
+        lb2.wait_state("MASTER", 10.0)
+        wait_for(lambda: holds_vip(lab, "lb2"), 5.0, "lb2 holds the VIP on its macvlan")
+        lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])
+        time.sleep(0.5)
+    assert lab.client_arp_mac() == VMAC
+    events = cap.events()
+    lb2_mac = lab.mac("lb2")
+    garps = [e for e in events if e.kind == "garp" and e.target == VIP4]
+    assert garps and {e.src_mac for e in garps} == {VMAC}, garps
+    lb2_adverts = [e for e in events if e.kind == "advert" and e.vrid == VRID and e.priority == 100]
+    assert lb2_adverts and {e.src_mac for e in lb2_adverts} == {VMAC}, "adverts leave the macvlan"
+    assert lb2_mac not in {e.src_mac for e in lb2_adverts}
+
+    # SIGTERM: the macvlan goes, the base's ARP sysctls come back
+    assert lb2.stop() == 0
+    assert link(lab, "lb2", VMAC_IF) is None
+    assert sysctl(lab, "lb2", f"net.ipv4.conf.{LAB_IFNAME}.arp_ignore") == "0"
+    assert sysctl(lab, "lb2", f"net.ipv4.conf.{LAB_IFNAME}.arp_filter") == "0"
+    assert sysctl(lab, "lb2", f"net.ipv4.conf.{LAB_IFNAME}.arp_announce") == "0"
+
+
+def test_vmac_xmit_base_sends_adverts_from_the_base(lab: Lab) -> None:
+    with Capture(lab) as cap:
+        _lb1, lb2 = start_pair(lab, "pyvrrp", "pyvrrp", xmit_base=True)
+        time.sleep(1.0)
+    assert lb2.state() == "BACKUP"  # it hears lb1's adverts on the base
+    events = cap.events()
+    ads = [e for e in events if e.kind == "advert" and e.vrid == VRID and e.priority == 150]
+    assert ads and {e.src_mac for e in ads} == {lab.mac("lb1")}
+    garps = [e for e in events if e.kind == "garp" and e.target == VIP4]
+    assert garps and {e.src_mac for e in garps} == {VMAC}
+    assert holds_vip(lab, "lb1")
+
+
+def test_stale_vmac_is_replaced_and_a_foreign_link_refused(lab: Lab) -> None:
+    # a macvlan of that name with a wrong MAC (an earlier run with another config): replaced
+    lab.ip_cmd("lb1", "link", "add", VMAC_IF, "link", LAB_IFNAME, "type", "macvlan", "mode", "bridge")
+    node = PyvrrpNode(lab, "lb1", instances=[spec("pyvrrp", 150)])
+    node.start()
+    node.wait_state("MASTER", 15.0)
+    info = link(lab, "lb1", VMAC_IF)
+    assert info is not None and info["address"] == VMAC and info["linkinfo"]["info_data"]["mode"] == "private"
+    assert "vmac_replaced" in node.log_text()
+    node.stop()
+    assert link(lab, "lb1", VMAC_IF) is None
+
+    # a link that is not a macvlan: never touched, the daemon says so and does not start
+    lab.ip_cmd("lb2", "link", "add", VMAC_IF, "type", "veth", "peer", "name", "vmacpeer")
+    node2 = PyvrrpNode(lab, "lb2", instances=[spec("pyvrrp", 100)])
+    node2.start()
+    assert node2.proc is not None
+    rc = node2.proc.wait(timeout=20)
+    assert rc != 0
+    log = node2.log_text()
+    assert f"vrrp_instance.VI_51.use_vmac: {VMAC_IF} exists and is a veth, not a macvlan" in log, log[-2000:]
+    assert link(lab, "lb2", VMAC_IF) is not None
+    assert "Traceback" not in log
+
+
+@pytest.mark.keepalived
+@pytest.mark.parametrize("pv_role", ["master", "backup"])
+def test_vmac_interop_keepalived(lab: Lab, pv_role: str) -> None:
+    """pyvrrp and keepalived 2.2.7, both with use_vmac: election, kill -9 the master, takeover."""
+    d1, d2 = ("pyvrrp", "keepalived") if pv_role == "master" else ("keepalived", "pyvrrp")
+    lb1, lb2 = start_pair(lab, d1, d2, version=2)
+    for host in ("lb1", "lb2"):
+        info = link(lab, host, VMAC_IF)
+        assert info is not None and info["address"] == VMAC, f"{host}: {info}"
+    wait_for(lambda: holds_vip(lab, "lb1"), 5.0, "lb1 holds the VIP on its macvlan")
+    time.sleep(3.5)  # longer than lb2's Master_Down_Interval (v2, 1 s): it accepts lb1's adverts
+    assert lb2.state() == "BACKUP"
+    assert not holds_vip(lab, "lb2")
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    lb1.kill9()
+    lb2.wait_state("MASTER", 10.0)
+    wait_for(lambda: holds_vip(lab, "lb2"), 5.0, "lb2 holds the VIP on its macvlan")
+    lab.flush_neigh()
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])

@@ -8,8 +8,16 @@ interop cases, both ways.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,7 +109,7 @@ def test_vmac_link_sysctls_arp_failover_and_stop(lab: Lab) -> None:
     with Capture(lab) as cap:
         lb1.kill9()
         lb2.wait_state("MASTER", 10.0)
-        wait_for(lambda: holds_vip(lab, "lb2"), 5.0, "lb2 holds the VIP on its macvlan")
+        wait_for(lambda: holds_vip(lab, "lb2"), 5.0, what="lb2 holds the VIP on its macvlan")
         lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])
         time.sleep(0.5)
     assert lab.client_arp_mac() == VMAC
@@ -168,14 +176,168 @@ def test_vmac_interop_keepalived(lab: Lab, pv_role: str) -> None:
     for host in ("lb1", "lb2"):
         info = link(lab, host, VMAC_IF)
         assert info is not None and info["address"] == VMAC, f"{host}: {info}"
-    wait_for(lambda: holds_vip(lab, "lb1"), 5.0, "lb1 holds the VIP on its macvlan")
+    wait_for(lambda: holds_vip(lab, "lb1"), 5.0, what="lb1 holds the VIP on its macvlan")
     time.sleep(3.5)  # longer than lb2's Master_Down_Interval (v2, 1 s): it accepts lb1's adverts
     assert lb2.state() == "BACKUP"
     assert not holds_vip(lab, "lb2")
     assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
     lb1.kill9()
     lb2.wait_state("MASTER", 10.0)
-    wait_for(lambda: holds_vip(lab, "lb2"), 5.0, "lb2 holds the VIP on its macvlan")
+    wait_for(lambda: holds_vip(lab, "lb2"), 5.0, what="lb2 holds the VIP on its macvlan")
     lab.flush_neigh()
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])
+
+
+# ----------------------------------------------------------------------------- FRR vrrpd
+
+FRR_BIN = Path("/usr/lib/frr")
+FRR_VMAC = f"vrrp4-2-{VRID}"
+
+
+class FrrNode:
+    """zebra + vrrpd (Debian's FRR 8.4) in a lab host, with every path under a private dir.
+
+    FRR never creates macvlans: as its docs tell the operator, the test creates
+    ``vrrp4-2-VRID`` (bridge mode, the virtual MAC) on eth0 with the VIP on it; vrrpd finds
+    it by MAC and holds it protodown while BACKUP.  FRR adds no address either: the VIP
+    stays on the macvlan, and the base gets arp_ignore=1 / arp_announce=2 so that it does not
+    answer for it with its own MAC.
+    """
+
+    def __init__(self, lab: Lab, host: str, priority: int) -> None:
+        self.lab, self.host, self.priority = lab, host, priority
+        self.dir = Path(tempfile.mkdtemp(prefix="pvfrr-"))
+        self.dir.chmod(0o777)  # zebra and vrrpd drop to the frr user
+        self.vrrpd: subprocess.Popen[Any] | None = None
+        self.zebra: subprocess.Popen[Any] | None = None
+
+    def common(self, daemon: str) -> list[str]:
+        d = self.dir
+        return [
+            str(FRR_BIN / daemon),
+            "-f", str(d / f"{daemon}.conf"),
+            "-i", str(d / f"{daemon}.pid"),
+            "-z", str(d / "zserv.api"),
+            "--vty_socket", str(d),
+            "-P", "0",
+            "--log", f"file:{d / (daemon + '.log')}",
+            "-u", "frr", "-g", "frr",
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        lab = self.lab
+        lab.ip_cmd(
+            self.host, "link", "add", FRR_VMAC, "link", LAB_IFNAME, "type", "macvlan", "mode", "bridge"
+        )
+        lab.ip_cmd(self.host, "link", "set", FRR_VMAC, "address", VMAC)
+        lab.ip_cmd(self.host, "addr", "add", f"{VIP4}/32", "dev", FRR_VMAC)
+        lab.ip_cmd(self.host, "link", "set", FRR_VMAC, "up")
+        # the operator's part too: the base must not answer ARP for the VIP on the macvlan
+        # (the sysctls keepalived and pyvrrp set themselves)
+        for key, value in (("arp_ignore", "1"), ("arp_announce", "2")):
+            lab.exec(self.host, ["sh", "-c", f"echo {value} > /proc/sys/net/ipv4/conf/{LAB_IFNAME}/{key}"])
+        (self.dir / "zebra.conf").write_text(f"hostname frr-{self.host}\n")
+        (self.dir / "vrrpd.conf").write_text(
+            f"hostname frr-{self.host}\ninterface {LAB_IFNAME}\n vrrp {VRID} version 3\n"
+            f" vrrp {VRID} priority {self.priority}\n vrrp {VRID} advertisement-interval 100\n"
+            f" vrrp {VRID} ip {VIP4}\n!\n"
+        )
+        for f in self.dir.iterdir():
+            f.chmod(0o666)
+        out = subprocess.DEVNULL
+        self.zebra = lab.popen(self.host, self.common("zebra"), stdout=out, stderr=out)
+        wait_for(lambda: (self.dir / "zserv.api").exists(), 10.0, what="zebra's zserv socket")
+        self.start_vrrpd()
+
+    def start_vrrpd(self) -> None:
+        out = subprocess.DEVNULL
+        self.vrrpd = self.lab.popen(self.host, self.common("vrrpd"), stdout=out, stderr=out)
+        wait_for(lambda: (self.dir / "vrrpd.vty").exists(), 10.0, what="vrrpd's vty socket")
+
+    def state(self) -> str | None:
+        proc = subprocess.run(
+            ["vtysh", "--vty_socket", str(self.dir), "-c", f"show vrrp {VRID} json"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            return None
+        entry = data[0] if isinstance(data, list) and data else data
+        return str(entry.get("v4", {}).get("status", "")).upper() or None
+
+    def wait_state(self, want: str, timeout_s: float) -> None:
+        wait_for(lambda: self.state() == want, timeout_s, what=f"FRR on {self.host} {want}")
+
+    def kill9_vrrpd(self) -> None:
+        assert self.vrrpd is not None
+        os.killpg(self.vrrpd.pid, signal.SIGKILL)
+        self.vrrpd.wait(timeout=5)
+
+    def close(self) -> None:
+        for proc in (self.vrrpd, self.zebra):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-1500:] for p in sorted(self.dir.glob("*.log")))
+
+
+@pytest.fixture
+def frr(lab: Lab) -> Iterator[Callable[[str, int], FrrNode]]:
+    if not (FRR_BIN / "vrrpd").exists():
+        pytest.skip("FRR (frr package: /usr/lib/frr/vrrpd) is not installed")
+    nodes: list[FrrNode] = []
+
+    def make(host: str, priority: int) -> FrrNode:
+        node = FrrNode(lab, host, priority)
+        nodes.append(node)
+        node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+
+
+def test_vmac_interop_frr_master_pyvrrp_backup(lab: Lab, frr: Callable[[str, int], FrrNode]) -> None:
+    f = frr("lb1", 150)
+    f.wait_state("MASTER", 15.0)
+    pv = PyvrrpNode(lab, "lb2", instances=[spec("pyvrrp", 100)])
+    pv.start()
+    pv.wait_state("BACKUP", 15.0)
+    time.sleep(1.0)  # ~3 x its Master_Down_Interval (0.36 s): it accepts FRR's adverts
+    assert pv.state() == "BACKUP", pv.log_text()[-2000:]
+    assert not holds_vip(lab, "lb2")
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    f.kill9_vrrpd()
+    pv.wait_state("MASTER", 10.0)
+    assert holds_vip(lab, "lb2")
+    # FRR comes back with the higher priority and preempts: pyvrrp drops the VIP
+    f.start_vrrpd()
+    f.wait_state("MASTER", 15.0)
+    pv.wait_state("BACKUP", 10.0)
+    wait_for(lambda: not holds_vip(lab, "lb2"), 5.0, what="pyvrrp released the VIP")
+
+
+def test_vmac_interop_pyvrrp_master_frr_backup(lab: Lab, frr: Callable[[str, int], FrrNode]) -> None:
+    pv = PyvrrpNode(lab, "lb1", instances=[spec("pyvrrp", 150)])
+    pv.start()
+    pv.wait_state("MASTER", 15.0)
+    f = frr("lb2", 100)
+    f.wait_state("BACKUP", 15.0)
+    time.sleep(1.0)
+    assert f.state() == "BACKUP", f.log()
+    assert pv.state() == "MASTER"
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    pv.stop()  # priority 0: FRR takes over after Skew_Time
+    assert link(lab, "lb1", VMAC_IF) is None
+    f.wait_state("MASTER", 10.0)
     assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
     lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])

@@ -203,3 +203,16 @@ def test_ipv6_macvlan_gets_no_generated_link_local(sysctls: Path) -> None:
     vmac_mod.VmacManager(nl).ensure("vrrp.12", "eth0", "00:00:5e:00:02:0c", 6)  # type: ignore[arg-type]
     assert _read(sysctls, "ipv6", "vrrp.12", "addr_gen_mode") == "1"
     assert _read(sysctls, "ipv6", "vrrp.12", "disable_ipv6") == "0"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [("probe_vip_before_takeover = true", "probe_vip_before_takeover"),
+     ("conflict_detection = { interval = 1 }", "conflict_detection")],
+)  # fmt: skip
+def test_guards_that_compare_macs_are_refused_with_use_vmac(extra: str, key: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        loads_toml(_toml(f"use_vmac = true\n{extra}"))
+    assert any(
+        i.path == f"vrrp_instance.VI_1.{key}" and "same virtual MAC" in i.message for i in ei.value.issues
+    )

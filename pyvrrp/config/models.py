@@ -1394,6 +1394,15 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
                 "vmac_name",
                 "interface",
             )
+        for key in ("conflict_detection", "probe_vip_before_takeover"):
+            if getattr(inst, key):
+                err(
+                    (key,),
+                    "cannot work with use_vmac: every node answers ARP for the VIP with the same virtual "
+                    "MAC, so an answer from the other node looks like our own; drop one of the two",
+                    key,
+                    "use_vmac",
+                )
         if inst.unicast_peer and not inst.vmac_xmit_base:
             err(
                 ("vmac_xmit_base",),

@@ -36,6 +36,8 @@ REFUSED: dict[str, set[tuple[int, str]]] = {
     "keepalived.conf.IPv6": {(8, "IPv6_group[0]")},  # IPv6 range ae00::2-9 in virtual_server_group
     "keepalived.conf.SSL_GET": {(20, "auth_type")},  # auth_type AH
     "keepalived.conf.UDP_CHECK": {(23, "UDP_CHECK")},
+    # without a config id no `@high`/`@low` script line is read (see the --config-id test below)
+    "keepalived.conf.conditional_conf": {(6, "script")},
     # static_*/virtual_* routes and rules are read (models.Route/Rule) but not run yet (NOT_YET_RUN)
     "keepalived.conf.track_interface": {(7, "static_routes"), (28, "virtual_routes")},
     # multipath `via A or B` is refused by name (keepalived's `or`), at its line

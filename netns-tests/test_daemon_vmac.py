@@ -24,7 +24,7 @@ import pytest
 
 from pyvrrp.lab import make_node
 from pyvrrp.lab.capture import Capture
-from pyvrrp.lab.topology import LAB_IFNAME, VIP4, DaemonNode, InstanceSpec, Lab, PyvrrpNode, wait_for
+from pyvrrp.lab.topology import LAB_IFNAME, VIP4, VIP6, DaemonNode, InstanceSpec, Lab, PyvrrpNode, wait_for
 
 pytestmark = [pytest.mark.netns]
 
@@ -341,3 +341,39 @@ def test_vmac_interop_pyvrrp_master_frr_backup(lab: Lab, frr: Callable[[str, int
     f.wait_state("MASTER", 10.0)
     assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
     lab.exec("client", ["ping", "-c", "1", "-W", "2", VIP4])
+
+
+def test_vmac_ipv6(lab_factory: Callable[..., Lab]) -> None:
+    """An IPv6 instance: MAC 00:00:5e:00:02:VRID, the base's link-local on the macvlan (the
+    adverts' source), the VIP and unsolicited NAs on it; kill -9, the backup takes over."""
+    lab = lab_factory(ipv6=True)
+    vmac6 = f"00:00:5e:00:02:{VRID:02x}"
+    vips = (f"{VIP6}/128",)
+    n1 = PyvrrpNode(lab, "lb1", instances=[spec("pyvrrp", 150, vips=vips)])
+    n1.start()
+    n1.wait_state("MASTER", 15.0)
+    n2 = PyvrrpNode(lab, "lb2", instances=[spec("pyvrrp", 100, vips=vips)])
+    n2.start()
+    n2.wait_state("BACKUP", 15.0)
+    info = link(lab, "lb1", VMAC_IF)
+    assert info is not None and info["address"] == vmac6
+    base_ll = [a for a in addrs(lab, "lb1", LAB_IFNAME) if a.startswith("fe80:")]
+    assert base_ll and base_ll[0] in addrs(lab, "lb1", VMAC_IF)
+    assert VIP6 in addrs(lab, "lb1", VMAC_IF) and VIP6 not in addrs(lab, "lb2", VMAC_IF)
+    # only the configured link-local: no EUI-64 address from the virtual MAC (addr_gen_mode 1)
+    assert [a for a in addrs(lab, "lb1", VMAC_IF) if a.startswith("fe80:")] == base_ll[:1]
+    time.sleep(1.0)
+    assert n2.state() == "BACKUP"
+    with Capture(lab) as cap:
+        n1.kill9()
+        n2.wait_state("MASTER", 10.0)
+        wait_for(lambda: VIP6 in addrs(lab, "lb2", VMAC_IF), 5.0, what="lb2 holds the IPv6 VIP")
+        time.sleep(0.3)
+    events = cap.events()
+    nas = [e for e in events if e.kind == "na" and e.target == VIP6]
+    assert nas and {e.src_mac for e in nas} == {vmac6}, nas
+    ads = [e for e in events if e.kind == "advert" and e.priority == 100]
+    assert ads and {e.src_mac for e in ads} == {vmac6}
+    lab.exec("client", ["ping", "-6", "-c", "1", "-W", "2", VIP6])
+    assert n2.stop() == 0
+    assert link(lab, "lb2", VMAC_IF) is None

@@ -31,6 +31,7 @@ Theory of operation (keepalived's vrrp_vmac.c and vrrp_if_config.c, read, not co
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -130,7 +131,8 @@ class VmacManager:
         for key, value in VMAC_SYSCTLS:
             write_sysctl("ipv4", name, key, value)
         if family == 4:
-            write_sysctl("ipv6", name, "disable_ipv6", "1")
+            with contextlib.suppress(FileNotFoundError):  # a kernel booted with ipv6.disable=1
+                write_sysctl("ipv6", name, "disable_ipv6", "1")
         else:
             write_sysctl("ipv6", name, "disable_ipv6", "0")
             write_sysctl("ipv6", name, "addr_gen_mode", "1")  # IN6_ADDR_GEN_MODE_NONE

@@ -377,3 +377,15 @@ def test_vmac_ipv6(lab_factory: Callable[..., Lab]) -> None:
     lab.exec("client", ["ping", "-6", "-c", "1", "-W", "2", VIP6])
     assert n2.stop() == 0
     assert link(lab, "lb2", VMAC_IF) is None
+
+
+def test_vmac_deleted_under_the_master_is_recreated(lab: Lab) -> None:
+    lb1, lb2 = start_pair(lab, "pyvrrp", "pyvrrp")
+    lab.ip_cmd("lb1", "link", "del", VMAC_IF)
+    # FAULT (lb2 takes over), then the macvlan is back and lb1 preempts again
+    wait_for(lambda: link(lab, "lb1", VMAC_IF) is not None, 10.0, what="lb1 re-created its macvlan")
+    lb1.wait_state("MASTER", 15.0)
+    wait_for(lambda: holds_vip(lab, "lb1"), 5.0, what="lb1 holds the VIP again")
+    lb2.wait_state("BACKUP", 10.0)
+    assert "vmac_deleted_externally" in lb1.log_text()
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}

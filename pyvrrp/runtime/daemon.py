@@ -419,6 +419,11 @@ class Daemon:
 
     async def _attach(self, inst: Instance) -> None:
         """Give a resolved instance its socket, clean stale VIPs, open the GARP socket, guards."""
+        await self._attach_links(inst)
+        await self._start_guards(inst)
+
+    async def _attach_links(self, inst: Instance) -> None:
+        """The macvlan (use_vmac), the VRRP socket, stale VIPs removed, the GARP socket, the MAC."""
         sup, spec = self.supervisor, inst.spec
         if spec.use_vmac:
             self._ensure_vmac(inst)
@@ -442,7 +447,6 @@ class Daemon:
             inst.mac = mac_to_bytes(self.netlink.link_mac(inst.vip_ifname))
         except (OSError, LookupError, ValueError) as exc:
             inst.log.warning("link_mac_unknown", error=str(exc))
-        await self._start_guards(inst)
 
     def _ensure_vmac(self, inst: Instance) -> None:
         """``use_vmac``: the instance's macvlan, created (or reused), configured and up.
@@ -463,6 +467,23 @@ class Daemon:
         except (OSError, LookupError) as exc:
             raise StartupError(f"vrrp_instance.{inst.name}.use_vmac: {exc}") from None
         inst.log.info("vmac_attached", vmac=vmac, mac=mac, outcome=outcome, xmit=inst.xmit_ifname)
+
+    async def _recreate_vmac(self, inst: Instance) -> None:
+        """Someone deleted the instance's macvlan: FAULT, then make it again (as keepalived does)."""
+        vmac = inst.spec.vmac_ifname
+        inst.log.warning("vmac_deleted_externally", vmac=vmac, action="FAULT, re-creating it")
+        self.supervisor.feed(inst, ev.TrackerChanged(name="vmac", fault=True))
+        if inst.key[0] == vmac:
+            self.supervisor.remove_socket(inst.key)
+            inst.sock = None
+        if vmac is not None:
+            self.announcer.forget(vmac)
+        try:
+            await self._attach_links(inst)
+        except (StartupError, OSError) as exc:
+            inst.log.error("vmac_recreate_failed", vmac=vmac, error=str(exc), action="staying in FAULT")
+            return
+        self.supervisor.feed(inst, ev.TrackerChanged(name="vmac", fault=False))
 
     def _remove_vmac(self, inst: Instance) -> None:
         """Delete the instance's macvlan (after its priority-0 advert and VIP removal)."""
@@ -670,6 +691,10 @@ class Daemon:
                 removal = isinstance(event, AddressEvent) and not event.added
                 if not removal and self._is_awaited(event.ifname):
                     await self._attach_waiting(event.ifname)
+                if isinstance(event, LinkEvent) and event.deleted:
+                    for inst in list(self.instances.values()):
+                        if inst.spec.vmac_ifname == event.ifname and inst.sock is not None:
+                            await self._recreate_vmac(inst)
                 if isinstance(event, LinkEvent):
                     for inst in list(self.instances.values()):
                         if inst.ifname == event.ifname and not inst.spec.dont_track_primary:

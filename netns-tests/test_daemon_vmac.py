@@ -80,6 +80,8 @@ def start_pair(lab: Lab, d1: str, d2: str, **kw: Any) -> tuple[DaemonNode, Daemo
 
 
 def test_vmac_link_sysctls_arp_failover_and_stop(lab: Lab) -> None:
+    """ARP-01, ARP-03, ARP-04: the master answers ARP for the VIP with the VMAC only, the backup
+    not at all; GARPs and adverts leave the macvlan; kill -9, takeover, same MAC; stop removes it."""
     lb1, lb2 = start_pair(lab, "pyvrrp", "pyvrrp")
     # the macvlan as keepalived makes it: private mode on eth0, virtual MAC, up on both nodes
     for host in ("lb1", "lb2"):
@@ -344,7 +346,7 @@ def test_vmac_interop_pyvrrp_master_frr_backup(lab: Lab, frr: Callable[[str, int
 
 
 def test_vmac_ipv6(lab_factory: Callable[..., Lab]) -> None:
-    """An IPv6 instance: MAC 00:00:5e:00:02:VRID, the base's link-local on the macvlan (the
+    """ARP-07, ARP-08: an IPv6 instance: MAC 00:00:5e:00:02:VRID, the base's link-local on the macvlan (the
     adverts' source), the VIP and unsolicited NAs on it; kill -9, the backup takes over."""
     lab = lab_factory(ipv6=True)
     vmac6 = f"00:00:5e:00:02:{VRID:02x}"

@@ -4,7 +4,8 @@ Theory of operation (keepalived's vrrp_vmac.c and vrrp_if_config.c, read, not co
 
 * The macvlan (default name ``vrrp.VRID``) sits on the instance's interface in
   **private** mode with MAC 00:00:5e:00:01:VRID (IPv6 00:00:5e:00:02:VRID, RFC 5798
-  §7.3).  Private mode matters: every router of the VRID has a macvlan with the same
+  §7.3, ARP-01); the VIPs on it answer ARP with that MAC only (ARP-03).
+  Private mode matters: every router of the VRID has a macvlan with the same
   MAC, and a multicast frame whose *source* is one of our macvlans' MACs (the
   master's advert, sent from its own VMAC) is delivered to that macvlan only, as if
   it were looped back.  So adverts are received on the macvlan (which joins the
@@ -19,14 +20,15 @@ Theory of operation (keepalived's vrrp_vmac.c and vrrp_if_config.c, read, not co
   not for the base's), ``accept_local=1``, ``rp_filter=0`` (adverts arrive on it from
   a source routed through the base), ``promote_secondaries=1``; an IPv4 instance's
   macvlan has IPv6 disabled (no MLD/RS/DAD frames from the shared MAC), an IPv6
-  instance's gets ``addr_gen_mode=1`` (no EUI-64 link-local) and the daemon adds the
-  base's link-local to it (the adverts' source, RFC 5798 §5.1.2.1).  The base gets
+  instance's gets ``addr_gen_mode=1`` (no EUI-64 link-local from the VMAC, ARP-08) and
+  the daemon adds the base's link-local to it (the adverts' source, RFC 5798 §5.1.2.1).  The base gets
   ``arp_ignore=1`` and ``arp_filter=1`` (so it does not answer for the VIPs) and
   ``arp_announce=2`` (see :data:`VMAC_BASE_SYSCTLS`), restored when the last macvlan on it
   is removed.
 * A macvlan left by a crashed run is reused when it has the right base, MAC and mode,
   and re-created otherwise; a link of that name that is not a macvlan is never touched
-  (:class:`VmacError`).  Stop removes the macvlan.
+  (:class:`VmacError`).  Stop removes the macvlan; one deleted under a running
+  instance puts it in FAULT until the daemon has made it again.
 """
 
 from __future__ import annotations

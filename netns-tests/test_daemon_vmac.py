@@ -391,3 +391,31 @@ def test_vmac_deleted_under_the_master_is_recreated(lab: Lab) -> None:
     lb2.wait_state("BACKUP", 10.0)
     assert "vmac_deleted_externally" in lb1.log_text()
     assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+
+
+def test_vmac_unicast_with_xmit_base(lab: Lab) -> None:
+    """Unicast peers with use_vmac need vmac_xmit_base (keepalived.conf(5)): adverts go unicast
+    from the base, the VIP and its GARPs still use the virtual MAC; kill -9, takeover."""
+    ip1, ip2 = lab.ip("lb1"), lab.ip("lb2")
+    n1 = PyvrrpNode(
+        lab, "lb1", instances=[spec("pyvrrp", 150, xmit_base=True, unicast_src=ip1, unicast_peers=(ip2,))]
+    )
+    n1.start()
+    n1.wait_state("MASTER", 15.0)
+    n2 = PyvrrpNode(
+        lab, "lb2", instances=[spec("pyvrrp", 100, xmit_base=True, unicast_src=ip2, unicast_peers=(ip1,))]
+    )
+    n2.start()
+    n2.wait_state("BACKUP", 15.0)
+    time.sleep(1.0)
+    assert n2.state() == "BACKUP"
+    assert set(lab.arping("client", VIP4, count=2)) == {VMAC}
+    with Capture(lab) as cap:
+        time.sleep(0.3)
+        n1.kill9()
+        n2.wait_state("MASTER", 10.0)
+        time.sleep(0.3)
+    ads = [e for e in cap.events() if e.kind == "advert" and e.vrid == VRID]
+    assert ads and all(e.dst_ip in (ip1, ip2) for e in ads)
+    assert {e.src_mac for e in ads if e.priority == 100} == {lab.mac("lb2")}
+    assert holds_vip(lab, "lb2")

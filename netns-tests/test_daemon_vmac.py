@@ -109,6 +109,7 @@ def test_vmac_link_sysctls_arp_failover_and_stop(lab: Lab) -> None:
 
     # kill -9 the master: lb2 takes over, the client's neighbour entry stays right
     with Capture(lab) as cap:
+        time.sleep(0.3)  # a few of lb1's adverts on the capture first
         lb1.kill9()
         lb2.wait_state("MASTER", 10.0)
         wait_for(lambda: holds_vip(lab, "lb2"), 5.0, what="lb2 holds the VIP on its macvlan")
@@ -122,6 +123,14 @@ def test_vmac_link_sysctls_arp_failover_and_stop(lab: Lab) -> None:
     lb2_adverts = [e for e in events if e.kind == "advert" and e.vrid == VRID and e.priority == 100]
     assert lb2_adverts and {e.src_mac for e in lb2_adverts} == {VMAC}, "adverts leave the macvlan"
     assert lb2_mac not in {e.src_mac for e in lb2_adverts}
+    # takeover timing through the macvlan: RFC 5798 §6.4.2 Master_Down_Interval after lb1's last
+    # advert (3 x 0.1 s + skew 0.061 s), wide margin for a loaded VM
+    lb1_last = max(e.t for e in events if e.kind == "advert" and e.priority == 150)
+    took_s = min(e.t for e in lb2_adverts) - lb1_last
+    first_garp_s = min(e.t for e in garps) - min(e.t for e in lb2_adverts)
+    print(f"vmac takeover {took_s * 1000:.1f} ms after lb1's last advert (expected 361 ms); "
+          f"first GARP {first_garp_s * 1000:.2f} ms after the first advert")  # fmt: skip
+    assert 0.3 < took_s < 2.5, took_s
 
     # SIGTERM: the macvlan goes, the base's ARP sysctls come back
     assert lb2.stop() == 0

@@ -101,6 +101,8 @@ def test_vmac_link_sysctls_arp_failover_and_stop(lab: Lab) -> None:
         assert sysctl(lab, host, f"net.ipv4.conf.{LAB_IFNAME}.arp_announce") == "2"
     assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
     assert VIP4 not in addrs(lab, "lb1", LAB_IFNAME)
+    view = lb1.instance("VI_51")  # type: ignore[attr-defined]
+    assert view is not None and view["vmac"] == {"interface": VMAC_IF, "mac": VMAC, "xmit": VMAC_IF}
 
     # the client's ARP for the VIP gets the virtual MAC, from the master only
     assert set(lab.arping("client", VIP4, count=2)) == {VMAC}

@@ -747,6 +747,12 @@ class Daemon:
             view["drops_socket"] = dict(self.supervisor.socket_drops)
             view["receive"] = receive
             view["waiting_for"] = inst.waiting_for
+            if inst.spec.use_vmac:  # use_vmac: where the VIPs are, and where adverts go
+                view["vmac"] = {
+                    "interface": inst.vip_ifname,
+                    "mac": inst.spec.vmac_mac,
+                    "xmit": inst.xmit_ifname,
+                }
             if inst.gateway is not None:
                 view["isolated"] = inst.gateway.isolated
                 view["gateway_check"] = inst.gateway.snapshot()

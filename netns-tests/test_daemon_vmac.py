@@ -181,11 +181,13 @@ def test_stale_vmac_is_replaced_and_a_foreign_link_refused(lab: Lab) -> None:
 
 
 @pytest.mark.keepalived
+@pytest.mark.parametrize("xmit_base", [False, True], ids=["vmac", "xmit_base"])
 @pytest.mark.parametrize("pv_role", ["master", "backup"])
-def test_vmac_interop_keepalived(lab: Lab, pv_role: str) -> None:
-    """pyvrrp and keepalived 2.2.7, both with use_vmac: election, kill -9 the master, takeover."""
+def test_vmac_interop_keepalived(lab: Lab, pv_role: str, xmit_base: bool) -> None:
+    """pyvrrp and keepalived 2.2.7, both with use_vmac (both with vmac_xmit_base, or neither):
+    election, kill -9 the master, takeover."""
     d1, d2 = ("pyvrrp", "keepalived") if pv_role == "master" else ("keepalived", "pyvrrp")
-    lb1, lb2 = start_pair(lab, d1, d2, version=2)
+    lb1, lb2 = start_pair(lab, d1, d2, version=2, xmit_base=xmit_base)
     for host in ("lb1", "lb2"):
         info = link(lab, host, VMAC_IF)
         assert info is not None and info["address"] == VMAC, f"{host}: {info}"

@@ -432,3 +432,45 @@ def test_vmac_unicast_with_xmit_base(lab: Lab) -> None:
     assert ads and all(e.dst_ip in (ip1, ip2) for e in ads)
     assert {e.src_mac for e in ads if e.priority == 100} == {lab.mac("lb2")}
     assert holds_vip(lab, "lb2")
+
+
+def _base_arp(lab: Lab, host: str) -> list[str]:
+    return [
+        sysctl(lab, host, f"net.ipv4.conf.{LAB_IFNAME}.{k}")
+        for k in ("arp_ignore", "arp_filter", "arp_announce")
+    ]
+
+
+def test_vmac_after_kill9_reused_then_cleaned_and_sysctls_restored(lab: Lab) -> None:
+    """kill -9 leaves the macvlan and the base's sysctls; a restart with the same config reuses
+    it, and its clean stop restores the values from before the crash; after another kill -9,
+    `pyvrrp cleanup` deletes it and restores them; a restart without use_vmac deletes it too."""
+    assert _base_arp(lab, "lb1") == ["0", "0", "0"]
+    node = PyvrrpNode(lab, "lb1", instances=[spec("pyvrrp", 150)])
+    node.start()
+    node.wait_state("MASTER", 15.0)
+    node.kill9()
+    assert link(lab, "lb1", VMAC_IF) is not None and _base_arp(lab, "lb1") == ["1", "1", "2"]
+    node.start()  # same config: reused, the stale VIP on it removed before the election
+    node.wait_state("MASTER", 15.0)
+    assert "reused" in node.log_text()
+    assert node.stop() == 0
+    assert link(lab, "lb1", VMAC_IF) is None and _base_arp(lab, "lb1") == ["0", "0", "0"]
+
+    node.start()
+    node.wait_state("MASTER", 15.0)
+    node.kill9()
+    python = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python")
+    out = lab.exec("lb1", [python, "-m", "pyvrrp", "cleanup", "--socket", str(node.socket_path)]).stdout
+    assert f"removed: macvlan {VMAC_IF}" in out, out
+    assert link(lab, "lb1", VMAC_IF) is None and _base_arp(lab, "lb1") == ["0", "0", "0"]
+
+    node.start()
+    node.wait_state("MASTER", 15.0)
+    node.kill9()
+    plain = PyvrrpNode(lab, "lb1", instances=[InstanceSpec(priority=150, version=3, advert_int_s=0.1)])
+    plain.start()
+    plain.wait_state("MASTER", 15.0)
+    assert "stale_vmac_removed" in plain.log_text()
+    assert link(lab, "lb1", VMAC_IF) is None and _base_arp(lab, "lb1") == ["0", "0", "0"]
+    assert VIP4 in addrs(lab, "lb1", LAB_IFNAME)

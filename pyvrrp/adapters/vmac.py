@@ -177,6 +177,31 @@ class VmacManager:
             _log.info("vmac_removed", vmac=name)
         return deleted
 
+    def record(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """(macvlan -> base, base -> its sysctls from before): what a crash would leave behind."""
+        return dict(self._owned), {b: dict(kv) for b, kv in self._base_saved.items()}
+
+    def adopt(self, base_sysctls: dict[str, dict[str, str]]) -> None:
+        """An earlier run's record: the values its macvlans' bases had before (restored at the end)."""
+        for base, kv in base_sysctls.items():
+            self._base_saved.setdefault(base, list(kv.items()))
+
+    def release_unused(self) -> None:
+        """Restore the adopted bases that no macvlan of this run uses."""
+        for base in [b for b in self._base_saved if not self._base_users.get(b)]:
+            for key, value in self._base_saved.pop(base):
+                try:
+                    write_sysctl("ipv4", base, key, value)
+                except OSError as exc:
+                    _log.warning("vmac_base_restore_failed", base=base, key=key, error=str(exc))
+
+    def remove_stale(self, name: str) -> bool:
+        """Delete a macvlan an earlier run made (only if it is one)."""
+        info = self.netlink.macvlan(name)
+        if info is None or info.kind != "macvlan":
+            return False
+        return self.netlink.delete_link(name)
+
     def remove_all(self) -> None:
         for name in list(self._owned):
             self.remove(name)

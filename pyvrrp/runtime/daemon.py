@@ -219,6 +219,8 @@ class Daemon:
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
             await self._add_instance(name, spec, wait=True)
+        self.vmacs.release_unused()  # bases an earlier run's macvlans changed, unused now
+        self._record_vmacs()
         self.trackers = self._build_trackers(self.config)
         self.trackers.report_all()  # before Startup: a failing check starts the instance in FAULT
         delay = float(self.config.global_defs.vrrp_startup_delay)
@@ -290,6 +292,7 @@ class Daemon:
                     sock.close()
         self.announcer.close()
         self.vmacs.remove_all()  # after priority 0 and the VIPs' removal (_release_all)
+        self._record_vmacs()
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -319,8 +322,16 @@ class Daemon:
                 log.warning("stale_vip_removed", iface=ifname, vip=vip, note="held by an earlier run")
         if old.ipvs_state and not self.config.virtual_server:
             await release_ipvs(old.ipvs_state)
+        wanted = {s.vmac_ifname for s in self.config.vrrp_instance.values() if s.vmac_ifname}
+        for vmac in sorted(set(old.vmacs) - wanted):  # a configured one is reused or re-created
+            try:
+                if self.vmacs.remove_stale(vmac):
+                    log.warning("stale_vmac_removed", vmac=vmac, note="made by an earlier run")
+            except OSError as exc:
+                log.error("vmac_remove_failed", vmac=vmac, error=str(exc))
+        self.vmacs.adopt(old.vmac_base_sysctls)
         self.held.vips, self.held.ipvs_state = set(), None
-        self._execute().flush_held()
+        self._record_vmacs()
 
     async def _start_metrics(self) -> None:
         """``global_defs.metrics_listen``: the Prometheus listener (off by default)."""
@@ -466,6 +477,8 @@ class Daemon:
                     self.netlink.add(vmac, ip_interface(f"{primary}/64"))
         except (OSError, LookupError) as exc:
             raise StartupError(f"vrrp_instance.{inst.name}.use_vmac: {exc}") from None
+        finally:
+            self._record_vmacs()
         inst.log.info("vmac_attached", vmac=vmac, mac=mac, outcome=outcome, xmit=inst.xmit_ifname)
 
     async def _recreate_vmac(self, inst: Instance) -> None:
@@ -485,6 +498,11 @@ class Daemon:
             return
         self.supervisor.feed(inst, ev.TrackerChanged(name="vmac", fault=False))
 
+    def _record_vmacs(self) -> None:
+        """The macvlans (and the bases' sysctls from before) into held.json, for a crash."""
+        self.held.vmacs, self.held.vmac_base_sysctls = self.vmacs.record()
+        self._execute().flush_held()
+
     def _remove_vmac(self, inst: Instance) -> None:
         """Delete the instance's macvlan (after its priority-0 advert and VIP removal)."""
         vmac = inst.spec.vmac_ifname
@@ -494,6 +512,7 @@ class Daemon:
             self._supervisor.remove_socket(inst.key)
         self.announcer.forget(vmac)
         self.vmacs.remove(vmac)
+        self._record_vmacs()
 
     async def _attach_waiting(self, ifname: str) -> None:
         """Netlink says something changed on ``ifname``: bring up the instances waiting for it."""
@@ -965,6 +984,8 @@ def run_daemon(
             return await daemon.run()
         except StartupError:
             daemon.vmacs.remove_all()  # an instance after a use_vmac one could not start
+            if daemon._executor is not None:
+                daemon._record_vmacs()
             raise
 
     return asyncio.run(main())

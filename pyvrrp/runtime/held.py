@@ -13,6 +13,9 @@ address.  Then:
   what the file lists (a config that does not validate touches nothing);
 - ``pyvrrp cleanup`` removes the same without parsing any config; the systemd
   unit runs it as ``ExecStopPost``, so a crashed daemon's VIPs go at once;
+- ``use_vmac`` macvlans (and the base interfaces' ARP sysctls from before them) are
+  recorded too: a start deletes the ones its config no longer has, and ``cleanup``
+  deletes them all and restores the sysctls;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
   own state file, whose path is kept here so ``cleanup`` can find it.
 
@@ -39,6 +42,10 @@ class HeldState:
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
+    vmacs: dict[str, str] = field(default_factory=dict)
+    """use_vmac macvlans this node made: name -> base interface."""
+    vmac_base_sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The base interfaces' net.ipv4.conf values before the macvlans changed them."""
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -62,6 +69,11 @@ class HeldState:
             held.vips = {(str(i), str(a)) for i, a in data.get("vips", [])}
             state = data.get("ipvs_state")
             held.ipvs_state = str(state) if state else None
+            held.vmacs = {str(k): str(v) for k, v in dict(data.get("vmacs", {})).items()}
+            held.vmac_base_sysctls = {
+                str(b): {str(k): str(v) for k, v in dict(kv).items()}
+                for b, kv in dict(data.get("vmac_base_sysctls", {})).items()
+            }
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -74,7 +86,12 @@ class HeldState:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        body = {"vips": sorted([i, a] for i, a in self.vips), "ipvs_state": self.ipvs_state}
+        body = {
+            "vips": sorted([i, a] for i, a in self.vips),
+            "ipvs_state": self.ipvs_state,
+            "vmacs": self.vmacs,
+            "vmac_base_sysctls": self.vmac_base_sysctls,
+        }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _daemon_helpers import sighup, write_config
 
 from pyvrrp.lab import make_node
 from pyvrrp.lab.capture import Capture
@@ -474,3 +475,22 @@ def test_vmac_after_kill9_reused_then_cleaned_and_sysctls_restored(lab: Lab) -> 
     assert "stale_vmac_removed" in plain.log_text()
     assert link(lab, "lb1", VMAC_IF) is None and _base_arp(lab, "lb1") == ["0", "0", "0"]
     assert VIP4 in addrs(lab, "lb1", LAB_IFNAME)
+
+
+def test_reload_turns_use_vmac_on_and_off(lab: Lab) -> None:
+    """SIGHUP: an instance that gains use_vmac restarts on a new macvlan; losing it deletes it."""
+    plain = InstanceSpec(priority=150, version=3, advert_int_s=0.1)
+    node = PyvrrpNode(lab, "lb1", instances=[plain])
+    node.start()
+    node.wait_state("MASTER", 15.0)
+    assert VIP4 in addrs(lab, "lb1", LAB_IFNAME)
+    write_config(node, [spec("pyvrrp", 150)])
+    sighup(node)
+    wait_for(lambda: holds_vip(lab, "lb1"), 10.0, what="the VIP on the new macvlan")
+    assert VIP4 not in addrs(lab, "lb1", LAB_IFNAME)
+    node.wait_state("MASTER", 10.0)
+    write_config(node, [plain])
+    sighup(node)
+    wait_for(lambda: link(lab, "lb1", VMAC_IF) is None, 10.0, what="the macvlan deleted")
+    wait_for(lambda: VIP4 in addrs(lab, "lb1", LAB_IFNAME), 10.0, what="the VIP back on eth0")
+    assert _base_arp(lab, "lb1") == ["0", "0", "0"]

@@ -14,9 +14,17 @@ def test_round_trip_and_absent_file(tmp_path: Path) -> None:
     held = HeldState.in_dir(tmp_path / "run")
     held.vips = {("eth0", "192.0.2.1/32"), ("eth1", "2001:db8::1/128")}
     held.ipvs_state = "/var/lib/pyvrrp/ipvs-owned.json"
+    held.nft_table = "pyvrrp"
     held.save()
     back = HeldState.load(held.path)
     assert back.vips == held.vips and back.ipvs_state == held.ipvs_state
+    assert back.nft_table == "pyvrrp"
+    held.sync_daemon = True
+    held.save()
+    back = HeldState.load(held.path)
+    assert back.vips == held.vips and back.ipvs_state == held.ipvs_state and back.sync_daemon
+    (tmp_path / "old.json").write_text('{"vips": [], "ipvs_state": null}')  # before lvs_sync_daemon
+    assert HeldState.load(tmp_path / "old.json").sync_daemon is False
     assert not list((tmp_path / "run").glob("*.tmp"))
     back.remove()
     back.remove()  # twice is fine

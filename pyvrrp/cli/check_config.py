@@ -118,6 +118,9 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
             }
         )
     rows = _instance_rows(cfg)
+    from pyvrrp.ipvs.syncd import SyncDaemonSpec
+
+    syncd = SyncDaemonSpec.from_config(cfg)
     if as_json:
         doc = {
             "ok": True,
@@ -126,6 +129,7 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
             "instances": rows,
             "sync_groups": {k: list(g.group) for k, g in cfg.vrrp_sync_group.items()},
             "virtual_servers": sorted(cfg.virtual_server),
+            "lvs_sync_daemon": syncd.describe() if syncd is not None else None,
             "warnings": warning_docs,
         }
         typer.echo(json.dumps(doc, indent=2))
@@ -150,6 +154,8 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
             f"  virtual_server {key}: {vs.protocol} {vs.lvs_method} {vs.lvs_sched}, "
             f"{n} real server{'s' if n != 1 else ''}"
         )
+    if syncd is not None:
+        typer.echo(f"  lvs_sync_daemon {syncd.describe()}")
     for w in warnings:
         typer.echo(f"warning: {w}")
     return 0

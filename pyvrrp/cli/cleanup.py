@@ -26,11 +26,11 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", help="Where held.json is (default: the control socket's directory)."
         ),
     ) -> None:
-        """Remove the VIPs, macvlans and IPVS services a stopped daemon left (exit 1 if a daemon runs)."""
+        """Remove the VIPs, macvlans, IPVS services, sync daemons and nftables table a stopped daemon left."""
         from pyvrrp.adapters.netlink import Netlink
         from pyvrrp.adapters.vmac import VmacManager, write_sysctl
         from pyvrrp.runtime.control import DaemonUnreachable, request_sync
-        from pyvrrp.runtime.daemon import release_ipvs
+        from pyvrrp.runtime.daemon import release_ipvs, release_sync_daemons
         from pyvrrp.runtime.held import HeldState
 
         try:
@@ -79,6 +79,22 @@ def register(app: typer.Typer) -> None:
         if held.ipvs_state:
             asyncio.run(release_ipvs(held.ipvs_state))
             typer.echo(f"IPVS services recorded in {held.ipvs_state}: removed")
+        if held.nft_table:
+            from pyvrrp.adapters.firewall import FirewallError, Nft
+
+            try:
+                Nft().remove(held.nft_table)
+            except FirewallError as exc:
+                typer.echo(f"pyvrrp: cannot delete nftables table inet {held.nft_table}: {exc}", err=True)
+                failed += 1
+            else:
+                typer.echo(f"removed: nftables table inet {held.nft_table}")
+        if held.sync_daemon:
+            errors = asyncio.run(release_sync_daemons())
+            for error in errors:
+                typer.echo(f"pyvrrp: {error}", err=True)
+            failed += len(errors)
+            typer.echo("IPVS sync daemons: stopped" if not errors else "IPVS sync daemons: not stopped")
         if failed:
             raise typer.Exit(1)
         held.remove()

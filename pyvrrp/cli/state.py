@@ -61,3 +61,13 @@ def register(app: typer.Typer) -> None:
                 f"uptime={result.get('uptime_s')}s"
             )
             typer.echo(render_table(result["instances"], verbose=verbose))
+            syncd = result.get("lvs_sync_daemon")
+            if isinstance(syncd, dict):
+                running = ", ".join(syncd.get("running") or []) or "none"
+                follows = f"follows {syncd.get('instance')} ({syncd.get('following_state')})"
+                line = f"  lvs_sync_daemon {syncd.get('interface')} sync id {syncd.get('sync_id')}: "
+                line += f"running {running}"
+                line += f", {follows}" if syncd.get("instance") else ""
+                if syncd.get("last_error"):
+                    line += f"; last error: {syncd['last_error']}"
+                typer.echo(line)

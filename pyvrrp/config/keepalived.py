@@ -265,7 +265,12 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "startup_script_timeout": _ref("startup/shutdown hooks are not implemented"),
         "shutdown_script": _ref("startup/shutdown hooks are not implemented; use systemd ExecStopPost"),
         "shutdown_script_timeout": _ref("startup/shutdown hooks are not implemented"),
-        "lvs_sync_daemon": _ref("the IPVS connection sync daemon is not managed; start it with ipvsadm"),
+        "lvs_sync_daemon": _sup(
+            "lvs_sync_daemon",
+            "lvs_sync_daemon",
+            "`IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group ADDR]`: master while INSTANCE "
+            "is MASTER, backup otherwise; without INSTANCE both always run",
+        ),
         "lvs_timeouts": _sup("lvs_timeouts", "lvs_timeouts", "`[tcp S] [tcpfin S] [udp S]`", "lvs_timeouts"),
         "lvs_flush": _ign("pyvrrp manages only the IPVS services it configured"),
         "lvs_flush_on_stop": _ign("pyvrrp manages only the IPVS services it configured"),
@@ -274,18 +279,19 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "default_interface": _ign("every instance names its interface; VIPs without dev use it"),
         "dynamic_interfaces": _ign("interfaces that come and go are handled as link down/up"),
         "log_unknown_vrids": _ign("adverts for unknown VRIDs are counted in `pyvrrp state`"),
-        "vrrp_iptables": _ign(
-            "pyvrrp manages no firewall; with accept mode (keepalived's default) keepalived adds no "
-            "VIP rules either; with no_accept or vrrp_strict the file is refused"
+        "vrrp_iptables": _approx(
+            None,
+            "pyvrrp drops traffic to no_accept VIPs with nftables (table global_defs.vrrp_nftables), "
+            "as keepalived does where iptables is nftables-based; its chain names are not used",
+            "none",
         ),
         "vrrp_ipsets": _ref("ipsets are not managed"),
-        "nftables": _ign(
-            "pyvrrp manages no firewall; with accept mode (keepalived's default) keepalived adds no "
-            "VIP rules either; with no_accept or vrrp_strict the file is refused"
+        "nftables": _sup(
+            "vrrp_nftables", "opt_str", "table for the no_accept drop rules (pyvrrp's default name: pyvrrp)"
         ),
-        "nftables_priority": _ign(_NOT_NEEDED),
-        "nftables_counters": _ign(_NOT_NEEDED),
-        "nftables_ifindex": _ign(_NOT_NEEDED),
+        "nftables_priority": _sup("vrrp_nftables_priority", "int"),
+        "nftables_counters": _sup("vrrp_nftables_counters", "flag"),
+        "nftables_ifindex": _ign("pyvrrp keeps no IPv6 link-local sets (no VMAC IGMP/MLD rules)"),
         "nftables_ipvs": _ref("per-group fwmarks via nftables are not implemented"),
         "nftables_ipvs_priority": _ref("per-group fwmarks via nftables are not implemented"),
         "nftables_ipvs_start_fwmark": _ref("per-group fwmarks via nftables are not implemented"),
@@ -409,7 +415,12 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             "other options are refused by name",
             "virtual_rules",
         ),
-        "lvs_sync_daemon_interface": _ref("the IPVS connection sync daemon is not managed"),
+        "lvs_sync_daemon_interface": _sup(
+            None,
+            "lvs_sync_daemon",
+            "deprecated form of global_defs `lvs_sync_daemon IF INSTANCE` (a warning, as in keepalived); "
+            "the first sync daemon line of the file counts, later ones are ignored with a warning",
+        ),
         "vrf": _ref("VRFs are not implemented"),
     },
     "vrrp_sync_group": {
@@ -570,7 +581,8 @@ _OBSOLETE: dict[str, str] = {
     "nb_get_retry": "only HTTP_GET/SSL_GET know this old name; use retry",
     "notify_primary": "keepalived 2.2.7 has no notify_primary, so this script does not run; "
     "use notify_master",
-    "lvs_sync_daemon_inteface": "a misspelt lvs_sync_daemon_interface: no sync daemon is started",
+    "lvs_sync_daemon_inteface": "a misspelt lvs_sync_daemon_interface: no IPVS sync daemon is started; "
+    "spell it lvs_sync_daemon_interface (or use global_defs lvs_sync_daemon) to run one",
     "ha_suspend": "a virtual_server keyword, not a vrrp_instance one",
 }
 
@@ -618,6 +630,8 @@ class _Ctx:
     def __init__(self) -> None:
         self.issues: list[Issue] = []
         self.locs: dict[str, tuple[str, int]] = {}
+        self.syncd: list[tuple[str, Node, dict[str, Any]]] = []
+        """Sync daemon lines in file order: (key path, node, lvs_sync_daemon dict); the first counts."""
 
     def error(self, path: str, msg: str, node: Node | None) -> None:
         self.issues.append(
@@ -711,6 +725,10 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
                 node,
             )
         return node.args[0]
+    if conv == "none":
+        return _SKIP  # read and reported (approximated); sets nothing
+    if conv == "opt_str" and not node.args:
+        return _SKIP  # `nftables` without a name: the default table
     if conv == "init_file" and not node.args:
         return 0
     if conv == "float_or_default":
@@ -1066,6 +1084,107 @@ def _lvs_timeouts(ctx: _Ctx, path: str, node: Node) -> Any:
     return out
 
 
+_SYNCD_OPTIONS = {"id": "sync_id", "maxlen": "maxlen", "port": "port", "ttl": "ttl", "group": "group"}
+
+
+def _lvs_sync_daemon(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """global_defs ``lvs_sync_daemon IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group A]``.
+
+    keepalived >= 1.2.20 (global_parser.c lvs_syncd_handler): the third word is the instance
+    (``inst`` may precede it); a bare number after the instance is the old SYNC_ID position
+    (keepalived asks for ``id``; so do we, with a warning).  keepalived ignores a bad value
+    and runs on (a sync id "defaulting to vrid" can differ between the two directors): here a
+    bad value or an unknown word is an error naming this line.
+    """
+    if node.children is not None:
+        ctx.error(path, "'lvs_sync_daemon' takes `IF [INSTANCE] [id N] ...`, not a { } block", node)
+        return
+    words = list(node.args)
+    if not words:
+        ctx.error(path, "'lvs_sync_daemon' needs an interface: `lvs_sync_daemon IF [INSTANCE] [id N]`", node)
+        return
+    spec: dict[str, Any] = {"interface": words[0]}
+    i = 1
+    ok = True
+    while i < len(words):
+        w = words[i]
+        if w == "inst" or w in _SYNCD_OPTIONS:
+            key = "instance" if w == "inst" else _SYNCD_OPTIONS[w]
+            if i + 1 >= len(words):
+                ctx.error(path, f"lvs_sync_daemon: {w!r} needs a value", node)
+                return
+            value: Any = words[i + 1]
+            if key not in ("instance", "group"):
+                if not value.isdigit():
+                    ctx.error(f"{path}.{key}", f"lvs_sync_daemon {w}: {value!r} is not a number", node)
+                    ok = False
+                    i += 2
+                    continue
+                value = int(value)
+            if key in spec:
+                ctx.warn(path, f"lvs_sync_daemon: {w!r} given twice; the last one counts", node)
+            spec[key] = value
+            i += 2
+            continue
+        if i == 1 and "instance" not in spec:
+            spec["instance"] = w
+        elif i == 2 and w.isdigit() and "sync_id" not in spec and "instance" in spec:
+            ctx.warn(
+                path,
+                f"lvs_sync_daemon: a bare sync id ({w}) after the instance is the old syntax; write "
+                f"`id {w}` (keepalived asks for it too)",
+                node,
+            )
+            spec["sync_id"] = int(w)
+        else:
+            known = "inst, " + ", ".join(_SYNCD_OPTIONS)
+            ctx.error(path, f"lvs_sync_daemon: unknown word {w!r} (known: {known})", node)
+            ok = False
+        i += 1
+    if ok:
+        ctx.syncd.append((path, node, spec))
+
+
+def _syncd_interface_handler(instance: str) -> _Handler:
+    """vrrp_instance ``lvs_sync_daemon_interface IF``: keepalived's pre-1.2.20 form of
+    ``lvs_sync_daemon IF INSTANCE`` (vrrp_parser.c: "deprecated. Please use global lvs_sync_daemon")."""
+
+    def handler(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+        if node.children is not None or len(node.args) != 1:
+            ctx.error(path, "'lvs_sync_daemon_interface' takes one interface name", node)
+            return
+        iface = node.args[0]
+        ctx.warn(
+            path,
+            f"'lvs_sync_daemon_interface' is deprecated (keepalived warns too): write "
+            f"`lvs_sync_daemon {iface} {instance}` in global_defs",
+            node,
+        )
+        ctx.syncd.append((path, node, {"interface": iface, "instance": instance}))
+
+    return handler
+
+
+def _sync_daemon_choice(ctx: _Ctx, model: dict[str, Any]) -> None:
+    """keepalived runs one sync daemon: the first line that asks for one counts, later ones are
+    ignored ("has already been specified as IF - ignoring"), with a warning here too."""
+    if not ctx.syncd:
+        return
+    _path, node, spec = ctx.syncd[0]
+    for later_path, later, _spec in ctx.syncd[1:]:
+        ctx.warn(
+            later_path,
+            f"a sync daemon is already configured ({node.keyword} {' '.join(node.args)} at "
+            f"{node.file}:{node.line}): ignored, as keepalived does (it runs one sync daemon)",
+            later,
+        )
+    target = "global_defs.lvs_sync_daemon"
+    ctx.mark(target, node)
+    for key in spec:
+        ctx.mark(f"{target}.{key}", node)
+    model.setdefault("global_defs", {})["lvs_sync_daemon"] = spec
+
+
 _GENERIC_BLOCK: dict[str, _Handler] = {
     "routes": _lines,
     "rules": _lines,
@@ -1111,7 +1230,8 @@ def _vrrp_instance(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         return
     # keepalived defaults written out explicitly (they differ from RFC 5798 §6.1 for accept)
     out.update({"state": "BACKUP", "preempt": True})  # accept: see _derived()
-    _walk_block(ctx, "vrrp_instance", f"vrrp_instance.{_q(name)}", node, out)
+    handlers = {"lvs_sync_daemon_interface": _syncd_interface_handler(name)}
+    _walk_block(ctx, "vrrp_instance", f"vrrp_instance.{_q(name)}", node, out, handlers)
     if out.get("state") not in ("MASTER", "BACKUP"):
         ctx.error(
             f"vrrp_instance.{_q(name)}.state", f"state must be MASTER or BACKUP, got {out['state']!r}", node
@@ -1136,31 +1256,7 @@ def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
         return
     out = model.setdefault("global_defs", {})
     ctx.mark("global_defs", node)
-    _walk_block(ctx, "global_defs", "global_defs", node, out)
-    for child in node.children:
-        if child.keyword in _FIREWALL_KEYWORDS:
-            model.setdefault("_firewall", child)
-
-
-#: keepalived manages a firewall with these for no_accept / strict mode (keepalived.conf(5)).
-_FIREWALL_KEYWORDS = ("vrrp_iptables", "nftables", "vrrp_nftables")
-
-
-def _firewall_check(ctx: _Ctx, model: dict[str, Any]) -> None:
-    """vrrp_iptables/nftables matter only for instances without accept mode: refuse those."""
-    fw: Node | None = model.get("_firewall")
-    if fw is None:
-        return
-    for name, inst in model.get("vrrp_instance", {}).items():
-        if inst.get("accept") is False:
-            ctx.error(
-                f"global_defs.{fw.keyword}",
-                f"vrrp_instance {name} has no accept mode (no_accept or vrrp_strict): keepalived would "
-                "drop traffic to VIPs it does not own with firewall rules, and pyvrrp manages no "
-                "firewall yet; add such rules yourself and remove this line, or drop no_accept",
-                fw,
-            )
-            return
+    _walk_block(ctx, "global_defs", "global_defs", node, out, {"lvs_sync_daemon": _lvs_sync_daemon})
 
 
 # -- LVS ----------------------------------------------------------------------------------
@@ -1495,8 +1591,8 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
         handler(ctx, node, model)
     _vmac_unicast(ctx, model)
     _derived(model)
+    _sync_daemon_choice(ctx, model)
     _v3_authentication(ctx, model)
-    _firewall_check(ctx, model)
     _cross_checks(ctx, model)
     return _cleanup(model), ctx.issues, ctx.locs
 

@@ -65,6 +65,7 @@ __all__ = [
     "ConflictDetection",
     "GatewayCheck",
     "GlobalDefs",
+    "LvsSyncDaemon",
     "TrackFile",
     "TrackFileRef",
     "TrackInterfaceRef",
@@ -227,6 +228,50 @@ class LvsTimeouts(_Model):
         return self
 
 
+IFNAME_MAX = 15
+"""Longest interface name the kernel takes (IFNAMSIZ 16, IPVS's IP_VS_IFNAME_MAXLEN 16, with the NUL)."""
+
+
+def _ifname(v: Any) -> Any:
+    if isinstance(v, str) and len(v) > IFNAME_MAX:
+        raise ValueError(f"{v!r} is longer than an interface name can be ({IFNAME_MAX} characters)")
+    return v
+
+
+class LvsSyncDaemon(_Model):
+    """``lvs_sync_daemon IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group ADDR]``.
+
+    The kernel's IPVS connection-sync daemon (``ipvsadm --start-daemon``): the master sends
+    the connections of its IPVS table to the group, the backup adds them to its own, so a
+    director that takes over keeps the established connections.  With ``instance`` the
+    daemon follows that instance: master while it is MASTER, backup in every other state;
+    without one both run for as long as pyvrrp runs (keepalived.conf(5)).
+    """
+
+    interface: Annotated[NonEmptyStr, AfterValidator(_ifname)]
+    """Interface the sync messages are sent / received on (``--mcast-interface``)."""
+    instance: NonEmptyStr | None = None
+    """The vrrp_instance whose state the daemon follows (none: master and backup always run)."""
+    sync_id: Annotated[Int, _between(0, 255)] | None = None
+    """``--syncid``; default: the instance's virtual_router_id, 0 without an instance.  0 on a
+    backup accepts every sync id."""
+    maxlen: Annotated[Int, _between(1, 65507)] | None = None
+    """Largest sync message payload in bytes (kernel default: from the interface MTU)."""
+    port: Annotated[Int, _between(1, 65535)] | None = None
+    """UDP port of the sync messages (kernel default 8848)."""
+    ttl: Annotated[Int, _between(1, 255)] | None = None
+    """Multicast TTL of the sync messages (kernel default 1)."""
+    group: IPAddr | None = None
+    """Multicast group (IPv4 or IPv6) of the sync messages (kernel default 224.0.0.81)."""
+
+    @field_validator("group")
+    @classmethod
+    def _multicast(cls, v: IPAddress | None) -> IPAddress | None:
+        if v is not None and not v.is_multicast:
+            raise ValueError(f"must be a multicast address, got {v}")
+        return v
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``"ADDR:PORT"`` or ``"[ADDR6]:PORT"`` -> (address, port); ValueError says what is wrong.
 
@@ -290,12 +335,29 @@ class GlobalDefs(_Model):
     """Group of IPv6 multicast adverts (RFC 5798 §5.1.2.2 default)."""
     lvs_timeouts: LvsTimeouts | None = None
     """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
+    lvs_sync_daemon: LvsSyncDaemon | None = None
+    """The IPVS connection-sync daemon pyvrrp runs (master on MASTER, backup otherwise)."""
     net_namespace: NonEmptyStr | None = None
     """Run VRRP and IPVS inside this network namespace (keepalived's top-level ``net_namespace``)."""
+    vrrp_nftables: str = "pyvrrp"
+    """nftables table (family inet) that drops traffic to the VIPs of instances without accept mode."""
+    vrrp_nftables_priority: Int = -1
+    """Priority of that table's input hook (keepalived ``nftables_priority``)."""
+    vrrp_nftables_counters: bool = False
+    """Count the dropped packets (``nft list table inet TABLE``); keepalived ``nftables_counters``."""
     metrics_listen: str | None = None
     """``"ADDR:PORT"`` / ``"[ADDR6]:PORT"`` of the Prometheus ``/metrics`` listener (unset: off)."""
     metrics_keepalived_names: bool = True
     """Also serve mehdy/keepalived-exporter's ``keepalived_*`` metric names.  pyvrrp only."""
+
+    @field_validator("vrrp_nftables")
+    @classmethod
+    def _nft_table(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", v):
+            raise ValueError(
+                f"{v!r} is not an nftables table name: a letter, then up to 63 letters, digits, '_' or '-'"
+            )
+        return v
 
     @field_validator("metrics_listen")
     @classmethod
@@ -1323,6 +1385,7 @@ def _semantic_errors(p: _Parts) -> _Found:
     out.extend(_sync_group_errors(p))
     out.extend(_lvs_errors(p))
     out.extend(_static_errors(p))
+    out.extend(_sync_daemon_errors(p))
     for feature, loc, detail in _not_yet_run(p):
         if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "error":
             out.append((loc, _not_yet_run_message(feature, detail), ()))
@@ -1644,6 +1707,23 @@ def _sync_group_errors(p: _Parts) -> _Found:
                 member_of[member] = gname
         out.extend(_ref_errors(base, grp.track_script, grp.track_file, p))
     return out
+
+
+def _sync_daemon_errors(p: _Parts) -> _Found:
+    syncd = p.g.lvs_sync_daemon
+    if syncd is None or syncd.instance is None or syncd.instance in p.names["vrrp_instance"]:
+        return []
+    have = ", ".join(sorted(p.names["vrrp_instance"])) or "none"
+    # keepalived logs "Unable to find vrrp instance ... clearing lvs_syncd config" and runs
+    # without the sync daemon: established connections would then die at the next failover
+    return [
+        (
+            ("global_defs", "lvs_sync_daemon", "instance"),
+            f"no vrrp_instance named {syncd.instance!r} (have: {have}): name the instance the sync "
+            "daemon follows, or leave it out to run master and backup daemons all the time",
+            (),
+        )
+    ]
 
 
 def _lvs_errors(p: _Parts) -> _Found:

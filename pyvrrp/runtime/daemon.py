@@ -41,6 +41,7 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.adapters.arp import Announcer, mac_to_bytes
+from pyvrrp.adapters.firewall import DropPlan, FirewallError, Nft
 from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
@@ -53,6 +54,7 @@ from pyvrrp.config.errors import ConfigError
 from pyvrrp.config.load import load_config
 from pyvrrp.config.models import Config, VrrpInstance
 from pyvrrp.ipvs.manager import IpvsManager
+from pyvrrp.ipvs.syncd import SyncDaemonManager, SyncDaemonSpec
 from pyvrrp.proto import events as ev
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
@@ -164,7 +166,10 @@ class Daemon:
         self.control = ControlServer(self.control_path)
         self.systemd = SdNotifier.from_environ()  # no-op outside a Type=notify unit
         self.held = HeldState.in_dir(Path(self.control_path).parent)
+        self.firewall = Nft()
+        self._drop_plan: DropPlan | None = None  # what the nftables table holds now
         self.ipvs: IpvsManager | None = None
+        self.syncd: SyncDaemonManager | None = None
         self.trackers: Trackers | None = None
         self._tracker_names: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -215,6 +220,7 @@ class Daemon:
             raise StartupError(f"control socket {self.control_path}: {exc}") from None
         await self._start_metrics()
         await self._release_held()  # the config has passed validation; no other daemon runs
+        self._apply_firewall(self.config)  # before any instance can hold a no_accept VIP
 
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
@@ -235,6 +241,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        await self._start_syncd()
         self.trackers.start()
         if self.config.virtual_server:
             await self._start_ipvs()
@@ -278,12 +285,17 @@ class Daemon:
         pending: list[Coroutine[Any, Any, Any]] = []
         if self.ipvs is not None:
             pending.append(asyncio.wait_for(self.ipvs.stop(keep=self.keep_ipvs), timeout=IPVS_STOP_BOUND_S))
+        if self.syncd is not None:
+            pending.append(asyncio.wait_for(self.syncd.stop(), timeout=IPVS_STOP_BOUND_S))
         # notify_stop runs within its budget even behind a hung script (adapters/notify.py)
         pending.append(self.notifier.stop(timeout_s=NOTIFY_STOP_BUDGET_S))
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
+        self._remove_firewall()  # after the VIPs: never a moment a no_accept master accepts
+        if self.syncd is not None and not self.syncd.running:
+            self.held.sync_daemon = False
         if self._executor is not None:
             self._executor.flush_held()
         if self._supervisor is not None:
@@ -322,6 +334,11 @@ class Daemon:
                 log.warning("stale_vip_removed", iface=ifname, vip=vip, note="held by an earlier run")
         if old.ipvs_state and not self.config.virtual_server:
             await release_ipvs(old.ipvs_state)
+        plan = drop_plan(self.config)
+        if old.nft_table and (plan is None or plan.table != old.nft_table):
+            self._drop_plan = DropPlan(old.nft_table)  # so that _apply_firewall deletes it
+        if old.sync_daemon and self.config.global_defs.lvs_sync_daemon is None:
+            await release_sync_daemons()
         wanted = {s.vmac_ifname for s in self.config.vrrp_instance.values() if s.vmac_ifname}
         for vmac in sorted(set(old.vmacs) - wanted):  # a configured one is reused or re-created
             try:
@@ -330,7 +347,8 @@ class Daemon:
             except OSError as exc:
                 log.error("vmac_remove_failed", vmac=vmac, error=str(exc))
         self.vmacs.adopt(old.vmac_base_sysctls)
-        self.held.vips, self.held.ipvs_state = set(), None
+        self.held.vips, self.held.ipvs_state, self.held.sync_daemon = set(), None, False
+        self.held.nft_table = old.nft_table
         self._record_vmacs()
 
     async def _start_metrics(self) -> None:
@@ -656,6 +674,9 @@ class Daemon:
     def _on_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
         if self.ipvs is not None:
             self.ipvs.set_master(self.supervisor.any_master())
+        syncd = self.syncd
+        if syncd is not None and not self._released and syncd.spec and inst.name == syncd.spec.instance:
+            syncd.follow(action.new.value)  # master on MASTER, backup otherwise
         self.systemd.status(self._summary())
 
     def _summary(self) -> str:
@@ -681,6 +702,49 @@ class Daemon:
             self._tracker_names.setdefault(instance, set()).add(name)
             self.supervisor.feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
 
+    # ---------------------------------------------------------------- firewall
+
+    def _apply_firewall(self, config: Config) -> None:
+        """Make the nftables table drop what ``config``'s no_accept instances hold (firewall.py).
+
+        A failure is logged as an error and changes nothing else: VRRP goes on, and the
+        no_accept masters accept traffic to their VIPs until nft works (a VIP is never
+        withheld for want of a firewall rule).
+        """
+        plan = drop_plan(config)
+        old = self._drop_plan
+        if plan == old:
+            return
+        try:
+            if old is not None and (plan is None or plan.table != old.table):
+                self.firewall.remove(old.table)
+                log.info("firewall_removed", table=old.table)
+            if plan is not None:
+                self.firewall.apply(plan)
+                log.info("firewall_set", table=plan.table, vips=len(plan.v4) + len(plan.v6))
+        except FirewallError as exc:
+            log.error(
+                "firewall_failed",
+                error=str(exc),
+                note="no_accept is not enforced: masters accept traffic to their VIPs",
+            )
+            return
+        self._drop_plan = plan
+        self.held.nft_table = plan.table if plan is not None else None
+        self._execute().flush_held()
+
+    def _remove_firewall(self) -> None:
+        plan, self._drop_plan = self._drop_plan, None
+        if plan is None:
+            return
+        try:
+            self.firewall.remove(plan.table)
+        except FirewallError as exc:
+            log.error("firewall_remove_failed", table=plan.table, error=str(exc), fix="pyvrrp cleanup")
+            return
+        self.held.nft_table = None
+        log.info("firewall_removed", table=plan.table)
+
     # -------------------------------------------------------------------- IPVS
 
     async def _start_ipvs(self) -> None:
@@ -693,6 +757,24 @@ class Daemon:
         await self.ipvs.start()
         self.control.register("ipvs", self._op_ipvs)
         self._ipvs_ready.set()
+
+    def _syncd_state(self, spec: SyncDaemonSpec | None) -> str | None:
+        """The state of the instance the sync daemon follows (None: it follows none)."""
+        if spec is None or spec.instance is None:
+            return None
+        inst = self.instances.get(spec.instance)
+        return inst.router.state.value if inst is not None else None
+
+    async def _start_syncd(self) -> None:
+        """``lvs_sync_daemon``: the kernel's IPVS connection-sync threads (pyvrrp.ipvs.syncd)."""
+        spec = SyncDaemonSpec.from_config(self.config)
+        if spec is None:
+            return
+        self.syncd = SyncDaemonManager(spec)
+        self.held.sync_daemon = True  # a kill -9 leaves the threads: `pyvrrp cleanup` stops them
+        self._execute().flush_held()
+        log.info("sync_daemon_configured", detail=spec.describe())
+        await self.syncd.start(self._syncd_state(spec))
 
     async def _op_ipvs(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.ipvs is None and self.config.virtual_server:
@@ -789,13 +871,16 @@ class Daemon:
         if name is not None and name not in self.instances:
             have = ", ".join(self.instances) or "none"
             raise ControlError("no_such_instance", f"no instance named {name!r}; have: {have}")
-        return {
+        result: dict[str, Any] = {
             "router_id": self.config.global_defs.router_id,
             "pid": os.getpid(),
             "uptime_s": round(clock.monotonic() - self.started_at, 3),
             "config": self.config_path,
             "instances": self.views(name),
         }
+        if self.syncd is not None:
+            result["lvs_sync_daemon"] = self.syncd.snapshot()
+        return result
 
     async def _op_ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True}
@@ -878,6 +963,7 @@ class Daemon:
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
         self.config = new
+        self._apply_firewall(new)
         self._set_groups(new)
         for name in change.removed + change.restarted:
             gone = sup.instances.pop(name)
@@ -914,6 +1000,11 @@ class Daemon:
             self.ipvs.reconfigure(new)
         elif new.virtual_server:
             await self._start_ipvs()
+        syncd_spec = SyncDaemonSpec.from_config(new)
+        if self.syncd is not None:
+            self.syncd.reconfigure(syncd_spec, self._syncd_state(syncd_spec))  # restarts only what changed
+        elif syncd_spec is not None:
+            await self._start_syncd()
 
     def _reload_trackers(self, new: Config) -> None:
         old = self.trackers
@@ -931,10 +1022,44 @@ class Daemon:
         self.trackers.start()
 
 
+def drop_plan(config: Config) -> DropPlan | None:
+    """The drop rules of ``config``: every VIP of an instance without accept mode (not owners).
+
+    RFC 5798 §6.1: the address owner (priority 255) always accepts; so does every
+    instance with ``accept = true`` (keepalived's default).  None: no table at all.
+    """
+    g = config.global_defs
+    addrs = [
+        vip.address.ip
+        for spec in config.vrrp_instance.values()
+        if not spec.accept and spec.priority != 255
+        for vip in (*spec.virtual_ipaddress, *spec.virtual_ipaddress_excluded)
+    ]
+    if not addrs:
+        return None
+    return DropPlan.of(
+        g.vrrp_nftables, addrs, priority=g.vrrp_nftables_priority, counters=g.vrrp_nftables_counters
+    )
+
+
 async def release_ipvs(state_file: str) -> None:
     """Remove the IPVS services recorded in ``state_file`` (and nothing else)."""
     manager = IpvsManager(Config.model_validate({}), state_file=state_file)
     await manager.stop(keep=False)
+
+
+async def release_sync_daemons() -> list[str]:
+    """Stop the kernel's master and backup sync threads (a crashed run's); returns the errors."""
+    from pyvrrp.ipvs import kernel
+
+    errors = []
+    for role in ("master", "backup"):
+        try:
+            if await asyncio.to_thread(kernel.stop_sync_daemon, role):
+                log.warning("stale_sync_daemon_stopped", role=role, note="started by an earlier run")
+        except kernel.IpvsError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

@@ -17,7 +17,11 @@ address.  Then:
   recorded too: a start deletes the ones its config no longer has, and ``cleanup``
   deletes them all and restores the sysctls;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
-  own state file, whose path is kept here so ``cleanup`` can find it.
+  own state file, whose path is kept here so ``cleanup`` can find it;
+- the nftables table of the no_accept drop rules (adapters/firewall.py) is recorded
+  by name, so ``cleanup`` deletes it and a start with another table name does too.
+- ``sync_daemon`` says the daemon runs the kernel's IPVS sync threads
+  (``lvs_sync_daemon``): ``cleanup`` (and a start whose config has none) stops them.
 
 Writes are atomic (temporary file + rename) and happen off the hot path: the
 executor marks the record dirty and the loop flushes it after the GARPs.
@@ -37,7 +41,7 @@ HELD_FILE = "held.json"
 
 @dataclass
 class HeldState:
-    """The VIPs (``(ifname, "addr/prefix")``) and IPVS state file this node holds."""
+    """The VIPs (``(ifname, "addr/prefix")``), IPVS state file and nftables table this node holds."""
 
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
@@ -46,6 +50,8 @@ class HeldState:
     """use_vmac macvlans this node made: name -> base interface."""
     vmac_base_sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
     """The base interfaces' net.ipv4.conf values before the macvlans changed them."""
+    nft_table: str | None = None
+    sync_daemon: bool = False
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -74,6 +80,9 @@ class HeldState:
                 str(b): {str(k): str(v) for k, v in dict(kv).items()}
                 for b, kv in dict(data.get("vmac_base_sysctls", {})).items()
             }
+            table = data.get("nft_table")
+            held.nft_table = str(table) if table else None
+            held.sync_daemon = data.get("sync_daemon") is True
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -91,6 +100,8 @@ class HeldState:
             "ipvs_state": self.ipvs_state,
             "vmacs": self.vmacs,
             "vmac_base_sysctls": self.vmac_base_sysctls,
+            "nft_table": self.nft_table,
+            "sync_daemon": self.sync_daemon,
         }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)

@@ -201,12 +201,12 @@ def test_cli_convert_lists_warnings_on_stderr_and_in_header(tmp_path: Path) -> N
 def test_cli_convert_refuses_with_file_line(tmp_path: Path) -> None:
     conf = tmp_path / "k.conf"
     conf.write_text(
-        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n use_vmac\n"
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n use_ipvlan\n"
         " virtual_ipaddress {\n 10.0.0.1\n }\n}\n"
     )
     result = runner.invoke(app, ["convert", "-f", str(conf)])
     assert result.exit_code == 1
-    assert f"error: {conf}:4: vrrp_instance.VI_1.use_vmac" in result.stderr
+    assert f"error: {conf}:4: vrrp_instance.VI_1.use_ipvlan" in result.stderr
     assert result.stdout == ""
 
 

@@ -493,7 +493,8 @@ def test_brd_must_be_ipv4() -> None:
             "vrrp_instance.VI_1.authentication.auth_type",
             8,
         ),
-        (" use_vmac", "vrrp_instance.VI_1.use_vmac", 7),
+        (" use_vmac a b c", "vrrp_instance.VI_1.use_vmac", 7),
+        (" use_vmac vrrp.1 01:00:5e:00:01:01", "vrrp_instance.VI_1.vmac_address", 7),
     ],
 )
 def test_bad_values_still_name_key_path_and_line(tmp_path: Path, body: str, path: str, line: int) -> None:
@@ -540,3 +541,14 @@ def test_v3_by_family_drops_authentication(tmp_path: Path) -> None:
     inst = cfg.vrrp_instance["VI_6"]
     assert inst.version == 3 and inst.authentication is None
     assert any(w.path == "vrrp_instance.VI_6.authentication" and w.line == 4 for w in warnings)
+
+
+def test_vsg_entry_with_a_host_prefix_reads_the_address_and_a_network_is_refused(tmp_path: Path) -> None:
+    """Corpus 44: keepalived 2.2.7 takes `10.45.58.59/32 27` in a virtual_server_group silently."""
+    vsg = "virtual_server_group G {{\n 192.0.2.1 80\n {entry} 27\n}}\n"
+    vs = "virtual_server group G {\n protocol TCP\n}\n"
+    cfg, warnings = _warnings(tmp_path, vsg.format(entry="10.45.58.59/32") + vs + _inst())
+    assert "10.45.58.59:27" in cfg.virtual_server_group["G"].address
+    assert any(w.line == 3 and "redundant" in w.message for w in warnings)
+    (e,) = _errors(tmp_path, vsg.format(entry="10.45.58.0/24") + vs + _inst())
+    assert e.line == 3 and "not a network" in e.message

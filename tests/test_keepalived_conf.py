@@ -336,8 +336,8 @@ def test_ignored_keyword_is_warning_with_line(tmp_path: Path) -> None:
 
 
 def test_refused_keyword_is_error_with_line(tmp_path: Path) -> None:
-    errs = _errors(tmp_path, _inst("use_vmac"))
-    assert [(e.path, e.line) for e in errs] == [("vrrp_instance.VI_1.use_vmac", 7)]
+    errs = _errors(tmp_path, _inst("use_ipvlan"))
+    assert [(e.path, e.line) for e in errs] == [("vrrp_instance.VI_1.use_ipvlan", 7)]
     assert "not supported" in errs[0].message
 
 

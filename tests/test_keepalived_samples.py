@@ -36,7 +36,8 @@ REFUSED: dict[str, set[tuple[int, str]]] = {
     "keepalived.conf.IPv6": {(8, "IPv6_group[0]")},  # IPv6 range ae00::2-9 in virtual_server_group
     "keepalived.conf.SSL_GET": {(20, "auth_type")},  # auth_type AH
     "keepalived.conf.UDP_CHECK": {(23, "UDP_CHECK")},
-    "keepalived.conf.conditional_conf": {(23, "use_vmac")},
+    # without a config id no `@high`/`@low` script line is read (see the --config-id test below)
+    "keepalived.conf.conditional_conf": {(6, "script")},
     # multipath `via A or B` is refused by name (keepalived's `or`), at its line
     "keepalived.conf.vrrp.routes": {(30, "virtual_routes[4]")},
     # `to 192.168.100./24` is not an address (keepalived skips that rule): refused at its line
@@ -113,14 +114,14 @@ def test_email_settings_reported_in_samples(tmp_path: Path) -> None:
 
 
 def test_conditional_sample_with_config_id(tmp_path: Path) -> None:
-    """keepalived -i high: the @high lines are read; use_vmac is still refused at its line."""
+    """keepalived -i high: the @high lines are read, with use_vmac (default name vrrp.VRID)."""
     sample = next(p for p in SAMPLES if _sample_name(p) == "keepalived.conf.conditional_conf")
     conf = _materialize(sample, tmp_path)
     data, issues, _ = ka.to_model_dict(conf, config_id="high")
     assert data["vrrp_instance"]["VI_0"]["priority"] == 170
     assert data["vrrp_script"]["check_VI_0"]["script"] == "/etc/keepalived/scripts/check_high_VI_0.sh"
-    errs = [(i.line, i.path) for i in issues if i.severity == "error"]
-    assert (23, "vrrp_instance.VI_0.use_vmac") in errs
+    assert not [i for i in issues if i.severity == "error"]
+    assert data["vrrp_instance"]["VI_0"]["use_vmac"] is True
     assert data["global_defs"]["net_namespace"]  # read into the model; the daemon enters it
     data_low, _, _ = ka.to_model_dict(conf, config_id="low")
     assert data_low["vrrp_instance"]["VI_0"]["priority"] == 85

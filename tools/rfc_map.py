@@ -21,11 +21,13 @@ TEST_DIRS = ("tests", "netns-tests", "uml-tests")
 # IDs pyvrrp deliberately does not implement (or implements differently), and why.
 NOTES = {
     "TMR-09": "not implemented: flapping from small intervals is not detected or logged yet",
-    "ARP-03": "deviation (as keepalived without use_vmac): no virtual MAC; the kernel answers ARP "
-    "with the physical MAC, GARPs carry it too",
-    "ARP-05": "partly: VIPs are added before the first GARP; no VMAC to wait for",
+    "ARP-03": "only with use_vmac (the macvlan answers with 00:00:5e:00:01:VRID and sends the GARPs); "
+    "without it, as keepalived without use_vmac, the kernel answers ARP with the physical MAC",
+    "ARP-05": "partly: VIPs are added before the first GARP; "
+    "a use_vmac macvlan is up before the instance starts",
     "ARP-06": "not handled: proxy_arp on VIP interfaces is neither checked nor changed",
-    "ARP-08": "n/a: no virtual MAC, so no interface ID can be derived from it",
+    "ARP-08": "use_vmac: the macvlan gets addr_gen_mode=1 (no EUI-64 address from the VMAC) and the base's "
+    "link-local; without use_vmac there is no VMAC to derive one from",
     "ARP-09": "not implemented: no ICMP-redirect source handling or non-owner drop route",
     "AM-01": "deviation (AM-02): accept mode defaults to true, as keepalived, because an LVS "
     "director must accept VIP traffic; no_accept is accepted but not enforced with firewall rules",

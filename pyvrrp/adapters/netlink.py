@@ -108,6 +108,7 @@ __all__ = [
     "InterfaceNotFound",
     "LinkEvent",
     "LinkTable",
+    "MacvlanInfo",
     "Netlink",
     "NetlinkEvent",
     "NetlinkMonitor",
@@ -171,6 +172,20 @@ def link_up(flags: int) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # pyroute2 messages -> plain values (pure)
+
+
+class MacvlanInfo(NamedTuple):
+    """A link as :meth:`Netlink.macvlan` sees it."""
+
+    ifindex: int
+    kind: str
+    """IFLA_INFO_KIND: "macvlan", "veth", ...; "" for a device without link info."""
+    base_index: int
+    """IFLA_LINK: the lower device (0: none)."""
+    mac: str
+    mode: str
+    """The macvlan mode ("private", "bridge", ...); "" for other kinds."""
+    up: bool
 
 
 class AddrInfo(NamedTuple):
@@ -888,6 +903,84 @@ class Netlink:
             return socket.if_nametoindex(ifname)
         except OSError:
             raise NetlinkOperationError(errno.ENODEV, f"{what}: interface {ifname!r} not found") from None
+    # ------------------------------------------------------------ macvlans (use_vmac)
+
+    def macvlan(self, ifname: str) -> MacvlanInfo | None:
+        """What the link ``ifname`` is (None: no such link); ``kind`` is '' for a plain device."""
+        try:
+            msg = self._thread.call(self._req.link(ifname))
+        except InterfaceNotFound:
+            return None
+        info = msg.get_attr("IFLA_LINKINFO")
+        kind = str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
+        mode = ""
+        if kind == "macvlan":
+            data = info.get_attr("IFLA_INFO_DATA")
+            mode = str(data.get_attr("IFLA_MACVLAN_MODE") or "") if data is not None else ""
+        return MacvlanInfo(
+            ifindex=int(msg["index"]),
+            kind=kind,
+            base_index=int(msg.get_attr("IFLA_LINK") or 0),
+            mac=str(msg.get_attr("IFLA_ADDRESS") or "").lower(),
+            mode=mode,
+            up=bool(int(msg["flags"]) & IFF_UP),
+        )
+
+    def add_macvlan(self, ifname: str, base: str, mac: str, *, mode: str = "private") -> int:
+        """Create the macvlan ``ifname`` on ``base`` with ``mac`` (left down); returns its ifindex.
+
+        keepalived's vrrp_vmac.c creates its VMACs the same way: kind macvlan, mode
+        private, IFLA_LINK the base, IFLA_ADDRESS the virtual MAC.
+        """
+        base_index = self.link_index(base)
+
+        async def _add() -> None:
+            async with self._req.lock:
+                await self._req.ipr.link(
+                    "add", ifname=ifname, kind="macvlan", link=base_index, macvlan_mode=mode, address=mac
+                )
+
+        try:
+            self._thread.call(_add())
+        except NetlinkError as exc:
+            raise NetlinkOperationError(
+                exc.code, f"cannot create macvlan {ifname!r} on {base!r}: {_strerror(exc)}"
+            ) from exc
+        return self.link_index(ifname)
+
+    def set_link_up(self, ifname: str, up: bool = True) -> None:
+        """Admin up (or down) ``ifname``."""
+        index = self.link_index(ifname)
+
+        async def _set() -> None:
+            async with self._req.lock:
+                await self._req.ipr.link("set", index=index, state="up" if up else "down")
+
+        try:
+            self._thread.call(_set())
+        except NetlinkError as exc:
+            raise NetlinkOperationError(
+                exc.code, f"cannot set {ifname!r} {'up' if up else 'down'}: {_strerror(exc)}"
+            ) from exc
+
+    def delete_link(self, ifname: str) -> bool:
+        """Delete the link ``ifname``; True if deleted, False if it was not there."""
+        try:
+            index = self.link_index(ifname)
+        except InterfaceNotFound:
+            return False
+
+        async def _del() -> None:
+            async with self._req.lock:
+                await self._req.ipr.link("del", index=index)
+
+        try:
+            self._thread.call(_del())
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.ENOENT):
+                return False
+            raise NetlinkOperationError(exc.code, f"cannot delete {ifname!r}: {_strerror(exc)}") from exc
+        return True
 
     # ------------------------------------------------------------ events
 

@@ -1,8 +1,9 @@
 """``pyvrrp cleanup``: remove what a stopped or crashed daemon held, without reading any config.
 
-The daemon records the VIPs it adds and the IPVS state file of the services it creates in
-``held.json`` in its runtime directory (:mod:`pyvrrp.runtime.held`); this command removes
-exactly that.  conf/pyvrrp.service runs it as ``ExecStopPost``.  It refuses while a daemon
+The daemon records the VIPs it adds, its use_vmac macvlans and the IPVS state file of the
+services it creates in ``held.json`` in its runtime directory (:mod:`pyvrrp.runtime.held`);
+this command removes exactly that (and restores the sysctls the macvlans changed).
+conf/pyvrrp.service runs it as ``ExecStopPost``.  It refuses while a daemon
 answers on the control socket (the record is that daemon's, and it is still using it).
 """
 
@@ -25,8 +26,9 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", help="Where held.json is (default: the control socket's directory)."
         ),
     ) -> None:
-        """Remove the VIPs, routes, rules, IPVS services, sync daemons and nftables table left behind."""
+        """Remove the VIPs, routes, rules, macvlans, IPVS services, sync daemons and nft table left behind."""
         from pyvrrp.adapters.netlink import Netlink
+        from pyvrrp.adapters.vmac import VmacManager, write_sysctl
         from pyvrrp.runtime.control import DaemonUnreachable, request_sync
         from pyvrrp.runtime.daemon import release_ipvs, release_sync_daemons
         from pyvrrp.runtime.held import HeldState
@@ -64,6 +66,23 @@ def register(app: typer.Typer) -> None:
                     failed += 1
                     continue
                 typer.echo(f"{'removed' if removed else 'already gone'}: {vip} on {ifname}")
+            vmacs = VmacManager(netlink)
+            for vmac in sorted(held.vmacs):
+                try:
+                    removed = vmacs.remove_stale(vmac)
+                except OSError as exc:
+                    typer.echo(f"pyvrrp: cannot remove macvlan {vmac}: {exc}", err=True)
+                    failed += 1
+                    continue
+                typer.echo(f"{'removed' if removed else 'already gone'}: macvlan {vmac}")
+            for base, values in sorted(held.vmac_base_sysctls.items()):
+                for key, value in sorted(values.items()):
+                    try:
+                        write_sysctl("ipv4", base, key, value)
+                    except OSError as exc:
+                        typer.echo(f"pyvrrp: cannot restore net.ipv4.conf.{base}.{key}: {exc}", err=True)
+                        continue
+                typer.echo(f"restored: net.ipv4.conf.{base}.{{{','.join(sorted(values))}}}")
         if held.ipvs_state:
             asyncio.run(release_ipvs(held.ipvs_state))
             typer.echo(f"IPVS services recorded in {held.ipvs_state}: removed")

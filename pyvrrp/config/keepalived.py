@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,8 +300,8 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "nftables_ipvs_priority": _ref("per-group fwmarks via nftables are not implemented"),
         "nftables_ipvs_start_fwmark": _ref("per-group fwmarks via nftables are not implemented"),
         "disable_local_igmp": _ign("no VMAC, so no IGMP hygiene needed"),
-        "vmac_prefix": _ign("use_vmac is not implemented"),
-        "vmac_addr_prefix": _ign("use_vmac is not implemented"),
+        "vmac_prefix": _sup(None, "str", "default macvlan names PREFIX.VRID (default vrrp)"),
+        "vmac_addr_prefix": _ign("use_vmac_addr is not implemented"),
         "reload_check_config": _ign("a reload with an invalid config keeps the running one"),
         "reload_time_file": _ref("scheduled reloads are not implemented"),
         "reload_repeat": _ref("scheduled reloads are not implemented"),
@@ -408,12 +409,18 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "no_virtual_ipaddress": _sup("no_virtual_ipaddress", "flag", "an instance without VIPs, on purpose"),
         "garp_extra_if": _ref("GARP on non-VRRP interfaces is not implemented"),
         "old_unicast_checksum": _ref("the pre-1.3.8 unicast checksum is not implemented"),
-        "use_vmac": _ref(
-            "virtual MAC (macvlan) is not implemented: pyvrrp keeps VIPs on the interface and "
-            "moves them with gratuitous ARP/NA; remove use_vmac to run"
+        "use_vmac": _sup(
+            "use_vmac",
+            "vmac",
+            "`use_vmac [NAME] [MAC]`: a private-mode macvlan (default vrrp.VRID, 00:00:5e:00:01:VRID) "
+            "carries the VIPs and sends the adverts",
         ),
-        "vmac_xmit_base": _ref("use_vmac is not implemented"),
-        "use_vmac_addr": _ref("use_vmac is not implemented"),
+        "vmac_xmit_base": _sup(
+            "vmac_xmit_base", "flag", "adverts on the base interface, VIPs on the macvlan"
+        ),
+        "use_vmac_addr": _ref(
+            "a macvlan per VIP interface is not implemented; use_vmac puts the instance's VIPs on its macvlan"
+        ),
         "use_ipvlan": _ref("ipvlan is not implemented"),
         "virtual_routes": _sup(
             "virtual_routes",
@@ -880,6 +887,9 @@ def _apply(
     if child.children is not None:
         ctx.error(cpath, f"'{kw}' takes a value, not a {{ }} block", child)
         return
+    if entry.conv == "vmac":
+        _use_vmac(ctx, cpath, child, out)
+        return
     val = _conv_scalar(ctx, cpath, child, entry.conv)
     if isinstance(val, _Skip):
         return
@@ -892,6 +902,29 @@ def _apply(
     out[entry.field] = val
     if entry.conv == "weight" and "reverse" in child.args[1:]:
         out["weight_reverse"] = True
+
+
+_MAC_WORD = re.compile(r"^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){4,5}$")
+
+
+def _use_vmac(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
+    """``use_vmac [NAME] [MAC]`` (keepalived.conf(5)); a 5-octet MAC gets the VRID as its last octet."""
+    base = path.rsplit(".", 1)[0]
+    out["use_vmac"] = True
+    ctx.mark(path, node)
+    extra: list[str] = []
+    for word in node.args:
+        if _MAC_WORD.match(word) and "vmac_address" not in out:
+            octets = [f"{int(o, 16):02x}" for o in word.split(":")]
+            out["vmac_address"] = ":".join(octets) if len(octets) == 6 else ":".join(octets) + ":VRID"
+            ctx.mark(f"{base}.vmac_address", node)
+        elif "vmac_name" not in out and not _MAC_WORD.match(word):
+            out["vmac_name"] = word
+            ctx.mark(f"{base}.vmac_name", node)
+        else:
+            extra.append(word)
+    if extra:
+        ctx.error(path, f"'use_vmac' takes [NAME] [MAC], got the extra words {' '.join(extra)!r}", node)
 
 
 # -- value blocks -------------------------------------------------------------------------
@@ -936,7 +969,12 @@ def _vips(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
                 j += 2
                 continue
             if w == "use_vmac":
-                ctx.error(ipath, "per-VIP use_vmac is not supported (no virtual MAC)", line)
+                ctx.error(
+                    ipath,
+                    "per-VIP use_vmac is not supported (a macvlan per VIP interface); "
+                    "the instance's use_vmac puts its VIPs on its macvlan",
+                    line,
+                )
                 j += 1
                 continue
             ctx.error(ipath, f"unknown virtual_ipaddress option '{w}'", line)
@@ -1614,6 +1652,18 @@ def _vsg(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
             ctx.error(ipath, "expected `IP[-LAST] PORT` or `fwmark N`", line)
             continue
         host, port = w
+        if "/" in host:
+            host, _, plen = host.partition("/")
+            full = "128" if ":" in host else "32"
+            if plen != full:
+                ctx.error(
+                    ipath,
+                    f"{w[0]!r}: a virtual_server_group entry is one address or a last-octet range "
+                    f"(`10.0.0.1-20 {port}`), not a network; list the addresses",
+                    line,
+                )
+                continue
+            ctx.warn(ipath, f"{w[0]!r}: the /{plen} is redundant (one address), as keepalived reads it", line)
         if ":" in host and "-" in host:
             ctx.error(ipath, f"IPv6 address ranges ({host}) are not supported; list the addresses", line)
             continue
@@ -1716,6 +1766,7 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
             _apply(ctx, entry, "(top)", node.keyword, node, model, {})
             continue
         handler(ctx, node, model)
+    _vmac_unicast(ctx, model)
     _derived(model)
     _sync_daemon_choice(ctx, model)
     _v3_authentication(ctx, model)
@@ -1765,6 +1816,25 @@ def _v3_authentication(ctx: _Ctx, model: dict[str, Any]) -> None:
             del inst["authentication"]
 
 
+def _vmac_unicast(ctx: _Ctx, model: dict[str, Any]) -> None:
+    """keepalived: "unicast with use_vmac requires vmac_xmit_base - setting" (so do we, with a warning)."""
+    for name, inst in model.get("vrrp_instance", {}).items():
+        if inst.get("use_vmac") and inst.get("unicast_peer") and not inst.get("vmac_xmit_base"):
+            p = f"vrrp_instance.{_q(name)}.use_vmac"
+            loc = ctx.locs.get(p)
+            ctx.issues.append(
+                Issue(
+                    "warning",
+                    p,
+                    "use_vmac with unicast_peer needs vmac_xmit_base (unicast adverts arrive on the base "
+                    "interface); set, as keepalived does; add vmac_xmit_base to say so",
+                    loc[0] if loc else None,
+                    loc[1] if loc else None,
+                )
+            )
+            inst["vmac_xmit_base"] = True
+
+
 def _derived(model: dict[str, Any]) -> None:
     """Keywords without a model field of their own, applied to the fields they imply."""
     g = model.get("global_defs", {})
@@ -1773,7 +1843,13 @@ def _derived(model: dict[str, Any]) -> None:
         g["vrrp_garp_master_delay"] = 0
     down_timer = g.pop("_vrrp_down_timer_adverts", None)
     global_strict = bool(g.pop("_vrrp_strict", False))
+    vmac_prefix = g.pop("_vmac_prefix", None)
     for inst in model.get("vrrp_instance", {}).values():
+        if inst.get("use_vmac") and "vmac_name" not in inst and vmac_prefix and "virtual_router_id" in inst:
+            inst["vmac_name"] = f"{vmac_prefix}.{inst['virtual_router_id']}"
+        mac = inst.get("vmac_address")
+        if isinstance(mac, str) and mac.endswith(":VRID") and isinstance(inst.get("virtual_router_id"), int):
+            inst["vmac_address"] = mac[: -len("VRID")] + f"{inst['virtual_router_id'] & 0xFF:02x}"
         if down_timer is not None:
             inst.setdefault("down_timer_adverts", down_timer)
         strict = inst.pop("_strict_mode", global_strict)

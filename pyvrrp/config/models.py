@@ -197,6 +197,19 @@ Version = Annotated[Literal[2, 3], BeforeValidator(_intish)]
 IPAddr = Annotated[IPAddress, PlainValidator(_parse_ip), PlainSerializer(str, return_type=str)]
 IPIface = Annotated[IPInterface, PlainValidator(_parse_interface), PlainSerializer(str, return_type=str)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _parse_mac(v: object) -> str:
+    if not isinstance(v, str) or not _MAC.match(v.strip().lower()):
+        raise ValueError(f"expected a MAC address like 00:00:5e:00:01:0c, got {v!r}")
+    mac = v.strip().lower()
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"{mac} is a multicast MAC: an interface needs a unicast one")
+    return mac
+
+
+MacAddr = Annotated[str, PlainValidator(_parse_mac)]
 
 
 class _Model(BaseModel):
@@ -1026,6 +1039,14 @@ class VrrpInstance(_Model):
     fence_timeout: PosSeconds = 10.0
     fence_failure: Literal["stay-backup", "proceed"] = "stay-backup"
     probe_vip_before_takeover: bool = False
+    use_vmac: bool = False
+    """keepalived ``use_vmac``: a macvlan with the VRRP virtual MAC (RFC 5798 §7.3) carries the VIPs."""
+    vmac_name: str | None = None
+    """The macvlan's name (keepalived ``use_vmac NAME``); default ``vrrp.VRID``."""
+    vmac_address: MacAddr | None = None
+    """Its MAC (keepalived ``use_vmac NAME MAC``); default 00:00:5e:00:01:VRID (IPv6 00:00:5e:00:02:VRID)."""
+    vmac_xmit_base: bool = False
+    """Send and receive adverts on ``interface`` instead of the macvlan (keepalived ``vmac_xmit_base``)."""
 
     _up = field_validator("state", mode="before")(classmethod(lambda cls, v: _upper(v)))
     _low = field_validator("fence_failure", mode="before")(classmethod(lambda cls, v: _lower(v)))
@@ -1065,8 +1086,8 @@ class VrrpInstance(_Model):
         return 4
 
     def vip_dev(self, vip: VirtualIPAddress) -> str:
-        """The interface ``vip`` goes on: its ``dev``, else the instance's ``interface``."""
-        return vip.dev or self.interface
+        """The interface ``vip`` goes on: its ``dev``, else the use_vmac macvlan or ``interface``."""
+        return vip.dev or self.vmac_ifname or self.interface
 
     @property
     def vip_list(self) -> tuple[tuple[IPInterface, str | None], ...]:
@@ -1100,6 +1121,22 @@ class VrrpInstance(_Model):
             if e.dev and e.dev != self.interface and not e.no_track and e.dev not in out:
                 out.append(e.dev)
         return tuple(out)
+
+    @property
+    def vmac_ifname(self) -> str | None:
+        """The macvlan's name when ``use_vmac`` is on (default ``vrrp.VRID``, as keepalived)."""
+        if not self.use_vmac:
+            return None
+        return self.vmac_name or f"vrrp.{self.virtual_router_id}"
+
+    @property
+    def vmac_mac(self) -> str | None:
+        """The macvlan's MAC: ``vmac_address``, else the VRRP virtual MAC (RFC 5798 §7.3)."""
+        if not self.use_vmac:
+            return None
+        if self.vmac_address is not None:
+            return self.vmac_address
+        return f"00:00:5e:00:{'02' if self.family == 6 else '01'}:{self.virtual_router_id:02x}"
 
     @property
     def advert_int_cs(self) -> int:
@@ -1499,6 +1536,7 @@ def _semantic_errors(p: _Parts) -> _Found:
     for name, inst in instances.items():
         out.extend(_instance_errors(name, inst, p))
     out.extend(_vrid_clashes(instances))
+    out.extend(_vmac_clashes(instances))
     out.extend(_sync_group_errors(p))
     out.extend(_lvs_errors(p))
     out.extend(_static_errors(p))
@@ -1577,10 +1615,48 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
         *((("virtual_rules", i, "iif"), r.iif) for i, r in enumerate(inst.virtual_rules)),
         *((("virtual_rules", i, "oif"), r.oif) for i, r in enumerate(inst.virtual_rules)),
         *((("track_interface", i, "name"), t.name) for i, t in enumerate(inst.track_interface)),
+        (("vmac_name",), inst.vmac_name),
     ):
         bad = _ifname_problem(ifname)
         if bad:
             err(loc, bad, str(loc[0]))
+
+    # use_vmac (keepalived.conf(5)): the macvlan is a link of its own on `interface`
+    if inst.use_vmac:
+        if inst.vmac_ifname == inst.interface:
+            err(
+                ("vmac_name",),
+                f"is the instance's interface {inst.interface}: name the macvlan differently",
+                "vmac_name",
+                "interface",
+            )
+        for key in ("conflict_detection", "probe_vip_before_takeover"):
+            if getattr(inst, key):
+                err(
+                    (key,),
+                    "cannot work with use_vmac: every node answers ARP for the VIP with the same virtual "
+                    "MAC, so an answer from the other node looks like our own; drop one of the two",
+                    key,
+                    "use_vmac",
+                )
+        if inst.unicast_peer and not inst.vmac_xmit_base:
+            err(
+                ("vmac_xmit_base",),
+                "use_vmac with unicast_peer needs vmac_xmit_base = true (unicast adverts arrive on the base "
+                "interface, not on the macvlan; keepalived sets it for you)",
+                "use_vmac",
+                "unicast_peer",
+                "vmac_xmit_base",
+            )
+    else:
+        for key in ("vmac_name", "vmac_address", "vmac_xmit_base"):
+            if getattr(inst, key):
+                err(
+                    (key,),
+                    "has no effect without use_vmac = true; add use_vmac or remove it",
+                    key,
+                    "use_vmac",
+                )
 
     # addresses (PKT-08).  No VIPs is legal, as in keepalived (see check()).
     vips = inst.virtual_ipaddress
@@ -1735,6 +1811,30 @@ def _ref_errors(
                     f" (defined: {', '.join(sorted(known))})" if known else f" (no [{sec}.NAME] is defined)"
                 )
                 out.append(((*base, key, i), f"no {sec} named {ref.name!r}{have}", ()))
+    return out
+
+
+def _vmac_clashes(instances: Mapping[str, VrrpInstance]) -> _Found:
+    """Two instances cannot own one macvlan (its name is one link)."""
+    out: _Found = []
+    owner: dict[str, str] = {}
+    for name, inst in instances.items():
+        vmac = inst.vmac_ifname
+        if vmac is None:
+            continue
+        if vmac in owner:
+            other = owner[vmac]
+            deps = tuple(("vrrp_instance", n, f) for n in (name, other) for f in ("use_vmac", "vmac_name"))
+            out.append(
+                (
+                    ("vrrp_instance", name, "vmac_name"),
+                    f"macvlan {vmac} is already used by vrrp_instance.{format_path((other,))}; give each "
+                    "instance its own vmac_name",
+                    deps,
+                )
+            )
+        else:
+            owner[vmac] = name
     return out
 
 

@@ -48,6 +48,7 @@ from pyvrrp.adapters.notify import NotifyRunner
 from pyvrrp.adapters.notify_fifo import NotifyFifo, NotifyFifos
 from pyvrrp.adapters.proc_connector import ConnectorUnavailable, ProcConnector
 from pyvrrp.adapters.systemd import SdNotifier
+from pyvrrp.adapters.vmac import VmacManager
 from pyvrrp.adapters.vrrp_socket import VrrpSocket
 from pyvrrp.base import clock
 from pyvrrp.config.diff import ConfigDiff, diff
@@ -184,6 +185,7 @@ class Daemon:
         # one pyroute2 client: interface facts, VIPs (synchronous, so that SendAdvert ->
         # AddVips -> AnnounceVips holds: the VIPs exist before the GARPs) and events
         self.netlink = Netlink()
+        self.vmacs = VmacManager(self.netlink)
         self.announcer = Announcer()
         self.notifier = NotifyRunner(timeout_s=float(config.global_defs.notify_timeout))
         self.epochs = _epoch_store(config)
@@ -254,6 +256,8 @@ class Daemon:
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
             await self._add_instance(name, spec, wait=True)
+        self.vmacs.release_unused()  # bases an earlier run's macvlans changed, unused now
+        self._record_vmacs()
         self.trackers = self._build_trackers(self.config)
         self.trackers.report_all()  # before Startup: a failing check starts the instance in FAULT
         delay = float(self.config.global_defs.vrrp_startup_delay)
@@ -335,6 +339,8 @@ class Daemon:
         self.announcer.close()
         if self.fifos is not None:  # after every STOP line was written
             await self.fifos.close()
+        self.vmacs.remove_all()  # after priority 0 and the VIPs' removal (_release_all)
+        self._record_vmacs()
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -372,10 +378,18 @@ class Daemon:
             self._drop_plan = DropPlan(old.nft_table)  # so that _apply_firewall deletes it
         if old.sync_daemon and self.config.global_defs.lvs_sync_daemon is None:
             await release_sync_daemons()
+        wanted = {s.vmac_ifname for s in self.config.vrrp_instance.values() if s.vmac_ifname}
+        for vmac in sorted(set(old.vmacs) - wanted):  # a configured one is reused or re-created
+            try:
+                if self.vmacs.remove_stale(vmac):
+                    log.warning("stale_vmac_removed", vmac=vmac, note="made by an earlier run")
+            except OSError as exc:
+                log.error("vmac_remove_failed", vmac=vmac, error=str(exc))
+        self.vmacs.adopt(old.vmac_base_sysctls)
         self.held.vips, self.held.ipvs_state, self.held.sync_daemon = set(), None, False
         self.held.routes, self.held.rules = set(), set()
         self.held.nft_table = old.nft_table
-        self._execute().flush_held()
+        self._record_vmacs()
 
     async def _start_metrics(self) -> None:
         """``global_defs.metrics_listen``: the Prometheus listener (off by default)."""
@@ -490,13 +504,21 @@ class Daemon:
 
     async def _attach(self, inst: Instance) -> None:
         """Give a resolved instance its socket, clean stale VIPs, open the GARP socket, guards."""
+        await self._attach_links(inst)
+        await self._start_guards(inst)
+
+    async def _attach_links(self, inst: Instance) -> None:
+        """The macvlan (use_vmac), the VRRP socket, stale VIPs removed, the GARP socket, the MAC."""
         sup, spec = self.supervisor, inst.spec
+        if spec.use_vmac:
+            self._ensure_vmac(inst)
         sock = sup.sockets.get(inst.key)
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
-            # demultiplexed by VRID; the source address is set per advert.
+            # demultiplexed by VRID; the source address is set per advert.  With use_vmac
+            # the interface is the instance's macvlan (unless vmac_xmit_base).
             sock = await VrrpSocket(
-                spec.interface, spec.family, group=mcast_group_of(self.config, spec.family)
+                inst.xmit_ifname, spec.family, group=mcast_group_of(self.config, spec.family)
             ).open()
             sup.add_socket(inst.key, sock)
         inst.sock = sock
@@ -514,14 +536,68 @@ class Daemon:
         for dev, vips in by_dev.items():
             self.netlink.prepare(dev, vips, inst.labels())
         try:  # open the AF_PACKET socket now, not on the first (hot) transition
-            self.announcer.sender(spec.interface)
+            self.announcer.sender(inst.vip_ifname)
         except OSError as exc:
             inst.log.warning("announce_socket_failed", error=str(exc))
         try:
-            inst.mac = mac_to_bytes(self.netlink.link_mac(spec.interface))
+            inst.mac = mac_to_bytes(self.netlink.link_mac(inst.vip_ifname))
         except (OSError, LookupError, ValueError) as exc:
             inst.log.warning("link_mac_unknown", error=str(exc))
-        await self._start_guards(inst)
+
+    def _ensure_vmac(self, inst: Instance) -> None:
+        """``use_vmac``: the instance's macvlan, created (or reused), configured and up.
+
+        Raises:
+            StartupError: naming the instance's use_vmac key and the reason.
+        """
+        spec = inst.spec
+        vmac, mac = spec.vmac_ifname, spec.vmac_mac
+        assert vmac is not None and mac is not None
+        try:
+            outcome = self.vmacs.ensure(vmac, spec.interface, mac, spec.family)
+            if spec.family == 6:
+                # adverts leave the macvlan from the base's link-local (keepalived does the same)
+                primary = inst.router.config.primary_address
+                if primary.version == 6 and primary.is_link_local:
+                    self.netlink.add(vmac, ip_interface(f"{primary}/64"))
+        except (OSError, LookupError) as exc:
+            raise StartupError(f"vrrp_instance.{inst.name}.use_vmac: {exc}") from None
+        finally:
+            self._record_vmacs()
+        inst.log.info("vmac_attached", vmac=vmac, mac=mac, outcome=outcome, xmit=inst.xmit_ifname)
+
+    async def _recreate_vmac(self, inst: Instance) -> None:
+        """Someone deleted the instance's macvlan: FAULT, then make it again (as keepalived does)."""
+        vmac = inst.spec.vmac_ifname
+        inst.log.warning("vmac_deleted_externally", vmac=vmac, action="FAULT, re-creating it")
+        self.supervisor.feed(inst, ev.TrackerChanged(name="vmac", fault=True))
+        if inst.key[0] == vmac:
+            self.supervisor.remove_socket(inst.key)
+            inst.sock = None
+        if vmac is not None:
+            self.announcer.forget(vmac)
+        try:
+            await self._attach_links(inst)
+        except (StartupError, OSError) as exc:
+            inst.log.error("vmac_recreate_failed", vmac=vmac, error=str(exc), action="staying in FAULT")
+            return
+        self.supervisor.feed(inst, ev.TrackerChanged(name="vmac", fault=False))
+
+    def _record_vmacs(self) -> None:
+        """The macvlans (and the bases' sysctls from before) into held.json, for a crash."""
+        self.held.vmacs, self.held.vmac_base_sysctls = self.vmacs.record()
+        self._execute().flush_held()
+
+    def _remove_vmac(self, inst: Instance) -> None:
+        """Delete the instance's macvlan (after its priority-0 advert and VIP removal)."""
+        vmac = inst.spec.vmac_ifname
+        if vmac is None:
+            return
+        if self._supervisor is not None and inst.key[0] == vmac:
+            self._supervisor.remove_socket(inst.key)
+        self.announcer.forget(vmac)
+        self.vmacs.remove(vmac)
+        self._record_vmacs()
 
     async def _attach_waiting(self, ifname: str) -> None:
         """Netlink says something changed on ``ifname``: bring up the instances waiting for it."""
@@ -875,6 +951,10 @@ class Daemon:
                 removal = isinstance(event, AddressEvent) and not event.added
                 if not removal and self._is_awaited(event.ifname):
                     await self._attach_waiting(event.ifname)
+                if isinstance(event, LinkEvent) and event.deleted:
+                    for inst in list(self.instances.values()):
+                        if inst.spec.vmac_ifname == event.ifname and inst.sock is not None:
+                            await self._recreate_vmac(inst)
                 if isinstance(event, LinkEvent):
                     for inst in list(self.instances.values()):
                         if inst.ifname == event.ifname and not inst.spec.dont_track_primary:
@@ -931,6 +1011,12 @@ class Daemon:
             view["drops_socket"] = dict(self.supervisor.socket_drops)
             view["receive"] = receive
             view["waiting_for"] = inst.waiting_for
+            if inst.spec.use_vmac:  # use_vmac: where the VIPs are, and where adverts go
+                view["vmac"] = {
+                    "interface": inst.vip_ifname,
+                    "mac": inst.spec.vmac_mac,
+                    "xmit": inst.xmit_ifname,
+                }
             if inst.gateway is not None:
                 view["isolated"] = inst.gateway.isolated
                 view["gateway_check"] = inst.gateway.snapshot()
@@ -1065,7 +1151,9 @@ class Daemon:
         self._apply_firewall(new)
         self._set_groups(new)
         for name in change.removed + change.restarted:
-            self._stop_instance(sup.instances.pop(name))
+            gone = sup.instances.pop(name)
+            self._stop_instance(gone)
+            self._remove_vmac(gone)
             if name in change.removed:
                 log.info("instance_removed", instance=name)
         for name in change.reconfigured:
@@ -1240,6 +1328,12 @@ def run_daemon(
             keep_ipvs=keep_ipvs,
             proc_connector=connector,
         )
-        return await daemon.run()
+        try:
+            return await daemon.run()
+        except StartupError:
+            daemon.vmacs.remove_all()  # an instance after a use_vmac one could not start
+            if daemon._executor is not None:
+                daemon._record_vmacs()
+            raise
 
     return asyncio.run(main())

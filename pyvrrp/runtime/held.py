@@ -13,6 +13,9 @@ address.  Then:
   what the file lists (a config that does not validate touches nothing);
 - ``pyvrrp cleanup`` removes the same without parsing any config; the systemd
   unit runs it as ``ExecStopPost``, so a crashed daemon's VIPs go at once;
+- ``use_vmac`` macvlans (and the base interfaces' ARP sysctls from before them) are
+  recorded too: a start deletes the ones its config no longer has, and ``cleanup``
+  deletes them all and restores the sysctls;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
   own state file, whose path is kept here so ``cleanup`` can find it;
 - routes and policy rules (``virtual_routes`` of a MASTER, ``static_*``) are recorded
@@ -48,6 +51,10 @@ class HeldState:
     ipvs_state: str | None = None
     routes: set[str] = field(default_factory=set)
     rules: set[str] = field(default_factory=set)
+    vmacs: dict[str, str] = field(default_factory=dict)
+    """use_vmac macvlans this node made: name -> base interface."""
+    vmac_base_sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The base interfaces' net.ipv4.conf values before the macvlans changed them."""
     nft_table: str | None = None
     sync_daemon: bool = False
 
@@ -75,6 +82,11 @@ class HeldState:
             held.ipvs_state = str(state) if state else None
             held.routes = {str(r) for r in data.get("routes", [])}
             held.rules = {str(r) for r in data.get("rules", [])}
+            held.vmacs = {str(k): str(v) for k, v in dict(data.get("vmacs", {})).items()}
+            held.vmac_base_sysctls = {
+                str(b): {str(k): str(v) for k, v in dict(kv).items()}
+                for b, kv in dict(data.get("vmac_base_sysctls", {})).items()
+            }
             table = data.get("nft_table")
             held.nft_table = str(table) if table else None
             held.sync_daemon = data.get("sync_daemon") is True
@@ -95,6 +107,8 @@ class HeldState:
             "ipvs_state": self.ipvs_state,
             "routes": sorted(self.routes),
             "rules": sorted(self.rules),
+            "vmacs": self.vmacs,
+            "vmac_base_sysctls": self.vmac_base_sysctls,
             "nft_table": self.nft_table,
             "sync_daemon": self.sync_daemon,
         }

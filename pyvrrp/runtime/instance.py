@@ -98,13 +98,25 @@ class Instance:
         return self.spec.interface
 
     @property
+    def vip_ifname(self) -> str:
+        """Where the VIPs go and the GARPs/NAs leave: the ``use_vmac`` macvlan, else the interface."""
+        return self.spec.vmac_ifname or self.spec.interface
+
+    @property
+    def xmit_ifname(self) -> str:
+        """Where adverts are sent and received: the macvlan unless ``vmac_xmit_base``."""
+        if self.spec.use_vmac and not self.spec.vmac_xmit_base:
+            return self.vip_ifname
+        return self.spec.interface
+
+    @property
     def family(self) -> int:
         return self.spec.family
 
     @property
     def key(self) -> tuple[str, int]:
-        """The socket this instance shares: (interface, address family)."""
-        return (self.spec.interface, self.spec.family)
+        """The socket this instance shares: (interface adverts use, address family)."""
+        return (self.xmit_ifname, self.spec.family)
 
     def labels(self) -> dict[str, str | None]:
         """VIP -> ``label`` as configured."""
@@ -117,9 +129,9 @@ class Instance:
         return self._by_vip[1].get(str(vip))
 
     def vip_dev(self, vip: ev.IPInterface) -> str:
-        """The interface ``vip`` goes on: its ``dev``, else the instance's interface."""
+        """The interface ``vip`` goes on: its ``dev``, else the macvlan (use_vmac) or the interface."""
         entry = self.vip_entry(vip)
-        return entry.dev if entry is not None and entry.dev else self.spec.interface
+        return entry.dev if entry is not None and entry.dev else self.vip_ifname
 
     def vip_opts(
         self, vip: ev.IPInterface
@@ -127,8 +139,8 @@ class Instance:
         """``(dev, label, scope, brd)`` of ``vip``, as netlink adds it."""
         entry = self.vip_entry(vip)
         if entry is None:
-            return (self.spec.interface, None, None, None)
-        return (entry.dev or self.spec.interface, entry.label, entry.scope, entry.brd)
+            return (self.vip_ifname, None, None, None)
+        return (entry.dev or self.vip_ifname, entry.label, entry.scope, entry.brd)
 
 
 @dataclass

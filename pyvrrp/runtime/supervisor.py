@@ -163,6 +163,14 @@ class Supervisor:
         if self._reading:
             self.read_sockets()
 
+    def remove_socket(self, key: SocketKey) -> None:
+        """Close and forget the socket ``key`` (its link is about to go: a macvlan's)."""
+        sock = self.sockets.pop(key, None)
+        self._readers.discard(key)
+        if sock is not None:
+            sock.remove_reader()
+            sock.close()
+
     def _on_readable(self, key: SocketKey) -> None:
         """Readiness: read a batch (until the socket is empty, at most :data:`RX_BATCH`)."""
         sock = self.sockets.get(key)

@@ -62,7 +62,8 @@ def _restart_needed(old: VrrpInstance, new: VrrpInstance) -> bool:
     options (the engine adds and removes VIPs by address only)."""
     if old.interface != new.interface or old.family != new.family:
         return True
-    if (old.vmac_ifname, old.vmac_mac, old.vmac_xmit_base) != (new.vmac_ifname, new.vmac_mac, new.vmac_xmit_base):
+    vmac = ("vmac_ifname", "vmac_mac", "vmac_xmit_base")
+    if any(getattr(old, k) != getattr(new, k) for k in vmac):
         return True
     a, b = _placements(old), _placements(new)
     return any(a[k] != b[k] for k in a.keys() & b.keys())

@@ -237,11 +237,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     return str(addr), int(port_s)
 
 
-
 def _endpoint(text: str) -> str:
     """``http://ADDR:PORT`` / ``https://ADDR:PORT`` (a literal IP; IPv6 in brackets) -> normalised."""
     if not isinstance(text, str):
-        raise ValueError("must be a string like \"http://192.0.2.1:2379\"")
+        raise ValueError('must be a string like "http://192.0.2.1:2379"')
     scheme, sep, rest = text.partition("://")
     if not sep or scheme not in ("http", "https"):
         raise ValueError(f"{text!r} must start with http:// or https:// (etcd's client URL)")
@@ -296,7 +295,7 @@ class Witness(_Model):
             raise ValueError("cert and key go together: give both or neither")
         if (self.user is None) != (self.password is None):
             raise ValueError("user and password go together: give both or neither")
-        if not self.prefix.startswith("/") or self.prefix.endswith("/") and self.prefix != "/":
+        if not self.prefix.startswith("/") or (self.prefix.endswith("/") and self.prefix != "/"):
             raise ValueError(f"prefix must start with '/' and not end with one, got {self.prefix!r}")
         tls = [e for e in self.endpoints if e.startswith("https://")]
         if (self.ca or self.cert) and not tls:
@@ -1668,7 +1667,9 @@ def _witness_errors(p: _Parts) -> _Found:
         base: Loc = ("vrrp_instance", name)
         witnessed = inst.witness or name in in_witnessed_group
         if inst.witness and not enabled:
-            out.append(((*base, "witness"), "needs global_defs.witness (the etcd endpoints the key lives in)", ()))
+            out.append(
+                ((*base, "witness"), "needs global_defs.witness (the etcd endpoints the key lives in)", ())
+            )
         if inst.witness and name in in_witnessed_group:
             out.append(
                 (

@@ -24,6 +24,7 @@ keep advertising), fed back through the supervisor's inbox.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -303,6 +304,8 @@ class Executor:
             event = event_from_state_change(
                 inst.name, action, base_priority=inst.router.config.priority, vips=inst.router.config.vips
             )
+            if inst.witness_revision is not None:
+                event = dataclasses.replace(event, witness_revision=inst.witness_revision)
             self.notifier.submit(event, scripts)
 
     def notify_group(self, name: str, spec: VrrpSyncGroup, old: ev.State, new: ev.State) -> None:

@@ -83,6 +83,10 @@ class Instance:
     """When an advert from a lower-priority router last arrived (preemption, SM-07)."""
     gateway: GatewayMonitor | None = None
     conflict: ConflictMonitor | None = None
+    witness_key: str | None = None
+    """The etcd key (under the witness prefix) gating this instance's VIPs; None: unwitnessed."""
+    witness_revision: int | None = None
+    """The revision of that key while this node holds it (the fencing token); None: not held."""
 
     @property
     def ifname(self) -> str:

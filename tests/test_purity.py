@@ -35,6 +35,7 @@ PURE_FILES = [
     *sorted((ROOT / "proto").glob("*.py")),
     ROOT / "health" / "fsm.py",
     ROOT / "splitbrain" / "arbiter.py",
+    ROOT / "splitbrain" / "witness.py",
 ]
 
 

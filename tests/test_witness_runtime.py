@@ -1,0 +1,188 @@
+"""WitnessRuntime against an in-memory etcd double: acquire, take back our own key, release, give up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pyvrrp.adapters.witness_etcd import KeyInfo, WitnessUnavailable
+from pyvrrp.config.models import Witness
+from pyvrrp.runtime.witness import WitnessRuntime
+from pyvrrp.splitbrain.witness import KeyValue
+
+
+class FakeEtcd:
+    """The EtcdWitness interface over a dict; ``down = True`` makes every call fail."""
+
+    endpoint = "http://fake:2379"
+
+    def __init__(self) -> None:
+        self.kv: dict[str, KeyInfo] = {}
+        self.rev = 1
+        self.leases: set[int] = set()
+        self.next_lease = 100
+        self.down = False
+        self.deleted: list[str] = []
+        self.revoked: list[int] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise WitnessUnavailable("fake: down")
+
+    async def grant(self, ttl_s: int) -> tuple[int, int]:
+        self._check()
+        self.next_lease += 1
+        self.leases.add(self.next_lease)
+        return self.next_lease, ttl_s
+
+    async def keepalive(self, lease_id: int) -> int:
+        self._check()
+        return 5 if lease_id in self.leases else 0
+
+    async def revoke(self, lease_id: int) -> None:
+        self._check()
+        self.revoked.append(lease_id)
+        self.leases.discard(lease_id)
+        self.kv = {k: v for k, v in self.kv.items() if v.lease != lease_id}
+
+    async def create(self, key: str, value: bytes, lease_id: int) -> tuple[bool, int, KeyInfo | None]:
+        self._check()
+        if key in self.kv:
+            return False, 0, self.kv[key]
+        self.rev += 1
+        self.kv[key] = KeyInfo(value, self.rev, self.rev, lease_id)
+        return True, self.rev, None
+
+    async def replace(self, key: str, value: bytes, lease_id: int, mod_revision: int) -> tuple[bool, int]:
+        self._check()
+        if key not in self.kv or self.kv[key].mod_revision != mod_revision:
+            return False, 0
+        self.rev += 1
+        self.kv[key] = KeyInfo(value, self.rev, self.kv[key].create_revision, lease_id)
+        return True, self.rev
+
+    async def delete(self, key: str, mod_revision: int) -> bool:
+        self._check()
+        if key in self.kv and self.kv[key].mod_revision == mod_revision:
+            del self.kv[key]
+            self.deleted.append(key)
+            return True
+        return False
+
+    async def close(self) -> None:
+        pass
+
+
+def make(
+    policy: str = "release", **kw: Any
+) -> tuple[WitnessRuntime, FakeEtcd, list[tuple[str, str]], list[int]]:
+    cfg = Witness(endpoints=["http://10.0.0.1:2379"], ttl=2, margin=0.5, on_unavailable=policy, **kw)
+    fake = FakeEtcd()
+    gave_up: list[tuple[str, str]] = []
+    back: list[int] = []
+    rt = WitnessRuntime(
+        cfg,
+        fake,
+        router_id="lb1",
+        on_give_up=lambda k, r: gave_up.append((k, r)),
+        on_back=lambda: back.append(1),
+    )  # type: ignore[arg-type]
+    return rt, fake, gave_up, back
+
+
+VALUE = KeyValue("lb1", "192.0.2.1", 150, "VI_1", 1)
+OTHER = KeyValue("lb2", "192.0.2.2", 100, "VI_1", 9)
+
+
+def test_acquire_release_and_fencing_token() -> None:
+    async def main() -> None:
+        rt, fake, _, back = make()
+        await rt.start()
+        assert back == [1]
+        ok, why = await rt.acquire("instance/VI_1", VALUE)
+        assert ok and "revision 2" in why
+        assert rt.revision("instance/VI_1") == 2
+        assert KeyValue.decode(fake.kv["/pyvrrp/instance/VI_1"].value) == VALUE
+        snap = rt.snapshot("instance/VI_1")
+        assert snap["held"] and snap["revision"] == 2 and snap["holder"] == "lb1"
+        rt.release("instance/VI_1")
+        await asyncio.sleep(0.01)
+        assert fake.deleted == ["/pyvrrp/instance/VI_1"]
+        await rt.close()
+        assert fake.revoked
+
+    asyncio.run(main())
+
+
+def test_held_by_another_node_is_denied_after_waiting() -> None:
+    async def main() -> None:
+        rt, fake, _, _ = make()
+        await rt.start()
+        fake.kv["/pyvrrp/instance/VI_1"] = KeyInfo(OTHER.encode(), 7, 7, 999)
+        ok, why = await rt.acquire("instance/VI_1", VALUE, wait_s=0.12)
+        assert not ok and "held by lb2" in why
+        assert rt.snapshot("instance/VI_1")["holder"] == "lb2"
+
+        # the holder releases while we wait: we get it
+        async def release_soon() -> None:
+            await asyncio.sleep(0.05)
+            del fake.kv["/pyvrrp/instance/VI_1"]
+
+        task = asyncio.ensure_future(release_soon())
+        ok, _ = await rt.acquire("instance/VI_1", VALUE, wait_s=0.5)
+        await task
+        assert ok
+        await rt.close()
+
+    asyncio.run(main())
+
+
+def test_our_own_key_from_an_earlier_lease_is_taken_back() -> None:
+    async def main() -> None:
+        rt, fake, _, _ = make()
+        await rt.start()
+        fake.kv["/pyvrrp/instance/VI_1"] = KeyInfo(VALUE.encode(), 5, 5, 1)
+        ok, _ = await rt.acquire("instance/VI_1", VALUE, wait_s=0)
+        assert ok and fake.kv["/pyvrrp/instance/VI_1"].lease == rt.gate.lease.lease_id
+        await rt.close()
+
+    asyncio.run(main())
+
+
+def test_etcd_down_gives_up_at_the_deadline_not_later() -> None:
+    async def main() -> None:
+        rt, fake, gave_up, _ = make()
+        await rt.start()
+        assert (await rt.acquire("instance/VI_1", VALUE))[0]
+        loop = asyncio.get_running_loop()
+        fake.down = True
+        t0 = loop.time()
+        deadline = rt.gate.lease.deadline
+        assert deadline is not None
+        while not gave_up and loop.time() - t0 < 3.0:
+            await asyncio.sleep(0.01)
+        assert gave_up and gave_up[0][0] == "instance/VI_1"
+        late = loop.time() - deadline
+        assert -0.001 <= late < 0.3, late  # at the deadline (ttl 2 - margin 0.5 after the last renewal)
+        assert rt.renew_failures >= 1
+        ok, why = await rt.acquire("instance/VI_1", VALUE)
+        assert not ok and "on_unavailable = release" in why
+        await rt.close(budget_s=0.05)
+
+    asyncio.run(main())
+
+
+def test_policy_vrrp_keeps_the_vips_and_reports_back() -> None:
+    async def main() -> None:
+        rt, fake, gave_up, back = make("vrrp")
+        fake.down = True
+        await rt.start()
+        ok, why = await rt.acquire("instance/VI_1", VALUE)
+        assert ok and "unwitnessed" in why
+        fake.down = False
+        await asyncio.sleep(0.5)  # the lease loop grants a lease: on_back
+        assert back == [1] and not gave_up
+        assert rt.gate.to_reacquire(asyncio.get_running_loop().time()) == ["instance/VI_1"]
+        await rt.close()
+
+    asyncio.run(main())

@@ -186,3 +186,13 @@ def test_policy_vrrp_keeps_the_vips_and_reports_back() -> None:
         await rt.close()
 
     asyncio.run(main())
+
+
+def test_import_of_the_client_is_lazy() -> None:
+    """A config without a witness never imports httpx (start-up time of other configs)."""
+    import subprocess
+    import sys
+
+    code = "import sys, pyvrrp.runtime.daemon, pyvrrp.cli.app; print('httpx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

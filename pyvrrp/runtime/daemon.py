@@ -601,6 +601,8 @@ class Daemon:
             witness=witness,
         )
         inst.pending_takeover = None
+        if not verdict.allow:
+            inst.log.info("takeover_denied", reason=verdict.reason)
         if not verdict.allow and inst.witness_key is not None:
             self._witness_release_if_idle(inst.witness_key)  # acquired, then a later guard said no
         if verdict.allow and self.supervisor.request_group_takeover(inst):
@@ -703,11 +705,20 @@ class Daemon:
 
     def _witness_give_up(self, key: str, reason: str) -> None:
         """The lease deadline passed (or etcd dropped the lease): the VIPs go now (FAULT)."""
+        late = self.witness.last_deadline_late_s if self.witness is not None else None
         for inst in self._witnessed_by(key):
             inst.witness_revision = None
-            inst.log.warning("witness_demote", reason=reason, state=inst.router.state.value)
+            state = inst.router.state.value
+            t0 = clock.monotonic()
             self._witness_faulted.add(inst.name)
-            self.supervisor.feed(inst, ev.TrackerChanged(name="witness", fault=True))
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness", fault=True))  # VIPs removed here
+            inst.log.warning(
+                "witness_demote",
+                reason=reason,
+                state=state,
+                deadline_late_s=None if late is None else round(late, 6),
+                removal_s=round(clock.monotonic() - t0, 6),
+            )
 
     def _witness_back(self) -> None:
         """A lease again: clear the witness faults; policy vrrp: unwitnessed MASTERs re-acquire."""

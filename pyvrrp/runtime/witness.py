@@ -61,6 +61,8 @@ class WitnessRuntime:
         self.lease_grants = 0
         self.give_ups = 0
         self.last_error: str | None = None
+        self.last_deadline_late_s: float | None = None
+        """How late the deadline timer ran the last time it fired (the margin must cover it)."""
         self._loop_task: asyncio.Task[None] | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -173,6 +175,7 @@ class WitnessRuntime:
         if self.gate.lease.valid(now):
             self._arm()  # renewed meanwhile
             return
+        self.last_deadline_late_s = now - (self.gate.lease.deadline or now)
         keys = self.gate.expire(now)
         self._give_up(keys, "witness deadline passed without a lease renewal")
         self._check_available()
@@ -284,6 +287,7 @@ class WitnessRuntime:
             "renew_failures": self.renew_failures,
             "lease_grants": self.lease_grants,
             "give_ups": self.give_ups,
+            "last_deadline_late_s": _round(self.last_deadline_late_s),
             "last_error": self.last_error,
         }
         if key is not None:

@@ -242,6 +242,25 @@ def test_l2_split_without_witness_has_two_holders(lab_factory: Any) -> None:
     assert s.dual(), "without the witness both sides should hold the VIP during the split"
 
 
+def test_preemption_with_the_witness(wlab: tuple[Lab, Etcd]) -> None:
+    """A higher-priority node that starts later preempts through a claim; never two holders."""
+    lab, _ = wlab
+    lb2 = node(lab, "lb2", 100)
+    lb2.start()
+    lb2.wait_state("MASTER", 15)
+    with Sampler(lab) as s:
+        lb1 = node(lab, "lb1", 150)
+        t0 = time.monotonic()
+        lb1.start()
+        lb1.wait_state("MASTER", 20)
+        took = time.monotonic() - t0
+        time.sleep(0.5)
+    print(f"\npreemption: lb1 (150) MASTER {took:.2f} s after its start (lb2 held the key)")
+    assert not s.dual(), f"two holders at {s.dual()[:5]}"
+    assert lab.holds_vip("lb1") and not lab.holds_vip("lb2")
+    assert "witness_preempted" in lb2.log_text() and "witness_claimed" in lb1.log_text()
+
+
 def test_kill9_of_the_holder_failover_after_ttl(wlab: tuple[Lab, Etcd]) -> None:
     """W3: a crashed holder is replaced when its lease expires: failover ~ TTL (+ Master_Down + retry)."""
     lab, _ = wlab

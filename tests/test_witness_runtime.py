@@ -69,6 +69,16 @@ class FakeEtcd:
             return True
         return False
 
+    async def put(self, key: str, value: bytes, lease_id: int) -> int:
+        self._check()
+        self.rev += 1
+        self.kv[key] = KeyInfo(value, self.rev, self.rev, lease_id)
+        return self.rev
+
+    async def get(self, key: str) -> KeyInfo | None:
+        self._check()
+        return self.kv.get(key)
+
     async def close(self) -> None:
         pass
 
@@ -196,3 +206,34 @@ def test_import_of_the_client_is_lazy() -> None:
     code = "import sys, pyvrrp.runtime.daemon, pyvrrp.cli.app; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_preemption_claim_reaches_the_holder() -> None:
+    async def main() -> None:
+        claims: list[tuple[str, KeyValue]] = []
+        holder, fake, _, _ = make()
+        holder.on_claim = lambda k, v: claims.append((k, v))
+        await holder.start()
+        assert (await holder.acquire("instance/VI_1", VALUE))[0]
+        # another runtime (lb2, higher priority) on the same fake etcd
+        cfg = Witness(endpoints=["http://10.0.0.1:2379"], ttl=2, margin=0.5)
+        other = WitnessRuntime(cfg, fake, router_id="lb2", on_give_up=lambda k, r: None, on_back=lambda: None)  # type: ignore[arg-type]
+        await other.start()
+        higher = KeyValue("lb2", "192.0.2.2", 200, "VI_1", 3)
+
+        async def holder_yields() -> None:
+            while not claims:
+                await asyncio.sleep(0.01)
+            holder.release("instance/VI_1")
+
+        task = asyncio.ensure_future(holder_yields())
+        ok, why = await other.acquire("instance/VI_1", higher, claim=True, wait_s=0.1)
+        await task
+        assert ok, why
+        assert claims[0][0] == "instance/VI_1" and claims[0][1].priority == 200
+        await asyncio.sleep(0.05)
+        assert "/pyvrrp/claim/instance/VI_1" not in fake.kv  # the claim is dropped afterwards
+        await holder.close()
+        await other.close()
+
+    asyncio.run(main())

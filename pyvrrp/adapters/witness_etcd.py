@@ -245,6 +245,11 @@ class EtcdWitness:
         )
         return bool(doc.get("succeeded"))
 
+    async def put(self, key: str, value: bytes, lease_id: int) -> int:
+        """Put ``key`` bound to the lease, unconditionally; returns the revision."""
+        doc = await self._post("/v3/kv/put", {"key": _b64(key), "value": _b64(value), "lease": str(lease_id)})
+        return int((doc.get("header") or {}).get("revision", 0))
+
     async def get(self, key: str) -> KeyInfo | None:
         """The key (linearizable read), or None when absent."""
         doc = await self._post("/v3/kv/range", {"key": _b64(key)})

@@ -590,7 +590,7 @@ class Daemon:
         )
         witness = None
         if inst.witness_key is not None and self.witness is not None:
-            witness = functools.partial(self._witness_acquire, inst, action.epoch)
+            witness = functools.partial(self._witness_acquire, inst, action.epoch, preempting)
         verdict = await decide_takeover(
             inst.spec,
             name=inst.name,
@@ -662,6 +662,7 @@ class Daemon:
             router_id=self.config.global_defs.router_id or socket.gethostname(),
             on_give_up=self._witness_give_up,
             on_back=self._witness_back,
+            on_claim=self._witness_claimed,
         )
         await self.witness.start()
         log.info(
@@ -681,9 +682,12 @@ class Daemon:
             epoch=epoch,
         )
 
-    async def _witness_acquire(self, inst: Instance, epoch: int) -> tuple[bool, str, int | None]:
+    async def _witness_acquire(
+        self, inst: Instance, epoch: int, preempting: bool
+    ) -> tuple[bool, str, int | None]:
         assert self.witness is not None and inst.witness_key is not None
-        ok, reason = await self.witness.acquire(inst.witness_key, self._witness_value(inst, epoch))
+        value = self._witness_value(inst, epoch)
+        ok, reason = await self.witness.acquire(inst.witness_key, value, claim=preempting)
         revision = self.witness.revision(inst.witness_key) if ok else None
         for other in self._witnessed_by(inst.witness_key):
             other.witness_revision = revision
@@ -702,6 +706,16 @@ class Daemon:
         self.witness.release(key)
         for i in users:
             i.witness_revision = None
+
+    def _witness_claimed(self, key: str, claimant: KeyValue) -> None:
+        """A higher-priority node claims our key (preemption): leave MASTER, which releases it."""
+        masters = [i for i in self._witnessed_by(key) if i.router.state is ev.State.MASTER]
+        if not masters or claimant.priority <= max(i.router.effective_priority for i in masters):
+            return
+        for inst in self._witnessed_by(key):
+            inst.log.info("witness_preempted", by=claimant.router_id, priority=claimant.priority)
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness_preempted", fault=True))
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness_preempted", fault=False))
 
     def _witness_give_up(self, key: str, reason: str) -> None:
         """The lease deadline passed (or etcd dropped the lease): the VIPs go now (FAULT)."""

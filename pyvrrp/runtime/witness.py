@@ -6,7 +6,15 @@ arms one loop timer at the gate's deadline and, when it fires without a renewal,
 the daemon which keys to give up (``on_give_up``: the daemon puts their instances in
 FAULT, which removes the VIPs).  Takeovers call :meth:`acquire`; a MASTER that leaves
 MASTER calls :meth:`release` (the key is deleted at once, so a planned failover is as
-fast as without the witness).  The etcd client is :mod:`pyvrrp.adapters.witness_etcd`,
+fast as without the witness).
+
+Preemption: the preempting node (higher priority, hearing a lower-priority master) cannot
+acquire a key the master holds, and the master hears no advert from a BACKUP.  So the
+preempting node writes a *claim* (``<prefix>/claim/<key>`` = its router id and priority,
+bound to its lease) and keeps polling; the holder reads the claims of its keys after each
+renewal and, when the claimant's priority is higher, leaves MASTER (``on_claim``), which
+releases the key.  Preemption takes about one renewal interval longer than without the
+witness.  The etcd client is :mod:`pyvrrp.adapters.witness_etcd`,
 imported only when ``global_defs.witness`` is configured.
 """
 
@@ -48,6 +56,7 @@ class WitnessRuntime:
         router_id: str,
         on_give_up: Callable[[str, str], None],
         on_back: Callable[[], None],
+        on_claim: Callable[[str, KeyValue], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.client = client
@@ -55,6 +64,7 @@ class WitnessRuntime:
         self.gate = WitnessGate(float(cfg.ttl), float(cfg.margin), cfg.on_unavailable)
         self.on_give_up = on_give_up
         self.on_back = on_back
+        self.on_claim = on_claim
         self.renew_interval_s = min(1.0, (cfg.ttl - cfg.margin) / 4)
         self.renewals = 0
         self.renew_failures = 0
@@ -73,6 +83,9 @@ class WitnessRuntime:
 
     def full_key(self, key: str) -> str:
         return f"{self.cfg.prefix.rstrip('/')}/{key}"
+
+    def claim_key(self, key: str) -> str:
+        return f"{self.cfg.prefix.rstrip('/')}/claim/{key}"
 
     # --------------------------------------------------------------- life cycle
 
@@ -146,7 +159,22 @@ class WitnessRuntime:
         self.last_error = None
         self._arm()
         self._check_available()
+        if self.on_claim is not None and gate.held:
+            await self._check_claims()
         return True
+
+    async def _check_claims(self) -> None:
+        """Does a higher-priority node want one of our keys (preemption, module docstring)?"""
+        from pyvrrp.adapters.witness_etcd import WitnessUnavailable
+
+        for key in sorted(self.gate.held):
+            try:
+                info = await self.client.get(self.claim_key(key))
+            except WitnessUnavailable:
+                return  # the next round tries again
+            claimant = KeyValue.decode(info.value) if info is not None else None
+            if claimant is not None and claimant.router_id != self.router_id and self.on_claim is not None:
+                self.on_claim(key, claimant)
 
     def _check_available(self) -> None:
         now = clock.monotonic()
@@ -192,14 +220,37 @@ class WitnessRuntime:
         h = self.gate.held.get(key)
         return h.revision if h is not None else None
 
-    async def acquire(self, key: str, value: KeyValue, *, wait_s: float = RELEASE_WAIT_S) -> tuple[bool, str]:
+    async def acquire(
+        self, key: str, value: KeyValue, *, wait_s: float = RELEASE_WAIT_S, claim: bool = False
+    ) -> tuple[bool, str]:
         """May we take over ``key``'s VIPs?  Acquires the key in etcd first (module docstring).
 
         Returns ``(allow, reason)``.  A key held by another node is polled for up to
-        ``wait_s`` (its holder may be releasing it right now: a clean stop).
+        ``wait_s`` (its holder may be releasing it right now: a clean stop).  ``claim``
+        (preemption): write a claim first and wait one renewal interval longer.
         """
+        if not claim:
+            return await self._acquire(key, value, wait_s=wait_s, claim=False)
+        try:
+            return await self._acquire(key, value, wait_s=wait_s + 2 * self.renew_interval_s, claim=True)
+        finally:
+            lease = self.gate.lease.lease_id
+            if lease is not None:
+                self._spawn(self._drop_claim(key))
+
+    async def _drop_claim(self, key: str) -> None:
         from pyvrrp.adapters.witness_etcd import WitnessUnavailable
 
+        with contextlib.suppress(WitnessUnavailable):
+            info = await self.client.get(self.claim_key(key))
+            mine = info is not None and (KeyValue.decode(info.value) or _NOBODY).router_id == self.router_id
+            if info is not None and mine:
+                await self.client.delete(self.claim_key(key), info.mod_revision)
+
+    async def _acquire(self, key: str, value: KeyValue, *, wait_s: float, claim: bool) -> tuple[bool, str]:
+        from pyvrrp.adapters.witness_etcd import WitnessUnavailable
+
+        claimed = False
         start = clock.monotonic()
         while True:
             now = clock.monotonic()
@@ -227,6 +278,10 @@ class WitnessRuntime:
                     else:
                         who = holder.router_id if holder is not None else "another writer"
                         self._holders[key] = who
+                        if claim and not claimed:
+                            await self.client.put(self.claim_key(key), value.encode(), lease_id)
+                            claimed = True
+                            log.info("witness_claimed", key=full, holder=who, priority=value.priority)
                         if clock.monotonic() - start < wait_s:
                             await asyncio.sleep(POLL_S)
                             continue
@@ -297,6 +352,9 @@ class WitnessRuntime:
             out["holder"] = self.router_id if key in self.gate.held else self._holders.get(key)
             out["unwitnessed"] = key in self.gate.fallback
         return out
+
+
+_NOBODY = KeyValue("", "", 0, "", 0)
 
 
 def _round(v: float | None) -> float | None:

@@ -665,6 +665,7 @@ class Daemon:
             on_claim=self._witness_claimed,
         )
         await self.witness.start()
+        self._execute().witness_stale = self._witness_stale
         log.info(
             "witness_started",
             endpoints=list(wcfg.endpoints),
@@ -706,6 +707,15 @@ class Daemon:
         self.witness.release(key)
         for i in users:
             i.witness_revision = None
+
+    def _witness_stale(self, inst: Instance) -> bool:
+        """The executor is about to send a MASTER advert: may this node still hold the VIPs?"""
+        if self.witness is None or inst.witness_key is None or inst.router.state is not ev.State.MASTER:
+            return False
+        if self.witness.stale(inst.witness_key):
+            inst.log.warning("witness_stale_advert_suppressed", note="lease deadline passed")
+            return True
+        return False
 
     def _witness_claimed(self, key: str, claimant: KeyValue) -> None:
         """A higher-priority node claims our key (preemption): leave MASTER, which releases it."""

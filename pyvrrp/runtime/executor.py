@@ -103,6 +103,9 @@ class Executor:
         self._held_dirty = False
         self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
         self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
+        self.witness_stale: Callable[[Instance], bool] | None = None
+        """Set by the daemon with a witness: True (and the VIPs are being given up) when a
+        witnessed MASTER's lease deadline has passed."""
         # one handler per action class; each takes exactly its own class
         self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
             ev.SendAdvert: self._send,
@@ -125,6 +128,11 @@ class Executor:
     def _send(self, inst: Instance, action: ev.SendAdvert) -> None:
         config = inst.router.config
         if inst.sock is None:  # waiting for its interface (FAULT): nothing to send on
+            return
+        # A process resumed after a freeze may find its advert timer due before the witness
+        # deadline timer: never advertise as master on a lease past its deadline.
+        stale = self.witness_stale
+        if inst.witness_key is not None and action.advert.priority and stale is not None and stale(inst):
             return
         for dst, payload in advert_datagrams(config, action.advert):
             try:

@@ -197,7 +197,20 @@ class WitnessRuntime:
             return
         self._deadline_handle = asyncio.get_running_loop().call_at(deadline, self._on_deadline)
 
+    def stale(self, key: str) -> bool:
+        """Is ``key`` past its deadline right now?  Then give it up at once (True).
+
+        The deadline timer may not have run yet (a frozen process resumed, a busy loop):
+        the executor asks before each MASTER advert of a witnessed instance.
+        """
+        if key not in self.gate.held or self.gate.lease.valid(clock.monotonic()):
+            return False
+        self._on_deadline()  # policy vrrp: nothing is given up (a fallback holding)
+        return self.cfg.on_unavailable == "release"
+
     def _on_deadline(self) -> None:
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
         self._deadline_handle = None
         now = clock.monotonic()
         if self.gate.lease.valid(now):

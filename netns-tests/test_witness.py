@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -345,7 +346,7 @@ def test_frozen_holder_resumes_into_a_passed_deadline(wlab: tuple[Lab, Etcd]) ->
     no advert as master on the stale lease.  Dual-holder time (nodes' view) is reported:
     without the VIP probe the frozen kernel keeps the VIP until the resume."""
     lab, _ = wlab
-    lb1, lb2 = start_pair(lab)
+    lb1, _lb2 = start_pair(lab)
     cap = capture(lab)
     try:
         with Sampler(lab) as s:
@@ -373,3 +374,200 @@ def test_frozen_holder_resumes_into_a_passed_deadline(wlab: tuple[Lab, Etcd]) ->
     after = [t for t in s.dual() if t > resumed + gone + 0.06]
     assert not after, after
     wait_for(lambda: lab.holds_vip("lb1") != lab.holds_vip("lb2"), 10, 0.05, what="exactly one holder")
+
+
+# ------------------------------------------------- a 3-member cluster with TLS, two sites + witness
+
+MEMBERS = {"e1": "10.99.0.101", "e2": "10.99.0.102", "e3": "10.99.0.103"}
+"""e1 sits on lb1's site, e2 on lb2's, e3 at the third (witness) site."""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: Path) -> None:
+    """A CA, one server certificate per member (IP SAN) and a client certificate."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "2", "-subj", "/CN=pyvrrp-test-ca", cwd=d)  # fmt: skip
+    for name, ip in [*MEMBERS.items(), ("client", None)]:
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={name}", cwd=d)  # fmt: skip
+        ext = d / f"{name}.ext"
+        usage = "serverAuth,clientAuth" if ip else "clientAuth"
+        ext.write_text(f"extendedKeyUsage={usage}\n" + (f"subjectAltName=IP:{ip}\n" if ip else ""))
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", ext.name, cwd=d)  # fmt: skip
+
+
+class Cluster:
+    """Three etcd members, each in its own namespace, on bridge ``wbr`` of ``<prefix>-wcore``.
+
+    ``minority(...)`` moves ports to a second bridge ``wbra`` (a partition of the etcd network).
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.core = f"{lab.prefix}-wcore"
+        self.dir = lab.run_dir / "etcd3"
+        self.certs = self.dir / "certs"
+        make_certs(self.certs)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        subprocess.run(["ip", "netns", "add", self.core], check=True)
+        core = ["link set lo up"]
+        for br in ("wbr", "wbra"):
+            core += [f"link add {br} type bridge stp_state 0 forward_delay 0", f"link set {br} up"]
+        for name in MEMBERS:
+            ns = self.ns(name)
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            core += [
+                f"link add c-{name} type veth peer name eth0 netns {ns}",
+                f"link set c-{name} master wbr up",
+            ]
+        for host in ("lb1", "lb2"):
+            core += [f"link add c-{host} type veth peer name wit0 netns {lab.ns(host)}",
+                     f"link set c-{host} master wbr up"]  # fmt: skip
+        subprocess.run(
+            ["ip", "-n", self.core, "-batch", "-"], input="\n".join(core) + "\n", text=True, check=True
+        )
+        for name, ip in MEMBERS.items():
+            batch = f"link set lo up\naddr add {ip}/24 dev eth0\nlink set eth0 up\n"
+            subprocess.run(["ip", "-n", self.ns(name), "-batch", "-"], input=batch, text=True, check=True)
+        for host, ip in WIT_IP.items():
+            lab.ip_cmd(host, "addr", "add", f"{ip}/24", "dev", "wit0")
+            lab.ip_cmd(host, "link", "set", "wit0", "up")
+
+    def ns(self, member: str) -> str:
+        return f"{self.lab.prefix}-{member}"
+
+    def url(self, member: str) -> str:
+        return f"https://{MEMBERS[member]}:2379"
+
+    def start(self, *members: str) -> Cluster:
+        cluster = ",".join(f"{n}=http://{ip}:2380" for n, ip in MEMBERS.items())
+        c = self.certs
+        for name in members or tuple(MEMBERS):
+            ip = MEMBERS[name]
+            log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
+            self.procs[name] = subprocess.Popen(
+                [
+                    "ip", "netns", "exec", self.ns(name), "etcd", "--name", name,
+                    "--data-dir", str(self.dir / f"{name}.data"),
+                    "--listen-client-urls", self.url(name), "--advertise-client-urls", self.url(name),
+                    "--listen-peer-urls", f"http://{ip}:2380", "--initial-advertise-peer-urls", f"http://{ip}:2380",
+                    "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                    "--pre-vote",
+                    "--cert-file", str(c / f"{name}.pem"), "--key-file", str(c / f"{name}.key"),
+                    "--client-cert-auth", "--trusted-ca-file", str(c / "ca.pem"),
+                ],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            log.close()
+        for name in members or tuple(MEMBERS):
+            wait_for(lambda n=name: self.healthy(n), 30.0, 0.2, what=f"etcd {name} healthy")  # type: ignore[misc]
+        return self
+
+    def healthy(self, member: str) -> bool:
+        c = self.certs
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.ns(member), "curl", "-s", "-m", "1", "--cacert", str(c / "ca.pem"),
+             "--cert", str(c / "client.pem"), "--key", str(c / "client.key"), f"{self.url(member)}/health"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return '"health":"true"' in proc.stdout
+
+    def kill(self, member: str) -> None:
+        proc = self.procs.pop(member)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def minority(self, *ports: str) -> None:
+        for port in ports:
+            subprocess.run(["ip", "-n", self.core, "link", "set", f"c-{port}", "master", "wbra"], check=True)
+
+    def destroy(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+        for ns in (self.core, *(self.ns(n) for n in MEMBERS)):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.fixture
+def clab(lab_factory: Any) -> Iterator[tuple[Lab, Cluster]]:
+    lab = lab_factory(real_servers=False)
+    cluster = Cluster(lab)
+    try:
+        yield lab, cluster.start()
+    finally:
+        cluster.destroy()
+
+
+def tls_node(lab: Lab, cluster: Cluster, host: str, priority: int, order: list[str]) -> PyvrrpNode:
+    d = lab.run_dir / f"pyvrrp-{host}"
+    text = pyvrrp_toml(host, [v3(priority, extra={"witness": True})], control_socket=str(d / "control.sock"),
+                       state_dir=str(d))  # fmt: skip
+    c = cluster.certs
+    table = (
+        f"endpoints = {json.dumps([cluster.url(m) for m in order])}, ttl = 2, margin = 0.5, "
+        f'ca = "{c / "ca.pem"}", cert = "{c / "client.pem"}", key = "{c / "client.key"}"'
+    )
+    text = text.replace("[global_defs]\n", f"[global_defs]\nwitness = {{ {table} }}\n", 1)
+    return PyvrrpNode(lab, host, text)
+
+
+def tls_pair(lab: Lab, cluster: Cluster) -> tuple[PyvrrpNode, PyvrrpNode]:
+    lb1 = tls_node(lab, cluster, "lb1", 150, ["e1", "e3", "e2"])  # own site first
+    lb1.start()
+    lb1.wait_state("MASTER", 20)
+    lb2 = tls_node(lab, cluster, "lb2", 100, ["e2", "e3", "e1"])
+    lb2.start()
+    lb2.wait_state("BACKUP", 20)
+    wait_view(lb1, lambda v: bool(v.get("witness", {}).get("revision")), 10, what="lb1 holds the key")
+    return lb1, lb2
+
+
+def test_tls_cluster_one_member_down_no_transition(clab: tuple[Lab, Cluster]) -> None:
+    """W5 (TLS, 3 members, pre-vote): the witness-site member down, then back: no transition."""
+    lab, cluster = clab
+    lb1, lb2 = tls_pair(lab, cluster)
+    assert lb1.instance("VI_51")["witness"]["endpoint"] == cluster.url("e1")  # type: ignore[index]
+    before = (len(log_events(lb1, "state_changed")), len(log_events(lb2, "state_changed")))
+    with Sampler(lab) as s:
+        cluster.kill("e3")
+        time.sleep(3.0)
+        cluster.start("e3")
+        time.sleep(3.0)
+    after = (len(log_events(lb1, "state_changed")), len(log_events(lb2, "state_changed")))
+    print(f"\nW5 one member down then back: transitions {before} -> {after}, dual samples {len(s.dual())}")
+    assert after == before, "a member down must not move the VIP"
+    assert all(a and not b for _, a, b in s.samples)
+    # a keepalive may fail while the remaining members elect a leader (e3 may have led): no matter
+    print(f"W5 renew failures on lb1: {lb1.instance('VI_51')['witness']['renew_failures']}")  # type: ignore[index]
+
+
+def test_tls_cluster_master_on_the_minority_side(clab: tuple[Lab, Cluster]) -> None:
+    """W2: L2 split and etcd split with the master (lb1) and e1 on the minority side: lb1 gives
+    the VIP up before its lease can expire, lb2 (with e2 + e3) takes over after the expiry."""
+    lab, cluster = clab
+    tls_pair(lab, cluster)
+    with Sampler(lab) as s:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        split(lab)
+        cluster.minority("lb1", "e1")
+        wait_for(lambda: lab.holds_vip("lb2"), 20, 0.02, what="lb2 takes over")
+        time.sleep(1.0)
+    lost = s.last("lb1")
+    got = s.first("lb2", t0)
+    assert lost is not None and got is not None
+    print(
+        f"\nW2 master on the minority: lb1 gave the VIP up {lost - t0:.2f} s after the split, lb2 took it "
+        f"{got - t0:.2f} s after (outage {got - lost:.2f} s); dual samples {len(s.dual())}"
+    )
+    assert not s.dual(), f"two holders at {s.dual()[:5]}"
+    assert lost - t0 < 1.5 + 0.3, "lb1 must give up at its deadline (ttl - margin after the last renewal)"
+    assert not lab.holds_vip("lb1")

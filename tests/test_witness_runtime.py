@@ -237,3 +237,27 @@ def test_preemption_claim_reaches_the_holder() -> None:
         await other.close()
 
     asyncio.run(main())
+
+
+def test_state_table_shows_the_revision_beside_the_epoch() -> None:
+    from pyvrrp.runtime.state_view import witness_line
+
+    w = {
+        "key": "/pyvrrp/instance/VI_1",
+        "held": True,
+        "holder": "lb1",
+        "revision": 17,
+        "lease_id": 7668682643270624261,
+        "deadline_in_s": 3.25,
+        "endpoint": "http://10.0.0.1:2379",
+        "available": True,
+        "renew_failures": 2,
+        "unwitnessed": False,
+    }
+    line = witness_line("VI_1", w, 4)
+    assert "held by this node, revision 17 (epoch 4)" in line
+    assert "deadline in 3.25s" in line and "renew failures 2" in line and "UNAVAILABLE" not in line
+    other = witness_line(
+        "VI_1", {**w, "held": False, "holder": "lb2", "revision": None, "available": False}, 4
+    )
+    assert "held by lb2, revision - (epoch 4)" in other and "UNAVAILABLE" in other

@@ -571,3 +571,44 @@ def test_tls_cluster_master_on_the_minority_side(clab: tuple[Lab, Cluster]) -> N
     assert not s.dual(), f"two holders at {s.dual()[:5]}"
     assert lost - t0 < 1.5 + 0.3, "lb1 must give up at its deadline (ttl - margin after the last renewal)"
     assert not lab.holds_vip("lb1")
+
+
+def group_node(lab: Lab, host: str, priority: int) -> PyvrrpNode:
+    """VI_51 and VI_52 in one vrrp_sync_group with ``witness = true`` (one key for the group)."""
+    d = lab.run_dir / f"pyvrrp-{host}"
+    specs = [v3(priority), v3(priority, name="VI_52", vrid=52, vips=("192.168.233.201/32",))]
+    text = pyvrrp_toml(host, specs, control_socket=str(d / "control.sock"), state_dir=str(d))
+    text = text.replace(
+        "[global_defs]\n",
+        f'[global_defs]\nwitness = {{ endpoints = ["{ENDPOINT}"], ttl = 2, margin = 0.5 }}\n',
+        1,
+    )
+    text += '\n[vrrp_sync_group.G]\ngroup = ["VI_51", "VI_52"]\nwitness = true\n'
+    return PyvrrpNode(lab, host, text)
+
+
+def test_sync_group_holds_one_key(wlab: tuple[Lab, Etcd]) -> None:
+    """A witnessed sync group: one key, both members move together; L2 split: no takeover;
+    kill -9: the other node takes both after the lease expiry."""
+    lab, _ = wlab
+    lb1 = group_node(lab, "lb1", 150)
+    lb1.start()
+    lb1.wait_state("MASTER", 15, "VI_51")
+    lb1.wait_state("MASTER", 15, "VI_52")
+    lb2 = group_node(lab, "lb2", 100)
+    lb2.start()
+    lb2.wait_state("BACKUP", 15, "VI_51")
+    views = {n: lb1.instance(n)["witness"] for n in ("VI_51", "VI_52")}  # type: ignore[index]
+    assert {v["key"] for v in views.values()} == {"/pyvrrp/group/G"}
+    assert all(v["held"] for v in views.values())
+    with Sampler(lab) as s:
+        split(lab)
+        time.sleep(2.0)
+        heal(lab)
+        time.sleep(0.5)
+    assert not s.dual() and not lab.holds_vip("lb2", "192.168.233.201")
+    t0 = time.monotonic()
+    lb1.kill9()
+    wait_for(lambda: lab.holds_vip("lb2") and lab.holds_vip("lb2", "192.168.233.201"), 15, 0.02, what="lb2")
+    print(f"\nsync group: kill -9 -> lb2 holds both VIPs after {time.monotonic() - t0:.2f} s (ttl 2 s)")
+    assert lb2.state("VI_51") == lb2.state("VI_52") == "MASTER"

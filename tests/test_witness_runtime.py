@@ -261,3 +261,24 @@ def test_state_table_shows_the_revision_beside_the_epoch() -> None:
         "VI_1", {**w, "held": False, "holder": "lb2", "revision": None, "available": False}, 4
     )
     assert "held by lb2, revision - (epoch 4)" in other and "UNAVAILABLE" in other
+
+
+def test_a_reload_that_changes_the_witness_needs_a_restart() -> None:
+    from pyvrrp.config import loads_toml
+    from pyvrrp.runtime.daemon import _witness_change
+
+    base = """
+[global_defs]
+witness = {{ endpoints = ["http://10.0.0.1:2379"], ttl = {ttl} }}
+[vrrp_instance.VI_1]
+interface = "eth0"
+virtual_router_id = 51
+virtual_ipaddress = ["192.168.233.200/32"]
+witness = {w}
+"""
+    a = loads_toml(base.format(ttl=5, w="true"))
+    assert _witness_change(a, loads_toml(base.format(ttl=5, w="true"))) is None
+    assert _witness_change(a, loads_toml(base.format(ttl=6, w="true"))) == "global_defs.witness"
+    assert (
+        _witness_change(a, loads_toml(base.format(ttl=5, w="false"))) == "the witness of vrrp_instance VI_1"
+    )

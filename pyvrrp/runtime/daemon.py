@@ -935,6 +935,14 @@ class Daemon:
             return self._reject([str(i) for i in exc.issues])
         except OSError as exc:
             return self._reject([f"{self.config_path}: {exc.strerror or exc}"])
+        witness_change = _witness_change(self.config, new)
+        if witness_change:
+            return self._reject(
+                [
+                    f"{self.config_path}: {witness_change} changed; restart pyvrrp to apply it (a live "
+                    "change could leave a VIP held without its witness key, or a key without its VIP)"
+                ]
+            )
         change = diff(self.config, new)
         if change.removes_everything and not new.virtual_server and not allow_empty:
             return self._reject(
@@ -1043,6 +1051,16 @@ async def release_ipvs(state_file: str) -> None:
     """Remove the IPVS services recorded in ``state_file`` (and nothing else)."""
     manager = IpvsManager(Config.model_validate({}), state_file=state_file)
     await manager.stop(keep=False)
+
+
+def _witness_change(old: Config, new: Config) -> str | None:
+    """What a reload would change about the quorum witness (None: nothing); it needs a restart."""
+    if old.global_defs.witness != new.global_defs.witness:
+        return "global_defs.witness"
+    for name in sorted(set(old.vrrp_instance) | set(new.vrrp_instance)):
+        if old.witness_key(name) != new.witness_key(name):
+            return f"the witness of vrrp_instance {name}"
+    return None
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

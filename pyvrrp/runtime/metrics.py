@@ -384,16 +384,10 @@ def _socket_families(views: list[dict[str, Any]]) -> Iterator[Metric]:
 
 
 RECEIVE_GAUGES = (
-    (
-        "pyvrrp_receive_oldest_unread_seconds",
-        "oldest_unread_age_s",
-        "Age of the oldest unread VRRP datagram when the last receive batch began",
-    ),
-    (
-        "pyvrrp_receive_oldest_unread_max_seconds",
-        "oldest_unread_age_max_s",
-        "Largest age of an unread VRRP datagram since start",
-    ),
+    ("pyvrrp_receive_oldest_unread_seconds", "oldest_unread_age_s",
+     "Age of the oldest unread VRRP datagram when the last receive batch began"),
+    ("pyvrrp_receive_oldest_unread_max_seconds", "oldest_unread_age_max_s",
+     "Largest age of an unread VRRP datagram since start"),
     ("pyvrrp_receive_batch_last", "batch_last", "Datagrams read in the last receive batch"),
     ("pyvrrp_receive_batch_max", "batch_max", "Largest receive batch since start"),
     ("pyvrrp_timer_late_max_seconds", "timer_late_max_s", "Largest lateness of the loop timer since start"),
@@ -404,11 +398,8 @@ RECEIVE_COUNTERS = (
     ("pyvrrp_receive_adverts_decoded", "adverts_full", "Datagrams decoded and fed to an engine"),
     ("pyvrrp_timers_fired", "timers_fired", "Runs of the one loop timer"),
     ("pyvrrp_timers_late", "timers_late", "Loop timer runs more than 5 ms late (the loop is behind)"),
-    (
-        "pyvrrp_receive_read_before_timer",
-        "drained_before_timer",
-        "Datagrams read because a deadline was due (they arrived before it)",
-    ),
+    ("pyvrrp_receive_read_before_timer", "drained_before_timer",
+     "Datagrams read because a deadline was due (they arrived before it)"),
     ("pyvrrp_receive_kernel_drops", "kernel_drops", "Datagrams the kernel dropped: receive buffer full"),
 )
 

@@ -14,9 +14,11 @@ def test_round_trip_and_absent_file(tmp_path: Path) -> None:
     held = HeldState.in_dir(tmp_path / "run")
     held.vips = {("eth0", "192.0.2.1/32"), ("eth1", "2001:db8::1/128")}
     held.ipvs_state = "/var/lib/pyvrrp/ipvs-owned.json"
+    held.nft_table = "pyvrrp"
     held.save()
     back = HeldState.load(held.path)
     assert back.vips == held.vips and back.ipvs_state == held.ipvs_state
+    assert back.nft_table == "pyvrrp"
     assert not list((tmp_path / "run").glob("*.tmp"))
     back.remove()
     back.remove()  # twice is fine

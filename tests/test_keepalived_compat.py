@@ -235,14 +235,22 @@ def test_thresholds(tmp_path: Path) -> None:
     assert e.path.endswith("real_server[0].uthreshold") and e.line == 4
 
 
-def test_vrrp_iptables_with_accept_is_ignored(tmp_path: Path) -> None:
-    _cfg, warnings = _warnings(tmp_path, "global_defs {\n vrrp_iptables CHAIN\n}\n" + _inst())
-    assert any(w.line == 2 and "manages no firewall" in w.message for w in warnings)
+def test_vrrp_iptables_means_nftables(tmp_path: Path) -> None:
+    cfg, warnings = _warnings(tmp_path, "global_defs {\n vrrp_iptables IN OUT\n}\n" + _inst(" no_accept"))
+    (w,) = [w for w in warnings if w.line == 2]
+    assert "nftables" in w.message and "approximated" in w.message
+    assert cfg.global_defs.vrrp_nftables == "pyvrrp" and not cfg.vrrp_instance["VI_1"].accept
 
 
-def test_vrrp_iptables_with_no_accept_is_refused(tmp_path: Path) -> None:
-    (e,) = _errors(tmp_path, "global_defs {\n vrrp_iptables CHAIN\n}\n" + _inst(" no_accept"))
-    assert (e.path, e.line) == ("global_defs.vrrp_iptables", 2) and "VI_1" in e.message
+def test_nftables_keywords(tmp_path: Path) -> None:
+    text = "global_defs {\n nftables ka_fw\n nftables_priority -5\n nftables_counters\n}\n"
+    cfg, _w = _warnings(tmp_path, text + _inst(" no_accept"))
+    g = cfg.global_defs
+    assert (g.vrrp_nftables, g.vrrp_nftables_priority, g.vrrp_nftables_counters) == ("ka_fw", -5, True)
+    cfg, _w = _warnings(tmp_path, "global_defs {\n nftables\n}\n" + _inst())
+    assert cfg.global_defs.vrrp_nftables == "pyvrrp"  # bare: the default table
+    (e,) = _errors(tmp_path, "global_defs {\n nftables 9bad\n}\n" + _inst())
+    assert (e.path, e.line) == ("global_defs.vrrp_nftables", 2) and "table name" in e.message
 
 
 def test_v3_authentication_is_ignored_like_keepalived(tmp_path: Path) -> None:

@@ -615,6 +615,41 @@ def test_conflict_lower_mac_yields(ours: bytes, theirs: bytes, yields: bool) -> 
         assert r.state is State.MASTER
 
 
+def test_conflict_never_makes_the_vrrp_winner_yield_while_the_election_runs() -> None:
+    """Issue 13 item 5: after a split heals both masters hear each other; the better one
+    must not yield by MAC (its MAC is the lower here) while VRRP decides; once the lower
+    master's adverts have gone on for 1.5 intervals it does not hear ours (one-way loss,
+    S6) and the MAC rule decides again."""
+    r = master(conflict_resolve=True)  # priority 100, 1 s adverts
+    low, high = b"\x00" * 5 + b"\x01", b"\x00" * 5 + b"\x02"
+    r.handle(rx(adv(50)), now=4.0)  # the first advert of a lower-priority master: SM-13
+    actions = r.handle(ConflictDetected(our_mac=low, peer_mac=high), now=4.9)
+    assert actions == [AnnounceVips((VIP,), repeat=5, reason="conflict")] and r.state is State.MASTER
+    assert r.snapshot(now=4.9).counters["conflict_vrrp_decides"] == 1
+    r.handle(rx(adv(50)), now=5.0)  # it did not step down: it does not hear us
+    yielded_at = None
+    while yielded_at is None:
+        t = r.next_deadline()
+        assert t is not None and t < 8.0, "the deferred conflict was never decided"
+        if "StateChanged" in kinds(r.handle_timer(now=t)):
+            yielded_at = t
+        else:
+            r.handle(rx(adv(50)), now=t + 0.01)
+    assert r.state is State.BACKUP and 4.0 + 1.5 < yielded_at <= 4.0 + 1.5 + 1.0  # at the next advert
+
+
+def test_a_deferred_conflict_ends_when_the_other_master_steps_down() -> None:
+    """The heal case: the lower master hears us and goes quiet; nobody yields by MAC."""
+    r = master(conflict_resolve=True)
+    r.handle(rx(adv(50)), now=4.0)
+    r.handle(ConflictDetected(our_mac=b"\x00" * 6, peer_mac=b"\x01" * 6), now=4.2)
+    for _ in range(6):  # its adverts stopped at 4.0: six of our advert periods later, still MASTER
+        t = r.next_deadline()
+        assert t is not None
+        assert "StateChanged" not in kinds(r.handle_timer(now=t))
+    assert r.state is State.MASTER
+
+
 def test_conflict_ignored_without_resolution() -> None:
     """Issue #4: conflict_resolve=False only counts the conflict."""
     r = master()

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", help="Where held.json is (default: the control socket's directory)."
         ),
     ) -> None:
-        """Remove the VIPs and IPVS services a stopped daemon left behind (exit 1 if a daemon runs)."""
+        """Remove the VIPs, IPVS services and nftables table a stopped daemon left (exit 1 if one runs)."""
         from pyvrrp.adapters.netlink import Netlink
         from pyvrrp.runtime.control import DaemonUnreachable, request_sync
         from pyvrrp.runtime.daemon import release_ipvs
@@ -60,6 +60,16 @@ def register(app: typer.Typer) -> None:
         if held.ipvs_state:
             asyncio.run(release_ipvs(held.ipvs_state))
             typer.echo(f"IPVS services recorded in {held.ipvs_state}: removed")
+        if held.nft_table:
+            from pyvrrp.adapters.firewall import FirewallError, Nft
+
+            try:
+                Nft().remove(held.nft_table)
+            except FirewallError as exc:
+                typer.echo(f"pyvrrp: cannot delete nftables table inet {held.nft_table}: {exc}", err=True)
+                failed += 1
+            else:
+                typer.echo(f"removed: nftables table inet {held.nft_table}")
         if failed:
             raise typer.Exit(1)
         held.remove()

@@ -273,18 +273,19 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "default_interface": _ign("every instance names its interface; VIPs without dev use it"),
         "dynamic_interfaces": _ign("interfaces that come and go are handled as link down/up"),
         "log_unknown_vrids": _ign("adverts for unknown VRIDs are counted in `pyvrrp state`"),
-        "vrrp_iptables": _ign(
-            "pyvrrp manages no firewall; with accept mode (keepalived's default) keepalived adds no "
-            "VIP rules either; with no_accept or vrrp_strict the file is refused"
+        "vrrp_iptables": _approx(
+            None,
+            "pyvrrp drops traffic to no_accept VIPs with nftables (table global_defs.vrrp_nftables), "
+            "as keepalived does where iptables is nftables-based; its chain names are not used",
+            "none",
         ),
         "vrrp_ipsets": _ref("ipsets are not managed"),
-        "nftables": _ign(
-            "pyvrrp manages no firewall; with accept mode (keepalived's default) keepalived adds no "
-            "VIP rules either; with no_accept or vrrp_strict the file is refused"
+        "nftables": _sup(
+            "vrrp_nftables", "opt_str", "table for the no_accept drop rules (pyvrrp's default name: pyvrrp)"
         ),
-        "nftables_priority": _ign(_NOT_NEEDED),
-        "nftables_counters": _ign(_NOT_NEEDED),
-        "nftables_ifindex": _ign(_NOT_NEEDED),
+        "nftables_priority": _sup("vrrp_nftables_priority", "int"),
+        "nftables_counters": _sup("vrrp_nftables_counters", "flag"),
+        "nftables_ifindex": _ign("pyvrrp keeps no IPv6 link-local sets (no VMAC IGMP/MLD rules)"),
         "nftables_ipvs": _ref("per-group fwmarks via nftables are not implemented"),
         "nftables_ipvs_priority": _ref("per-group fwmarks via nftables are not implemented"),
         "nftables_ipvs_start_fwmark": _ref("per-group fwmarks via nftables are not implemented"),
@@ -704,6 +705,10 @@ def _conv_scalar(ctx: _Ctx, path: str, node: Node, conv: str) -> Any:
                 node,
             )
         return node.args[0]
+    if conv == "none":
+        return _SKIP  # read and reported (approximated); sets nothing
+    if conv == "opt_str" and not node.args:
+        return _SKIP  # `nftables` without a name: the default table
     if conv == "init_file" and not node.args:
         return 0
     if conv == "float_or_default":
@@ -1099,30 +1104,6 @@ def _global_defs(ctx: _Ctx, node: Node, model: dict[str, Any]) -> None:
     out = model.setdefault("global_defs", {})
     ctx.mark("global_defs", node)
     _walk_block(ctx, "global_defs", "global_defs", node, out)
-    for child in node.children:
-        if child.keyword in _FIREWALL_KEYWORDS:
-            model.setdefault("_firewall", child)
-
-
-#: keepalived manages a firewall with these for no_accept / strict mode (keepalived.conf(5)).
-_FIREWALL_KEYWORDS = ("vrrp_iptables", "nftables", "vrrp_nftables")
-
-
-def _firewall_check(ctx: _Ctx, model: dict[str, Any]) -> None:
-    """vrrp_iptables/nftables matter only for instances without accept mode: refuse those."""
-    fw: Node | None = model.get("_firewall")
-    if fw is None:
-        return
-    for name, inst in model.get("vrrp_instance", {}).items():
-        if inst.get("accept") is False:
-            ctx.error(
-                f"global_defs.{fw.keyword}",
-                f"vrrp_instance {name} has no accept mode (no_accept or vrrp_strict): keepalived would "
-                "drop traffic to VIPs it does not own with firewall rules, and pyvrrp manages no "
-                "firewall yet; add such rules yourself and remove this line, or drop no_accept",
-                fw,
-            )
-            return
 
 
 # -- LVS ----------------------------------------------------------------------------------
@@ -1457,7 +1438,6 @@ def walk(nodes: list[Node]) -> tuple[dict[str, Any], list[Issue], dict[str, tupl
         handler(ctx, node, model)
     _derived(model)
     _v3_authentication(ctx, model)
-    _firewall_check(ctx, model)
     _cross_checks(ctx, model)
     return _cleanup(model), ctx.issues, ctx.locs
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
@@ -358,12 +359,27 @@ class GlobalDefs(_Model):
     """IPVS connection timeouts (``ipvsadm --set``); unset values are left as they are."""
     net_namespace: NonEmptyStr | None = None
     """Run VRRP and IPVS inside this network namespace (keepalived's top-level ``net_namespace``)."""
+    vrrp_nftables: str = "pyvrrp"
+    """nftables table (family inet) that drops traffic to the VIPs of instances without accept mode."""
+    vrrp_nftables_priority: Int = -1
+    """Priority of that table's input hook (keepalived ``nftables_priority``)."""
+    vrrp_nftables_counters: bool = False
+    """Count the dropped packets (``nft list table inet TABLE``); keepalived ``nftables_counters``."""
     metrics_listen: str | None = None
     """``"ADDR:PORT"`` / ``"[ADDR6]:PORT"`` of the Prometheus ``/metrics`` listener (unset: off)."""
     metrics_keepalived_names: bool = True
     """Also serve mehdy/keepalived-exporter's ``keepalived_*`` metric names.  pyvrrp only."""
     witness: Witness | None = None
     """The quorum witness on etcd (pyvrrp only, issue 13); instances opt in with ``witness = true``."""
+
+    @field_validator("vrrp_nftables")
+    @classmethod
+    def _nft_table(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", v):
+            raise ValueError(
+                f"{v!r} is not an nftables table name: a letter, then up to 63 letters, digits, '_' or '-'"
+            )
+        return v
 
     @field_validator("metrics_listen")
     @classmethod

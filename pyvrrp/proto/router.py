@@ -89,6 +89,13 @@ transitions it caused itself.
 Dual-master conflict (issue #4, ``conflict_resolve``): on
 :class:`ConflictDetected` a MASTER whose MAC is numerically lower yields
 (-> BACKUP, ``RemoveVips``); the other one re-announces (``reason="conflict"``).
+The MAC rule is for a conflict the election cannot settle: a MASTER whose
+first advert from a lower-priority master arrived less than
+``ELECTION_GRACE_INTERVALS`` advert intervals ago is winning the election
+(the other steps down on its SM-13 advert), so it never yields by MAC; it
+re-announces (issue 13 item 5: after a split heals, the priority-150 node
+once yielded to the priority-100 one).  If those adverts keep coming, the
+other does not hear ours (one-way loss) and the MAC rule applies again.
 """
 
 from __future__ import annotations
@@ -142,6 +149,10 @@ __all__ = ["RouterConfig", "VirtualRouter", "effective_priority", "peer_wins"]
 _CS_PER_S = 100
 _LINK_FAULT = "link"
 
+
+#: after the first advert of a lower-priority master, this many of our advert intervals belong
+#: to the VRRP election: a dual-master conflict then never makes us yield by MAC (issue 13 §5)
+ELECTION_GRACE_INTERVALS = 1.5
 
 #: minimum gap between two SM-13 re-adverts (a flood of lower-priority adverts is not echoed)
 LOWER_PRIO_ADVERT_GAP_S = 0.01
@@ -313,6 +324,9 @@ class VirtualRouter:
         self._garp_refresh_at: float | None = None
         self._garp_lower_prio_at = -math.inf  # next lower-priority GARP burst allowed at
         self._lower_prio_advert_at = -math.inf  # last SM-13 re-advert
+        self._lower_rx_at = -math.inf  # last advert of a lower-priority master heard while MASTER
+        self._lower_run_at = -math.inf  # first advert of the current run of such adverts
+        self._conflict_deferred: ConflictDetected | None = None  # left to the election, for now
         self._preempt_window_until: float | None = None
         self._takeover_pending = False
         self._vips_held: tuple[IPInterface, ...] = ()
@@ -395,6 +409,13 @@ class VirtualRouter:
                 self._master_down_at = None
                 actions += self._on_master_down(now)
             elif self._adver_at is not None and self._adver_at == deadline:
+                if self._conflict_deferred is not None and not self._election_running(now):
+                    conflict, self._conflict_deferred = self._conflict_deferred, None
+                    grace_s = ELECTION_GRACE_INTERVALS * self._interval_s()
+                    if self._lower_run_at < self._lower_rx_at > now - grace_s:  # it still masters
+                        actions += self._mac_rule(conflict, now)
+                        if self._state is not State.MASTER:
+                            continue
                 # RFC 5798 §6.4.3 (SM-10, TMR-08): send an advert, re-arm Adver_Timer
                 actions.append(self._advert(self.effective_priority))
                 # re-arm from the deadline, not from `now`, so timer lateness does not
@@ -530,6 +551,22 @@ class VirtualRouter:
         self._counters.bump("conflicts_detected")
         if self._state is not State.MASTER or not self._config.conflict_resolve:
             return []
+        if self._election_running(now):
+            # A lower-priority master's adverts have just begun to reach us: the split has
+            # healed and the VRRP election is under way, which we win (the other steps
+            # down on our SM-13 advert).  The MAC rule could make the better router yield
+            # here, so it waits: if those adverts still come when the grace is over, the
+            # other does not hear ours (one-way loss, S6) and the MAC rule decides at our
+            # next advert.
+            self._counters.bump("conflict_vrrp_decides")
+            self._conflict_deferred = event
+            return self._announce(self._config.garp_master_repeat, "conflict")
+        return self._mac_rule(event, now)
+
+    def _election_running(self, now: float) -> bool:
+        return now - self._lower_run_at <= ELECTION_GRACE_INTERVALS * self._interval_s()
+
+    def _mac_rule(self, event: ConflictDetected, now: float) -> list[Action]:
         if int.from_bytes(event.our_mac, "big") < int.from_bytes(event.peer_mac, "big"):
             return self._transition(Trigger.CONFLICT_YIELD, "dual-master conflict", now)
         return self._announce(self._config.garp_master_repeat, "conflict")
@@ -653,6 +690,9 @@ class VirtualRouter:
             return self._transition(Trigger.PREEMPTED, f"preempted by {event.src} prio {adv.priority}", now)
         # RFC 9568 §6.4.3 (SM-13): advertise at once to assert MASTER; Adver_Timer untouched
         self._counters.bump("lower_prio_rx")
+        if now - self._lower_rx_at >= self._master_down_interval_s():
+            self._lower_run_at = now  # a new run: the other master has just started hearing us?
+        self._lower_rx_at = now
         if not self._config.lower_prio_advert:
             return []
         actions: list[Action] = []
@@ -760,6 +800,7 @@ class VirtualRouter:
         )
         self._garp_refresh_at = now + cfg.garp_master_refresh_s if cfg.garp_master_refresh_s > 0 else None
         self._garp_lower_prio_at = -math.inf
+        self._conflict_deferred = None
         return actions
 
     def _enter_backup(self, old: State, now: float) -> None:

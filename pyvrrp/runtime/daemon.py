@@ -42,6 +42,7 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.adapters.arp import Announcer, mac_to_bytes
+from pyvrrp.adapters.firewall import DropPlan, FirewallError, Nft
 from pyvrrp.adapters.netlink import AddressEvent, LinkEvent, Netlink
 from pyvrrp.adapters.netns import NamespaceError, enter_namespace
 from pyvrrp.adapters.notify import NotifyRunner
@@ -171,6 +172,8 @@ class Daemon:
         self.control = ControlServer(self.control_path)
         self.systemd = SdNotifier.from_environ()  # no-op outside a Type=notify unit
         self.held = HeldState.in_dir(Path(self.control_path).parent)
+        self.firewall = Nft()
+        self._drop_plan: DropPlan | None = None  # what the nftables table holds now
         self.ipvs: IpvsManager | None = None
         self.trackers: Trackers | None = None
         self._tracker_names: dict[str, set[str]] = {}
@@ -224,6 +227,7 @@ class Daemon:
             raise StartupError(f"control socket {self.control_path}: {exc}") from None
         await self._start_metrics()
         await self._release_held()  # the config has passed validation; no other daemon runs
+        self._apply_firewall(self.config)  # before any instance can hold a no_accept VIP
         await self._start_witness()
 
         self._set_groups(self.config)
@@ -294,6 +298,7 @@ class Daemon:
             await asyncio.gather(*pending, return_exceptions=True)
         if self.keep_ipvs:
             self.held.ipvs_state = None  # kept on purpose: `pyvrrp cleanup` must not remove them
+        self._remove_firewall()  # after the VIPs: never a moment a no_accept master accepts
         if self._executor is not None:
             self._executor.flush_held()
         if self._supervisor is not None:
@@ -330,7 +335,10 @@ class Daemon:
                 log.warning("stale_vip_removed", iface=ifname, vip=vip, note="held by an earlier run")
         if old.ipvs_state and not self.config.virtual_server:
             await release_ipvs(old.ipvs_state)
-        self.held.vips, self.held.ipvs_state = set(), None
+        plan = drop_plan(self.config)
+        if old.nft_table and (plan is None or plan.table != old.nft_table):
+            self._drop_plan = DropPlan(old.nft_table)  # so that _apply_firewall deletes it
+        self.held.vips, self.held.ipvs_state, self.held.nft_table = set(), None, old.nft_table
         self._execute().flush_held()
 
     async def _start_metrics(self) -> None:
@@ -793,6 +801,49 @@ class Daemon:
             self._tracker_names.setdefault(instance, set()).add(name)
             self.supervisor.feed(inst, ev.TrackerChanged(name=name, delta=delta, fault=fault))
 
+    # ---------------------------------------------------------------- firewall
+
+    def _apply_firewall(self, config: Config) -> None:
+        """Make the nftables table drop what ``config``'s no_accept instances hold (firewall.py).
+
+        A failure is logged as an error and changes nothing else: VRRP goes on, and the
+        no_accept masters accept traffic to their VIPs until nft works (a VIP is never
+        withheld for want of a firewall rule).
+        """
+        plan = drop_plan(config)
+        old = self._drop_plan
+        if plan == old:
+            return
+        try:
+            if old is not None and (plan is None or plan.table != old.table):
+                self.firewall.remove(old.table)
+                log.info("firewall_removed", table=old.table)
+            if plan is not None:
+                self.firewall.apply(plan)
+                log.info("firewall_set", table=plan.table, vips=len(plan.v4) + len(plan.v6))
+        except FirewallError as exc:
+            log.error(
+                "firewall_failed",
+                error=str(exc),
+                note="no_accept is not enforced: masters accept traffic to their VIPs",
+            )
+            return
+        self._drop_plan = plan
+        self.held.nft_table = plan.table if plan is not None else None
+        self._execute().flush_held()
+
+    def _remove_firewall(self) -> None:
+        plan, self._drop_plan = self._drop_plan, None
+        if plan is None:
+            return
+        try:
+            self.firewall.remove(plan.table)
+        except FirewallError as exc:
+            log.error("firewall_remove_failed", table=plan.table, error=str(exc), fix="pyvrrp cleanup")
+            return
+        self.held.nft_table = None
+        log.info("firewall_removed", table=plan.table)
+
     # -------------------------------------------------------------------- IPVS
 
     async def _start_ipvs(self) -> None:
@@ -990,6 +1041,7 @@ class Daemon:
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
         self.config = new
+        self._apply_firewall(new)
         self._set_groups(new)
         for name in change.removed + change.restarted:
             self._stop_instance(sup.instances.pop(name))
@@ -1045,6 +1097,26 @@ class Daemon:
                 if instance in self.instances:  # a tracker removed from the config: neutral again
                     self.supervisor.feed(self.instances[instance], ev.TrackerChanged(name=gone))
         self.trackers.start()
+
+
+def drop_plan(config: Config) -> DropPlan | None:
+    """The drop rules of ``config``: every VIP of an instance without accept mode (not owners).
+
+    RFC 5798 §6.1: the address owner (priority 255) always accepts; so does every
+    instance with ``accept = true`` (keepalived's default).  None: no table at all.
+    """
+    g = config.global_defs
+    addrs = [
+        vip.address.ip
+        for spec in config.vrrp_instance.values()
+        if not spec.accept and spec.priority != 255
+        for vip in (*spec.virtual_ipaddress, *spec.virtual_ipaddress_excluded)
+    ]
+    if not addrs:
+        return None
+    return DropPlan.of(
+        g.vrrp_nftables, addrs, priority=g.vrrp_nftables_priority, counters=g.vrrp_nftables_counters
+    )
 
 
 async def release_ipvs(state_file: str) -> None:

@@ -14,7 +14,9 @@ address.  Then:
 - ``pyvrrp cleanup`` removes the same without parsing any config; the systemd
   unit runs it as ``ExecStopPost``, so a crashed daemon's VIPs go at once;
 - the IPVS services the daemon created are recorded by the IPVS manager in its
-  own state file, whose path is kept here so ``cleanup`` can find it.
+  own state file, whose path is kept here so ``cleanup`` can find it;
+- the nftables table of the no_accept drop rules (adapters/firewall.py) is recorded
+  by name, so ``cleanup`` deletes it and a start with another table name does too.
 
 Writes are atomic (temporary file + rename) and happen off the hot path: the
 executor marks the record dirty and the loop flushes it after the GARPs.
@@ -34,11 +36,12 @@ HELD_FILE = "held.json"
 
 @dataclass
 class HeldState:
-    """The VIPs (``(ifname, "addr/prefix")``) and IPVS state file this node holds."""
+    """The VIPs (``(ifname, "addr/prefix")``), IPVS state file and nftables table this node holds."""
 
     path: Path
     vips: set[tuple[str, str]] = field(default_factory=set)
     ipvs_state: str | None = None
+    nft_table: str | None = None
 
     @classmethod
     def in_dir(cls, run_dir: str | os.PathLike[str]) -> HeldState:
@@ -62,6 +65,8 @@ class HeldState:
             held.vips = {(str(i), str(a)) for i, a in data.get("vips", [])}
             state = data.get("ipvs_state")
             held.ipvs_state = str(state) if state else None
+            table = data.get("nft_table")
+            held.nft_table = str(table) if table else None
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"{held.path}: not a pyvrrp held-state record") from None
         return held
@@ -74,7 +79,11 @@ class HeldState:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        body = {"vips": sorted([i, a] for i, a in self.vips), "ipvs_state": self.ipvs_state}
+        body = {
+            "vips": sorted([i, a] for i, a in self.vips),
+            "ipvs_state": self.ipvs_state,
+            "nft_table": self.nft_table,
+        }
         tmp.write_text(json.dumps(body) + "\n")
         tmp.replace(self.path)
 

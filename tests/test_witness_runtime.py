@@ -282,3 +282,21 @@ witness = {w}
     assert (
         _witness_change(a, loads_toml(base.format(ttl=5, w="false"))) == "the witness of vrrp_instance VI_1"
     )
+
+
+def test_lease_lost_in_etcd_gives_up_then_a_new_lease_reports_back() -> None:
+    async def main() -> None:
+        rt, fake, gave_up, back = make()
+        await rt.start()
+        assert (await rt.acquire("instance/VI_1", VALUE))[0]
+        fake.leases.clear()  # etcd expired or revoked our lease
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while len(back) < 2 and loop.time() - t0 < 3.0:
+            await asyncio.sleep(0.01)
+        assert gave_up and gave_up[0] == ("instance/VI_1", "witness lease expired in etcd")
+        assert back == [1, 1], "the new lease must clear the witness fault (on_back)"
+        assert rt.lease_grants == 2
+        await rt.close()
+
+    asyncio.run(main())

@@ -142,6 +142,7 @@ class WitnessRuntime:
                     log.warning("witness_lease_lost", lease=lease_id, note="etcd expired or revoked it")
                     self._give_up(gate.lease_lost(), "witness lease expired in etcd")
                     self._arm()
+                    self._check_available()  # unavailable until a new lease: on_back then
                     return False
                 self.renewals += 1
         except WitnessUnavailable as exc:

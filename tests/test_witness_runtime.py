@@ -300,3 +300,27 @@ def test_lease_lost_in_etcd_gives_up_then_a_new_lease_reports_back() -> None:
         await rt.close()
 
     asyncio.run(main())
+
+
+def test_keys_given_up_at_the_deadline_are_deleted_when_etcd_answers_again() -> None:
+    """The deadline passed but the lease survived in etcd (slow answers): the key must not
+    stay bound to our renewed lease while we are no longer MASTER."""
+
+    async def main() -> None:
+        rt, fake, gave_up, back = make()
+        await rt.start()
+        assert (await rt.acquire("instance/VI_1", VALUE))[0]
+        fake.down = True
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while not gave_up and loop.time() - t0 < 3.0:
+            await asyncio.sleep(0.01)
+        assert gave_up
+        fake.down = False  # the lease is still alive in the fake: keepalive answers 5
+        while len(back) < 2 and loop.time() - t0 < 5.0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert "/pyvrrp/instance/VI_1" not in fake.kv and fake.deleted == ["/pyvrrp/instance/VI_1"]
+        await rt.close()
+
+    asyncio.run(main())

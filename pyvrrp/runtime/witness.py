@@ -77,6 +77,7 @@ class WitnessRuntime:
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._was_available = False
+        self._orphans: dict[str, int] = {}  # keys given up at the deadline -> their revision
         self._holders: dict[str, str] = {}  # key -> who holds it, as last seen (state view)
         self._warn = RateLimitedLogger(log, burst=3, window_s=30.0, level="warning")
         self._stopped = False
@@ -183,6 +184,10 @@ class WitnessRuntime:
         if avail and not self._was_available:
             log.info("witness_available", endpoint=self.client.endpoint, lease=self.gate.lease.lease_id)
             self._was_available = True
+            orphans, self._orphans = self._orphans, {}
+            for key, revision in orphans.items():
+                if key not in self.gate.held:
+                    self._spawn(self._delete(self.full_key(key), revision))
             self.on_back()
         elif not avail and self._was_available:
             self._was_available = False
@@ -218,7 +223,10 @@ class WitnessRuntime:
             self._arm()  # renewed meanwhile
             return
         self.last_deadline_late_s = now - (self.gate.lease.deadline or now)
+        before = dict(self.gate.held)
         keys = self.gate.expire(now)
+        for key in keys:  # still in etcd while our lease lives on: delete them when etcd answers
+            self._orphans[key] = before[key].revision
         self._give_up(keys, "witness deadline passed without a lease renewal")
         self._check_available()
 

@@ -614,3 +614,21 @@ def test_sync_group_holds_one_key(wlab: tuple[Lab, Etcd]) -> None:
     wait_for(lambda: lab.holds_vip("lb2") and lab.holds_vip("lb2", "192.168.233.201"), 15, 0.02, what="lb2")
     print(f"\nsync group: kill -9 -> lb2 holds both VIPs after {time.monotonic() - t0:.2f} s (ttl 2 s)")
     assert lb2.state("VI_51") == lb2.state("VI_52") == "MASTER"
+
+
+def test_clean_stop_baseline_without_witness(lab_factory: Any) -> None:
+    """W4's control: the same SIGTERM hand-over without the witness (the figure to compare with)."""
+    lab = lab_factory(real_servers=False)
+    lb1 = PyvrrpNode(lab, "lb1", instances=[v3(150)])
+    lb1.start()
+    lb1.wait_state("MASTER", 15)
+    lb2 = PyvrrpNode(lab, "lb2", instances=[v3(100)])
+    lb2.start()
+    lb2.wait_state("BACKUP", 15)
+    wait_view(lb2, lambda v: v["master_ip"] is not None, 10, what="lb2 hears lb1")
+    t0 = time.monotonic()
+    signal_node(lb1, signal.SIGTERM)
+    wait_for(lambda: lab.holds_vip("lb2"), 10, 0.01, what="lb2 takes over")
+    took = time.monotonic() - t0
+    print(f"\nW4 baseline without witness: lb2 holds the VIP after {took * 1000:.0f} ms")
+    assert took < 1.5

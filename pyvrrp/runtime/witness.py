@@ -42,7 +42,9 @@ log = structlog.get_logger("pyvrrp.witness")
 RELEASE_WAIT_S = 1.0
 """A takeover finding the key held waits this long for the holder's release (a clean stop
 or a priority-0 hand-over deletes it a few ms after its last advert)."""
-POLL_S = 0.05
+POLL_FAST_S, POLL_S, POLL_FAST_FOR_S = 0.01, 0.05, 0.2
+"""While waiting for a holder's release: every 10 ms for the first 0.2 s (a clean stop's delete
+is a few ms behind its priority-0 advert), then every 50 ms."""
 
 
 class WitnessRuntime:
@@ -304,8 +306,9 @@ class WitnessRuntime:
                             await self.client.put(self.claim_key(key), value.encode(), lease_id)
                             claimed = True
                             log.info("witness_claimed", key=full, holder=who, priority=value.priority)
-                        if clock.monotonic() - start < wait_s:
-                            await asyncio.sleep(POLL_S)
+                        waited = clock.monotonic() - start
+                        if waited < wait_s:
+                            await asyncio.sleep(POLL_FAST_S if waited < POLL_FAST_FOR_S else POLL_S)
                             continue
                         return False, f"witness key {full} held by {who} (revision {info.mod_revision})"
             except WitnessUnavailable as exc:

@@ -651,7 +651,12 @@ def _describe(peers: dict[IPAddress, _Seen]) -> str:
 
 
 def check_time_sync() -> Check:
-    return Check("time sync", "skip", "no witness is configured (pyvrrp has none yet): clocks do not matter")
+    return Check(
+        "time sync",
+        "skip",
+        "clock offsets do not matter: VRRP timers and the etcd witness's deadline use monotonic clocks "
+        "(only clock-rate drift counts, covered by witness.margin; docs/split-brain.md §5)",
+    )
 
 
 def exit_code(checks: Iterable[Check]) -> int:

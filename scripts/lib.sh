@@ -16,6 +16,8 @@ APT_NEEDS=(
     "nft:nftables"           # split-brain tests block VRRP on the lab switch
     "keepalived:keepalived"  # interop / reference peer
     "tcpdump:tcpdump"        # br0 captures
+    "etcd:etcd-server"       # the quorum witness's tests (issue 13); its service is not started
+    "vtysh:frr"              # FRR vrrpd interop (use_vmac tests); its service is not started
     "arping:iputils-arping"  # ARP checks from the client
     "ping:iputils-ping"      # keepalived best-practice gateway check (split-brain matrix control)
     "modprobe:kmod"          # tools/uml-run (IPVS in User-Mode Linux)
@@ -81,11 +83,24 @@ ensure_apt() {
     fi
     echo "setup: installing ${missing[*]} (log: $SETUP_LOG)" >&2
     step "apt-get update" apt-get update -q
-    step "apt-get install" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # etcd-server's and frr's maintainer scripts would start them in the root namespace: the
+    # tests start their own inside lab namespaces, so forbid service starts
+    # (invoke-rc.d exit 101) during this install, unless a policy is there already.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
+    local rc=0
+    step "apt-get install" apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+    if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now etcd.service frr.service >>"$SETUP_LOG" 2>&1 || true
+    fi
+    return "$rc"
 }
 
 ensure_venv() {
-    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pyvrrp, pytest, pytest_timeout, scapy, build' >/dev/null 2>&1; then
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pyvrrp, pytest, pytest_timeout, scapy, build, httpx' >/dev/null 2>&1; then
         return 0
     fi
     if [ "${PYVRRP_NO_INSTALL:-0}" = 1 ]; then

@@ -238,6 +238,17 @@ def test_gateway_check_and_conflict_families() -> None:
     assert value(s, "pyvrrp_conflict_active", instance="VI_2", interface="eth0", vrid="52") == 0
 
 
+def test_witness_metrics() -> None:
+    w = {"held": True, "available": True, "revision": 17, "deadline_in_s": 3.5, "renew_failures": 2}
+    s = scrape_text(MetricsSnapshot(views=[view(witness=w), view("VI_2", vrid=52)]))
+    il = {"instance": "VI_1", "interface": "eth0", "vrid": "51"}
+    assert value(s, "pyvrrp_witness_held", **il) == 1 and value(s, "pyvrrp_witness_available", **il) == 1
+    assert value(s, "pyvrrp_witness_revision", **il) == 17
+    assert value(s, "pyvrrp_witness_deadline_seconds", **il) == 3.5
+    assert value(s, "pyvrrp_witness_renew_failures_total", **il) == 2
+    assert len(s["pyvrrp_witness_held"]) == 1  # VI_2 is not witnessed
+
+
 IPVS = {
     "apply": True,
     "master": True,

@@ -36,6 +36,7 @@ PURE_FILES = [
     ROOT / "health" / "fsm.py",
     ROOT / "health" / "process.py",
     ROOT / "splitbrain" / "arbiter.py",
+    ROOT / "splitbrain" / "witness.py",
 ]
 
 

@@ -358,7 +358,7 @@ def test_daemon_feeds_only_the_followed_instance_and_not_while_stopping(tmp_path
         k.calls.clear()
 
         def change(name: str, new: ev.State) -> None:
-            inst = SimpleNamespace(name=name)
+            inst = SimpleNamespace(name=name, witness_key=None)
             d._on_state_changed(inst, ev.StateChanged(old=ev.State.BACKUP, new=new, reason="", priority=100))  # type: ignore[arg-type]
 
         change("VI_2", ev.State.MASTER)

@@ -52,7 +52,8 @@ Arguments follow keepalived 2.2.7 exactly (KEEPALIVED-BASELINE §4):
 The specific script is queued before the generic one.  Extra context goes in
 the environment: ``PYVRRP_INSTANCE``, ``PYVRRP_STATE``,
 ``PYVRRP_PREVIOUS_STATE``, ``PYVRRP_PRIORITY``, ``PYVRRP_VIPS`` (space
-separated), ``PYVRRP_REASON``, ``PYVRRP_EPOCH``.
+separated), ``PYVRRP_REASON``, ``PYVRRP_EPOCH``, and for a witnessed instance that holds
+its key ``PYVRRP_WITNESS_REVISION`` (the key's etcd revision: the fencing token).
 
 A missing, non-executable or unparsable script is logged and counted; it
 never raises into the caller.
@@ -134,6 +135,8 @@ class NotifyEvent:
     reason: str = ""
     epoch: int = 0
     kind: str = "INSTANCE"  # or "GROUP" for sync groups
+    witness_revision: int | None = None
+    """The etcd revision of the witness key this node holds (the fencing token); None: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,8 @@ def build_env(event: NotifyEvent, base: Mapping[str, str] | None = None) -> dict
         PYVRRP_REASON=event.reason,
         PYVRRP_EPOCH=str(event.epoch),
     )
+    if event.witness_revision is not None:
+        env["PYVRRP_WITNESS_REVISION"] = str(event.witness_revision)
     return env
 
 

@@ -37,9 +37,31 @@ def _instance_rows(cfg: Any) -> list[dict[str, Any]]:
                 "vips": [str(v.address) for v in inst.virtual_ipaddress],
                 "unicast_peers": [str(p) for p in inst.unicast_peer],
                 "sync_group": cfg.sync_group_of(name),
+                "witness_key": _witness_key(cfg, name),
             }
         )
     return rows
+
+
+def _witness_key(cfg: Any, name: str) -> str | None:
+    """The full etcd key gating ``name`` (None: not witnessed)."""
+    key = cfg.witness_key(name)
+    return None if key is None else f"{cfg.global_defs.witness.prefix.rstrip('/')}/{key}"
+
+
+def _witness_lines(cfg: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Which instances the witness gates (issue 13: check-config says so)."""
+    wit = cfg.global_defs.witness
+    if wit is None:
+        return []
+    lines = [
+        f"witness: etcd {', '.join(wit.endpoints)} (ttl {wit.ttl} s, margin {wit.margin:g} s, "
+        f"on_unavailable {wit.on_unavailable})"
+    ]
+    for r in rows:
+        key = r["witness_key"]
+        lines.append(f"  {r['name']}: " + (f"witnessed, key {key}" if key else "not witnessed"))
+    return lines
 
 
 def _render(rows: list[dict[str, Any]]) -> list[str]:
@@ -130,6 +152,15 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
             "sync_groups": {k: list(g.group) for k, g in cfg.vrrp_sync_group.items()},
             "virtual_servers": sorted(cfg.virtual_server),
             "lvs_sync_daemon": syncd.describe() if syncd is not None else None,
+            "witness": None
+            if cfg.global_defs.witness is None
+            else {
+                "endpoints": list(cfg.global_defs.witness.endpoints),
+                "ttl_s": cfg.global_defs.witness.ttl,
+                "margin_s": cfg.global_defs.witness.margin,
+                "on_unavailable": cfg.global_defs.witness.on_unavailable,
+                "witnessed": [r["name"] for r in rows if r["witness_key"]],
+            },
             "warnings": warning_docs,
         }
         typer.echo(json.dumps(doc, indent=2))
@@ -150,6 +181,8 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
             typer.echo(f"  {line}")
     for gname, group in cfg.vrrp_sync_group.items():
         typer.echo(f"  vrrp_sync_group {gname}: {', '.join(group.group)}")
+    for line in _witness_lines(cfg, rows):
+        typer.echo(f"  {line}")
     for key, vs in cfg.virtual_server.items():
         n = len(vs.real_server)
         typer.echo(

@@ -325,6 +325,86 @@ def parse_listen(text: str) -> tuple[str, int]:
     return str(addr), int(port_s)
 
 
+def _endpoint(text: str) -> str:
+    """``http://ADDR:PORT`` / ``https://ADDR:PORT`` (a literal IP; IPv6 in brackets) -> normalised."""
+    if not isinstance(text, str):
+        raise ValueError('must be a string like "http://192.0.2.1:2379"')
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(f"{text!r} must start with http:// or https:// (etcd's client URL)")
+    rest = rest.rstrip("/")
+    if "/" in rest:
+        raise ValueError(f"{text!r}: give the client URL only, no path")
+    host, port = parse_listen(rest)
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+
+
+class Witness(_Model):
+    """``global_defs.witness``: the quorum witness on etcd (pyvrrp, issue 13).
+
+    A witnessed instance (``witness = true`` on a ``vrrp_instance`` or ``vrrp_sync_group``)
+    holds its VIPs only while this node holds the instance's key in etcd, bound to a
+    lease of ``ttl`` seconds; the holder gives the VIPs up ``margin`` seconds before the
+    lease could expire.  Runtime: :mod:`pyvrrp.splitbrain.witness` (the pure gate),
+    :mod:`pyvrrp.adapters.witness_etcd` (the client), :mod:`pyvrrp.runtime.witness`.
+    """
+
+    endpoints: Annotated[list[Endpoint], BeforeValidator(_one_or_many), Field(min_length=1)]
+    """etcd client URLs of the members (``http://ADDR:2379``); tried in order."""
+    ca: Path | None = None
+    """CA bundle that signed the members' certificates (https endpoints)."""
+    cert: Path | None = None
+    """Client certificate (etcd ``--client-cert-auth``); needs ``key``."""
+    key: Path | None = None
+    user: NonEmptyStr | None = None
+    """etcd user (``etcdctl user add``); needs ``password``."""
+    password: str | None = None
+    prefix: NonEmptyStr = "/pyvrrp"
+    """Keys are ``<prefix>/instance/<name>`` and ``<prefix>/group/<name>``."""
+    ttl: Annotated[Int, _between(2, 3600, " s")] = 5
+    """Lease TTL in whole seconds (etcd's unit): a crashed holder is replaced after about this long."""
+    margin: PosSeconds = 1.0
+    """The holder gives its VIPs up this long before its lease could expire (see docs/split-brain.md)."""
+    timeout: PosSeconds | None = None
+    """Seconds one etcd request may take (default: a quarter of ttl - margin, at most 1 s)."""
+    on_unavailable: Literal["release", "vrrp"] = "release"
+    """etcd unreachable: ``release`` gives the VIPs up at the deadline (safe); ``vrrp`` falls back."""
+
+    _low = field_validator("on_unavailable", mode="before")(classmethod(lambda cls, v: _lower(v)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Witness:
+        if self.margin >= self.ttl:
+            raise ValueError(f"margin ({_num(self.margin)} s) must be smaller than ttl ({self.ttl} s)")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: give both or neither")
+        if (self.user is None) != (self.password is None):
+            raise ValueError("user and password go together: give both or neither")
+        if not self.prefix.startswith("/") or (self.prefix.endswith("/") and self.prefix != "/"):
+            raise ValueError(f"prefix must start with '/' and not end with one, got {self.prefix!r}")
+        tls = [e for e in self.endpoints if e.startswith("https://")]
+        if (self.ca or self.cert) and not tls:
+            raise ValueError("ca / cert are set but every endpoint is http://; use https:// endpoints")
+        if tls and len(tls) != len(self.endpoints):
+            raise ValueError("mix of http:// and https:// endpoints; use one scheme for every member")
+        if self.timeout is not None and self.timeout >= self.ttl - self.margin:
+            raise ValueError(
+                f"timeout ({_num(self.timeout)} s) must be shorter than ttl - margin "
+                f"({_num(self.ttl - self.margin)} s)"
+            )
+        return self
+
+    @property
+    def request_timeout_s(self) -> float:
+        """Seconds one request may take before it counts as failed."""
+        if self.timeout is not None:
+            return float(self.timeout)
+        return min(1.0, (self.ttl - self.margin) / 4)
+
+
 class GlobalDefs(_Model):
     """``global_defs``: daemon-wide settings and defaults for every instance."""
 
@@ -389,6 +469,8 @@ class GlobalDefs(_Model):
     """``"ADDR:PORT"`` / ``"[ADDR6]:PORT"`` of the Prometheus ``/metrics`` listener (unset: off)."""
     metrics_keepalived_names: bool = True
     """Also serve mehdy/keepalived-exporter's ``keepalived_*`` metric names.  pyvrrp only."""
+    witness: Witness | None = None
+    """The quorum witness on etcd (pyvrrp only, issue 13); instances opt in with ``witness = true``."""
 
     @field_validator("vrrp_nftables")
     @classmethod
@@ -1047,6 +1129,8 @@ class VrrpInstance(_Model):
     """Its MAC (keepalived ``use_vmac NAME MAC``); default 00:00:5e:00:01:VRID (IPv6 00:00:5e:00:02:VRID)."""
     vmac_xmit_base: bool = False
     """Send and receive adverts on ``interface`` instead of the macvlan (keepalived ``vmac_xmit_base``)."""
+    witness: bool = False
+    """Hold the VIPs only while holding this instance's key in etcd (``global_defs.witness``)."""
 
     _up = field_validator("state", mode="before")(classmethod(lambda cls, v: _upper(v)))
     _low = field_validator("fence_failure", mode="before")(classmethod(lambda cls, v: _lower(v)))
@@ -1165,6 +1249,8 @@ class VrrpSyncGroup(_Model):
     track_process: Annotated[list[TrackProcessRef], BeforeValidator(_one_or_many)] = Field(
         default_factory=list
     )
+    witness: bool = False
+    """The group holds one key in etcd for all its members (``global_defs.witness``)."""
 
 
 # --------------------------------------------------------------------------- Config
@@ -1264,6 +1350,19 @@ class Config(_Model):
     def source_format(self) -> str | None:
         """``"toml"`` or ``"keepalived"`` when loaded from a file."""
         return self._source_format
+
+    def witness_key(self, instance: str) -> str | None:
+        """The etcd key (under ``global_defs.witness.prefix``) gating ``instance``; None: unwitnessed.
+
+        ``instance/<name>`` for ``witness = true`` on the instance, ``group/<name>`` when its
+        ``vrrp_sync_group`` has it (one key for every member: they hold their VIPs together).
+        """
+        if self.global_defs.witness is None or instance not in self.vrrp_instance:
+            return None
+        group = self.sync_group_of(instance)
+        if group is not None and self.vrrp_sync_group[group].witness:
+            return f"group/{group}"
+        return f"instance/{instance}" if self.vrrp_instance[instance].witness else None
 
     def sync_group_of(self, instance: str) -> str | None:
         """Name of the sync group ``instance`` belongs to, or None."""
@@ -1538,6 +1637,7 @@ def _semantic_errors(p: _Parts) -> _Found:
     out.extend(_vrid_clashes(instances))
     out.extend(_vmac_clashes(instances))
     out.extend(_sync_group_errors(p))
+    out.extend(_witness_errors(p))
     out.extend(_lvs_errors(p))
     out.extend(_static_errors(p))
     out.extend(_sync_daemon_errors(p))
@@ -1904,6 +2004,50 @@ def _sync_daemon_errors(p: _Parts) -> _Found:
             (),
         )
     ]
+def _witness_errors(p: _Parts) -> _Found:
+    """``witness = true`` needs ``global_defs.witness``; one key per VIP holder; no owner."""
+    out: _Found = []
+    instances: dict[str, VrrpInstance] = p.items["vrrp_instance"]
+    groups: dict[str, VrrpSyncGroup] = p.items["vrrp_sync_group"]
+    enabled = p.g.witness is not None
+    if not enabled and "witness" in p.dropped.get(("global_defs",), set()):
+        return out  # global_defs.witness is there but invalid: its own errors say why
+    in_witnessed_group = {m: g for g, grp in groups.items() if grp.witness for m in grp.group}
+    for gname, grp in groups.items():
+        if grp.witness and not enabled:
+            out.append(
+                (
+                    ("vrrp_sync_group", gname, "witness"),
+                    "needs global_defs.witness (the etcd endpoints the key lives in)",
+                    (),
+                )
+            )
+    for name, inst in instances.items():
+        base: Loc = ("vrrp_instance", name)
+        witnessed = inst.witness or name in in_witnessed_group
+        if inst.witness and not enabled:
+            out.append(
+                ((*base, "witness"), "needs global_defs.witness (the etcd endpoints the key lives in)", ())
+            )
+        if inst.witness and name in in_witnessed_group:
+            out.append(
+                (
+                    (*base, "witness"),
+                    f"this instance is witnessed through vrrp_sync_group {in_witnessed_group[name]!r} "
+                    "already (one key for the group); remove one of the two",
+                    (),
+                )
+            )
+        if witnessed and enabled and inst.priority == 255:
+            out.append(
+                (
+                    (*base, "priority"),
+                    "an address owner (255) becomes MASTER at start without any gate (RFC 5798 §6.4.1), "
+                    "so the witness could not stop it; use priority 254 or lower with witness",
+                    (),
+                )
+            )
+    return out
 
 
 def _lvs_errors(p: _Parts) -> _Found:
@@ -2035,6 +2179,19 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
         processes_used.update(r.name for r in grp.track_process)
         if len(grp.group) == 1:
             warn(("vrrp_sync_group", gname, "group"), "has only one member; a sync group needs two or more")
+    wit = cfg.global_defs.witness
+    if wit is not None:
+        if not any(cfg.witness_key(n) for n in cfg.vrrp_instance):
+            warn(
+                ("global_defs", "witness"),
+                "no vrrp_instance or vrrp_sync_group has witness = true: the witness gates nothing",
+            )
+        if wit.on_unavailable == "vrrp":
+            warn(
+                ("global_defs", "witness", "on_unavailable"),
+                "'vrrp': while etcd is unreachable the witnessed VIPs fall back to plain VRRP and the "
+                "other guards, so the one-holder guarantee is void until etcd is back",
+            )
     for sname in cfg.vrrp_script:
         if sname not in scripts_used:
             warn(("vrrp_script", sname), "is defined but not used by any track_script")

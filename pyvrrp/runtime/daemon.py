@@ -32,6 +32,7 @@ import functools
 import gc
 import os
 import signal
+import socket
 from collections.abc import Coroutine
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from pathlib import Path
@@ -79,9 +80,11 @@ from pyvrrp.splitbrain.takeover import (
     is_guarded,
     is_preempting,
 )
+from pyvrrp.splitbrain.witness import KeyValue
 
 if TYPE_CHECKING:
     from pyvrrp.runtime.metrics import MetricsServer
+    from pyvrrp.runtime.witness import WitnessRuntime
 
 __all__ = ["Daemon", "StartupError", "run_daemon"]
 
@@ -97,6 +100,7 @@ WAITING_FAULT = "interface"
 _UNSPECIFIED: dict[int, IPAddress] = {4: IPv4Address("0.0.0.0"), 6: IPv6Address("::")}
 
 IPVS_STOP_BOUND_S = 0.8
+WITNESS_STOP_BUDGET_S = 0.5
 NOTIFY_STOP_BUDGET_S = 2.0
 """At SIGTERM, IPVS clean-up and notify_stop run side by side within these bounds."""
 
@@ -112,6 +116,7 @@ def router_config(
     *,
     in_group: bool,
     mcast_group: IPv4Address | IPv6Address | None = None,
+    witnessed: bool = False,
 ) -> RouterConfig:
     """The engine's parameters for one instance (pure: model in, plain values out).
 
@@ -145,7 +150,7 @@ def router_config(
         garp_lower_prio_repeat=spec.garp_lower_prio_repeat,
         garp_lower_prio_delay_s=float(spec.garp_lower_prio_delay),
         down_timer_adverts=spec.down_timer_adverts,
-        takeover_gate=is_guarded(spec),
+        takeover_gate=is_guarded(spec) or witnessed,
         conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
         mcast_group=None if spec.unicast_peer else mcast_group,
     )
@@ -208,6 +213,8 @@ class Daemon:
         self.statics = Extras()
         """What static_ipaddress / static_routes / static_rules installed (removed at stop)."""
         self.fifos: NotifyFifos | None = None
+        self.witness: WitnessRuntime | None = None
+        self._witness_faulted: set[str] = set()
 
     @property
     def supervisor(self) -> Supervisor:
@@ -252,6 +259,7 @@ class Daemon:
         await self._release_held()  # the config has passed validation; no other daemon runs
         self._install_statics(self.config)
         self._apply_firewall(self.config)  # before any instance can hold a no_accept VIP
+        await self._start_witness()
 
         self._set_groups(self.config)
         for name, spec in self.config.vrrp_instance.items():
@@ -320,6 +328,8 @@ class Daemon:
             pending.append(asyncio.wait_for(self.syncd.stop(), timeout=IPVS_STOP_BOUND_S))
         # notify_stop runs within its budget even behind a hung script (adapters/notify.py)
         pending.append(self.notifier.stop(timeout_s=NOTIFY_STOP_BUDGET_S))
+        if self.witness is not None:  # keys deleted at the state change already; revoke the lease
+            pending.append(self.witness.close(budget_s=WITNESS_STOP_BUDGET_S))
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
         routes.uninstall(self.netlink, self.statics, log)
@@ -432,7 +442,7 @@ class Daemon:
     # --------------------------------------------------------------- instances
 
     def _set_groups(self, config: Config) -> None:
-        guarded = {n for n, s in config.vrrp_instance.items() if is_guarded(s)}
+        guarded = {n for n, s in config.vrrp_instance.items() if is_guarded(s) or config.witness_key(n)}
         self.supervisor.set_groups(config.vrrp_sync_group, guarded, set(config.vrrp_instance))
 
     def _primary_address(self, spec: VrrpInstance) -> IPv4Address | IPv6Address:
@@ -484,16 +494,18 @@ class Daemon:
                     raise StartupError(f"vrrp_instance.{name}.interface: {exc}") from None
                 waiting, primary = str(exc), _UNSPECIFIED[spec.family]
         epoch = self.epochs.load(name) if self.epochs is not None else 0
+        wkey = self.config.witness_key(name)
         cfg = router_config(
             name,
             spec,
             primary,
             in_group=name in sup.group_of,
             mcast_group=mcast_group_of(self.config, spec.family),
+            witnessed=wkey is not None,
         )
         router = VirtualRouter(cfg, epoch=epoch)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
-        inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting)
+        inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting, witness_key=wkey)
         sup.instances[name] = inst
         if waiting is not None:
             inst.log.warning("instance_waiting", reason=waiting, action="FAULT until the interface is ready")
@@ -613,6 +625,7 @@ class Daemon:
                 primary,
                 in_group=inst.name in self.supervisor.group_of,
                 mcast_group=mcast_group_of(self.config, inst.spec.family),
+                witnessed=inst.witness_key is not None,
             )
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
@@ -783,7 +796,7 @@ class Daemon:
 
     def _on_takeover_pending(self, inst: Instance, action: ev.TakeoverPending) -> None:
         inst.log.info("takeover_pending", epoch=action.epoch)
-        if inst.name in self.supervisor.group_of and not is_guarded(inst.spec):
+        if inst.name in self.supervisor.group_of and not (is_guarded(inst.spec) or inst.witness_key):
             return  # the sync group answers (pyvrrp.proto.syncgroup: all members or none)
         if inst.pending_takeover is not None:
             inst.pending_takeover.cancel()
@@ -796,6 +809,9 @@ class Daemon:
         preempting = is_preempting(
             inst.last_lower_rx, now=now, master_down_interval_s=snap.master_down_interval_s
         )
+        witness = None
+        if inst.witness_key is not None and self.witness is not None:
+            witness = functools.partial(self._witness_acquire, inst, action.epoch, preempting)
         verdict = await decide_takeover(
             inst.spec,
             name=inst.name,
@@ -803,13 +819,25 @@ class Daemon:
             preempting=preempting,
             epoch=action.epoch,
             old_master=str(snap.master_ip or ""),
+            witness=witness,
         )
         inst.pending_takeover = None
+        if not verdict.allow:
+            inst.log.info("takeover_denied", reason=verdict.reason)
+        if not verdict.allow and inst.witness_key is not None:
+            self._witness_release_if_idle(inst.witness_key)  # acquired, then a later guard said no
         if verdict.allow and self.supervisor.request_group_takeover(inst):
             return  # the guards allow it; the group decides whether every member can go now
         self.supervisor.feed(inst, ev.TakeoverVerdict(allow=verdict.allow, reason=verdict.reason))
 
     def _on_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
+        if (
+            inst.witness_key is not None
+            and action.old is ev.State.MASTER
+            and action.new is not ev.State.MASTER
+        ):
+            # clean stop, priority-0 hand-over, preempted, FAULT: the key goes at once
+            self._witness_release_if_idle(inst.witness_key)
         if self.ipvs is not None:
             self.ipvs.set_master(self.supervisor.any_master())
         syncd = self.syncd
@@ -821,6 +849,155 @@ class Daemon:
         """One line for systemd's STATUS=: every instance and its state."""
         states = ", ".join(f"{i.name} {i.router.state.value}" for i in self.instances.values())
         return f"{len(self.instances)} instances: {states or 'none'}"
+
+    # ------------------------------------------------------------ quorum witness
+
+    async def _start_witness(self) -> None:
+        """``global_defs.witness``: the etcd session, when some instance is witnessed (issue 13)."""
+        wcfg = self.config.global_defs.witness
+        if wcfg is None or not any(self.config.witness_key(n) for n in self.config.vrrp_instance):
+            return
+        # imported here: httpx and the client cost nothing to configs without a witness
+        from pyvrrp.adapters.witness_etcd import EtcdWitness
+        from pyvrrp.runtime.witness import WitnessRuntime
+
+        if wcfg.on_unavailable == "vrrp":
+            log.warning(
+                "witness_guarantee_conditional",
+                policy="vrrp",
+                note="while etcd is unreachable the witnessed VIPs follow plain VRRP: "
+                "two holders are possible until etcd is back",
+            )
+        try:
+            client = EtcdWitness(
+                list(wcfg.endpoints),
+                timeout_s=wcfg.request_timeout_s,
+                ca=wcfg.ca,
+                cert=wcfg.cert,
+                key=wcfg.key,
+                user=wcfg.user,
+                password=wcfg.password,
+            )
+        except (OSError, ValueError) as exc:  # unreadable CA / certificate / key
+            raise StartupError(f"global_defs.witness: {exc}") from None
+        self.witness = WitnessRuntime(
+            wcfg,
+            client,
+            router_id=self.config.global_defs.router_id or socket.gethostname(),
+            on_give_up=self._witness_give_up,
+            on_back=self._witness_back,
+            on_claim=self._witness_claimed,
+        )
+        await self.witness.start()
+        self._execute().witness_stale = self._witness_stale
+        log.info(
+            "witness_started",
+            endpoints=list(wcfg.endpoints),
+            available=self.witness.gate.available(clock.monotonic()),
+            witnessed=[n for n in self.config.vrrp_instance if self.config.witness_key(n)],
+        )
+
+    def _witness_value(self, inst: Instance, epoch: int) -> KeyValue:
+        assert self.witness is not None
+        return KeyValue(
+            router_id=self.witness.router_id,
+            address=str(inst.router.config.primary_address),
+            priority=inst.router.effective_priority,
+            instance=inst.name,
+            epoch=epoch,
+        )
+
+    async def _witness_acquire(
+        self, inst: Instance, epoch: int, preempting: bool
+    ) -> tuple[bool, str, int | None]:
+        assert self.witness is not None and inst.witness_key is not None
+        value = self._witness_value(inst, epoch)
+        ok, reason = await self.witness.acquire(inst.witness_key, value, claim=preempting)
+        revision = self.witness.revision(inst.witness_key) if ok else None
+        for other in self._witnessed_by(inst.witness_key):
+            other.witness_revision = revision
+        return ok, reason, revision
+
+    def _witnessed_by(self, key: str) -> list[Instance]:
+        return [i for i in self.instances.values() if i.witness_key == key]
+
+    def _witness_release_if_idle(self, key: str) -> None:
+        """Release ``key`` unless an instance gated by it is (or is becoming) MASTER."""
+        if self.witness is None:
+            return
+        users = self._witnessed_by(key)
+        if any(i.router.state is ev.State.MASTER or i.pending_takeover is not None for i in users):
+            return
+        self.witness.release(key)
+        for i in users:
+            i.witness_revision = None
+
+    def _witness_stale(self, inst: Instance) -> bool:
+        """The executor is about to send a MASTER advert: may this node still hold the VIPs?"""
+        if self.witness is None or inst.witness_key is None or inst.router.state is not ev.State.MASTER:
+            return False
+        if self.witness.stale(inst.witness_key):
+            inst.log.warning("witness_stale_advert_suppressed", note="lease deadline passed")
+            return True
+        return False
+
+    def _witness_claimed(self, key: str, claimant: KeyValue) -> None:
+        """A higher-priority node claims our key (preemption): leave MASTER, which releases it."""
+        masters = [i for i in self._witnessed_by(key) if i.router.state is ev.State.MASTER]
+        if not masters or claimant.priority <= max(i.router.effective_priority for i in masters):
+            return
+        for inst in self._witnessed_by(key):
+            inst.log.info("witness_preempted", by=claimant.router_id, priority=claimant.priority)
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness_preempted", fault=True))
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness_preempted", fault=False))
+
+    def _witness_give_up(self, key: str, reason: str) -> None:
+        """The lease deadline passed (or etcd dropped the lease): the VIPs go now (FAULT)."""
+        late = self.witness.last_deadline_late_s if self.witness is not None else None
+        for inst in self._witnessed_by(key):
+            inst.witness_revision = None
+            state = inst.router.state.value
+            t0 = clock.monotonic()
+            self._witness_faulted.add(inst.name)
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness", fault=True))  # VIPs removed here
+            inst.log.warning(
+                "witness_demote",
+                reason=reason,
+                state=state,
+                deadline_late_s=None if late is None else round(late, 6),
+                removal_s=round(clock.monotonic() - t0, 6),
+            )
+
+    def _witness_back(self) -> None:
+        """A lease again: clear the witness faults; policy vrrp: unwitnessed MASTERs re-acquire."""
+        for name in sorted(self._witness_faulted):
+            inst = self.instances.get(name)
+            if inst is not None:
+                self.supervisor.feed(inst, ev.TrackerChanged(name="witness", fault=False))
+        self._witness_faulted.clear()
+        if self.witness is not None:
+            for key in self.witness.gate.to_reacquire(clock.monotonic()):
+                self._spawn(self._witness_reacquire(key))
+
+    async def _witness_reacquire(self, key: str) -> None:
+        """Policy vrrp, etcd back: a MASTER that held ``key``'s VIPs unwitnessed takes the key or yields."""
+        assert self.witness is not None
+        masters = [i for i in self._witnessed_by(key) if i.router.state is ev.State.MASTER]
+        self.witness.gate.fallback.discard(key)
+        if not masters:
+            return
+        ok, reason = await self.witness.acquire(
+            key, self._witness_value(masters[0], masters[0].router.epoch), wait_s=0
+        )
+        if ok:
+            for i in self._witnessed_by(key):
+                i.witness_revision = self.witness.revision(key)
+            masters[0].log.info("witness_reacquired", reason=reason)
+            return
+        for inst in self._witnessed_by(key):  # someone else holds it: leave MASTER (FAULT, then BACKUP)
+            inst.log.warning("witness_yield", reason=reason)
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness", fault=True))
+            self.supervisor.feed(inst, ev.TrackerChanged(name="witness", fault=False))
 
     # ---------------------------------------------------------------- trackers
 
@@ -1022,6 +1199,8 @@ class Daemon:
                 view["gateway_check"] = inst.gateway.snapshot()
             if inst.conflict is not None:
                 view["conflict"] = inst.conflict.snapshot()
+            if inst.witness_key is not None and self.witness is not None:
+                view["witness"] = self.witness.snapshot(inst.witness_key)
             if self.trackers is not None:
                 view["trackers"] = self.trackers.snapshot(inst.name)
             out.append(view)
@@ -1081,6 +1260,14 @@ class Daemon:
             return self._reject([str(i) for i in exc.issues])
         except OSError as exc:
             return self._reject([f"{self.config_path}: {exc.strerror or exc}"])
+        witness_change = _witness_change(self.config, new)
+        if witness_change:
+            return self._reject(
+                [
+                    f"{self.config_path}: {witness_change} changed; restart pyvrrp to apply it (a live "
+                    "change could leave a VIP held without its witness key, or a key without its VIP)"
+                ]
+            )
         change = diff(self.config, new)
         for key in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
             old_g, new_g = getattr(self.config.global_defs, key), getattr(new.global_defs, key)
@@ -1173,6 +1360,7 @@ class Daemon:
                 primaries[name],
                 in_group=name in sup.group_of,
                 mcast_group=mcast_group_of(new, spec.family),
+                witnessed=new.witness_key(name) is not None,
             )
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
@@ -1256,6 +1444,8 @@ async def release_ipvs(state_file: str) -> None:
 def _extras_of(spec: VrrpInstance) -> tuple[object, ...]:
     """What a MASTER installs besides its VIPs (a reload compares it)."""
     return (spec.virtual_ipaddress_excluded, spec.virtual_routes, spec.virtual_rules)
+
+
 async def release_sync_daemons() -> list[str]:
     """Stop the kernel's master and backup sync threads (a crashed run's); returns the errors."""
     from pyvrrp.ipvs import kernel
@@ -1268,6 +1458,16 @@ async def release_sync_daemons() -> list[str]:
         except kernel.IpvsError as exc:
             errors.append(str(exc))
     return errors
+
+
+def _witness_change(old: Config, new: Config) -> str | None:
+    """What a reload would change about the quorum witness (None: nothing); it needs a restart."""
+    if old.global_defs.witness != new.global_defs.witness:
+        return "global_defs.witness"
+    for name in sorted(set(old.vrrp_instance) | set(new.vrrp_instance)):
+        if old.witness_key(name) != new.witness_key(name):
+            return f"the witness of vrrp_instance {name}"
+    return None
 
 
 def _epoch_store(config: Config) -> EpochStore | None:

@@ -24,6 +24,7 @@ keep advertising), fed back through the supervisor's inbox.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -145,6 +146,9 @@ class Executor:
         self._owned: dict[
             str, tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]]
         ] = {}
+        self.witness_stale: Callable[[Instance], bool] | None = None
+        """Set by the daemon with a witness: True (and the VIPs are being given up) when a
+        witnessed MASTER's lease deadline has passed."""
         # one handler per action class; each takes exactly its own class
         self._handlers: dict[type[ev.Action], Callable[[Instance, Any], None]] = {
             ev.SendAdvert: self._send,
@@ -167,6 +171,11 @@ class Executor:
     def _send(self, inst: Instance, action: ev.SendAdvert) -> None:
         config = inst.router.config
         if inst.sock is None:  # waiting for its interface (FAULT): nothing to send on
+            return
+        # A process resumed after a freeze may find its advert timer due before the witness
+        # deadline timer: never advertise as master on a lease past its deadline.
+        stale = self.witness_stale
+        if inst.witness_key is not None and action.advert.priority and stale is not None and stale(inst):
             return
         for dst, payload in advert_datagrams(config, action.advert):
             try:
@@ -440,6 +449,8 @@ class Executor:
             event = event_from_state_change(
                 inst.name, action, base_priority=inst.router.config.priority, vips=inst.router.config.vips
             )
+            if inst.witness_revision is not None:
+                event = dataclasses.replace(event, witness_revision=inst.witness_revision)
             self.notifier.submit(event, scripts)
         if self.fifos is not None and self.fifos.wants_vrrp:
             # keepalived writes the effective priority here (vrrp_notify.c notify_instance_fifo)

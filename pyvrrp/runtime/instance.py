@@ -92,6 +92,10 @@ class Instance:
     extras: Extras | None = None
     """What the instance installed as MASTER besides its VIPs (None: nothing)."""
     _by_vip: tuple[VrrpInstance, dict[str, VirtualIPAddress]] | None = field(default=None, repr=False)
+    witness_key: str | None = None
+    """The etcd key (under the witness prefix) gating this instance's VIPs; None: unwitnessed."""
+    witness_revision: int | None = None
+    """The revision of that key while this node holds it (the fencing token); None: not held."""
 
     @property
     def ifname(self) -> str:

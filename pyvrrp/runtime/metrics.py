@@ -308,8 +308,32 @@ def _split_brain_families(views: list[dict[str, Any]]) -> Iterator[Metric]:
     rtt = GaugeMetricFamily(
         "pyvrrp_gateway_target_rtt_seconds", "Round-trip time of the last good probe", labels=[*lbl, "target"]
     )
+    w_held = GaugeMetricFamily(
+        "pyvrrp_witness_held", "1 while this node holds the instance's etcd witness key", labels=lbl
+    )
+    w_avail = GaugeMetricFamily(
+        "pyvrrp_witness_available", "1 while the witness lease is valid (etcd reachable lately)", labels=lbl
+    )
+    w_rev = GaugeMetricFamily(
+        "pyvrrp_witness_revision", "etcd revision of the held key (fencing token)", labels=lbl
+    )
+    w_left = GaugeMetricFamily(
+        "pyvrrp_witness_deadline_seconds", "Seconds until the holder must give its VIPs up", labels=lbl
+    )
+    w_fail = CounterMetricFamily(
+        "pyvrrp_witness_renew_failures", "Lease keepalives (or grants) that failed", labels=lbl
+    )
     for v in views:
         il = _ilabels(v)
+        w = v.get("witness")
+        if w:
+            w_held.add_metric(il, 1 if w.get("held") else 0)
+            w_avail.add_metric(il, 1 if w.get("available") else 0)
+            if (r := _num(w.get("revision"))) is not None:
+                w_rev.add_metric(il, r)
+            if (d := _num(w.get("deadline_in_s"))) is not None:
+                w_left.add_metric(il, d)
+            w_fail.add_metric(il, float(w.get("renew_failures") or 0))
         c = v.get("conflict")
         conflict.add_metric(il, 1 if c else 0)
         cvips.add_metric(il, len(c.get("vips") or []) if c else 0)
@@ -328,6 +352,7 @@ def _split_brain_families(views: list[dict[str, Any]]) -> Iterator[Metric]:
             if (ms := _num(t.get("rtt_ms"))) is not None:
                 rtt.add_metric(tl, ms / 1000.0)
     yield from (conflict, cvips, isolated, reach, need, target, rtt)
+    yield from (w_held, w_avail, w_rev, w_left, w_fail)
 
 
 def _tracker_families(views: list[dict[str, Any]]) -> Iterator[Metric]:

@@ -102,6 +102,21 @@ def receive_line(rx: dict[str, Any]) -> str:
     )
 
 
+def witness_line(name: str, w: dict[str, Any], epoch: object) -> str:
+    """One line per witnessed instance: who holds the key, its revision beside the local epoch."""
+    if w.get("held"):
+        holder = "held by this node" + (" (unwitnessed: etcd was down)" if w.get("unwitnessed") else "")
+    else:
+        holder = f"held by {w['holder']}" if w.get("holder") else "not held by this node"
+    deadline = w.get("deadline_in_s")
+    left = f"deadline in {deadline:.2f}s" if isinstance(deadline, int | float) else "no lease"
+    return (
+        f"witness {name}: {w.get('key')} {holder}, revision {w.get('revision') or '-'} (epoch {epoch}); "
+        f"lease {w.get('lease_id') or '-'} {left}; {w.get('endpoint')}"
+        f"{'' if w.get('available') else ' UNAVAILABLE'}; renew failures {w.get('renew_failures')}"
+    )
+
+
 def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
     """A people-friendly summary table (and details with ``verbose``)."""
     headers = ["INSTANCE", "IFACE", "VRID", "VER", "STATE", "PRIO", "MASTER", "VIPS", "WHY"]
@@ -129,6 +144,10 @@ def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     lines.append("(* = VIPs held by this node)")
+    for v in views:
+        w = v.get("witness")
+        if w:
+            lines.append(witness_line(v["name"], w, v.get("epoch")))
     receive = next((v["receive"] for v in views if v.get("receive")), None)
     if verbose and receive:
         lines.append("")
@@ -151,6 +170,7 @@ def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
                 "last_transition",
                 "gateway_check",
                 "conflict",
+                "witness",
                 "counters",
                 "drops",
             ):

@@ -13,8 +13,12 @@ a fixed order, cheapest and most decisive first:
    the VIP probe and the fence hook do not apply;
 3. **VIP probe**: if another MAC still answers ARP for an IPv4 VIP, the master's
    host is alive and only the VRRP path is broken: stay BACKUP;
-4. **fence hook**: make sure the old master is really gone (or accept its
-   failure as configured by ``fence_failure``).
+4. **quorum witness** (``witness = true``, issue 13): acquire the instance's key in
+   etcd (:mod:`pyvrrp.splitbrain.witness`); it applies to preemption too (the
+   key is held by the master being preempted until it leaves MASTER);
+5. **fence hook**: make sure the old master is really gone (or accept its
+   failure as configured by ``fence_failure``); it gets the witness key's
+   revision as ``PYVRRP_WITNESS_REVISION``.
 
 Any guard error denies the takeover (fail safe: a BACKUP that stays BACKUP can
 be retried at the next Master_Down; a second master cannot be undone).
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -84,9 +88,14 @@ async def decide_takeover(
     preempting: bool,
     epoch: int,
     old_master: str,
+    witness: Callable[[], Awaitable[tuple[bool, str, int | None]]] | None = None,
 ) -> Verdict:
-    """Run the guards in order (module docstring) and return the verdict."""
+    """Run the guards in order (module docstring) and return the verdict.
+
+    ``witness``: acquires the witness key; returns ``(allowed, reason, revision)``.
+    """
     allow, reason = True, "no guard configured"
+    revision: int | None = None
     try:
         if gateway is not None:
             allow, reason = gateway.takeover_verdict()
@@ -100,6 +109,9 @@ async def decide_takeover(
                 if mac is not None:
                     allow, reason = False, f"{vip.ip} still answered by {mac}: master host alive"
                     break
+        if allow and witness is not None:
+            allow, why, revision = await witness()
+            reason = why if not allow else f"{reason}; {why}" if reason != "no guard configured" else why
         if allow and not preempting and spec.fence_script:
             result = await run_fence(
                 spec.fence_script,
@@ -107,6 +119,7 @@ async def decide_takeover(
                 name=name,
                 epoch=epoch,
                 old_master=old_master,
+                env={"PYVRRP_WITNESS_REVISION": str(revision)} if revision is not None else None,
             )
             if result.ok:
                 reason = "fence succeeded"

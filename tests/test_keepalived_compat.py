@@ -412,7 +412,7 @@ def test_brd_must_be_ipv4() -> None:
         (" virtual_rules {\n  from 10.0.0.1 fwmark x\n }", "vrrp_instance.VI_1.virtual_rules[0]", 8),
         (" preempt_delay soon", "vrrp_instance.VI_1.preempt_delay", 7),
         (
-            " authentication {\n  auth_type AH\n  auth_pass x\n }",
+            " authentication {\n  auth_type MD5\n  auth_pass x\n }",
             "vrrp_instance.VI_1.authentication.auth_type",
             8,
         ),

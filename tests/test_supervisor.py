@@ -45,6 +45,11 @@ class FakeSocket:
     rx_stamp_ns: int = 0
     sent: list[tuple[bytes, Any]] = field(default_factory=list)
     journal: list[str] | None = None
+    protocol: int = 112
+
+    def send_datagram(self, datagram: bytes, dst: Any) -> bool:
+        self.sent.append((datagram, dst))
+        return True
 
     def send(self, payload: bytes, dst: Any = None, *, src: Any = None) -> int:
         self.sent.append((payload, dst))

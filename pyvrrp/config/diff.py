@@ -6,7 +6,8 @@ new one and touches only that:
 
 - ``added`` / ``removed`` instances start / stop (a removed MASTER sends
   priority 0 and releases its VIPs, as at SIGTERM);
-- ``restarted`` instances changed interface or address family: their socket,
+- ``restarted`` instances changed interface, address family or took up / gave up
+  ``auth_type AH`` (an IPPROTO_AH socket instead of a VRRP one): their socket,
   primary address and VIPs live elsewhere now, so they stop and start afresh;
 - ``reconfigured`` instances keep their engine, state and timers and take the
   new parameters through ``VirtualRouter.reconfigure`` (priority, interval,
@@ -57,8 +58,13 @@ class ConfigDiff:
         return bool(self.removed) and not (self.added or kept)
 
 
+def _ah(spec: VrrpInstance) -> bool:
+    return spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "AH"
+
+
 def _restart_needed(old: VrrpInstance, new: VrrpInstance) -> bool:
-    return old.interface != new.interface or old.family != new.family
+    # auth_type AH in or out moves the instance to another socket (IPPROTO_AH vs 112)
+    return old.interface != new.interface or old.family != new.family or _ah(old) != _ah(new)
 
 
 def _guards(spec: VrrpInstance) -> tuple[object, object]:

@@ -974,15 +974,7 @@ def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         if val is None:
             continue
         if line.keyword == "auth_type":
-            if val.upper() == "AH":
-                ctx.error(
-                    f"{path}.auth_type",
-                    "auth_type AH (IPsec AH, RFC 2338) is not supported: RFC 3768 §5.3.6.3 reserves type 2; "
-                    "use PASS or no authentication",
-                    line,
-                )
-                continue
-            auth["auth_type"] = val.upper()
+            auth["auth_type"] = val.upper()  # PASS, or AH (keepalived's IPsec AH form, proto/ah.py)
         else:
             auth["auth_pass"] = val  # longer than 8: models.check() warns (once)
         ctx.mark(f"{path}.{line.keyword}", line)

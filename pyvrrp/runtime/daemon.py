@@ -53,6 +53,7 @@ from pyvrrp.config.load import load_config
 from pyvrrp.config.models import Config, VrrpInstance
 from pyvrrp.ipvs.manager import IpvsManager
 from pyvrrp.proto import events as ev
+from pyvrrp.proto.ah import IPPROTO_AH, AhSession, ah_key
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
 from pyvrrp.runtime.control import ControlError, ControlServer, SocketInUse
@@ -103,6 +104,9 @@ def router_config(
     auth_type, auth_data = 0, b""
     if spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "PASS":
         auth_type, auth_data = 1, spec.authentication.auth_pass.encode()[:8]
+    ah = uses_ah(spec)
+    if ah:
+        auth_type = 2  # the ICV is in the AH header (ah_session); the VRRP auth data stays zero
     cfg = RouterConfig(
         name=name,
         vrid=spec.virtual_router_id,
@@ -114,7 +118,9 @@ def router_config(
         primary_address=primary,
         preempt=spec.preempt,
         preempt_delay_s=float(spec.preempt_delay),
-        start_as_master=spec.state == "MASTER",
+        # keepalived: "Initial state master is incompatible with AH authentication - clearing"
+        # (a new master must first hear the group's AH sequence number, proto/ah.py).
+        start_as_master=spec.state == "MASTER" and not ah,
         auth_type=auth_type,
         auth_data=auth_data,
         v3_ipv4_pseudo_header=not spec.v3_checksum_as_v2,
@@ -131,6 +137,19 @@ def router_config(
         conflict_resolve=bool(spec.conflict_detection and spec.conflict_detection.resolve),
     )
     return SyncGroup.member_config(cfg) if in_group else cfg
+
+
+def uses_ah(spec: VrrpInstance) -> bool:
+    """keepalived's ``auth_type AH`` (VRRPv2 over IPv4 only; the model refuses it elsewhere)."""
+    return spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "AH"
+
+
+def ah_session(spec: VrrpInstance) -> AhSession | None:
+    """The AH state of an ``auth_type AH`` instance (None for any other)."""
+    if not uses_ah(spec):
+        return None
+    assert spec.authentication is not None
+    return AhSession(ah_key(spec.authentication.auth_pass), unicast=bool(spec.unicast_peer))
 
 
 class Daemon:
@@ -405,7 +424,9 @@ class Daemon:
         epoch = self.epochs.load(name) if self.epochs is not None else 0
         router = VirtualRouter(router_config(name, spec, primary, in_group=name in sup.group_of), epoch=epoch)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
-        inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting)
+        inst = Instance(
+            name=name, spec=spec, router=router, log=bound, waiting_for=waiting, ah=ah_session(spec)
+        )
         sup.instances[name] = inst
         if waiting is not None:
             inst.log.warning("instance_waiting", reason=waiting, action="FAULT until the interface is ready")
@@ -421,7 +442,10 @@ class Daemon:
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.
-            sock = await VrrpSocket(spec.interface, spec.family).open()
+            if inst.ah is not None:  # auth_type AH: an IPPROTO_AH socket (adapters/vrrp_socket.py)
+                sock = await VrrpSocket(spec.interface, 4, protocol=IPPROTO_AH).open()
+            else:
+                sock = await VrrpSocket(spec.interface, spec.family).open()
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
@@ -800,6 +824,9 @@ class Daemon:
         for name in change.reconfigured:
             inst, spec = sup.instances[name], new.vrrp_instance[name]
             inst.spec = spec
+            fresh_ah = ah_session(spec)
+            if inst.ah is not None and fresh_ah is not None:  # a new auth_pass / unicast form; same counter
+                inst.ah.key, inst.ah.unicast = fresh_ah.key, fresh_ah.unicast
             if name in change.guards_changed and not inst.waiting_for:
                 for guard in (inst.gateway, inst.conflict):
                     if guard is not None:

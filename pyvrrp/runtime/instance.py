@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyvrrp.config.models import VrrpInstance
 from pyvrrp.proto import events as ev
+from pyvrrp.proto.ah import IPPROTO_AH, AhSession
 from pyvrrp.proto.router import VirtualRouter
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class Instance:
     """When an advert from a lower-priority router last arrived (preemption, SM-07)."""
     gateway: GatewayMonitor | None = None
     conflict: ConflictMonitor | None = None
+    ah: AhSession | None = None
+    """keepalived's ``auth_type AH``: key, sequence counter (None: no AH)."""
 
     @property
     def ifname(self) -> str:
@@ -94,7 +97,10 @@ class Instance:
 
     @property
     def key(self) -> tuple[str, int]:
-        """The socket this instance shares: (interface, address family)."""
+        """The socket this instance shares: (interface, address family), or (interface, 51)
+        for an ``auth_type AH`` instance (an IPPROTO_AH socket of its own kind)."""
+        if self.ah is not None:
+            return (self.spec.interface, IPPROTO_AH)
         return (self.spec.interface, self.spec.family)
 
     def labels(self) -> dict[str, str | None]:

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -68,6 +68,8 @@ def oracle_icv(ip: bytes, ah: bytes, vrrp: bytes, key: bytes) -> bytes:
     hdr[1] = 0
     hdr[6:8] = b"\0\0"
     hdr[10:12] = b"\0\0"
+    if not IPv4Address(bytes(ip[16:20])).is_multicast:
+        hdr[8] = 0  # keepalived zeroes the TTL in unicast mode only
     return hmac.new(key, bytes(hdr) + ah[:12] + bytes(12) + vrrp, hashlib.md5).digest()[:12]
 
 
@@ -98,15 +100,14 @@ def ah_packets(pcap: Path, key: bytes = PASSWORD.encode()[:8]) -> list[AhPacket]
     return out
 
 
-def spec(priority: int, password: str = PASSWORD) -> InstanceSpec:
-    return InstanceSpec(
-        priority=priority,
-        version=2,
-        advert_int_s=ADVERT_S,
-        state="BACKUP",
-        auth_pass=password,
-        auth_type="AH",
+def spec(priority: int, password: str = PASSWORD, *, unicast: tuple[str, str] | None = None) -> InstanceSpec:
+    """``unicast``: (own address, peer address): keepalived's unicast mode (TTL zeroed in the ICV)."""
+    inst = InstanceSpec(
+        priority=priority, version=2, advert_int_s=ADVERT_S, auth_pass=password, auth_type="AH"
     )
+    if unicast is not None:
+        inst = replace(inst, unicast_src=unicast[0], unicast_peers=(unicast[1],))
+    return inst
 
 
 def node(lab: Lab, kind: str, host: str, inst: InstanceSpec) -> DaemonNode:
@@ -139,15 +140,17 @@ def never_master(n: DaemonNode) -> bool:
     return inst["state"] == "BACKUP" and tr.get("from") == "INIT"
 
 
+@pytest.mark.parametrize("mode", ["multicast", "unicast"])
 @pytest.mark.parametrize("pv_role", ["backup", "master"])
-def test_ah_election_failover_preemption_with_keepalived(lab: Lab, pv_role: str) -> None:
+def test_ah_election_failover_preemption_with_keepalived(lab: Lab, pv_role: str, mode: str) -> None:
     """RX-07 (keepalived AH): pyvrrp and keepalived 2.2.7 verify each other's AH adverts;
     the backup stays BACKUP, takes over when the master is killed, and the restarted master
     (sequence counter back at 0) syncs to the group's sequence number and preempts."""
     kinds = ("keepalived", "pyvrrp") if pv_role == "backup" else ("pyvrrp", "keepalived")
-    lb1 = node(lab, kinds[0], "lb1", spec(PRIO_HIGH))
-    lb2 = node(lab, kinds[1], "lb2", spec(PRIO_LOW))
     ip1, ip2 = lab.ip("lb1"), lab.ip("lb2")
+    uni = mode == "unicast"
+    lb1 = node(lab, kinds[0], "lb1", spec(PRIO_HIGH, unicast=(ip1, ip2) if uni else None))
+    lb2 = node(lab, kinds[1], "lb2", spec(PRIO_LOW, unicast=(ip2, ip1) if uni else None))
     with Capture(lab, bpf="ip proto 51 or arp") as cap, running(lb1, lb2):
         lb1.start()
         lb1.wait_state("BACKUP", 20.0)  # AH: both start as BACKUP (keepalived clears state MASTER)
@@ -184,7 +187,8 @@ def test_ah_election_failover_preemption_with_keepalived(lab: Lab, pv_role: str)
     assert pkts, "no AH packet captured"
     # every packet on the wire: ICV right by the RFC oracle, SPI = source, multicast TTL 255
     assert all(p.icv_ok and p.spi == int(IPv4Address(p.src)) for p in pkts), lines
-    assert all(p.dst == "224.0.0.18" and p.ttl == 255 for p in pkts), lines
+    peer_of = {ip1: ip2, ip2: ip1}
+    assert all(p.dst == (peer_of[p.src] if uni else "224.0.0.18") and p.ttl == 255 for p in pkts), lines
     # the backup's takeover continues the dead master's sequence
     before = [p for p in pkts if p.src == ip1 and p.t < t_kill]
     takeover = [p for p in pkts if p.src == ip2 and t_kill < p.t < t_restart]

@@ -298,3 +298,9 @@ def test_round_trip(seq: int, ip_id: int, prio: int, vrid: int, password: bytes,
     assert dgram[32:44] == hand_icv(dgram, key, unicast=unicast)
     got = verify_datagram(dgram, key=key, unicast=unicast)
     assert got == AhDatagram(payload, SRC, dst, 255, int(SRC), seq)
+
+
+def test_build_refuses_a_payload_that_does_not_fit_ipv4() -> None:
+    with pytest.raises(ValueError, match="does not fit IPv4"):
+        build_datagram(bytes(0xFFFF), key=KEY, src=SRC, dst=GROUP, seq=1, ip_id=1)
+    assert repr(AhSequence(3)) == "AhSequence(last=3)"

@@ -217,22 +217,27 @@ def test_ah_wrong_password_is_ignored_and_logged(lab: Lab, pv_role: str) -> None
         # lb2 hears lb1 but cannot verify it: MASTER after its own Master_Down_Interval
         lb2.wait_state("MASTER", master_down_s(PRIO_LOW) + 8.0)
         time.sleep(2 * ADVERT_S + 0.5)
-        drops, t_end = 0, time.time() + 3 * ADVERT_S + 5.0
+        drops, t_read = 0, 0.0
         if isinstance(lb2, PyvrrpNode):
-            while time.time() < t_end:
-                inst = lb2.instance()
-                drops = int(inst["drops"].get("auth", 0)) if inst else 0
-                if drops >= 3:
-                    break
-                time.sleep(0.1)
+            t_read = time.time()
+            inst = lb2.instance()
+            drops = int(inst["drops"].get("auth", 0)) if inst else 0
             logged = [ln for ln in lb2.log_text().splitlines() if "advert_dropped" in ln]
         else:
             logged = [ln for ln in lb2.log_text().splitlines() if "invalid IPSEC HMAC-MD5 value" in ln]
+        logs = "\n".join(f"--- {n.kind} {n.host} ---\n{n.log_text()[-2500:]}" for n in (lb1, lb2))
     pkts = ah_packets(cap.path)
     lines = "\n".join(f"{p.t:.3f} {p.src} seq={p.seq} prio={p.priority} ok={p.icv_ok}" for p in pkts)
     mine = [p for p in pkts if p.src == lab.ip("lb1")]
-    assert len(mine) >= 4 and all(p.icv_ok for p in mine), lines
-    assert logged, lines
+    assert mine and all(p.icv_ok for p in mine), lines
+    assert logged, f"{lines}\n{logs}"
     if isinstance(lb2, PyvrrpNode):
         assert "HMAC-MD5-96 mismatch" in logged[0], logged[:3]
-        assert drops >= 3, f"{drops} auth drops counted\n{lines}"
+        # every advert of lb1 that reached lb2 before the count was read is an auth drop.
+        # (Observed: keepalived 2.2.7 as MASTER may fall silent while the other, unverifiable,
+        # master's adverts keep arriving just before its own advert timer fires, so the
+        # number of its adverts is not fixed.)
+        assert lb2.started_at is not None
+        sent = [p for p in mine if lb2.started_at < p.t < t_read]  # upper bound (+1 in flight)
+        heard = [p for p in sent if p.t > lb2.started_at + 2.0]  # its socket is open by then
+        assert drops >= 1 and len(heard) <= drops <= len(sent) + 1, f"{drops} auth drops\n{lines}\n{logs}"

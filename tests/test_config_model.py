@@ -447,11 +447,16 @@ def test_ipv6_global_first_address_is_a_warning() -> None:
 
 
 def test_authentication_rules() -> None:
-    """SEC-01: authentication is v2-only (and AH is not supported)."""
+    """SEC-01: authentication is v2-only; AH (keepalived's IPsec AH form) loads, and
+    ``state MASTER`` with it is warned about (started as BACKUP, as keepalived does)."""
     errs = errors(instance('version = 3\nauthentication = {auth_type = "PASS", auth_pass = "x"}\n'))
     assert "VRRPv3 has no authentication" in errs["vrrp_instance.VI_1.authentication"]
-    errs = errors(instance('authentication = {auth_type = "AH", auth_pass = "x"}\n'))
-    assert "not supported" in errs["vrrp_instance.VI_1.authentication.auth_type"]
+    errs = errors(instance('version = 3\nauthentication = {auth_type = "AH", auth_pass = "x"}\n'))
+    assert "VRRPv3 has no authentication" in errs["vrrp_instance.VI_1.authentication"]
+    cfg = load(instance('state = "MASTER"\nauthentication = {auth_type = "ah", auth_pass = "x"}\n'))
+    ah = cfg.vrrp_instance["VI_1"].authentication
+    assert ah is not None and ah.auth_type == "AH"
+    assert any("started as BACKUP" in w.message for w in cfg.warnings())
     vi = load(instance('authentication = {auth_type = "pass", auth_pass = "secret"}\n')).vrrp_instance["VI_1"]
     assert vi.authentication is not None and vi.authentication.auth_type == "PASS"
 

@@ -489,7 +489,7 @@ def test_brd_must_be_ipv4() -> None:
         ),
         (" preempt_delay soon", "vrrp_instance.VI_1.preempt_delay", 7),
         (
-            " authentication {\n  auth_type AH\n  auth_pass x\n }",
+            " authentication {\n  auth_type MD5\n  auth_pass x\n }",
             "vrrp_instance.VI_1.authentication.auth_type",
             8,
         ),

@@ -177,11 +177,14 @@ def test_bad_vip_is_error_with_line(tmp_path: Path) -> None:
 
 
 def test_authentication(tmp_path: Path) -> None:
-    """SEC-01: PASS maps; AH is refused with its line."""
+    """SEC-01: PASS and AH map; an unknown auth_type is refused with its line."""
     cfg, _ = _load(tmp_path, _inst("authentication {\n auth_type PASS\n auth_pass 1111\n}"))
     auth = cfg.vrrp_instance["VI_1"].authentication
     assert auth is not None and (auth.auth_type, auth.auth_pass) == ("PASS", "1111")
-    errs = _errors(tmp_path, _inst("authentication {\n auth_type AH\n auth_pass 1111\n}"))
+    cfg, _ = _load(tmp_path, _inst("authentication {\n auth_type AH\n auth_pass 1111\n}"))
+    auth = cfg.vrrp_instance["VI_1"].authentication
+    assert auth is not None and (auth.auth_type, auth.auth_pass) == ("AH", "1111")
+    errs = _errors(tmp_path, _inst("authentication {\n auth_type MD5\n auth_pass 1111\n}"))
     assert [(e.path, e.line) for e in errs] == [("vrrp_instance.VI_1.authentication.auth_type", 8)]
 
 

@@ -34,7 +34,6 @@ def _sample_name(p: Path) -> str:
 #: sample → the errors expected, as (line, last element of the key path).  Absent: loads.
 REFUSED: dict[str, set[tuple[int, str]]] = {
     "keepalived.conf.IPv6": {(8, "IPv6_group[0]")},  # IPv6 range ae00::2-9 in virtual_server_group
-    "keepalived.conf.SSL_GET": {(20, "auth_type")},  # auth_type AH
     "keepalived.conf.UDP_CHECK": {(23, "UDP_CHECK")},
     # without a config id no `@high`/`@low` script line is read (see the --config-id test below)
     "keepalived.conf.conditional_conf": {(6, "script")},

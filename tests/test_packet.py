@@ -312,14 +312,6 @@ DROPS = [
         ["adver_int 0"],
     ),
     (
-        "auth-ah",
-        dict(ver_type=0x21, byte4=2, byte5=1, trailer=bytes(8)),
-        V4_SRC,
-        V4_GROUP,
-        DropReason.AUTH,
-        ["auth_type 2", "Authentication Header"],
-    ),
-    (
         "auth-unknown",
         dict(ver_type=0x21, byte4=7, byte5=1, trailer=bytes(8)),
         V4_SRC,
@@ -450,7 +442,7 @@ BAD_ENCODES = [
     (Advertisement(2, 1, 100, (VIP,), 150), "whole seconds"),
     (Advertisement(2, 1, 100, (VIP,), 0), "whole seconds"),
     (Advertisement(2, 1, 100, (VIP,), 25600), "whole seconds"),
-    (Advertisement(2, 1, 100, (VIP,), 100, 2), "auth_type 2"),
+    (Advertisement(2, 1, 100, (VIP,), 100, 3), "auth_type 3"),
     (Advertisement(2, 1, 100, (IPv6Address("fe80::1"),), 100), "IPv4 only"),
 ]
 

@@ -668,7 +668,7 @@ def test_conflict_ignored_without_resolution() -> None:
         ({"advert_interval_cs": 150}, "whole seconds"),
         ({"version": 3, "advert_interval_cs": 4096}, "1..4095"),
         ({"version": 3, "advert_interval_cs": 0}, "1..4095"),
-        ({"auth_type": 2}, "auth_type"),
+        ({"auth_type": 3}, "auth_type"),
         ({"down_timer_adverts": 0}, "down_timer_adverts"),
         ({"version": 4}, "version"),
         ({"family": 5}, "family"),

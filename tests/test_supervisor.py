@@ -21,7 +21,7 @@ from pyvrrp.proto.packet import Advertisement, encode
 from pyvrrp.proto.router import VirtualRouter
 from pyvrrp.runtime.daemon import router_config
 from pyvrrp.runtime.executor import Executor
-from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime.instance import TIMER, Instance
 from pyvrrp.runtime.supervisor import TIMER_LEAD_S, Supervisor
 
 
@@ -45,6 +45,12 @@ class FakeSocket:
     rx_stamp_ns: int = 0
     sent: list[tuple[bytes, Any]] = field(default_factory=list)
     journal: list[str] | None = None
+    protocol: int = 112
+    stats: SocketStats = field(default_factory=SocketStats)
+
+    def send_datagram(self, datagram: bytes, dst: Any) -> bool:
+        self.sent.append((datagram, dst))
+        return True
 
     def send(self, payload: bytes, dst: Any = None, *, src: Any = None) -> int:
         self.sent.append((payload, dst))
@@ -391,3 +397,80 @@ async def test_a_late_timer_drains_every_instance_before_any_takes_over() -> Non
     assert all(i.router.state is ev.State.BACKUP for i in insts)
     assert sup.rx.drained_before_timer == 360 and sup.rx.timers_late >= 1
     assert sup.rx_view()["oldest_unread_age_max_s"] >= 0.1  # type: ignore[operator]
+
+
+# ------------------------------------------------------------------ auth_type AH
+
+
+def _ah_rig(
+    loop: asyncio.AbstractEventLoop, password: str = "secret12"
+) -> tuple[Supervisor, Instance, FakeSocket]:
+    from pyvrrp.runtime.daemon import ah_session
+
+    sup, inst, journal = _rig(loop, authentication={"auth_type": "AH", "auth_pass": password})
+    del sup.sockets[inst.key]
+    inst.ah = ah_session(inst.spec)
+    sock = FakeSocket(journal=journal, protocol=51)
+    inst.sock = sup.sockets[inst.key] = sock  # type: ignore[assignment]
+    return sup, inst, sock
+
+
+def _ah_advert(priority: int, seq: int, password: str = "secret12") -> bytes:
+    from pyvrrp.proto.ah import ah_key, build_datagram
+
+    adv = Advertisement(
+        version=2,
+        vrid=7,
+        priority=priority,
+        addresses=(ipaddress.ip_address("192.0.2.100"),),
+        interval_cs=100,
+        auth_type=2,
+    )
+    return build_datagram(encode(adv), key=ah_key(password), src=PEER, dst=GROUP, seq=seq, ip_id=seq)  # type: ignore[arg-type]
+
+
+@in_loop
+async def test_ah_adverts_are_verified_then_fed_and_replays_dropped() -> None:
+    """RX-07 (keepalived AH): a verified advert holds the backup; a replay, a wrong key and a
+    plain VRRP advert for the AH instance are counted as auth drops and never reach the engine."""
+    sup, inst, sock = _ah_rig(asyncio.get_running_loop())
+    assert inst.key == ("eth0", 51)
+    sup.feed(inst, ev.Startup())
+    sup._dispatch(inst.key, sock, (_ah_advert(200, 5), [], (str(PEER), 0)))  # type: ignore[arg-type]
+    snap = inst.router.snapshot(now=clock.monotonic())
+    assert snap.state is ev.State.BACKUP and snap.master_ip == PEER and snap.master_priority == 200
+    assert inst.ah is not None and inst.ah.seq.last == 5
+    for bad in (_ah_advert(200, 5), _ah_advert(200, 4), _ah_advert(201, 9, password="otherpw1")):
+        sup._dispatch(inst.key, sock, (bad, [], (str(PEER), 0)))  # type: ignore[arg-type]
+    sup.on_datagram(("eth0", 4), _advert(250), PEER, GROUP, 255)  # no AH header: refused
+    snap = inst.router.snapshot(now=clock.monotonic())
+    assert snap.drops == {"auth": 4} and snap.master_priority == 200 and inst.ah.seq.last == 5
+
+
+@in_loop
+async def test_ah_master_sends_whole_datagrams_continuing_the_sequence() -> None:
+    """A backup that heard seq 5 and takes over sends seq 6, 7, ... (keepalived's one counter)."""
+    from pyvrrp.proto.ah import AhDatagram, verify_datagram
+
+    sup, inst, sock = _ah_rig(asyncio.get_running_loop())
+    sup.feed(inst, ev.Startup())
+    sup._dispatch(inst.key, sock, (_ah_advert(200, 5), [], (str(PEER), 0)))  # type: ignore[arg-type]
+    sup.feed(
+        inst,
+        ev.AdvertReceived(
+            advert=Advertisement(2, 7, 0, (ipaddress.ip_address("192.0.2.100"),), 100, 2),
+            src=PEER,
+            ttl=255,
+            dst=GROUP,
+        ),
+    )
+    deadline = inst.router.next_deadline()
+    assert deadline is not None
+    time.sleep(max(0.0, deadline - clock.monotonic()) + 0.01)
+    sup.feed(inst, TIMER)
+    assert inst.router.state is ev.State.MASTER
+    sent = [d for d, _ in sock.sent]
+    assert sent
+    got = verify_datagram(sent[0], key=b"secret12", unicast=False)
+    assert isinstance(got, AhDatagram) and got.seq == 6
+    assert sent[0][9] == 51 and sent[0][12:16] == PRIMARY.packed

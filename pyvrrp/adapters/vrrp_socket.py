@@ -21,6 +21,14 @@ Theory of operation
   loop's timers keep running while someone sprays VRRP at us.
 * Unicast mode (RX-13, keepalived ``unicast_peer``): no group join;
   ``send()`` without a destination sends one copy to each peer.
+* keepalived's ``auth_type AH`` (``protocol=51``, IPv4 only): the socket is an
+  IPPROTO_AH raw socket with IP_HDRINCL, because the AH ICV covers the IP
+  header (its identification included), so the datagram is built whole by
+  :func:`pyvrrp.proto.ah.build_datagram` and sent with :meth:`VrrpSocket.send_datagram`;
+  the kernel only fills in the header checksum.  Received datagrams are handed
+  over whole (:meth:`VrrpSocket.recv_raw`): :func:`pyvrrp.proto.ah.verify_datagram`
+  needs the IP header.  Linux delivers AH to raw sockets whether or not an
+  IPsec policy exists (raw delivery comes before the AH protocol handler).
 
 The callback gets ``(payload, src, dst, ttl)`` with ``payload`` the VRRP
 message (no IP header) ready for ``pyvrrp.proto.packet.decode``.
@@ -42,6 +50,7 @@ import structlog
 
 from pyvrrp.adapters import InterfaceNotFound
 from pyvrrp.base.ratelog import RateLimitedLogger
+from pyvrrp.proto.ah import IPPROTO_AH
 from pyvrrp.proto.constants import IPPROTO_VRRP, MCAST_GROUP_V4, MCAST_GROUP_V6, VRRP_TTL
 from pyvrrp.proto.packet import parse_ipv4_datagram
 
@@ -55,6 +64,7 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 IP_TTL = socket.IP_TTL
+IP_HDRINCL = getattr(socket, "IP_HDRINCL", 3)
 IP_MULTICAST_ALL = 49
 IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
@@ -191,6 +201,7 @@ class VrrpSocket:
         group: IPAddress | str | None = None,
         ttl: int = VRRP_TTL,
         max_batch: int = DEFAULT_MAX_BATCH,
+        protocol: int = IPPROTO_VRRP,
     ) -> None:
         """Validate the settings (no I/O).
 
@@ -204,12 +215,16 @@ class VrrpSocket:
             group: multicast group (default 224.0.0.18 / ff02::12, RFC 5798 §5.1.1.2/§5.1.2.2).
             ttl: TTL / hop limit of every packet sent (PKT-02: 255; keepalived ``unicast_ttl``).
             max_batch: datagrams drained per readiness event.
+            protocol: 112 (VRRP), or 51 for keepalived's ``auth_type AH`` (IPv4 only;
+                module docstring).
 
         Raises:
-            ValueError: bad family or an address of the other family.
+            ValueError: bad family, protocol, or an address of the other family.
         """
         if family not in (4, 6):
             raise ValueError(f"family must be 4 or 6, got {family!r}")
+        if protocol not in (IPPROTO_VRRP, IPPROTO_AH) or (protocol == IPPROTO_AH and family != 4):
+            raise ValueError(f"protocol {protocol!r}: 112, or 51 (AH) over IPv4")
         src_ip = ip_address(src) if isinstance(src, str) else src
         peers = tuple(ip_address(p) if isinstance(p, str) else p for p in unicast_peers)
         grp = ip_address(group) if isinstance(group, str) else group
@@ -226,6 +241,7 @@ class VrrpSocket:
         self.group: IPAddress = grp
         self.ttl = ttl
         self.max_batch = max_batch
+        self.protocol = protocol
         self.stats = SocketStats()
         self.opened_ns = 0
         # Kernel arrival time (time.time_ns() clock) of the datagram being delivered to the
@@ -274,12 +290,13 @@ class VrrpSocket:
             src=str(self.src) if self.src else None,
             group=None if self.unicast_peers else str(self.group),
             unicast_peers=[str(p) for p in self.unicast_peers],
+            protocol=self.protocol,
         )
         return self
 
     def _make_socket(self, ttl: int) -> socket.socket:
         if self.family == 4:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, self.protocol)
         else:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
         try:
@@ -310,6 +327,8 @@ class VrrpSocket:
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        if self.protocol == IPPROTO_AH:
+            sock.setsockopt(socket.IPPROTO_IP, IP_HDRINCL, 1)  # we write the IP header (the ICV covers it)
         if not self.unicast_peers:
             mreqn = struct.pack("=4s4si", self.group.packed, b"\0" * 4, self.ifindex)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
@@ -489,6 +508,26 @@ class VrrpSocket:
                 )
         self.stats.tx_packets += sent
         return sent
+
+    def send_datagram(self, datagram: bytes, dst: IPAddress) -> bool:
+        """Send a whole IPv4 datagram (IP header included: the AH socket, IP_HDRINCL) to ``dst``.
+
+        The kernel fills in the header checksum only (the identification is non-zero, the
+        source set).  Errors are counted and logged (rate limited), never raised; returns
+        whether it was sent.
+        """
+        if self._sock is None:
+            raise RuntimeError("VrrpSocket is closed")
+        try:
+            self._sock.sendto(datagram, (str(dst), 0))
+        except OSError as exc:
+            self.stats.tx_errors += 1
+            self._err_log.log(
+                ("send", exc.errno), "vrrp_send_error", iface=self.ifname, dst=str(dst), error=str(exc)
+            )
+            return False
+        self.stats.tx_packets += 1
+        return True
 
     # ------------------------------------------------------------ close
 

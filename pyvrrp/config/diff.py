@@ -6,7 +6,8 @@ new one and touches only that:
 
 - ``added`` / ``removed`` instances start / stop (a removed MASTER sends
   priority 0 and releases its VIPs, as at SIGTERM);
-- ``restarted`` instances changed interface or address family: their socket,
+- ``restarted`` instances changed interface, address family or took up / gave up
+  ``auth_type AH`` (an IPPROTO_AH socket instead of a VRRP one): their socket,
   primary address and VIPs live elsewhere now, so they stop and start afresh;
 - ``reconfigured`` instances keep their engine, state and timers and take the
   new parameters through ``VirtualRouter.reconfigure`` (priority, interval,
@@ -57,6 +58,10 @@ class ConfigDiff:
         return bool(self.removed) and not (self.added or kept)
 
 
+def _ah(spec: VrrpInstance) -> bool:
+    return spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "AH"
+
+
 def _restart_needed(old: VrrpInstance, new: VrrpInstance) -> bool:
     """A new interface or family, or a kept VIP that moves to another dev or changes its
     options (the engine adds and removes VIPs by address only)."""
@@ -64,6 +69,8 @@ def _restart_needed(old: VrrpInstance, new: VrrpInstance) -> bool:
         return True
     vmac = ("vmac_ifname", "vmac_mac", "vmac_xmit_base")
     if any(getattr(old, k) != getattr(new, k) for k in vmac):
+        return True
+    if _ah(old) != _ah(new):  # auth_type AH in or out moves the instance to another socket (51 vs 112)
         return True
     a, b = _placements(old), _placements(new)
     return any(a[k] != b[k] for k in a.keys() & b.keys())

@@ -360,7 +360,9 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "unicast_src_ip": _sup("unicast_src_ip"),
         "unicast_peer": _sup("unicast_peer", "peers", "per-peer `min_ttl`/`max_ttl` are ignored"),
         "mcast_src_ip": _sup("mcast_src_ip"),
-        "authentication": _sup("authentication", "auth", "PASS only; AH is refused"),
+        "authentication": _sup(
+            "authentication", "auth", "PASS, and AH in keepalived's IPsec-AH form (protocol 51, HMAC-MD5-96)"
+        ),
         "track_interface": _sup("track_interface", "track_list"),
         "track_script": _sup("track_script", "track_list"),
         "track_file": _sup("track_file", "track_list"),
@@ -1051,15 +1053,7 @@ def _auth(ctx: _Ctx, path: str, node: Node, out: dict[str, Any]) -> None:
         if val is None:
             continue
         if line.keyword == "auth_type":
-            if val.upper() == "AH":
-                ctx.error(
-                    f"{path}.auth_type",
-                    "auth_type AH (IPsec AH, RFC 2338) is not supported: RFC 3768 §5.3.6.3 reserves type 2; "
-                    "use PASS or no authentication",
-                    line,
-                )
-                continue
-            auth["auth_type"] = val.upper()
+            auth["auth_type"] = val.upper()  # PASS, or AH (keepalived's IPsec AH form, proto/ah.py)
         else:
             auth["auth_pass"] = val  # longer than 8: models.check() warns (once)
         ctx.mark(f"{path}.{line.keyword}", line)

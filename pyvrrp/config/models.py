@@ -998,7 +998,12 @@ def _host_prefix(v: Any) -> Any:
 
 
 class Authentication(_Model):
-    """``authentication``: VRRPv2 only, not in RFC 3768 (SEC-01); keepalived interop."""
+    """``authentication``: VRRPv2 only, not in RFC 3768 (SEC-01); keepalived interop.
+
+    ``PASS``: RFC 2338 §5.3.6.2 simple text password.  ``AH``: keepalived's IPsec
+    Authentication Header form (IPv4 only): adverts go as IP protocol 51 with an
+    HMAC-MD5-96 keyed with the password (pyvrrp/proto/ah.py, docs/config.md).
+    """
 
     auth_type: Literal["PASS", "AH"] = "PASS"
     auth_pass: NonEmptyStr
@@ -1830,10 +1835,10 @@ def _instance_errors(name: str, inst: VrrpInstance, p: _Parts) -> _Found:
                 "authentication",
                 "version",
             )
-        elif inst.authentication.auth_type == "AH":
+        elif inst.authentication.auth_type == "AH" and inst.family == 6:
             err(
                 ("authentication", "auth_type"),
-                "auth_type 'AH' (IPsec AH, RFC 2338) is not supported; use 'PASS' or no authentication",
+                "auth_type 'AH' exists only for VRRPv2 over IPv4 (keepalived); use 'PASS' or none",
                 "authentication",
             )
 
@@ -2126,6 +2131,13 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
                     f"no_accept while virtual_server(s) use this instance's VIPs ({', '.join(hits)}): "
                     "IPVS needs the director to accept VIP traffic locally (AM-02); keep accept = true",
                 )
+        auth = inst.authentication
+        if auth is not None and auth.auth_type == "AH" and inst.state == "MASTER":
+            warn(
+                (*base, "state"),
+                "state MASTER with auth_type AH: started as BACKUP, as keepalived does (a new master "
+                "must first hear the group's AH sequence number)",
+            )
         if inst.authentication is not None and len(inst.authentication.auth_pass) > 8:
             warn(
                 (*base, "authentication", "auth_pass"),

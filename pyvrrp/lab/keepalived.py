@@ -72,10 +72,11 @@ def keepalived_conf(
             out += [f"        {peer}" for peer in inst.unicast_peers]
             out.append("    }")
         if inst.auth_pass is not None:
-            # RFC 3768 §5.3.6.1 simple text password (v2 only); keepalived truncates to 8.
+            # RFC 3768 §5.3.6.1 simple text password (v2 only), or keepalived's IPsec AH
+            # form; keepalived truncates the password to 8.
             out += [
                 "    authentication {",
-                "        auth_type PASS",
+                f"        auth_type {inst.auth_type}",
                 f"        auth_pass {inst.auth_pass}",
                 "    }",
             ]

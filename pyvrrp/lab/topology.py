@@ -505,6 +505,7 @@ class InstanceSpec:
     unicast_src: str | None = None
     unicast_peers: tuple[str, ...] = ()
     auth_pass: str | None = None  # v2 only (RFC 3768 §5.3.6.1 simple text password)
+    auth_type: str = "PASS"  # with auth_pass: PASS, or AH (keepalived's IPsec AH form)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -642,7 +643,7 @@ def pyvrrp_toml(
         lines += ["", f"[vrrp_instance.{inst.name}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None]
         if inst.auth_pass is not None:
-            lines += ["", f"[vrrp_instance.{inst.name}.authentication]", 'auth_type = "PASS"']
+            lines += ["", f"[vrrp_instance.{inst.name}.authentication]", f'auth_type = "{inst.auth_type}"']
             lines.append(f"auth_pass = {_toml_value(inst.auth_pass)}")
     return "\n".join(lines) + "\n"
 

@@ -27,7 +27,7 @@ DOWN_TIMER_ADVERTS = 3  # Master_Down_Interval = 3 x interval + skew, RFC 5798 �
 
 AUTH_NONE = 0  # RFC 3768 §5.3.6
 AUTH_SIMPLE = 1  # RFC 2338 simple text password (keepalived "PASS")
-AUTH_AH = 2  # RFC 2338 IP AH (recognised, rejected)
+AUTH_AH = 2  # RFC 2338 §5.3.6.3 IP Authentication Header (keepalived's form: proto/ah.py)
 V2_AUTH_DATA_LEN = 8  # RFC 3768 §5.3.10
 
 VRRP_HEADER_LEN = 8

@@ -22,7 +22,8 @@ failure wins::
     -> checksum (RX-05) -> count != 0 (RX-11, EID 8299)
     -> interval != 0 (v3: EID 8301; v2: RFC 3768 gives no range but 0 can
        never equal a configured interval, so RX-08 would drop it anyway)
-    -> v2 auth type 0|1 (RX-07: 2 = AH and unknown types are "auth")
+    -> v2 auth type 0|1|2 (RX-07: unknown types are "auth"; type 2 is
+       keepalived's IPsec AH, whose ICV :mod:`pyvrrp.proto.ah` checked before)
     -> v6 first address link-local (EID 8300)
 
 So every Advertisement that decode returns has vrid >= 1, at least one
@@ -231,7 +232,7 @@ def encode(
         ValueError: ``adv`` cannot be encoded into a packet that
             :func:`decode` accepts (bad version, VRID, priority, interval,
             address count/family, v6 first address not link-local, v2 auth
-            type other than 0/1, or a missing ``src``).
+            type other than 0/1/2, or a missing ``src``).
     """
     version = adv.version
     addresses = adv.addresses
@@ -270,8 +271,10 @@ def encode(
             auth = bytes(V2_AUTH_DATA_LEN)  # SHOULD be zero on transmit, RFC 3768 §5.3.10
         elif adv.auth_type == AUTH_SIMPLE:
             auth = adv.auth_data[:V2_AUTH_DATA_LEN].ljust(V2_AUTH_DATA_LEN, b"\0")
+        elif adv.auth_type == AUTH_AH:
+            auth = bytes(V2_AUTH_DATA_LEN)  # keepalived: zero; the AH header carries the ICV (proto/ah.py)
         else:
-            raise ValueError(f"auth_type {adv.auth_type}: only 0 (none) and 1 (simple password) are sent")
+            raise ValueError(f"auth_type {adv.auth_type}: only 0 (none), 1 (password) and 2 (AH) are sent")
         message = (
             _HEADER.pack(
                 0x20 | VRRP_TYPE_ADVERTISEMENT, adv.vrid, adv.priority, count, adv.auth_type, seconds, 0
@@ -445,9 +448,7 @@ def decode(
         elif byte4 == AUTH_SIMPLE:
             auth_data = payload[end:].rstrip(b"\0")
         elif byte4 == AUTH_AH:
-            return InvalidPacket(
-                DropReason.AUTH, "auth_type 2 (IP Authentication Header, RFC 2338) is not supported (RX-07)"
-            )
+            auth_data = b""  # AH: the ICV is in the AH header (proto/ah.py); the engine checks the type
         else:
             return InvalidPacket(DropReason.AUTH, f"auth_type {byte4} is unknown (RFC 3768 §5.3.6, RX-07)")
         return Advertisement(

@@ -106,6 +106,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from pyvrrp.proto import timing
 from pyvrrp.proto.constants import (
+    AUTH_AH,
     AUTH_NONE,
     AUTH_SIMPLE,
     DOWN_TIMER_ADVERTS,
@@ -228,8 +229,10 @@ class RouterConfig:
             problems.append(f"preempt_delay_s must be >= 0, got {self.preempt_delay_s}")
         if not 1 <= self.down_timer_adverts <= 100:  # keepalived range (TMR-11)
             problems.append(f"down_timer_adverts must be 1..100, got {self.down_timer_adverts}")
-        if self.auth_type not in (AUTH_NONE, AUTH_SIMPLE):
-            problems.append(f"auth_type must be 0 or 1, got {self.auth_type}")
+        if self.auth_type not in (AUTH_NONE, AUTH_SIMPLE, AUTH_AH):
+            problems.append(f"auth_type must be 0, 1 or 2, got {self.auth_type}")
+        elif self.auth_type == AUTH_AH and self.family != 4:
+            problems.append("auth_type 2 (AH) exists only for IPv4")
         if self.auth_type != AUTH_NONE and self.version != 2:
             problems.append("authentication exists only in VRRPv2")
         for name in ("garp_master_repeat", "garp_lower_prio_repeat"):
@@ -580,6 +583,15 @@ class VirtualRouter:
         return self._announce(self._config.garp_master_repeat, "conflict")
 
     # --------------------------------------------------------------- receive
+
+    def count_drop(self, reason: DropReason) -> None:
+        """Count an advert for this router that the receive path dropped before the engine.
+
+        keepalived's IPsec AH checks (ICV, SPI, sequence number: :mod:`pyvrrp.proto.ah`)
+        need the datagram's IP header, which the engine never sees; they count here so
+        ``pyvrrp state`` shows them with the engine's own drops.
+        """
+        self._drops.bump(reason.value)
 
     def _drop(self, reason: DropReason) -> list[Action]:
         self._drops.bump(reason.value)

@@ -59,6 +59,7 @@ from pyvrrp.config.models import Config, VrrpInstance
 from pyvrrp.ipvs.manager import IpvsManager
 from pyvrrp.ipvs.syncd import SyncDaemonManager, SyncDaemonSpec
 from pyvrrp.proto import events as ev
+from pyvrrp.proto.ah import IPPROTO_AH, AhSession, ah_key
 from pyvrrp.proto.router import RouterConfig, VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
 from pyvrrp.runtime import routes
@@ -126,6 +127,9 @@ def router_config(
     auth_type, auth_data = 0, b""
     if spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "PASS":
         auth_type, auth_data = 1, spec.authentication.auth_pass.encode()[:8]
+    ah = uses_ah(spec)
+    if ah:
+        auth_type = 2  # the ICV is in the AH header (ah_session); the VRRP auth data stays zero
     cfg = RouterConfig(
         name=name,
         vrid=spec.virtual_router_id,
@@ -137,7 +141,9 @@ def router_config(
         primary_address=primary,
         preempt=spec.preempt,
         preempt_delay_s=float(spec.preempt_delay),
-        start_as_master=spec.state == "MASTER",
+        # keepalived: "Initial state master is incompatible with AH authentication - clearing"
+        # (a new master must first hear the group's AH sequence number, proto/ah.py).
+        start_as_master=spec.state == "MASTER" and not ah,
         auth_type=auth_type,
         auth_data=auth_data,
         v3_ipv4_pseudo_header=not spec.v3_checksum_as_v2,
@@ -161,6 +167,19 @@ def mcast_group_of(config: Config, family: int) -> IPv4Address | IPv6Address:
     """The advert group of ``family``: ``vrrp_mcast_group4``/``6`` (default 224.0.0.18 / ff02::12)."""
     g = config.global_defs
     return g.vrrp_mcast_group4 if family == 4 else g.vrrp_mcast_group6
+
+
+def uses_ah(spec: VrrpInstance) -> bool:
+    """keepalived's ``auth_type AH`` (VRRPv2 over IPv4 only; the model refuses it elsewhere)."""
+    return spec.authentication is not None and spec.version == 2 and spec.authentication.auth_type == "AH"
+
+
+def ah_session(spec: VrrpInstance) -> AhSession | None:
+    """The AH state of an ``auth_type AH`` instance (None for any other)."""
+    if not uses_ah(spec):
+        return None
+    assert spec.authentication is not None
+    return AhSession(ah_key(spec.authentication.auth_pass), unicast=bool(spec.unicast_peer))
 
 
 class Daemon:
@@ -505,7 +524,15 @@ class Daemon:
         )
         router = VirtualRouter(cfg, epoch=epoch)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
-        inst = Instance(name=name, spec=spec, router=router, log=bound, waiting_for=waiting, witness_key=wkey)
+        inst = Instance(
+            name=name,
+            spec=spec,
+            router=router,
+            log=bound,
+            waiting_for=waiting,
+            witness_key=wkey,
+            ah=ah_session(spec),
+        )
         sup.instances[name] = inst
         if waiting is not None:
             inst.log.warning("instance_waiting", reason=waiting, action="FAULT until the interface is ready")
@@ -528,10 +555,13 @@ class Daemon:
         if sock is None:
             # One socket per (interface, family), shared by every instance on it and
             # demultiplexed by VRID; the source address is set per advert.  With use_vmac
-            # the interface is the instance's macvlan (unless vmac_xmit_base).
-            sock = await VrrpSocket(
-                inst.xmit_ifname, spec.family, group=mcast_group_of(self.config, spec.family)
-            ).open()
+            # the interface is the instance's macvlan (unless vmac_xmit_base); auth_type AH
+            # has an IPPROTO_AH socket of its own (adapters/vrrp_socket.py).
+            group = mcast_group_of(self.config, spec.family)
+            if inst.ah is not None:
+                sock = await VrrpSocket(inst.xmit_ifname, 4, protocol=IPPROTO_AH, group=group).open()
+            else:
+                sock = await VrrpSocket(inst.xmit_ifname, spec.family, group=group).open()
             sup.add_socket(inst.key, sock)
         inst.sock = sock
         # A crashed run may have left our VIPs behind: remove them before the first election
@@ -1347,6 +1377,9 @@ class Daemon:
             inst, spec = sup.instances[name], new.vrrp_instance[name]
             extras_changed = _extras_of(inst.spec) != _extras_of(spec)
             inst.spec = spec
+            fresh_ah = ah_session(spec)
+            if inst.ah is not None and fresh_ah is not None:  # a new auth_pass / unicast form; same counter
+                inst.ah.key, inst.ah.unicast = fresh_ah.key, fresh_ah.unicast
             if name in change.guards_changed and not inst.waiting_for:
                 for guard in (inst.gateway, inst.conflict):
                     if guard is not None:

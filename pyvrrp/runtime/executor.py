@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -177,7 +178,14 @@ class Executor:
         stale = self.witness_stale
         if inst.witness_key is not None and action.advert.priority and stale is not None and stale(inst):
             return
-        for dst, payload in advert_datagrams(config, action.advert):
+        datagrams = advert_datagrams(config, action.advert)
+        if inst.ah is not None:  # keepalived's auth_type AH: whole IPv4 datagrams (proto/ah.py)
+            src4 = config.primary_address
+            assert isinstance(src4, IPv4Address)
+            for dst4, datagram in inst.ah.seal(datagrams, src=src4):  # type: ignore[arg-type]
+                inst.sock.send_datagram(datagram, dst4)
+            return
+        for dst, payload in datagrams:
             try:
                 inst.sock.send(payload, dst, src=config.primary_address)
             except OSError as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyvrrp.config.models import VirtualIPAddress, VrrpInstance
 from pyvrrp.proto import events as ev
+from pyvrrp.proto.ah import IPPROTO_AH, AhSession
 from pyvrrp.proto.router import VirtualRouter
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class Instance:
     """The etcd key (under the witness prefix) gating this instance's VIPs; None: unwitnessed."""
     witness_revision: int | None = None
     """The revision of that key while this node holds it (the fencing token); None: not held."""
+    ah: AhSession | None = None
+    """keepalived's ``auth_type AH``: key, sequence counter (None: no AH)."""
 
     @property
     def ifname(self) -> str:
@@ -119,7 +122,10 @@ class Instance:
 
     @property
     def key(self) -> tuple[str, int]:
-        """The socket this instance shares: (interface adverts use, address family)."""
+        """The socket this instance shares: (interface adverts use, address family), or
+        (that interface, 51) for an ``auth_type AH`` instance (an IPPROTO_AH socket)."""
+        if self.ah is not None:
+            return (self.xmit_ifname, IPPROTO_AH)
         return (self.xmit_ifname, self.spec.family)
 
     def labels(self) -> dict[str, str | None]:

@@ -57,7 +57,8 @@ from pyvrrp.base import clock
 from pyvrrp.base.ratelog import RateLimitedLogger
 from pyvrrp.config.models import VrrpSyncGroup
 from pyvrrp.proto import events as ev
-from pyvrrp.proto.packet import InvalidPacket, decode
+from pyvrrp.proto.ah import AH_HEADER_LEN, IPPROTO_AH
+from pyvrrp.proto.packet import DropReason, InvalidPacket, decode
 from pyvrrp.proto.router import VirtualRouter
 from pyvrrp.proto.syncgroup import SyncGroup
 from pyvrrp.runtime.executor import Executor
@@ -130,6 +131,7 @@ class Supervisor:
         self._readers: set[SocketKey] = set()
         self._reading = False
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
+        self._auth_log = RateLimitedLogger(log, burst=3, window_s=60.0, level="warning")
         self._demux: dict[tuple[SocketKey, int], Instance] = {}
         self.rx = RxStats()
         # one timer for every instance: a heap of (fire at, seq, instance) behind one loop handle
@@ -225,6 +227,9 @@ class Supervisor:
         the full path: parse, decode, :meth:`feed`.
         """
         data = raw[0]
+        if sock.protocol == IPPROTO_AH:
+            self._dispatch_ah(key, sock, data)
+            return
         if len(data) > 21 and data[0] == 0x45 and (data[2] << 8 | data[3]) == len(data):
             inst = self._instance_for(key, data[21])
             if inst is not None and not inst.busy and inst.rx_event is not None:
@@ -253,6 +258,41 @@ class Supervisor:
         if item is not False:
             self.on_datagram(key, *item)
 
+    def _dispatch_ah(self, key: SocketKey, sock: VrrpSocket, data: bytes) -> None:
+        """One datagram of an IPPROTO_AH socket (keepalived's ``auth_type AH``).
+
+        The VRID inside the VRRP message picks the instance; its
+        :class:`~pyvrrp.proto.ah.AhSession` checks the ICV, the SPI and the sequence
+        number (keepalived's order, :mod:`pyvrrp.proto.ah`); a failure is counted in the
+        instance's drops and logged (rate limited, warning: a wrong ``auth_pass`` on a
+        peer is a configuration error someone must see).  What passes goes on as any
+        advert (:meth:`on_datagram`).
+        """
+        ihl = (data[0] & 0x0F) * 4 if data else 0
+        at = ihl + AH_HEADER_LEN + 1
+        vrid = data[at] if len(data) > at else 0
+        inst = self._instance_for(key, vrid)
+        if inst is None or inst.ah is None:
+            self.socket_drops["vrid"] += 1
+            self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=vrid, protocol=IPPROTO_AH)
+            return
+        result = inst.ah.open(data)
+        if isinstance(result, InvalidPacket):
+            sock.stats.rx_malformed += 1
+            inst.router.count_drop(result.reason)
+            src = ".".join(str(b) for b in data[12:16]) if len(data) >= 20 else "?"
+            self._auth_log.warning(
+                (inst.name, result.reason, result.detail[:24]),
+                "advert_dropped",
+                instance=inst.name,
+                reason=result.reason.value,
+                detail=result.detail,
+                src=src,
+            )
+            return
+        sock.stats.rx_packets += 1
+        self.on_datagram(key, result.payload, result.src, result.dst, result.ttl, inst=inst, via_ah=True)
+
     def on_datagram(
         self,
         key: SocketKey,
@@ -263,6 +303,7 @@ class Supervisor:
         *,
         inst: Instance | None = None,
         fast_key: tuple[bytes, int] | None = None,
+        via_ah: bool = False,
     ) -> None:
         """One datagram read from the socket ``key``: decode, date, feed its VRID's instance.
 
@@ -271,12 +312,28 @@ class Supervisor:
         accepts keepalived's Count = 0 adverts, :func:`~pyvrrp.proto.packet.decode`).
         ``inst``, ``fast_key`` (from :meth:`_dispatch`): that instance, and the datagram's
         bytes 12.. and TTL: the input fed becomes the instance's fast-path input for them.
+        ``via_ah``: the payload came out of a verified AH datagram (:meth:`_dispatch_ah`);
+        a plain VRRP datagram for an ``auth_type AH`` instance is dropped (keepalived:
+        "No AH header but auth type is AH").
         """
         self.rx.full += 1
         at = self.arrival(key)
         vrid = payload[1] if len(payload) > 1 else 0
         if inst is None:
             inst = self._instance_for(key, vrid)
+            if inst is None and key[1] == 4:  # an auth_type AH instance of this VRID hears on its AH socket
+                inst = self._instance_for((key[0], IPPROTO_AH), vrid)
+        if inst is not None and inst.ah is not None and not via_ah:
+            inst.router.count_drop(DropReason.AUTH)
+            self._auth_log.warning(
+                (inst.name, "no-ah"),
+                "advert_dropped",
+                instance=inst.name,
+                reason=DropReason.AUTH.value,
+                detail="a VRRP advert without an AH header, but auth_type is AH (RX-07)",
+                src=str(src),
+            )
+            return
         empty_ok = inst is not None and not inst.router.config.vips
         result = decode(payload, src=src, dst=dst, accept_empty=empty_ok)
         if isinstance(result, InvalidPacket):

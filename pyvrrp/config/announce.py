@@ -69,9 +69,9 @@ class Announce(BaseModel):
     the announcement follows.  Without it an active-backup virtual_server needs ``primary``."""
     primary: bool = False
     """Without VRRP: this node is the preferred one (active-backup)."""
-    next_hop: Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(str)] | Literal[
-        "self"
-    ] = "self"
+    next_hop: (
+        Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(str)] | Literal["self"]
+    ) = "self"
     withdraw_drain: Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=60)] = 1.0
     """Seconds between the withdraw and the VIP release at stop (the router moves traffic away)."""
     orphan_hold: Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=600)] | None = None

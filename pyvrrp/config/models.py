@@ -1199,7 +1199,7 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
     ),
     "announce_bird": (
         "error",
-        "the BIRD speaker is not implemented yet: use speaker = \"exabgp\" (pyvrrp exabgp-process)",
+        'the BIRD speaker is not implemented yet: use speaker = "exabgp" (pyvrrp exabgp-process)',
     ),
     "vrrp_mcast_group": (
         "error",

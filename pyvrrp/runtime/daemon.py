@@ -75,6 +75,7 @@ from pyvrrp.splitbrain.takeover import (
 )
 
 if TYPE_CHECKING:
+    from pyvrrp.runtime.announce import Announcements
     from pyvrrp.runtime.metrics import MetricsServer
 
 __all__ = ["Daemon", "StartupError", "run_daemon"]
@@ -172,6 +173,8 @@ class Daemon:
         self._supervisor: Supervisor | None = None
         self._executor: Executor | None = None
         self.metrics: MetricsServer | None = None
+        self.bgp: Announcements | None = None
+        self._withdrawing = False
 
     @property
     def supervisor(self) -> Supervisor:
@@ -227,6 +230,7 @@ class Daemon:
             self.control.register("ipvs", self._op_ipvs)
         for inst in sup.instances.values():
             self._startup(inst)
+        self._start_bgp()
         sup.read_sockets()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
@@ -253,9 +257,62 @@ class Daemon:
 
         The backup takes over Skew_Time after that advert (RFC 5798 §6.4.3), so it goes out
         before anything else (logging, the shutdown task); the rest follows in shutdown().
+        With BGP announcements, the withdraw goes first: the routes are withdrawn, ExaBGP's
+        acks awaited and ``withdraw_drain`` waited, so the router has moved the traffic away
+        before the VIPs go (a second signal releases at once).
         """
+        if self.bgp is not None and self.bgp.any_announced() and not self._withdrawing:
+            self._withdrawing = True
+            self._spawn(self._withdraw_then_stop())
+            return
         self._release_all()
         self.stop_event.set()
+
+    async def _withdraw_then_stop(self) -> None:
+        assert self.bgp is not None
+        try:
+            spent = await self.bgp.withdraw_all()
+            log.info("bgp_withdraw_done", seconds=round(spent, 3), then="releasing the VIPs")
+        finally:
+            self._release_all()
+            self.stop_event.set()
+
+    # --------------------------------------------------------------------- BGP
+
+    def _start_bgp(self) -> None:
+        """``announce`` tables (issue 17): nothing is imported or started without one."""
+        if not any(i.announce for i in self.config.vrrp_instance.values()) and not any(
+            getattr(v, "announce", None) for v in self.config.virtual_server.values()
+        ):
+            return
+        from pyvrrp.runtime.announce import Announcements, entries_from_config
+
+        def role(name: str) -> str | None:
+            inst = self.instances.get(name)
+            return inst.router.state.value if inst is not None else "INIT"
+
+        def isolated(name: str) -> bool:
+            inst = self.instances.get(name)
+            return bool(inst is not None and inst.gateway is not None and inst.gateway.isolated)
+
+        def health(vs_key: str) -> tuple[int, int] | None:
+            return self.ipvs.health_counts(vs_key) if self.ipvs is not None else (0, 0)
+
+        def speaker_lost(name: str, lost: bool) -> None:
+            inst = self.instances.get(name)
+            if inst is not None:
+                self.supervisor.feed(inst, ev.TrackerChanged(name="bgp_speaker", fault=lost))
+
+        self.bgp = Announcements(
+            entries_from_config(self.config),
+            role=role,
+            isolated=isolated,
+            health=health,
+            on_speaker_lost=speaker_lost,
+        )
+        if self.bgp.exabgp is not None:
+            self.control.register("bgp_follow", self.bgp.exabgp.follow)
+        self.bgp.start()
 
     def _release_all(self) -> None:
         """Stop every instance (priority 0 from a MASTER, VIPs removed), then the trackers."""
@@ -270,6 +327,9 @@ class Daemon:
     async def shutdown(self) -> None:
         """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
         self.systemd.stopping()
+        if self.bgp is not None and not self._released:
+            with contextlib.suppress(Exception):
+                await self.bgp.withdraw_all()
         self._release_all()
         pending: list[Coroutine[Any, Any, Any]] = []
         if self.ipvs is not None:
@@ -287,6 +347,8 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     sock.close()
         self.announcer.close()
+        if self.bgp is not None:
+            await self.bgp.close()
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -580,6 +642,8 @@ class Daemon:
     def _on_state_changed(self, inst: Instance, action: ev.StateChanged) -> None:
         if self.ipvs is not None:
             self.ipvs.set_master(self.supervisor.any_master())
+        if self.bgp is not None:
+            self.bgp.poke()
         self.systemd.status(self._summary())
 
     def _summary(self) -> str:
@@ -709,6 +773,7 @@ class Daemon:
             "uptime_s": round(clock.monotonic() - self.started_at, 3),
             "config": self.config_path,
             "instances": self.views(name),
+            **({"announce": self.bgp.view()} if self.bgp is not None else {}),
         }
 
     async def _op_ping(self, params: dict[str, Any]) -> dict[str, Any]:

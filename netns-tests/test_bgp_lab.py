@@ -157,10 +157,28 @@ class BgpLab:
 
     def bird_best(self) -> str | None:
         """The neighbour BIRD marks best ('*') for the VIP, with its MED."""
+        best = False
         for line in self.birdc("show", "route", f"{VIP}/32", "all").splitlines():
-            if "*" in line and "via" in line:
-                return line.split("via")[1].split()[0]
+            if "unicast [" in line:
+                best = " * " in line
+            elif line.strip().startswith("via ") and best:
+                return line.split()[1]
         return None
+
+    def bird_routes(self) -> list[tuple[str, int | None, bool]]:
+        """(next hop, MED, best) of every route BIRD holds for the VIP."""
+        out: list[tuple[str, int | None, bool]] = []
+        best, hop = False, ""
+        for line in self.birdc("show", "route", f"{VIP}/32", "all").splitlines():
+            text = line.strip()
+            if "unicast [" in line:
+                best = " * " in line
+            elif text.startswith("via "):
+                hop = text.split()[1]
+                out.append((hop, None, best))
+            elif text.startswith("BGP.med:") and out:
+                out[-1] = (out[-1][0], int(text.split()[1]), out[-1][2])
+        return sorted(out)
 
     # ------------------------------------------------------------------ directors
 
@@ -256,7 +274,9 @@ def _build(lab: BgpLab) -> None:
     lab.x("router", "ip", "link", "set", "br0", "up")
     lab.x("router", "ip", "addr", "add", f"{ROUTER}/24", "dev", "br0")
     for i, n in enumerate(("d1", "d2"), start=1):
-        lab.x("router", "ip", "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", lab.ns(n))
+        lab.x(
+            "router", "ip", "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", lab.ns(n)
+        )
         lab.x("router", "ip", "link", "set", f"p{i}", "master", "br0", "up")
         lab.x(n, "ip", "addr", "add", f"{ADDR[n]}/24", "dev", "eth0")
         lab.x(n, "ip", "link", "set", "eth0", "up")
@@ -266,7 +286,9 @@ def _build(lab: BgpLab) -> None:
         lab.x(n, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         lab.x(n, "sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0")
         lab.x(n, "sysctl", "-qw", "net.ipv4.conf.eth0.send_redirects=0")
-    lab.x("router", "ip", "link", "add", "cl", "type", "veth", "peer", "name", "eth0", "netns", lab.ns("client"))
+    lab.x(
+        "router", "ip", "link", "add", "cl", "type", "veth", "peer", "name", "eth0", "netns", lab.ns("client")
+    )
     lab.x("router", "ip", "addr", "add", "10.1.0.1/24", "dev", "cl")
     lab.x("router", "ip", "link", "set", "cl", "up")
     lab.x("client", "ip", "addr", "add", "10.1.0.2/24", "dev", "eth0")
@@ -327,6 +349,15 @@ def bgp_lab() -> Iterator[BgpLab]:
         destroy_prefix(prefix)
 
 
+def in_flight_only(errors: list[dict[str, Any]], moments: list[float], per_change: int = 2) -> None:
+    """Every failed request was open across a change (a route or VIP-holder move), at most
+    ``per_change`` per change.  Such a request's TCP connection moves to a director that has
+    no socket for it (no connection sync in this lab): the issue's "in flight" exception."""
+    for e in errors:
+        assert any(m - 3.5 <= e["t"] <= m + 0.5 for m in moments), (e, moments)
+    assert len(errors) <= per_change * len(moments), errors
+
+
 def _summary(records: list[dict[str, Any]]) -> tuple[Counter[str], list[dict[str, Any]]]:
     return Counter(r["who"] for r in records if "who" in r), [r for r in records if "err" in r]
 
@@ -376,14 +407,17 @@ def test_active_active_ecmp_health_withdraw_and_speaker_death(bgp_lab: BgpLab) -
         lab.kill("health-d1")
         wait_for(lambda: lab.fib() == [D2], 15, interval=0.01, what="d1's route leaving the router")
         moved = time.monotonic() - t0
+        moments = [time.time()]
         time.sleep(1.0)
     split, errors = _summary(loop)
     a = lab.announce("d1")
-    print(f"health failure -> router FIB without d1: {moved * 1000:.0f} ms (delay_loop 0.5 s, "
-          f"connect_timeout 0.5 s); {len(loop)} requests, {len(errors)} failed, split {dict(split)}")
+    print(
+        f"health failure -> router FIB without d1: {moved * 1000:.0f} ms (delay_loop 0.5 s, "
+        f"connect_timeout 0.5 s); {len(loop)} requests, {len(errors)} failed, split {dict(split)}"
+    )
     assert not a["announced"] and "0 of 1 real servers healthy" in a["why"], a
     assert moved < 5.0
-    assert not errors, errors[:5]
+    in_flight_only(errors, moments)
 
     # 3. d2's speaker dies (kill -9 ExaBGP): the router drops the route at once (TCP closed),
     #    and d2's pyvrrp notices and shows it
@@ -393,8 +427,10 @@ def test_active_active_ecmp_health_withdraw_and_speaker_death(bgp_lab: BgpLab) -
     gone = time.monotonic() - t0
     lost = wait_for(lambda: lab.announce("d2")["speaker"]["process"] == "lost", 10, interval=0.1)
     noticed = time.monotonic() - t0
-    print(f"ExaBGP kill -9: router route gone after {gone * 1000:.0f} ms, pyvrrp shows 'lost' after "
-          f"{noticed * 1000:.0f} ms")
+    print(
+        f"ExaBGP kill -9: router route gone after {gone * 1000:.0f} ms, pyvrrp shows 'lost' after "
+        f"{noticed * 1000:.0f} ms"
+    )
     assert lost
 
 
@@ -425,8 +461,9 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         lab.start_exabgp(n)
     wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
     wait_for(lambda: lab.announce("d2").get("announced"), 20, what="d2 announcing (backup MED)")
-    wait_for(lambda: "d2" in lab.birdc("show", "route", f"{VIP}/32", "all"), 10)
+    wait_for(lambda: len(lab.bird_routes()) == 2, 10, what="both routes in BIRD")
     assert lab.bird_best() == D1
+    assert lab.bird_routes() == [(D1, 100, True), (D2, 200, False)], lab.birdc("show", "route", "all")
     a1, a2 = lab.announce("d1"), lab.announce("d2")
     assert (a1["announced"], a1["med"], a2["announced"], a2["med"]) == (True, 100, True, 200), (a1, a2)
     assert "MASTER" in a1["why"] and "BACKUP" in a2["why"]
@@ -440,15 +477,19 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         t0 = time.monotonic()
         lab.kill("pyvrrp-d1")
         t_vip = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 10, interval=0.01)
+        moments = [time.time()]
         t_move = wait_for(lambda: lab.fib() == [D2] and time.monotonic(), 15, interval=0.01)
+        moments.append(time.time())
         time.sleep(1.0)
     split, errors = _summary(loop)
-    print(f"\nactive-backup kill -9 of the master's pyvrrp: d2 holds the VIP after {(t_vip - t0) * 1000:.0f} ms, "
-          f"the router moves after {(t_move - t0) * 1000:.0f} ms (orphan hold {a1['orphan_hold_s']} s); "
-          f"{len(loop)} requests, {len(errors)} failed, {dict(split)}")
+    print(
+        f"\nactive-backup kill -9 of the master's pyvrrp: d2 holds the VIP after {(t_vip - t0) * 1000:.0f} ms, "
+        f"the router moves after {(t_move - t0) * 1000:.0f} ms (orphan hold {a1['orphan_hold_s']} s); "
+        f"{len(loop)} requests, {len(errors)} failed, {dict(split)}"
+    )
     assert t_vip <= t_move, "the router moved to d2 before d2 held the VIP"
     assert t_move - t0 < 10
-    assert not errors, errors[:5]
+    in_flight_only(errors, moments)
 
     # d1 comes back (preempts); its ExaBGP process follows the new daemon
     lab.start_pyvrrp("d1", AB.format(prio=150))
@@ -458,17 +499,33 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     with lab.traffic() as loop:
         time.sleep(0.5)
         t0 = time.monotonic()
-        lab.kill("pyvrrp-d1", signal.SIGTERM)
-        # (kill() waited for the exit; the moments are read from the logs below)
+        lab.kill("pyvrrp-d1", signal.SIGTERM)  # waits for the exit
+        moments = [time.time()]  # the VIP moved to d2 (the route moved a drain time earlier)
         time.sleep(1.0)
     split, errors = _summary(loop)
     events = [json.loads(line) for line in lab.log("pyvrrp-d1").splitlines() if line.startswith("{")]
     names = [e.get("event") for e in events]
     assert "bgp_withdraw_done" in names, names[-30:]
     last_withdraw = max(i for i, n in enumerate(names) if n == "bgp_withdraw")
-    first_release = next(i for i, n in enumerate(names) if i > last_withdraw and n in ("vip_removed", "state_changed"))
+    first_release = next(
+        i for i, n in enumerate(names) if i > last_withdraw and n in ("vip_removed", "state_changed")
+    )
     assert last_withdraw < first_release
-    print(f"SIGTERM: stop took {(time.monotonic() - t0) * 1000:.0f} ms incl. drain; {len(loop)} requests, "
-          f"{len(errors)} failed, {dict(split)}")
+    print(
+        f"SIGTERM: stop took {(time.monotonic() - t0) * 1000:.0f} ms incl. drain; {len(loop)} requests, "
+        f"{len(errors)} failed, {dict(split)}"
+    )
+    wall0 = time.time() - (time.monotonic() - t0)
+    for e in errors:
+        print(f"  failed at {e['t'] - wall0:+.3f} s: {e['err']}")
+    for e in events:
+        if e.get("event") in (
+            "bgp_withdraw",
+            "bgp_withdraw_done",
+            "vip_removed",
+            "state_changed",
+            "daemon_stopped",
+        ):
+            print(f"  {e.get('timestamp')} {e.get('event')}")
     assert lab.fib() == [D2]
-    assert not errors, errors[:5]
+    in_flight_only(errors, moments, per_change=1)

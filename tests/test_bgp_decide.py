@@ -77,8 +77,11 @@ def test_active_backup_prefers_exactly_the_master_or_primary(policy: Policy, f: 
 def test_why_names_the_reason() -> None:
     p = Policy(quorum=2)
     assert decide(p, Facts(role="FAULT", instance="VI_1")).why == "instance VI_1 is FAULT"
-    assert "1 of 3 real servers healthy, quorum is 2" in decide(p, Facts(role="MASTER", healthy=1, total=3)).why
+    low = decide(p, Facts(role="MASTER", healthy=1, total=3))
+    assert "1 of 3 real servers healthy, quorum is 2" in low.why
     assert "isolated" in decide(p, Facts(role="MASTER", isolated=True)).why
     d = decide(p, Facts(role="MASTER", instance="VI_1", healthy=3, total=3))
     assert (d.announce, d.med, d.preferred) == (True, 100, True)
-    assert d.why == "active-backup: instance VI_1 is MASTER, preferred MED; 3/3 real servers healthy (quorum 2)"
+    assert d.why == (
+        "active-backup: instance VI_1 is MASTER, preferred MED; 3/3 real servers healthy (quorum 2)"
+    )

@@ -1,0 +1,225 @@
+"""BGP announcement (issue 17): the announce config, the ExaBGP speaker's long poll and the
+``pyvrrp exabgp-process`` state machine, without root and without ExaBGP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pyvrrp.bgp.exabgp_process import ExabgpProcess
+from pyvrrp.bgp.speaker import LOST_AFTER_S, ExabgpSpeaker, Route
+from pyvrrp.config import ConfigError, loads_toml
+from pyvrrp.runtime.announce import entries_from_config
+from pyvrrp.runtime.control import ControlServer
+
+VI = """
+[vrrp_instance.VI_1]
+interface = "eth0"
+virtual_router_id = 51
+advert_int = 1
+virtual_ipaddress = ["198.51.100.10/32"]
+"""
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        loads_toml(text)
+    return [str(i) for i in info.value.issues]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_announce_defaults_and_prefixes() -> None:
+    cfg = loads_toml(VI + 'announce = { speaker = "exabgp" }\n')
+    a = cfg.vrrp_instance["VI_1"].announce
+    assert a is not None and (a.mode, a.med_preferred, a.med_backup, a.next_hop) == (
+        "active-backup",
+        100,
+        200,
+        "self",
+    )
+    [entry] = entries_from_config(cfg)
+    assert entry.prefixes == ("198.51.100.10/32",) and entry.instance == "VI_1"
+    assert entry.orphan_hold_s == 5.0  # 4 x advert_int + 1 s: the backup holds the VIP first
+
+
+def test_virtual_server_announce_defaults_to_its_address() -> None:
+    cfg = loads_toml(
+        VI
+        + '[virtual_server."198.51.100.20:80"]\n'
+        + 'announce = { speaker = "exabgp", mode = "active-active", quorum = 2 }\n'
+    )
+    [entry] = entries_from_config(cfg)
+    assert entry.prefixes == ("198.51.100.20/32",) and entry.virtual_server == "198.51.100.20:80"
+    assert entry.policy.quorum == 2 and entry.orphan_hold_s == 0.0
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ('announce = { speaker = "gobgp" }', "vrrp_instance.VI_1.announce.speaker"),
+        ('announce = { speaker = "exabgp", med_backup = 50 }', "med_backup (50) must be greater"),
+        ('announce = { speaker = "exabgp", quorum = 2 }', "announce.quorum: not allowed in a vrrp_instance"),
+        ('announce = { speaker = "exabgp", prefixes = ["198.51.100.1/24"] }', "host bits set"),
+        ('announce = { speaker = "exabgp", next_hop = "router" }', "next_hop is 'self' or an IP address"),
+        ('announce = { speaker = "exabgp", colour = 1 }', "announce.colour"),
+        ('announce = { speaker = "bird" }', "BIRD speaker is not implemented yet"),
+    ],
+)
+def test_announce_errors_name_the_key(snippet: str, expected: str) -> None:
+    found = errors(VI + snippet + "\n")
+    assert any(expected in e for e in found), found
+
+
+def test_virtual_server_active_backup_needs_a_role() -> None:
+    found = errors('[virtual_server."198.51.100.20:80"]\nannounce = { speaker = "exabgp" }\n')
+    assert any(
+        'virtual_server."198.51.100.20:80".announce: active-backup needs a role' in e for e in found
+    ), found
+    found = errors(
+        VI
+        + '[virtual_server."198.51.100.20:80"]\nannounce = { speaker = "exabgp", vrrp_instance = "VI_9" }\n'
+    )
+    assert any("no vrrp_instance named 'VI_9' (have: VI_1)" in e for e in found), found
+
+
+# ----------------------------------------------------------------------------- speaker
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_speaker_long_poll_answers_at_once_when_newer_and_waits_otherwise() -> None:
+    async def go() -> None:
+        sp = ExabgpSpeaker()
+        sp.announce(Route("198.51.100.10/32", 100))
+        first = await asyncio.wait_for(sp.follow({"generation": -1}), 0.5)
+        assert first["generation"] == 1 and first["routes"][0]["med"] == 100
+        poll = asyncio.ensure_future(sp.follow({"generation": 1, "wait": 5.0, "applied": 1}))
+        await asyncio.sleep(0.05)
+        assert not poll.done()  # nothing new: the poll waits
+        sp.withdraw("198.51.100.10/32")
+        reply = await asyncio.wait_for(poll, 0.5)
+        assert reply["generation"] == 2
+        assert reply["routes"] == [{"announce": False, "prefix": "198.51.100.10/32"}]
+        assert sp.applied == 1 and not sp.up_to_date()
+
+    asyncio.run(go())
+
+
+def test_speaker_is_lost_when_the_process_stops_polling() -> None:
+    clock = FakeClock()
+    sp = ExabgpSpeaker(clock=clock)
+    assert sp.session()["process"] == "never connected"
+    asyncio.run(sp.follow({"generation": -1, "session": {"pid": 7, "peers": {"10.0.0.1": "up"}}}))
+    assert sp.session()["process"] == "connected" and sp.established() is True
+    clock.t += LOST_AFTER_S + 0.1
+    s = sp.session()
+    assert s["process"] == "lost" and s["peers"] == {} and sp.established() is False
+
+
+# ----------------------------------------------------------------------------- process
+
+
+def table(gen: int, *routes: dict[str, object]) -> dict[str, object]:
+    return {"generation": gen, "routes": list(routes)}
+
+
+R1 = {"prefix": "198.51.100.10/32", "announce": True, "med": 100, "next_hop": "self", "orphan_hold_s": 0.0}
+
+
+def test_process_writes_only_the_difference_and_counts_acks() -> None:
+    out = io.StringIO()
+    p = ExabgpProcess("/nonexistent", out=out)
+    p.apply(table(1, R1, {"prefix": "198.51.100.11/32", "announce": False}))
+    assert out.getvalue().splitlines() == [
+        "announce route 198.51.100.10/32 next-hop self med 100",
+        "withdraw route 198.51.100.11/32",  # first table: clear what a former process left
+    ]
+    assert p.applied == -1
+    p.on_exabgp_line("done\n")
+    p.on_exabgp_line("done\n")
+    assert p.applied == 1
+    p.apply(table(2, R1, {"prefix": "198.51.100.11/32", "announce": False}))
+    assert len(out.getvalue().splitlines()) == 2 and p.applied == 2  # nothing changed: nothing written
+    p.apply(table(3, {**R1, "med": 200}))
+    assert out.getvalue().splitlines()[-1] == "announce route 198.51.100.10/32 next-hop self med 200"
+    p.on_exabgp_line("error\n")
+    assert p.errors == 1 and p.applied == 2
+
+
+def test_process_reads_neighbor_state() -> None:
+    p = ExabgpProcess("/nonexistent", out=io.StringIO())
+    msg = {
+        "type": "state",
+        "neighbor": {"address": {"local": "10.0.0.11", "peer": "10.0.0.1"}, "state": "up"},
+    }
+    p.on_exabgp_line(json.dumps(msg))
+    assert p.peers == {"10.0.0.1": "up"} and p.request()["session"]["peers"] == {"10.0.0.1": "up"}
+
+
+def test_process_withdraws_when_it_loses_the_daemon_after_the_orphan_hold() -> None:
+    async def go() -> None:
+        out = io.StringIO()
+        p = ExabgpProcess("/nonexistent", out=out)
+        held = {"prefix": "198.51.100.20/32", "announce": True, "med": 100, "orphan_hold_s": 0.2}
+        p.apply(table(1, R1, held))
+        p.orphaned(asyncio.get_running_loop())
+        lines = out.getvalue().splitlines()
+        assert lines[-1] == "withdraw route 198.51.100.10/32"  # hold 0: at once
+        await asyncio.sleep(0.3)
+        assert out.getvalue().splitlines()[-1] == "withdraw route 198.51.100.20/32"
+        assert p.announced == {}
+
+    asyncio.run(go())
+
+
+def test_process_keeps_the_route_when_the_daemon_is_back_within_the_hold() -> None:
+    async def go() -> None:
+        out = io.StringIO()
+        p = ExabgpProcess("/nonexistent", out=out)
+        held = {**R1, "orphan_hold_s": 0.2}
+        p.apply(table(5, held))
+        p.orphaned(asyncio.get_running_loop())
+        p.apply(table(1, held))  # a restarted daemon: generations start again
+        await asyncio.sleep(0.3)
+        assert out.getvalue().splitlines() == ["announce route 198.51.100.10/32 next-hop self med 100"]
+
+    asyncio.run(go())
+
+
+def test_process_follows_a_real_control_server(tmp_path: Path) -> None:
+    async def go() -> None:
+        sock = str(tmp_path / "c.sock")
+        server = ControlServer(sock)
+        sp = ExabgpSpeaker()
+        server.register("bgp_follow", sp.follow)
+        await server.start()
+        out = io.StringIO()
+        p = ExabgpProcess(sock, out=out)
+        sp.announce(Route("198.51.100.10/32", 100))
+        task = asyncio.ensure_future(p.follow())
+        await asyncio.sleep(0.2)
+        assert out.getvalue().splitlines() == ["announce route 198.51.100.10/32 next-hop self med 100"]
+        p.on_exabgp_line("done")
+        sp.withdraw("198.51.100.10/32")
+        await asyncio.sleep(0.2)
+        assert out.getvalue().splitlines()[-1] == "withdraw route 198.51.100.10/32"
+        sp.announce(Route("198.51.100.10/32", 100))
+        await asyncio.sleep(0.2)
+        await server.close()  # the daemon goes away: the process withdraws (hold 0)
+        await asyncio.sleep(0.5)
+        assert out.getvalue().splitlines()[-1] == "withdraw route 198.51.100.10/32"
+        task.cancel()
+
+    asyncio.run(go())

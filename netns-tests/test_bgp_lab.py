@@ -390,8 +390,12 @@ def test_active_active_ecmp_health_withdraw_and_speaker_death(bgp_lab: BgpLab) -
     for n in ("d1", "d2"):
         a = lab.announce(n)
         assert a["announced"] and a["med"] == 100 and a["mode"] == "active-active", a
-        assert a["speaker"]["process"] == "connected" and a["acknowledged"], a
+        assert a["speaker"]["process"] == "connected", a
+        assert wait_for(lambda n=n: lab.announce(n)["acknowledged"], 5), n
         assert wait_for(lambda n=n: lab.announce(n)["speaker"]["peers"].get(ROUTER) == "up", 10), n
+    table = lab.x("d1", PYVRRP, "state", "--socket", str(lab.run / "d1" / "pyvrrp.sock")).stdout
+    print(table)
+    assert f"{VIP}/32" in table and "announced" in table and "speaker exabgp: process connected" in table
 
     # 1. ECMP: 1,000 new connections from one client spread over both directors
     records = lab.requests(1000)
@@ -483,7 +487,8 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         time.sleep(1.0)
     split, errors = _summary(loop)
     print(
-        f"\nactive-backup kill -9 of the master's pyvrrp: d2 holds the VIP after {(t_vip - t0) * 1000:.0f} ms, "
+        f"\nactive-backup kill -9 of the master's pyvrrp: d2 holds the VIP after "
+        f"{(t_vip - t0) * 1000:.0f} ms, "
         f"the router moves after {(t_move - t0) * 1000:.0f} ms (orphan hold {a1['orphan_hold_s']} s); "
         f"{len(loop)} requests, {len(errors)} failed, {dict(split)}"
     )

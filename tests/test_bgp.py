@@ -204,6 +204,7 @@ def test_process_follows_a_real_control_server(tmp_path: Path) -> None:
         server = ControlServer(sock)
         sp = ExabgpSpeaker()
         server.register("bgp_follow", sp.follow)
+        server.register("bgp_ack", sp.ack)
         await server.start()
         out = io.StringIO()
         p = ExabgpProcess(sock, out=out)
@@ -211,7 +212,10 @@ def test_process_follows_a_real_control_server(tmp_path: Path) -> None:
         task = asyncio.ensure_future(p.follow())
         await asyncio.sleep(0.2)
         assert out.getvalue().splitlines() == ["announce route 198.51.100.10/32 next-hop self med 100"]
+        assert not sp.up_to_date()
         p.on_exabgp_line("done")
+        await asyncio.sleep(0.1)
+        assert sp.up_to_date()  # reported at once, not at the next long poll
         sp.withdraw("198.51.100.10/32")
         await asyncio.sleep(0.2)
         assert out.getvalue().splitlines()[-1] == "withdraw route 198.51.100.10/32"
@@ -223,3 +227,25 @@ def test_process_follows_a_real_control_server(tmp_path: Path) -> None:
         task.cancel()
 
     asyncio.run(go())
+
+
+def test_state_table_shows_each_prefix_and_the_speaker() -> None:
+    from pyvrrp.runtime.state_view import render_announce
+
+    sp = ExabgpSpeaker()
+    asyncio.run(sp.follow({"generation": -1, "session": {"pid": 42, "peers": {"10.0.0.1": "up"}}}))
+    item = {
+        "prefix": "198.51.100.10/32",
+        "source": "vrrp_instance.VI_1",
+        "mode": "active-backup",
+        "announced": True,
+        "acknowledged": True,
+        "med": 200,
+        "why": "active-backup: instance VI_1 is BACKUP, backup MED",
+        "speaker": sp.session(),
+    }
+    text = render_announce([item, {**item, "prefix": "198.51.100.11/32", "announced": False, "med": None}])
+    lines = text.splitlines()
+    assert "198.51.100.10/32" in lines[1] and "announced" in lines[1] and "200" in lines[1]
+    assert "withdrawn" in lines[2]
+    assert lines[-1].startswith("  speaker exabgp: process connected (pid 42") and "10.0.0.1 up" in lines[-1]

@@ -83,6 +83,7 @@ class ExabgpProcess:
         self.peers: dict[str, str] = {}
         self.connected = False
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
+        self._acks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ ExaBGP side
 
@@ -99,8 +100,9 @@ class ExabgpProcess:
             if line == "error":
                 self.errors += 1
                 _log("exabgp answered error", generation=gen)
-            if not self.pending and line == "done":
-                self.applied = max(self.applied, self.generation)
+            if not self.pending and line == "done" and self.generation > self.applied:
+                self.applied = self.generation
+                self._report_ack()
             return
         if not line.startswith("{"):
             return
@@ -116,6 +118,28 @@ class ExabgpProcess:
             _log("neighbor", peer=peer, state=state)
 
     # ------------------------------------------------------------------ daemon side
+
+    def _report_ack(self) -> None:
+        """Tell the daemon at once (the long poll is busy): it waits for this at SIGTERM."""
+        if not self.connected:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._send_ack(self.applied))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _send_ack(self, applied: int) -> None:
+        with contextlib.suppress(OSError, TimeoutError, ValueError):
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), 1.0)
+            try:
+                writer.write(json.dumps({"v": 1, "op": "bgp_ack", "applied": applied}).encode() + b"\n")
+                await writer.drain()
+                await asyncio.wait_for(reader.readline(), 1.0)
+            finally:
+                writer.close()
 
     def apply(self, result: dict[str, Any]) -> None:
         """The daemon's wanted table: write the difference to ExaBGP."""

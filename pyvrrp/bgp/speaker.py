@@ -9,11 +9,12 @@ exabgp-process`` as its API process (:mod:`pyvrrp.bgp.exabgp_process`); that pro
               "orphan_hold_s"}, ...], "poll_s": 1.0}
 
 The reply comes at once when the daemon's routes are newer than ``G``, else after ``wait``
-seconds (a heartbeat both ways).  ``applied`` is the newest generation ExaBGP acknowledged
-(``done`` for every command); ``session`` is what ExaBGP reported of its neighbours.  A
-process that stops polling for :data:`LOST_AFTER_S` is *lost* (ExaBGP died, or its process
-did); the process side, for its part, withdraws when it loses the daemon
-(:mod:`pyvrrp.bgp.exabgp_process`).
+seconds (a heartbeat both ways); ``bgp_ack`` (a short connection of its own) reports
+ExaBGP's acks at once, while the long poll is still waiting.  ``applied`` is the newest
+generation ExaBGP acknowledged (``done`` for every command); ``session`` is what ExaBGP
+reported of its neighbours.  A process that stops polling for :data:`LOST_AFTER_S` is
+*lost* (ExaBGP died, or its process did); the process side, for its part, withdraws when it
+loses the daemon (:mod:`pyvrrp.bgp.exabgp_process`).
 
 This module does no I/O of its own: the control server calls :meth:`ExabgpSpeaker.follow`.
 """
@@ -135,6 +136,13 @@ class ExabgpSpeaker:
         routes = [{"announce": True, **asdict(r)} for r in self.routes.values()]
         routes += [{"announce": False, "prefix": p} for p in sorted(self.withdrawn)]
         return {"generation": self.generation, "routes": routes, "poll_s": 1.0}
+
+    async def ack(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The ``bgp_ack`` control op: ExaBGP acknowledged everything up to ``applied``."""
+        applied = params.get("applied")
+        if isinstance(applied, int) and applied <= self.generation:
+            self.applied = max(self.applied, applied)
+        return {"generation": self.generation, "applied": self.applied}
 
     async def follow(self, params: dict[str, Any]) -> dict[str, Any]:
         """The ``bgp_follow`` control op."""

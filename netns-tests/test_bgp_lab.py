@@ -504,9 +504,19 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     with lab.traffic() as loop:
         time.sleep(0.5)
         t0 = time.monotonic()
-        lab.kill("pyvrrp-d1", signal.SIGTERM)  # waits for the exit
-        moments = [time.time()]  # the VIP moved to d2 (the route moved a drain time earlier)
+        lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
+        t_move = wait_for(lambda: lab.fib() == [D2] and time.monotonic(), 10, interval=0.01)
+        t_gone = wait_for(lambda: not lab.has_vip("d1") and time.monotonic(), 10, interval=0.01)
+        moments = [time.time()]  # the VIP moves to d2 (the route moved a drain time earlier)
+        t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 10, interval=0.01)
+        lab.procs["pyvrrp-d1"].wait(timeout=15)
         time.sleep(1.0)
+    print(
+        f"\nSIGTERM of the master: router moved to d2 after {(t_move - t0) * 1000:.0f} ms, "
+        f"d1 released the VIP after {(t_gone - t0) * 1000:.0f} ms, "
+        f"d2 held it after {(t_d2 - t0) * 1000:.0f} ms"
+    )
+    assert t_move < t_gone, "the VIP went before the router moved away"
     split, errors = _summary(loop)
     events = [json.loads(line) for line in lab.log("pyvrrp-d1").splitlines() if line.startswith("{")]
     names = [e.get("event") for e in events]
@@ -516,10 +526,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         i for i, n in enumerate(names) if i > last_withdraw and n in ("vip_removed", "state_changed")
     )
     assert last_withdraw < first_release
-    print(
-        f"SIGTERM: stop took {(time.monotonic() - t0) * 1000:.0f} ms incl. drain; {len(loop)} requests, "
-        f"{len(errors)} failed, {dict(split)}"
-    )
+    print(f"SIGTERM: {len(loop)} requests, {len(errors)} failed, {dict(split)}")
     wall0 = time.time() - (time.monotonic() - t0)
     for e in errors:
         print(f"  failed at {e['t'] - wall0:+.3f} s: {e['err']}")

@@ -454,6 +454,7 @@ mode = "active-backup"
 med_preferred = 100
 med_backup = 200
 withdraw_drain = 1.0
+{extra}
 """
 
 
@@ -461,7 +462,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     lab = bgp_lab
     for n, prio in (("d2", 100), ("d1", 150)):
         lab.x(n, "ip", "route", "add", f"{VIP}/32", "dev", "eth0")  # to the VIP holder, on the segment
-        lab.start_pyvrrp(n, AB.format(prio=prio))
+        lab.start_pyvrrp(n, AB.format(prio=prio, extra=""))
         lab.start_exabgp(n)
     wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
     wait_for(lambda: lab.announce("d2").get("announced"), 20, what="d2 announcing (backup MED)")
@@ -497,7 +498,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     in_flight_only(errors, moments)
 
     # d1 comes back (preempts); its ExaBGP process follows the new daemon
-    lab.start_pyvrrp("d1", AB.format(prio=150))
+    lab.start_pyvrrp("d1", AB.format(prio=150, extra=""))
     wait_for(lambda: lab.fib() == [D1], 30, what="d1 preferred again")
 
     # SIGTERM d1: the withdraw goes out first, the router moves, then the VIP is released
@@ -541,3 +542,30 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
             print(f"  {e.get('timestamp')} {e.get('event')}")
     assert lab.fib() == [D2]
     in_flight_only(errors, moments, per_change=1)
+
+    # the speaker dies under the MASTER (kill -9 ExaBGP) with on_speaker_lost = "fault": the
+    # router drops d1's route at once (the kernel closes the session), d1's pyvrrp notices,
+    # shows it and goes FAULT, so d2 (whose speaker still announces) takes the VIP
+    lab.start_pyvrrp("d1", AB.format(prio=150, extra='on_speaker_lost = "fault"'))
+    wait_for(lambda: lab.fib() == [D1], 30, what="d1 preferred again")
+    with lab.traffic() as loop:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lab.kill("exabgp-d1")
+        t_move = wait_for(lambda: lab.fib() == [D2] and time.monotonic(), 10, interval=0.01)
+        moments = [time.time()]
+        t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 15, interval=0.02)
+        moments.append(time.time())
+        time.sleep(1.0)
+    split, errors = _summary(loop)
+    view = lab.state("d1")
+    a = view["announce"][0]
+    print(
+        f"ExaBGP kill -9 under the MASTER (on_speaker_lost = fault): router on d2 after "
+        f"{(t_move - t0) * 1000:.0f} ms, d2 holds the VIP after {(t_d2 - t0) * 1000:.0f} ms; "
+        f"{len(loop)} requests, {len(errors)} failed"
+    )
+    assert a["speaker"]["process"] == "lost" and not a["announced"], a
+    assert view["instances"][0]["state"] == "FAULT", view["instances"][0]
+    assert "bgp_speaker_lost" in lab.log("pyvrrp-d1")
+    in_flight_only(errors, moments)

@@ -249,3 +249,25 @@ def test_state_table_shows_each_prefix_and_the_speaker() -> None:
     assert "198.51.100.10/32" in lines[1] and "announced" in lines[1] and "200" in lines[1]
     assert "withdrawn" in lines[2]
     assert lines[-1].startswith("  speaker exabgp: process connected (pid 42") and "10.0.0.1 up" in lines[-1]
+
+
+def test_process_says_goodbye_when_exabgp_closes_its_stdin(tmp_path: Path) -> None:
+    async def go() -> None:
+        sock = str(tmp_path / "c.sock")
+        server = ControlServer(sock)
+        sp = ExabgpSpeaker()
+        for op, handler in (("bgp_follow", sp.follow), ("bgp_gone", sp.gone)):
+            server.register(op, handler)
+        await server.start()
+        p = ExabgpProcess(sock, out=io.StringIO())
+
+        async def exabgp_for_a_while() -> None:  # stands in for stdin: EOF after 0.3 s
+            await asyncio.sleep(0.3)
+            assert sp.connected()
+
+        p.read_exabgp = exabgp_for_a_while  # type: ignore[method-assign]
+        assert await asyncio.wait_for(p.run(), 3.0) == 0
+        assert sp.session()["process"] == "lost"
+        await server.close()
+
+    asyncio.run(go())

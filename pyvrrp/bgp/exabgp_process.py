@@ -132,10 +132,14 @@ class ExabgpProcess:
         task.add_done_callback(self._acks.discard)
 
     async def _send_ack(self, applied: int) -> None:
+        await self._send_once({"v": 1, "op": "bgp_ack", "applied": applied})
+
+    async def _send_once(self, message: dict[str, Any]) -> None:
+        """One request on a connection of its own (the long poll holds the other)."""
         with contextlib.suppress(OSError, TimeoutError, ValueError):
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), 1.0)
             try:
-                writer.write(json.dumps({"v": 1, "op": "bgp_ack", "applied": applied}).encode() + b"\n")
+                writer.write(json.dumps(message).encode() + b"\n")
                 await writer.drain()
                 await asyncio.wait_for(reader.readline(), 1.0)
             finally:
@@ -253,6 +257,8 @@ class ExabgpProcess:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follow
+        # tell the daemon now rather than by silence (LOST_AFTER_S): on_speaker_lost acts at once
+        await self._send_once({"v": 1, "op": "bgp_gone", "pid": os.getpid()})
         _log("exabgp closed our stdin; exiting")
         return 0
 

@@ -144,6 +144,13 @@ class ExabgpSpeaker:
             self.applied = max(self.applied, applied)
         return {"generation": self.generation, "applied": self.applied}
 
+    async def gone(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The ``bgp_gone`` control op: ExaBGP closed the process's stdin (it is exiting)."""
+        if self.last_poll is not None:
+            self.last_poll = self._clock() - LOST_AFTER_S - 1.0
+        self.follower = {**self.follower, "peers": {}}
+        return {"lost": True}
+
     async def follow(self, params: dict[str, Any]) -> dict[str, Any]:
         """The ``bgp_follow`` control op."""
         self.last_poll = self._clock()

@@ -313,6 +313,7 @@ class Daemon:
         if self.bgp.exabgp is not None:
             self.control.register("bgp_follow", self.bgp.exabgp.follow)
             self.control.register("bgp_ack", self.bgp.exabgp.ack)
+            self.control.register("bgp_gone", self.bgp.exabgp.gone)
         self.bgp.start()
 
     def _release_all(self) -> None:

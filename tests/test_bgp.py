@@ -271,3 +271,32 @@ def test_process_says_goodbye_when_exabgp_closes_its_stdin(tmp_path: Path) -> No
         await server.close()
 
     asyncio.run(go())
+
+
+def test_metrics_show_announcements_and_the_speaker() -> None:
+    from pyvrrp.runtime.metrics import MetricsSnapshot, render
+
+    sp = ExabgpSpeaker()
+    asyncio.run(sp.follow({"generation": -1, "session": {"peers": {"10.0.0.1": "up"}}}))
+    item = {"prefix": "198.51.100.10/32", "source": "vrrp_instance.VI_1", "announced": True, "med": 100}
+    body, _ = render(MetricsSnapshot(views=[], bgp=[{**item, "acknowledged": True, "speaker": sp.session()}]))
+    text = body.decode()
+    assert 'pyvrrp_bgp_announced{prefix="198.51.100.10/32",source="vrrp_instance.VI_1"} 1.0' in text
+    assert 'pyvrrp_bgp_med{prefix="198.51.100.10/32",source="vrrp_instance.VI_1"} 100.0' in text
+    assert 'pyvrrp_bgp_speaker_connected{speaker="exabgp"} 1.0' in text
+    assert 'pyvrrp_bgp_speaker_peer_up{peer="10.0.0.1",speaker="exabgp"} 1.0' in text
+
+
+def test_gone_is_not_undone_by_the_long_poll_still_waiting() -> None:
+    async def go() -> None:
+        sp = ExabgpSpeaker()
+        await sp.follow({"generation": -1})
+        poll = asyncio.ensure_future(sp.follow({"generation": sp.generation, "wait": 0.2}))
+        await asyncio.sleep(0.05)
+        await sp.gone({})
+        await poll
+        assert sp.session()["process"] == "lost"
+        await sp.follow({"generation": -1})  # a new process
+        assert sp.session()["process"] == "connected"
+
+    asyncio.run(go())

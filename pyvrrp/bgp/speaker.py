@@ -77,6 +77,7 @@ class ExabgpSpeaker:
         self.last_poll: float | None = None
         self.follower: dict[str, Any] = {}
         self.ever_connected = False
+        self._gone = False
         self.polls = 0
 
     # ------------------------------------------------------------------ Speaker
@@ -148,12 +149,14 @@ class ExabgpSpeaker:
         """The ``bgp_gone`` control op: ExaBGP closed the process's stdin (it is exiting)."""
         if self.last_poll is not None:
             self.last_poll = self._clock() - LOST_AFTER_S - 1.0
+        self._gone = True  # a long poll still waiting must not make it look alive again
         self.follower = {**self.follower, "peers": {}}
         return {"lost": True}
 
     async def follow(self, params: dict[str, Any]) -> dict[str, Any]:
         """The ``bgp_follow`` control op."""
         self.last_poll = self._clock()
+        self._gone = False
         self.ever_connected = True
         self.polls += 1
         applied = params.get("applied")
@@ -169,5 +172,6 @@ class ExabgpSpeaker:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait)
-        self.last_poll = self._clock()
+        if not self._gone:
+            self.last_poll = self._clock()
         return self._reply()

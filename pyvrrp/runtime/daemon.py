@@ -396,6 +396,7 @@ class Daemon:
             ipvs=lambda: self.ipvs.snapshot() if self.ipvs is not None else None,
             notifier=self.notifier,
             keepalived_names=self.config.global_defs.metrics_keepalived_names,
+            bgp=lambda: self.bgp.view() if self.bgp is not None else None,
         )
         try:
             await self.metrics.start()

@@ -551,11 +551,11 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     with lab.traffic() as loop:
         time.sleep(0.5)
         t0 = time.monotonic()
+        wall_kill = time.time()
         lab.kill("exabgp-d1")
         t_move = wait_for(lambda: lab.fib() == [D2] and time.monotonic(), 10, interval=0.01)
-        moments = [time.time()]
         t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 15, interval=0.02)
-        moments.append(time.time())
+        wall_d2 = time.time()
         time.sleep(1.0)
     split, errors = _summary(loop)
     view = lab.state("d1")
@@ -563,9 +563,11 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     print(
         f"ExaBGP kill -9 under the MASTER (on_speaker_lost = fault): router on d2 after "
         f"{(t_move - t0) * 1000:.0f} ms, d2 holds the VIP after {(t_d2 - t0) * 1000:.0f} ms; "
-        f"{len(loop)} requests, {len(errors)} failed"
+        f"{len(loop)} requests, {len(errors)} failed (in the VRRP handover gap)"
     )
     assert a["speaker"]["process"] == "lost" and not a["announced"], a
     assert view["instances"][0]["state"] == "FAULT", view["instances"][0]
     assert "bgp_speaker_lost" in lab.log("pyvrrp-d1")
-    in_flight_only(errors, moments)
+    # FAULT releases the VIP at once and d2 takes it Skew_Time later: requests fail only in
+    # that VRRP gap (nobody holds the VIP; d2 answers "no route to host"), never after it
+    assert all(wall_kill <= e["t"] <= wall_d2 + 0.3 for e in errors), (wall_kill, wall_d2, errors)

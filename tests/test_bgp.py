@@ -300,3 +300,70 @@ def test_gone_is_not_undone_by_the_long_poll_still_waiting() -> None:
         assert sp.session()["process"] == "connected"
 
     asyncio.run(go())
+
+
+def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, bool]]):  # type: ignore[no-untyped-def]
+    from pyvrrp.runtime.announce import Announcements
+
+    cfg = loads_toml(cfg_text)
+    return Announcements(
+        entries_from_config(cfg),
+        role=lambda name: roles.get(name),
+        isolated=lambda name: False,
+        health=lambda vs: None,
+        on_speaker_lost=lambda name, is_lost: lost.append((name, is_lost)),
+    )
+
+
+def test_announcements_follow_the_vrrp_role_and_withdraw_first_at_stop() -> None:
+    roles = {"VI_1": "BACKUP"}
+    text = VI + 'announce = { speaker = "exabgp", withdraw_drain = 0.05 }\n'
+
+    async def go() -> None:
+        ann = _announcements(text, roles, [])
+        sp = ann.exabgp
+        assert sp is not None
+        ann.evaluate()
+        assert sp.routes["198.51.100.10/32"].med == 200
+        roles["VI_1"] = "MASTER"
+        ann.poke()
+        assert sp.routes["198.51.100.10/32"].med == 100
+        assert ann.view()[0]["why"].startswith("active-backup: instance VI_1 is MASTER")
+        await sp.follow({"generation": -1})  # the process follows and acknowledges
+        await sp.ack({"applied": sp.generation})
+        stop = asyncio.ensure_future(ann.withdraw_all())
+        await asyncio.sleep(0.01)
+        assert "198.51.100.10/32" in sp.withdrawn and not sp.routes
+        assert not stop.done()  # waits for ExaBGP's ack of the withdraw
+        await sp.ack({"applied": sp.generation})
+        spent = await asyncio.wait_for(stop, 1.0)
+        assert 0.05 <= spent < 0.5  # the drain, not the 2 s ack timeout
+        assert not ann.view()[0]["announced"] and "stopping" in ann.view()[0]["why"]
+
+    asyncio.run(go())
+
+
+def test_speaker_lost_faults_the_instance_only_with_the_fault_policy() -> None:
+    lost: list[tuple[str, bool]] = []
+    text = VI + 'announce = { speaker = "exabgp", on_speaker_lost = "fault" }\n'
+
+    async def go() -> None:
+        ann = _announcements(text, {"VI_1": "MASTER"}, lost)
+        sp = ann.exabgp
+        assert sp is not None
+        await sp.follow({"generation": -1})
+        ann.evaluate()
+        assert lost == []
+        await sp.gone({})
+        ann.evaluate()
+        assert lost == [("VI_1", True)]
+        await sp.follow({"generation": -1})
+        ann.evaluate()
+        assert lost == [("VI_1", True), ("VI_1", False)]
+
+    asyncio.run(go())
+    quiet: list[tuple[str, bool]] = []
+    ann = _announcements(VI + 'announce = { speaker = "exabgp" }\n', {"VI_1": "MASTER"}, quiet)
+    asyncio.run(ann.exabgp.gone({}))  # type: ignore[union-attr]
+    ann.evaluate()
+    assert quiet == []

@@ -236,6 +236,33 @@ class BgpLab:
         }
         self.spawn(f"exabgp-{node}", node, "exabgp", str(conf), env=env)
 
+    def start_bird_director(self, node: str) -> None:
+        """BIRD 2 as the director's speaker: it learns pyvrrp's kernel table 100."""
+        d = self.run / node
+        d.mkdir(parents=True, exist_ok=True)
+        conf = d / "bird.conf"
+        conf.write_text(
+            textwrap.dedent(
+                f"""
+                router id {ADDR[node]};
+                log "{d}/bird.log" all;
+                protocol device {{ scan time 10; }}
+                protocol kernel pyvrrp_in {{
+                    kernel table 100;
+                    learn;
+                    ipv4 {{ import filter {{ bgp_med = krt_metric; accept; }}; export none; }};
+                }}
+                protocol bgp upstream {{
+                    local {ADDR[node]} as 65001;
+                    neighbor {ROUTER} as 65000;
+                    hold time 3; keepalive time 1; error wait time 1, 5; connect retry time 1;
+                    ipv4 {{ import none; export where proto = "pyvrrp_in"; next hop self; }};
+                }}
+                """
+            )
+        )
+        self.spawn(f"bird-{node}", node, "bird", "-f", "-c", str(conf), "-s", str(d / "bird.ctl"))
+
     def start_web(self, node: str) -> None:
         self.spawn(f"web-{node}", node, PY, "-c", RESPONDER, node, "80", "0.0.0.0")
         self.spawn(f"health-{node}", node, PY, "-c", RESPONDER, node, "8081", "127.0.0.1")
@@ -571,3 +598,60 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     # FAULT releases the VIP at once and d2 takes it Skew_Time later: requests fail only in
     # that VRRP gap (nobody holds the VIP; d2 answers "no route to host"), never after it
     assert all(wall_kill <= e["t"] <= wall_d2 + 0.3 for e in errors), (wall_kill, wall_d2, errors)
+
+
+BIRD_AA = """
+[virtual_server."198.51.100.10:80"]
+delay_loop = 0.5
+alpha = true
+
+[virtual_server."198.51.100.10:80".announce]
+speaker = "bird"
+mode = "active-active"
+bird_socket = "{run}/{node}/bird.ctl"
+withdraw_drain = 0.5
+
+[[virtual_server."198.51.100.10:80".real_server]]
+ip = "127.0.0.1"
+port = 8081
+tcp_check = {{ connect_timeout = 0.5, retry = 0 }}
+"""
+
+
+def test_bird_speaker_active_active_health_and_kill9(bgp_lab: BgpLab) -> None:
+    """BIRD 2 on the directors: pyvrrp's routes in kernel table 100 on a tun device that dies
+    with pyvrrp, so even kill -9 withdraws at once (BIRD sees the routes go)."""
+    lab = bgp_lab
+    for n in ("d1", "d2"):
+        lab.x(n, "ip", "addr", "add", f"{VIP}/32", "dev", "lo")
+        lab.start_bird_director(n)
+        lab.start_pyvrrp(n, BIRD_AA.format(run=lab.run, node=n))
+    wait_for(lambda: lab.fib() == [D1, D2], 40, what="both directors' routes (via BIRD) in the router's FIB")
+    # the MED comes from the kernel route's metric (BIRD: bgp_med = krt_metric)
+    assert [(hop, med) for hop, med, _ in lab.bird_routes()] == [(D1, 100), (D2, 100)]
+    for n in ("d1", "d2"):
+        a = wait_for(lambda n=n: (x := lab.announce(n))["speaker"]["peers"].get("upstream") == "up" and x, 10)
+        assert a["announced"] and a["med"] == 100 and a["speaker"]["process"] == "connected", a
+        assert a["acknowledged"], a
+    split, errors = _summary(lab.requests(300))
+    print(f"\nBIRD speaker, active-active split over 300 connections: {dict(split)}, failed {len(errors)}")
+    assert set(split) == {"d1", "d2"} and not errors
+
+    t0 = time.monotonic()
+    lab.kill("health-d1")
+    wait_for(lambda: lab.fib() == [D2], 15, interval=0.01, what="d1's route leaving the router")
+    moved = time.monotonic() - t0
+    a = lab.announce("d1")
+    assert not a["announced"] and "0 of 1 real servers healthy" in a["why"], a
+    assert VIP not in lab.x("d1", "ip", "route", "show", "table", "100").stdout
+
+    t0 = time.monotonic()
+    lab.kill("pyvrrp-d2")  # kill -9: nothing of pyvrrp runs any more; the kernel withdraws for it
+    wait_for(lambda: lab.fib() == [], 10, interval=0.01, what="d2's route leaving the router")
+    gone = time.monotonic() - t0
+    print(
+        f"BIRD speaker: health failure -> router without d1 {moved * 1000:.0f} ms; kill -9 of pyvrrp -> "
+        f"router without d2 {gone * 1000:.0f} ms"
+    )
+    assert gone < 5.0
+    assert lab.x("d2", "ip", "route", "show", "table", "100").stdout.strip() == ""

@@ -68,7 +68,8 @@ def test_virtual_server_announce_defaults_to_its_address() -> None:
         ('announce = { speaker = "exabgp", prefixes = ["198.51.100.1/24"] }', "host bits set"),
         ('announce = { speaker = "exabgp", next_hop = "router" }', "next_hop is 'self' or an IP address"),
         ('announce = { speaker = "exabgp", colour = 1 }', "announce.colour"),
-        ('announce = { speaker = "bird" }', "BIRD speaker is not implemented yet"),
+        ('announce = { speaker = "bird", kernel_table = 254 }', "the kernel's default/main/local table"),
+        ('announce = { speaker = "exabgp", kernel_table = 100 }', 'kernel_table is for speaker = "bird"'),
     ],
 )
 def test_announce_errors_name_the_key(snippet: str, expected: str) -> None:
@@ -367,3 +368,22 @@ def test_speaker_lost_faults_the_instance_only_with_the_fault_policy() -> None:
     asyncio.run(ann.exabgp.gone({}))  # type: ignore[union-attr]
     ann.evaluate()
     assert quiet == []
+
+
+def test_bird_protocols_parse() -> None:
+    from pyvrrp.bgp.bird import parse_protocols
+
+    text = """BIRD 2.0.12 ready.
+Name       Proto      Table      State  Since         Info
+device1    Device     ---        up     12:49:31.897
+pyvrrp_in  Kernel     master4    up     12:49:31.897
+upstream   BGP        ---        up     12:49:33.100  Established
+backup     BGP        ---        start  12:49:31.897  Active        Socket: Connection refused
+"""
+    assert parse_protocols(text) == {"upstream": "up", "backup": "start Active Socket: Connection refused"}
+
+
+def test_bird_config_loads() -> None:
+    cfg = loads_toml(VI + 'announce = { speaker = "bird", kernel_table = 101, bird_socket = "/run/b.ctl" }\n')
+    a = cfg.vrrp_instance["VI_1"].announce
+    assert a is not None and (a.speaker, a.kernel_table, a.bird_socket) == ("bird", 101, "/run/b.ctl")

@@ -53,7 +53,8 @@ class Announce(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     speaker: Literal["exabgp", "bird"]
-    """The BGP speaker that carries the routes (``exabgp``: ``pyvrrp exabgp-process``)."""
+    """The BGP speaker that carries the routes (``exabgp``: ``pyvrrp exabgp-process``;
+    ``bird``: routes in ``kernel_table`` that BIRD 2 learns)."""
     mode: Literal["active-backup", "active-active"] = "active-backup"
     """``active-backup``: every node announces, the VRRP MASTER with ``med_preferred``, the
     others with ``med_backup``; ``active-active``: every healthy node announces ``med_preferred``
@@ -78,6 +79,10 @@ class Announce(BaseModel):
     """Seconds the speaker keeps the last announcement after losing pyvrrp (kill -9) before it
     withdraws.  Default: active-backup following VRRP, 4 x advert_int + 1 s (the time the
     backup needs to take the VIP, so the router never prefers a node without it); otherwise 0."""
+    kernel_table: Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=4294967295)] = 100
+    """speaker = "bird": the kernel routing table pyvrrp writes and BIRD's kernel protocol learns."""
+    bird_socket: str = "/run/bird/bird.ctl"
+    """speaker = "bird": BIRD's control socket, for ``birdc show protocols`` (session state)."""
     on_speaker_lost: Literal["keep-vip", "fault"] = "keep-vip"
     """vrrp_instance only: when the speaker goes away, keep running (``keep-vip``) or go FAULT
     so the VRRP backup, whose speaker still announces, takes the VIP (``fault``)."""
@@ -96,6 +101,14 @@ class Announce(BaseModel):
 
     @model_validator(mode="after")
     def _meds(self) -> Announce:
+        if self.kernel_table in (253, 254, 255):
+            raise ValueError(
+                f"kernel_table {self.kernel_table} is the kernel's default/main/local table: "
+                "give BIRD a table of its own (e.g. 100)"
+            )
+        for key in ("kernel_table", "bird_socket"):
+            if self.speaker != "bird" and key in self.model_fields_set:
+                raise ValueError(f'{key} is for speaker = "bird"')
         if self.mode == "active-backup" and self.med_backup <= self.med_preferred:
             raise ValueError(
                 f"med_backup ({self.med_backup}) must be greater than med_preferred ({self.med_preferred}): "

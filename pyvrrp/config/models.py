@@ -1197,10 +1197,6 @@ NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {
         "error",
         "pyvrrp does not manage static rules yet: configure them with the OS and remove the block",
     ),
-    "announce_bird": (
-        "error",
-        'the BIRD speaker is not implemented yet: use speaker = "exabgp" (pyvrrp exabgp-process)',
-    ),
     "vrrp_mcast_group": (
         "error",
         "pyvrrp does not advertise on another group yet: it would use the RFC group and never hear "
@@ -1267,13 +1263,7 @@ def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
                 opts += ["no_track"] if vip.no_track else []
                 if opts:
                     found.append(("vip_options", (*base, key, i), f"{vip.address}: {', '.join(opts)}"))
-    for name, inst in instances.items():
-        if inst.announce is not None and inst.announce.speaker == "bird":
-            found.append(("announce_bird", ("vrrp_instance", name, "announce", "speaker"), ""))
     for key, vs in servers.items():
-        a = getattr(vs, "announce", None)
-        if a is not None and a.speaker == "bird":
-            found.append(("announce_bird", ("virtual_server", key, "announce", "speaker"), ""))
         for i, rs in enumerate(getattr(vs, "real_server", ())):
             if getattr(rs, "uthreshold", None) is not None or getattr(rs, "lthreshold", None) is not None:
                 found.append(("ipvs_thresholds", ("virtual_server", key, "real_server", i), ""))

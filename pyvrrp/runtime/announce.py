@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pyvrrp.base import clock
+from pyvrrp.bgp.bird import BirdSpeaker
 from pyvrrp.bgp.decide import Decision, Facts, Policy, decide
 from pyvrrp.bgp.speaker import ExabgpSpeaker, Route
 
@@ -120,10 +121,14 @@ class Announcements:
         self.entries = entries
         self._role, self._isolated, self._health = role, isolated, health
         self._on_speaker_lost = on_speaker_lost
-        self.speakers: dict[str, ExabgpSpeaker] = {}
+        self.speakers: dict[str, ExabgpSpeaker | BirdSpeaker] = {}
         for e in entries:
-            if e.spec.speaker == "exabgp" and "exabgp" not in self.speakers:
+            if e.spec.speaker in self.speakers:
+                continue
+            if e.spec.speaker == "exabgp":
                 self.speakers["exabgp"] = ExabgpSpeaker()
+            else:
+                self.speakers["bird"] = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket)
         self.stopping = False
         self.started_at = clock.monotonic()
         self._now: dict[tuple[str, str], _Now] = {}
@@ -132,7 +137,8 @@ class Announcements:
 
     @property
     def exabgp(self) -> ExabgpSpeaker | None:
-        return self.speakers.get("exabgp")
+        sp = self.speakers.get("exabgp")
+        return sp if isinstance(sp, ExabgpSpeaker) else None
 
     def facts(self, e: Entry) -> Facts:
         role = self._role(e.instance) if e.instance is not None else None
@@ -189,14 +195,28 @@ class Announcements:
         self.evaluate()
 
     async def _loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(EVAL_S)
+            ticks += 1
             try:
+                if ticks % round(1 / EVAL_S) == 0:
+                    for sp in self.speakers.values():
+                        if isinstance(sp, BirdSpeaker):
+                            await sp.refresh()
                 self.evaluate()
             except Exception:
                 log.exception("bgp_evaluate_failed")
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        for sp in self.speakers.values():
+            if isinstance(sp, BirdSpeaker):
+                try:
+                    await sp.open()
+                except OSError as exc:
+                    sp.last_error = f"cannot create the {sp.device} tun device: {exc}"
+                    log.error("bgp_speaker_failed", speaker=sp.name, error=sp.last_error)
+                await sp.refresh()
         self.evaluate()
         self._task = asyncio.ensure_future(self._loop())
 
@@ -229,6 +249,9 @@ class Announcements:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for sp in self.speakers.values():
+            if isinstance(sp, BirdSpeaker):
+                sp.close()
 
     def view(self) -> list[dict[str, Any]]:
         """``pyvrrp state``: per prefix, announced or not, why, attributes, speaker session."""

@@ -230,7 +230,7 @@ class Daemon:
             self.control.register("ipvs", self._op_ipvs)
         for inst in sup.instances.values():
             self._startup(inst)
-        self._start_bgp()
+        await self._start_bgp()
         sup.read_sockets()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
@@ -279,7 +279,7 @@ class Daemon:
 
     # --------------------------------------------------------------------- BGP
 
-    def _start_bgp(self) -> None:
+    async def _start_bgp(self) -> None:
         """``announce`` tables (issue 17): nothing is imported or started without one."""
         if not any(i.announce for i in self.config.vrrp_instance.values()) and not any(
             getattr(v, "announce", None) for v in self.config.virtual_server.values()
@@ -314,7 +314,7 @@ class Daemon:
             self.control.register("bgp_follow", self.bgp.exabgp.follow)
             self.control.register("bgp_ack", self.bgp.exabgp.ack)
             self.control.register("bgp_gone", self.bgp.exabgp.gone)
-        self.bgp.start()
+        await self.bgp.start()
 
     def _release_all(self) -> None:
         """Stop every instance (priority 0 from a MASTER, VIPs removed), then the trackers."""

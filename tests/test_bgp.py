@@ -387,3 +387,31 @@ def test_bird_config_loads() -> None:
     cfg = loads_toml(VI + 'announce = { speaker = "bird", kernel_table = 101, bird_socket = "/run/b.ctl" }\n')
     a = cfg.vrrp_instance["VI_1"].announce
     assert a is not None and (a.speaker, a.kernel_table, a.bird_socket) == ("bird", 101, "/run/b.ctl")
+
+
+def test_bird_speaker_changes_the_med_make_before_break() -> None:
+    from pyvrrp.bgp.bird import BirdSpeaker
+
+    async def go() -> list[tuple[str, ...]]:
+        sp = BirdSpeaker(table=100)
+        calls: list[tuple[str, ...]] = []
+
+        async def fake_ip(*argv: str) -> bool:
+            calls.append(argv)
+            return True
+
+        sp._ip = fake_ip  # type: ignore[method-assign]
+        await sp._apply("announce", "198.51.100.10/32", 200)
+        await sp._apply("announce", "198.51.100.10/32", 200)  # unchanged: nothing
+        await sp._apply("announce", "198.51.100.10/32", 100)
+        await sp._apply("withdraw", "198.51.100.10/32", None)
+        await sp._apply("withdraw", "198.51.100.10/32", None)  # not there: nothing
+        return calls
+
+    tail = ("dev", "pyvrrp-bgp", "table", "100", "metric")
+    assert asyncio.run(go()) == [
+        ("route", "replace", "198.51.100.10/32", *tail, "200"),
+        ("route", "replace", "198.51.100.10/32", *tail, "100"),  # the new route first,
+        ("route", "del", "198.51.100.10/32", *tail, "200"),  # then the old one goes
+        ("route", "del", "198.51.100.10/32", *tail, "100"),
+    ]

@@ -415,3 +415,21 @@ def test_bird_speaker_changes_the_med_make_before_break() -> None:
         ("route", "del", "198.51.100.10/32", *tail, "200"),  # then the old one goes
         ("route", "del", "198.51.100.10/32", *tail, "100"),
     ]
+
+
+def test_reload_withdraws_what_left_the_config_and_decides_the_rest_again() -> None:
+    two = VI.replace('["198.51.100.10/32"]', '["198.51.100.10/32", "198.51.100.11/32"]')
+
+    async def go() -> None:
+        ann = _announcements(two + 'announce = { speaker = "exabgp" }\n', {"VI_1": "MASTER"}, [])
+        sp = ann.exabgp
+        assert sp is not None
+        ann.evaluate()
+        assert set(sp.routes) == {"198.51.100.10/32", "198.51.100.11/32"}
+        new = loads_toml(VI + 'announce = { speaker = "exabgp", med_preferred = 50, med_backup = 60 }\n')
+        await ann.reconfigure(entries_from_config(new))
+        assert set(sp.routes) == {"198.51.100.10/32"} and sp.routes["198.51.100.10/32"].med == 50
+        assert "198.51.100.11/32" in sp.withdrawn
+        assert [v["prefix"] for v in ann.view()] == ["198.51.100.10/32"]
+
+    asyncio.run(go())

@@ -122,18 +122,50 @@ class Announcements:
         self._role, self._isolated, self._health = role, isolated, health
         self._on_speaker_lost = on_speaker_lost
         self.speakers: dict[str, ExabgpSpeaker | BirdSpeaker] = {}
-        for e in entries:
-            if e.spec.speaker in self.speakers:
-                continue
-            if e.spec.speaker == "exabgp":
-                self.speakers["exabgp"] = ExabgpSpeaker()
-            else:
-                self.speakers["bird"] = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket)
+        self._add_speakers(entries)
         self.stopping = False
         self.started_at = clock.monotonic()
         self._now: dict[tuple[str, str], _Now] = {}
         self._lost: dict[str, bool] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def _add_speakers(self, entries: list[Entry]) -> list[ExabgpSpeaker | BirdSpeaker]:
+        added: list[ExabgpSpeaker | BirdSpeaker] = []
+        for e in entries:
+            if e.spec.speaker in self.speakers:
+                continue
+            sp: ExabgpSpeaker | BirdSpeaker
+            if e.spec.speaker == "exabgp":
+                sp = ExabgpSpeaker()
+            else:
+                sp = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket)
+            self.speakers[e.spec.speaker] = sp
+            added.append(sp)
+        return added
+
+    async def _open(self, speakers: list[ExabgpSpeaker | BirdSpeaker]) -> None:
+        for sp in speakers:
+            if isinstance(sp, BirdSpeaker):
+                try:
+                    await sp.open()
+                except OSError as exc:
+                    sp.last_error = f"cannot create the {sp.device} tun device: {exc}"
+                    log.error("bgp_speaker_failed", speaker=sp.name, error=sp.last_error)
+                await sp.refresh()
+
+    async def reconfigure(self, entries: list[Entry]) -> None:
+        """A reload: withdraw what left the config, start new speakers, decide again."""
+        wanted = {p for e in entries for p in e.prefixes}
+        for e in self.entries:
+            for prefix in e.prefixes:
+                self._now.pop((e.source, prefix), None)
+                if prefix not in wanted:
+                    self.speakers[e.spec.speaker].withdraw(prefix)
+                    log.info("bgp_withdraw", prefix=prefix, source=e.source, why="removed from the config")
+        self.entries = entries
+        await self._open(self._add_speakers(entries))
+        self._lost = {k: v for k, v in self._lost.items() if any(e.source == k for e in entries)}
+        self.evaluate()
 
     @property
     def exabgp(self) -> ExabgpSpeaker | None:
@@ -209,14 +241,7 @@ class Announcements:
                 log.exception("bgp_evaluate_failed")
 
     async def start(self) -> None:
-        for sp in self.speakers.values():
-            if isinstance(sp, BirdSpeaker):
-                try:
-                    await sp.open()
-                except OSError as exc:
-                    sp.last_error = f"cannot create the {sp.device} tun device: {exc}"
-                    log.error("bgp_speaker_failed", speaker=sp.name, error=sp.last_error)
-                await sp.refresh()
+        await self._open(list(self.speakers.values()))
         self.evaluate()
         self._task = asyncio.ensure_future(self._loop())
 

@@ -894,6 +894,20 @@ class Daemon:
             self.ipvs.reconfigure(new)
         elif new.virtual_server:
             await self._start_ipvs()
+        await self._reload_bgp(new)
+
+    async def _reload_bgp(self, new: Config) -> None:
+        """``announce`` tables after a reload: removed prefixes are withdrawn, new ones decided."""
+        if self.bgp is None:
+            await self._start_bgp()
+            return
+        from pyvrrp.runtime.announce import entries_from_config
+
+        await self.bgp.reconfigure(entries_from_config(new))
+        if self.bgp.exabgp is not None and "bgp_follow" not in self.control.ops:
+            self.control.register("bgp_follow", self.bgp.exabgp.follow)
+            self.control.register("bgp_ack", self.bgp.exabgp.ack)
+            self.control.register("bgp_gone", self.bgp.exabgp.gone)
 
     def _reload_trackers(self, new: Config) -> None:
         old = self.trackers

@@ -250,13 +250,18 @@ class BgpLab:
                 protocol kernel pyvrrp_in {{
                     kernel table 100;
                     learn;
-                    ipv4 {{ import filter {{ bgp_med = krt_metric; accept; }}; export none; }};
+                    ipv4 {{ import all; export none; }};
                 }}
                 protocol bgp upstream {{
                     local {ADDR[node]} as 65001;
                     neighbor {ROUTER} as 65000;
                     hold time 3; keepalive time 1; error wait time 1, 5; connect retry time 1;
-                    ipv4 {{ import none; export where proto = "pyvrrp_in"; next hop self; }};
+                    ipv4 {{
+                        import none;
+                        # BIRD sends a MED over eBGP only when the export filter sets it
+                        export filter {{ if proto = "pyvrrp_in" then {{ bgp_med = krt_metric; accept; }} reject; }};
+                        next hop self;
+                    }};
                 }}
                 """
             )

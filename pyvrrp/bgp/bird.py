@@ -6,11 +6,17 @@ pyvrrp puts each announced prefix in kernel table ``kernel_table`` (default 100)
 ``PREFIX dev pyvrrp-bgp metric MED``.  BIRD's own kernel protocol learns that table and its BGP
 session exports it; the operator's BIRD config does the mapping (docs/lvs-at-scale.md)::
 
-    protocol kernel pyvrrp_in {
-        kernel table 100; learn;
-        ipv4 { import filter { bgp_med = krt_metric; accept; }; export none; };
+    protocol kernel pyvrrp_in { kernel table 100; learn; ipv4 { import all; export none; }; }
+    protocol bgp upstream {
+        ...;
+        ipv4 {
+            import none;
+            export filter { if proto = "pyvrrp_in" then { bgp_med = krt_metric; accept; } reject; };
+            next hop self;
+        };
     }
-    protocol bgp upstream { ...; ipv4 { import none; export where proto = "pyvrrp_in"; next hop self; }; }
+
+(BIRD sends a MED over eBGP only when the export filter sets it.)
 
 ``pyvrrp-bgp`` is a tun device whose only file descriptor pyvrrp holds (not persistent): when
 pyvrrp dies, however it dies, the kernel deletes the device and every route on it, BIRD sees

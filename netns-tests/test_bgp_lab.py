@@ -259,7 +259,10 @@ class BgpLab:
                     ipv4 {{
                         import none;
                         # BIRD sends a MED over eBGP only when the export filter sets it
-                        export filter {{ if proto = "pyvrrp_in" then {{ bgp_med = krt_metric; accept; }} reject; }};
+                        export filter {{
+                            if proto = "pyvrrp_in" then {{ bgp_med = krt_metric; accept; }}
+                            reject;
+                        }};
                         next hop self;
                     }};
                 }}

@@ -663,3 +663,54 @@ def test_bird_speaker_active_active_health_and_kill9(bgp_lab: BgpLab) -> None:
     )
     assert gone < 5.0
     assert lab.x("d2", "ip", "route", "show", "table", "100").stdout.strip() == ""
+
+
+BIRD_AB = """
+[vrrp_instance.VI_1]
+interface = "eth0"
+virtual_router_id = 51
+version = 3
+priority = {prio}
+advert_int = 0.2
+virtual_ipaddress = ["198.51.100.10/32"]
+garp_master_delay = 0
+
+[vrrp_instance.VI_1.announce]
+speaker = "bird"
+mode = "active-backup"
+bird_socket = "{run}/{node}/bird.ctl"
+withdraw_drain = 1.0
+"""
+
+
+def test_bird_speaker_active_backup_meds_and_sigterm(bgp_lab: BgpLab) -> None:
+    """BIRD on the directors, active-backup: the MED follows the VRRP role (a metric change in
+    the kernel table), and SIGTERM moves the router before the VIP goes."""
+    lab = bgp_lab
+    for n, prio in (("d2", 100), ("d1", 150)):
+        lab.x(n, "ip", "route", "add", f"{VIP}/32", "dev", "eth0")
+        lab.start_bird_director(n)
+        lab.start_pyvrrp(n, BIRD_AB.format(prio=prio, run=lab.run, node=n))
+    wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
+    wait_for(lambda: len(lab.bird_routes()) == 2, 20, what="both routes in the router's BIRD")
+    assert lab.bird_routes() == [(D1, 100, True), (D2, 200, False)], lab.birdc("show", "route", "all")
+    with lab.traffic() as loop:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
+        t_move = wait_for(lambda: lab.fib() == [D2] and time.monotonic(), 10, interval=0.01)
+        t_gone = wait_for(lambda: not lab.has_vip("d1") and time.monotonic(), 10, interval=0.01)
+        moments = [time.time()]
+        wait_for(lambda: lab.has_vip("d2"), 10, interval=0.01)
+        lab.procs["pyvrrp-d1"].wait(timeout=15)
+        # d2 is MASTER now: its route carries the preferred MED (metric 200 -> 100 in table 100)
+        wait_for(lambda: lab.bird_routes() == [(D2, 100, True)], 10, what="d2 preferred")
+        time.sleep(0.5)
+    split, errors = _summary(loop)
+    print(
+        f"\nBIRD speaker, SIGTERM of the master: router on d2 after {(t_move - t0) * 1000:.0f} ms, "
+        f"d1 released the VIP after {(t_gone - t0) * 1000:.0f} ms; {len(loop)} requests, "
+        f"{len(errors)} failed, {dict(split)}"
+    )
+    assert t_move < t_gone
+    in_flight_only(errors, moments, per_change=1)

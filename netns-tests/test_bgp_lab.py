@@ -141,9 +141,9 @@ class BgpLab:
 
     # ------------------------------------------------------------------ router
 
-    def fib(self) -> list[str]:
+    def fib(self, prefix: str = f"{VIP}/32") -> list[str]:
         """The router's kernel next hops for the VIP (what traffic follows)."""
-        out = self.x("router", "ip", "-j", "route", "show", "exact", f"{VIP}/32", check=False).stdout
+        out = self.x("router", "ip", "-j", "route", "show", "exact", prefix, check=False).stdout
         routes = json.loads(out or "[]")
         if not routes:
             return []
@@ -714,3 +714,18 @@ def test_bird_speaker_active_backup_meds_and_sigterm(bgp_lab: BgpLab) -> None:
     )
     assert t_move < t_gone
     in_flight_only(errors, moments, per_change=1)
+
+
+def test_reload_withdraws_a_prefix_that_left_the_config(bgp_lab: BgpLab) -> None:
+    lab = bgp_lab
+    body = AB.format(prio=150, extra='prefixes = ["198.51.100.10/32", "198.51.100.11/32"]')
+    lab.start_pyvrrp("d1", body)
+    lab.start_exabgp("d1")
+    wait_for(lambda: lab.fib() == [D1] and lab.fib("198.51.100.11/32") == [D1], 40, what="both prefixes")
+    (lab.run / "d1" / "pyvrrp.toml").write_text(
+        (lab.run / "d1" / "pyvrrp.toml").read_text().replace(', "198.51.100.11/32"', "")
+    )
+    lab.kill("pyvrrp-d1", signal.SIGHUP)
+    wait_for(lambda: lab.fib("198.51.100.11/32") == [], 10, what="198.51.100.11/32 withdrawn by the reload")
+    assert lab.fib() == [D1] and lab.has_vip("d1")
+    assert [a["prefix"] for a in lab.state("d1")["announce"]] == [f"{VIP}/32"]

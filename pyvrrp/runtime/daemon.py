@@ -860,6 +860,8 @@ class Daemon:
     async def _apply(self, new: Config, change: ConfigDiff, primaries: dict[str, IPAddress]) -> None:
         sup = self.supervisor
         self.config = new
+        if self.bgp is not None:  # withdraw what leaves the config before its VIPs go
+            await self._reload_bgp(new)
         self._set_groups(new)
         for name in change.removed + change.restarted:
             self._stop_instance(sup.instances.pop(name))
@@ -894,13 +896,12 @@ class Daemon:
             self.ipvs.reconfigure(new)
         elif new.virtual_server:
             await self._start_ipvs()
-        await self._reload_bgp(new)
+        if self.bgp is None:
+            await self._start_bgp()  # the first announce table arrived with this reload
 
     async def _reload_bgp(self, new: Config) -> None:
         """``announce`` tables after a reload: removed prefixes are withdrawn, new ones decided."""
-        if self.bgp is None:
-            await self._start_bgp()
-            return
+        assert self.bgp is not None
         from pyvrrp.runtime.announce import entries_from_config
 
         await self.bgp.reconfigure(entries_from_config(new))

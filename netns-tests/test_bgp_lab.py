@@ -458,6 +458,17 @@ def test_active_active_ecmp_health_withdraw_and_speaker_death(bgp_lab: BgpLab) -
     assert moved < 5.0
     in_flight_only(errors, moments)
 
+    # 3. d2's speaker goes silent (SIGSTOP ExaBGP): the router drops the route after the BGP
+    #    hold time (3 s, keepalive 1 s), and takes it back once the session is re-established
+    t0 = time.monotonic()
+    lab.kill("exabgp-d2", signal.SIGSTOP)
+    wait_for(lambda: lab.fib() == [], 15, interval=0.01, what="the hold time to expire at the router")
+    silent = time.monotonic() - t0
+    lab.kill("exabgp-d2", signal.SIGCONT)
+    wait_for(lambda: lab.fib() == [D2], 30, interval=0.05, what="d2's session back")
+    print(f"ExaBGP stopped (SIGSTOP): router drops d2's route after {silent * 1000:.0f} ms (hold time 3 s)")
+    assert 1.5 < silent < 6.0
+
     # 3. d2's speaker dies (kill -9 ExaBGP): the router drops the route at once (TCP closed),
     #    and d2's pyvrrp notices and shows it
     t0 = time.monotonic()

@@ -433,3 +433,15 @@ def test_reload_withdraws_what_left_the_config_and_decides_the_rest_again() -> N
         assert [v["prefix"] for v in ann.view()] == ["198.51.100.10/32"]
 
     asyncio.run(go())
+
+
+def test_no_speaker_is_imported_without_an_announce_table() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pyvrrp.runtime.daemon, pyvrrp.cli.app\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pyvrrp.bgp', 'pyvrrp.runtime.announce'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

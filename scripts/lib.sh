@@ -22,6 +22,8 @@ APT_NEEDS=(
     "ping:iputils-ping"      # keepalived best-practice gateway check (split-brain matrix control)
     "modprobe:kmod"          # tools/uml-run (IPVS in User-Mode Linux)
     "ipvsadm:ipvsadm"        # IPVS cross-checks
+    "bird:bird2"             # netns-tests/test_bgp_lab.py: the upstream router, BIRD speaker
+    "exabgp:exabgp"          # netns-tests/test_bgp_lab.py: the ExaBGP speaker
     "dpkg-deb:dpkg"          # tools/uml-run unpacks the UML kernel package
     "ps:procps"
     "killall:psmisc"

@@ -37,6 +37,7 @@ PURE_FILES = [
     ROOT / "health" / "process.py",
     ROOT / "splitbrain" / "arbiter.py",
     ROOT / "splitbrain" / "witness.py",
+    ROOT / "bgp" / "decide.py",
 ]
 
 
@@ -206,6 +207,11 @@ RULES = [
         "splitbrain imports neither runtime nor cli",
         lambda m: within(m, SPLITBRAIN),
         lambda t: within(t, RUNTIME, CLI),
+    ),
+    Rule(
+        "bgp (decision, speakers, the ExaBGP process) imports nothing from pyvrrp",
+        lambda m: within(m, "pyvrrp.bgp"),
+        lambda t: within(t, "pyvrrp") and not within(t, "pyvrrp.bgp"),
     ),
     Rule("lab imports no cli", lambda m: within(m, LAB), lambda t: within(t, CLI)),
     Rule(

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pyvrrp.cli.realserver",
     "pyvrrp.cli.lab",
     "pyvrrp.cli.doctor",
+    "pyvrrp.cli.exabgp_process",
 )
 
 app = typer.Typer(

@@ -191,6 +191,17 @@ def run_check(file: str, config_id: str | None, as_json: bool, strict: bool = Fa
         )
     if syncd is not None:
         typer.echo(f"  lvs_sync_daemon {syncd.describe()}")
+    if any(i.announce for i in cfg.vrrp_instance.values()) or any(
+        getattr(v, "announce", None) for v in cfg.virtual_server.values()
+    ):
+        from pyvrrp.runtime.announce import entries_from_config
+
+        for e in entries_from_config(cfg):
+            follows = f", follows {e.instance}" if e.instance and e.virtual_server else ""
+            typer.echo(
+                f"  announce {', '.join(e.prefixes)} via {e.spec.speaker} ({e.spec.mode}, "
+                f"MED {e.spec.med_preferred}/{e.spec.med_backup}{follows}; {e.source})"
+            )
     for w in warnings:
         typer.echo(f"warning: {w}")
     return 0

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         file: str | None = typer.Option(None, "-f", "--file", help="Take the socket path from this config."),
     ) -> None:
         """Show each instance's state, who is master and why (exit 2 when no daemon answers)."""
-        from pyvrrp.runtime.state_view import render_table
+        from pyvrrp.runtime.state_view import render_announce, render_table
 
         try:
             path = socket or (_socket_from_config(file) if file else DEFAULT_SOCKET)
@@ -71,3 +71,6 @@ def register(app: typer.Typer) -> None:
                 if syncd.get("last_error"):
                     line += f"; last error: {syncd['last_error']}"
                 typer.echo(line)
+            if result.get("announce"):
+                typer.echo("  BGP announcements:")
+                typer.echo(render_announce(result["announce"]))

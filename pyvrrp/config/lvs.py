@@ -32,6 +32,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pyvrrp.config.announce import Announce
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: Every scheduler of Linux IPVS (net/netfilter/ipvs/ip_vs_*.c) as of 6.x.
@@ -349,6 +351,8 @@ class VirtualServer(_Model):
     """pyvrrp: min count (int) or fraction (float 0..1, or "N%") of servers a failing check
     never removes."""
     real_server: list[RealServer] = Field(default_factory=list)
+    announce: Announce | None = None
+    """Announce this service's address upstream through a BGP speaker (issue 17)."""
 
     _up_proto = field_validator("protocol", "lvs_method", "sorry_server_lvs_method", mode="before")(
         classmethod(lambda cls, v: _upper(v))

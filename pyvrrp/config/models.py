@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from pyvrrp.config.announce import Announce
 from pyvrrp.config.errors import (
     ConfigError,
     ConfigIssue,
@@ -1136,6 +1137,8 @@ class VrrpInstance(_Model):
     """Send and receive adverts on ``interface`` instead of the macvlan (keepalived ``vmac_xmit_base``)."""
     witness: bool = False
     """Hold the VIPs only while holding this instance's key in etcd (``global_defs.witness``)."""
+    announce: Announce | None = None
+    """Announce the VIPs upstream through a BGP speaker (issue 17; docs/lvs-at-scale.md)."""
 
     _up = field_validator("state", mode="before")(classmethod(lambda cls, v: _upper(v)))
     _low = field_validator("fence_failure", mode="before")(classmethod(lambda cls, v: _lower(v)))
@@ -1646,9 +1649,58 @@ def _semantic_errors(p: _Parts) -> _Found:
     out.extend(_lvs_errors(p))
     out.extend(_static_errors(p))
     out.extend(_sync_daemon_errors(p))
+    out.extend(_announce_errors(p))
     for feature, loc, detail in _not_yet_run(p):
         if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "error":
             out.append((loc, _not_yet_run_message(feature, detail), ()))
+    return out
+
+
+def _announce_errors(p: _Parts) -> _Found:
+    """``announce`` tables: what each needs from the rest of the config (issue 17)."""
+    out: _Found = []
+    instances: dict[str, VrrpInstance] = p.items["vrrp_instance"]
+    for name, inst in instances.items():
+        a = inst.announce
+        if a is None:
+            continue
+        base: Loc = ("vrrp_instance", name, "announce")
+        for key in ("vrrp_instance", "primary", "quorum"):
+            if key in a.model_fields_set:
+                why = {
+                    "vrrp_instance": "this table already follows its own instance",
+                    "primary": "the VRRP role decides who is preferred",
+                    "quorum": "it counts healthy real servers; a vrrp_instance has none "
+                    "(put announce on the virtual_server)",
+                }[key]
+                out.append(((*base, key), f"not allowed in a vrrp_instance's announce: {why}", ()))
+        if not a.prefixes and not inst.virtual_ipaddress:
+            msg = "nothing to announce: the instance has no virtual_ipaddress; give prefixes"
+            out.append((base, msg, ()))
+    for key, vs in p.items["virtual_server"].items():
+        a = getattr(vs, "announce", None)
+        if a is None:
+            continue
+        base = ("virtual_server", key, "announce")
+        if a.vrrp_instance is not None and a.vrrp_instance not in p.names["vrrp_instance"]:
+            have = ", ".join(sorted(p.names["vrrp_instance"])) or "none"
+            msg = f"no vrrp_instance named {a.vrrp_instance!r} (have: {have})"
+            out.append(((*base, "vrrp_instance"), msg, ()))
+        if a.mode == "active-backup" and a.vrrp_instance is None and "primary" not in a.model_fields_set:
+            out.append(
+                (
+                    base,
+                    "active-backup needs a role: vrrp_instance = NAME (MASTER is preferred) or "
+                    "primary = true / false (without VRRP)",
+                    (),
+                )
+            )
+        if "on_speaker_lost" in a.model_fields_set and a.vrrp_instance is None:
+            msg = "needs vrrp_instance (the instance that would go FAULT)"
+            out.append(((*base, "on_speaker_lost"), msg, ()))
+        if not a.prefixes and key.startswith(("fwmark:", "group:")):
+            msg = "a fwmark or group virtual_server has no single address: give prefixes"
+            out.append(((*base, "prefixes"), msg, ()))
     return out
 
 

@@ -695,6 +695,11 @@ class IpvsManager:
         """Control-socket handler for op ``"ipvs"``: ``server.register("ipvs", mgr.handle_control)``."""
         return self.snapshot()
 
+    def health_counts(self, vs_key: str) -> tuple[int, int]:
+        """(healthy, total) real servers of one virtual server (BGP announce quorum)."""
+        servers = [s for s in self._servers.values() if s.vs_key == vs_key]
+        return sum(1 for s in servers if s.up), len(servers)
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-friendly state for ``pyvrrp ipvs show`` (control op "ipvs")."""
         now = self._clock()

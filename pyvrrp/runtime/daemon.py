@@ -84,6 +84,7 @@ from pyvrrp.splitbrain.takeover import (
 from pyvrrp.splitbrain.witness import KeyValue
 
 if TYPE_CHECKING:
+    from pyvrrp.runtime.announce import Announcements
     from pyvrrp.runtime.metrics import MetricsServer
     from pyvrrp.runtime.witness import WitnessRuntime
 
@@ -234,6 +235,8 @@ class Daemon:
         self.fifos: NotifyFifos | None = None
         self.witness: WitnessRuntime | None = None
         self._witness_faulted: set[str] = set()
+        self.bgp: Announcements | None = None
+        self._withdrawing = False
 
     @property
     def supervisor(self) -> Supervisor:
@@ -295,6 +298,7 @@ class Daemon:
             self.control.register("ipvs", self._op_ipvs)
         for inst in sup.instances.values():
             self._startup(inst)
+        await self._start_bgp()
         sup.read_sockets()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
@@ -322,9 +326,64 @@ class Daemon:
 
         The backup takes over Skew_Time after that advert (RFC 5798 §6.4.3), so it goes out
         before anything else (logging, the shutdown task); the rest follows in shutdown().
+        With BGP announcements, the withdraw goes first: the routes are withdrawn, ExaBGP's
+        acks awaited and ``withdraw_drain`` waited, so the router has moved the traffic away
+        before the VIPs go (a second signal releases at once).
         """
+        if self.bgp is not None and self.bgp.any_announced() and not self._withdrawing:
+            self._withdrawing = True
+            self._spawn(self._withdraw_then_stop())
+            return
         self._release_all()
         self.stop_event.set()
+
+    async def _withdraw_then_stop(self) -> None:
+        assert self.bgp is not None
+        try:
+            spent = await self.bgp.withdraw_all()
+            log.info("bgp_withdraw_done", seconds=round(spent, 3), then="releasing the VIPs")
+        finally:
+            self._release_all()
+            self.stop_event.set()
+
+    # --------------------------------------------------------------------- BGP
+
+    async def _start_bgp(self) -> None:
+        """``announce`` tables (issue 17): nothing is imported or started without one."""
+        if not any(i.announce for i in self.config.vrrp_instance.values()) and not any(
+            getattr(v, "announce", None) for v in self.config.virtual_server.values()
+        ):
+            return
+        from pyvrrp.runtime.announce import Announcements, entries_from_config
+
+        def role(name: str) -> str | None:
+            inst = self.instances.get(name)
+            return inst.router.state.value if inst is not None else "INIT"
+
+        def isolated(name: str) -> bool:
+            inst = self.instances.get(name)
+            return bool(inst is not None and inst.gateway is not None and inst.gateway.isolated)
+
+        def health(vs_key: str) -> tuple[int, int] | None:
+            return self.ipvs.health_counts(vs_key) if self.ipvs is not None else (0, 0)
+
+        def speaker_lost(name: str, lost: bool) -> None:
+            inst = self.instances.get(name)
+            if inst is not None:
+                self.supervisor.feed(inst, ev.TrackerChanged(name="bgp_speaker", fault=lost))
+
+        self.bgp = Announcements(
+            entries_from_config(self.config),
+            role=role,
+            isolated=isolated,
+            health=health,
+            on_speaker_lost=speaker_lost,
+        )
+        if self.bgp.exabgp is not None:
+            self.control.register("bgp_follow", self.bgp.exabgp.follow)
+            self.control.register("bgp_ack", self.bgp.exabgp.ack)
+            self.control.register("bgp_gone", self.bgp.exabgp.gone)
+        await self.bgp.start()
 
     def _release_all(self) -> None:
         """Stop every instance (priority 0 from a MASTER, VIPs removed), then the trackers."""
@@ -339,6 +398,9 @@ class Daemon:
     async def shutdown(self) -> None:
         """Every MASTER sends priority 0 and releases its VIPs; notify_stop runs; sockets close."""
         self.systemd.stopping()
+        if self.bgp is not None and not self._released:
+            with contextlib.suppress(Exception):
+                await self.bgp.withdraw_all()
         self._release_all()
         pending: list[Coroutine[Any, Any, Any]] = []
         if self.ipvs is not None:
@@ -370,6 +432,8 @@ class Daemon:
             await self.fifos.close()
         self.vmacs.remove_all()  # after priority 0 and the VIPs' removal (_release_all)
         self._record_vmacs()
+        if self.bgp is not None:
+            await self.bgp.close()
         await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
@@ -433,6 +497,7 @@ class Daemon:
             ipvs=lambda: self.ipvs.snapshot() if self.ipvs is not None else None,
             notifier=self.notifier,
             keepalived_names=self.config.global_defs.metrics_keepalived_names,
+            bgp=lambda: self.bgp.view() if self.bgp is not None else None,
         )
         try:
             await self.metrics.start()
@@ -873,6 +938,8 @@ class Daemon:
         syncd = self.syncd
         if syncd is not None and not self._released and syncd.spec and inst.name == syncd.spec.instance:
             syncd.follow(action.new.value)  # master on MASTER, backup otherwise
+        if self.bgp is not None:
+            self.bgp.poke()
         self.systemd.status(self._summary())
 
     def _summary(self) -> str:
@@ -1251,6 +1318,7 @@ class Daemon:
             "instances": self.views(name),
             # notify FIFOs: lines written, dropped (the pipe buffer was full), failed
             "notify_fifos": self.fifos.stats() if self.fifos is not None else {},
+            **({"announce": self.bgp.view()} if self.bgp is not None else {}),
         }
         if self.syncd is not None:
             result["lvs_sync_daemon"] = self.syncd.snapshot()
@@ -1366,6 +1434,8 @@ class Daemon:
         await self._reload_fifos(self.config, new)
         self.config = new
         self._apply_firewall(new)
+        if self.bgp is not None:  # withdraw what leaves the config before its VIPs go
+            await self._reload_bgp(new)
         self._set_groups(new)
         for name in change.removed + change.restarted:
             gone = sup.instances.pop(name)
@@ -1424,6 +1494,9 @@ class Daemon:
             # after the state lines of what the reload started (those run from call_soon)
             self._execute().loop.call_soon(self._write_fifo_states)
 
+        if self.bgp is None:
+            await self._start_bgp()  # the first announce table arrived with this reload
+
     def _write_fifo_states(self) -> None:
         """``fifo_write_vrrp_states_on_reload``: every running instance's state line."""
         if self.fifos is None:
@@ -1431,6 +1504,17 @@ class Daemon:
         for inst in self.instances.values():
             if inst.router.state is not ev.State.INIT:
                 self.fifos.instance(inst.name, inst.router.state.value, inst.router.effective_priority)
+
+    async def _reload_bgp(self, new: Config) -> None:
+        """``announce`` tables after a reload: removed prefixes are withdrawn, new ones decided."""
+        assert self.bgp is not None
+        from pyvrrp.runtime.announce import entries_from_config
+
+        await self.bgp.reconfigure(entries_from_config(new))
+        if self.bgp.exabgp is not None and "bgp_follow" not in self.control.ops:
+            self.control.register("bgp_follow", self.bgp.exabgp.follow)
+            self.control.register("bgp_ack", self.bgp.exabgp.ack)
+            self.control.register("bgp_gone", self.bgp.exabgp.gone)
 
     def _reload_trackers(self, new: Config) -> None:
         old = self.trackers

@@ -120,6 +120,7 @@ class MetricsSnapshot:
 
     views: list[dict[str, Any]]
     ipvs: dict[str, Any] | None = None
+    bgp: list[dict[str, Any]] | None = None
     notify_pending: dict[str, int] = field(default_factory=dict)
     notify_stats: dict[str, int] = field(default_factory=dict)
     notify_last_duration_s: dict[str, float] = field(default_factory=dict)
@@ -130,6 +131,7 @@ def take_snapshot(
     *,
     ipvs: Callable[[], dict[str, Any] | None] | None = None,
     notifier: NotifyLike | None = None,
+    bgp: Callable[[], list[dict[str, Any]] | None] | None = None,
 ) -> MetricsSnapshot:
     """Call the sources (in the loop: they read live engine state) and keep their results."""
     vs = views()
@@ -144,6 +146,7 @@ def take_snapshot(
     return MetricsSnapshot(
         views=vs,
         ipvs=ipvs() if ipvs is not None else None,
+        bgp=bgp() if bgp is not None else None,
         notify_pending=pending,
         notify_stats=stats,
         notify_last_duration_s=last,
@@ -479,6 +482,38 @@ def _ipvs_families(ipvs: Mapping[str, Any]) -> Iterator[Metric]:
     yield from (master, q_up, q_req, live, up, weight, trans)
 
 
+def _bgp_families(items: list[dict[str, Any]]) -> Iterator[Metric]:
+    """BGP announcements (issue 17): per prefix, and per speaker."""
+    pl = ["prefix", "source"]
+    announced = GaugeMetricFamily("pyvrrp_bgp_announced", "1 while the prefix is announced", labels=pl)
+    med = GaugeMetricFamily("pyvrrp_bgp_med", "MED the prefix is announced with", labels=pl)
+    acked = GaugeMetricFamily("pyvrrp_bgp_acknowledged", "1 when the speaker acknowledged it", labels=pl)
+    connected = GaugeMetricFamily(
+        "pyvrrp_bgp_speaker_connected", "1 while the speaker's process follows the daemon", labels=["speaker"]
+    )
+    peers = GaugeMetricFamily(
+        "pyvrrp_bgp_speaker_peer_up",
+        "1 while the speaker reports the BGP neighbour up",
+        labels=["speaker", "peer"],
+    )
+    seen: set[str] = set()
+    for a in items:
+        labels = [str(a["prefix"]), str(a["source"])]
+        announced.add_metric(labels, 1 if a.get("announced") else 0)
+        if a.get("med") is not None:
+            med.add_metric(labels, float(a["med"]))
+        acked.add_metric(labels, 1 if a.get("acknowledged") else 0)
+        sp = a.get("speaker") or {}
+        name = str(sp.get("speaker", "?"))
+        if name in seen:
+            continue
+        seen.add(name)
+        connected.add_metric([name], 1 if sp.get("process") == "connected" else 0)
+        for peer, state in sorted((sp.get("peers") or {}).items()):
+            peers.add_metric([name, str(peer)], 1 if state == "up" else 0)
+    yield from (announced, med, acked, connected, peers)
+
+
 def families(snap: MetricsSnapshot, *, keepalived_names: bool = True) -> Iterator[Metric]:
     """Every metric family of one snapshot (pure: reads only ``snap``)."""
     if keepalived_names:
@@ -490,6 +525,8 @@ def families(snap: MetricsSnapshot, *, keepalived_names: bool = True) -> Iterato
     yield from _notify_families(snap)
     if snap.ipvs is not None:
         yield from _ipvs_families(snap.ipvs)
+    if snap.bgp is not None:
+        yield from _bgp_families(snap.bgp)
 
 
 # ------------------------------------------------------------------ collectors
@@ -509,14 +546,16 @@ class PyvrrpCollector(Collector):
         ipvs: Callable[[], dict[str, Any] | None] | None = None,
         notifier: NotifyLike | None = None,
         keepalived_names: bool = True,
+        bgp: Callable[[], list[dict[str, Any]] | None] | None = None,
     ) -> None:
         self._views = views
         self._ipvs = ipvs
+        self._bgp = bgp
         self._notifier = notifier
         self.keepalived_names = keepalived_names
 
     def snapshot(self) -> MetricsSnapshot:
-        return take_snapshot(self._views, ipvs=self._ipvs, notifier=self._notifier)
+        return take_snapshot(self._views, ipvs=self._ipvs, notifier=self._notifier, bgp=self._bgp)
 
     def collect(self) -> Iterable[Metric]:
         return families(self.snapshot(), keepalived_names=self.keepalived_names)
@@ -580,11 +619,12 @@ class MetricsServer:
         notifier: NotifyLike | None = None,
         keepalived_names: bool = True,
         process_metrics: bool = True,
+        bgp: Callable[[], list[dict[str, Any]] | None] | None = None,
     ) -> None:
         # A string is the config's "ADDR:PORT"; a tuple is taken as is (tests bind port 0).
         self.host, self.port = parse_listen(listen) if isinstance(listen, str) else listen
         self.collector = PyvrrpCollector(
-            views, ipvs=ipvs, notifier=notifier, keepalived_names=keepalived_names
+            views, ipvs=ipvs, notifier=notifier, keepalived_names=keepalived_names, bgp=bgp
         )
         self.process_metrics = process_metrics
         self._server: asyncio.Server | None = None

@@ -176,3 +176,38 @@ def render_table(views: list[dict[str, Any]], *, verbose: bool = False) -> str:
             ):
                 lines.append(f"  {key}: {v.get(key)}")
     return "\n".join(lines)
+
+
+def render_announce(items: list[dict[str, Any]]) -> str:
+    """``pyvrrp state``: one line per announced (or withdrawn) prefix, then the speaker sessions."""
+    rows = [("PREFIX", "SOURCE", "MODE", "BGP", "MED", "WHY")]
+    speakers: dict[str, dict[str, Any]] = {}
+    for a in items:
+        rows.append(
+            (
+                a["prefix"],
+                a["source"],
+                a["mode"],
+                ("announced" if a["announced"] else "withdrawn")
+                + ("" if a.get("acknowledged") else " (unacked)"),
+                "-" if a.get("med") is None else str(a["med"]),
+                a["why"],
+            )
+        )
+        sp = a.get("speaker") or {}
+        speakers[sp.get("speaker", "?")] = sp
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
+    ]
+    for name, sp in speakers.items():
+        peers = (
+            ", ".join(f"{p} {s}" for p, s in sorted((sp.get("peers") or {}).items()))
+            or "no neighbour reported"
+        )
+        age = sp.get("last_poll_age_s")
+        lines.append(
+            f"  speaker {name}: process {sp.get('process')} (pid {sp.get('pid')}, last poll "
+            f"{'-' if age is None else f'{age}s'} ago); BGP: {peers}"
+        )
+    return "\n".join(lines)

@@ -72,6 +72,7 @@ TIMER_LEAD_S = 0.002
 
 MAX_ARRIVAL_AGE_S = 0.5
 """A kernel arrival stamp older than this (or in the future) is a wall-clock step: use "now"."""
+_MAX_ARRIVAL_AGE_NS = int(MAX_ARRIVAL_AGE_S * 1e9)
 
 MAX_DRAIN = 20_000
 """At most this many datagrams per socket are read before a timer fires (a bound, never
@@ -82,6 +83,16 @@ RX_BATCH = 256
 
 LATE_TIMER_S = 0.005
 """A timer that runs this much after its time counts as late (the loop is behind)."""
+
+
+def _arrived(stamp_ns: int, wall_ns: int, mono: float) -> float | None:
+    """Kernel stamp ``stamp_ns`` (wall clock) on the monotonic clock, given one reading of
+    both clocks (``wall_ns``, ``mono``); None when it is in the future or older than
+    :data:`MAX_ARRIVAL_AGE_S` (a wall-clock step)."""
+    age_ns = wall_ns - stamp_ns
+    if not 0 <= age_ns <= _MAX_ARRIVAL_AGE_NS:
+        return None
+    return mono - age_ns / 1e9
 
 
 def _bucket(n: int) -> str:
@@ -129,7 +140,7 @@ class Supervisor:
         self._readers: set[SocketKey] = set()
         self._reading = False
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
-        self._demux: dict[tuple[SocketKey, int], Instance] = {}
+        self._demux: dict[tuple[SocketKey, int], tuple[Instance, object, VirtualRouter]] = {}
         self.rx = RxStats()
         # one timer for every instance: a heap of (fire at, seq, instance) behind one loop handle
         self._heap: list[tuple[float, int, Instance]] = []
@@ -177,6 +188,10 @@ class Supervisor:
         """
         stats = self.rx
         n = 0
+        # One (wall, monotonic) anchor per batch dates every datagram from its kernel
+        # stamp (:meth:`arrival`), instead of two clock reads per datagram; a datagram
+        # stamped after the anchor (it arrived during the batch) re-anchors.
+        wall_ns, mono = time.time_ns(), clock.monotonic()
         while n < limit:
             raw = sock.recv_raw()
             if raw is None:
@@ -185,13 +200,18 @@ class Supervisor:
             if raw is False:
                 continue
             stamp = sock.rx_stamp_ns
-            if n == 1 and stamp:
-                lag = (time.time_ns() - stamp) / 1e9
-                stats.lag_last_s = lag
-                if lag > stats.lag_max_s:
-                    stats.lag_max_s = lag
+            at = None
+            if stamp:
+                if stamp > wall_ns:
+                    wall_ns, mono = time.time_ns(), clock.monotonic()
+                at = _arrived(stamp, wall_ns, mono)
+                if n == 1:
+                    lag = (wall_ns - stamp) / 1e9
+                    stats.lag_last_s = lag
+                    if lag > stats.lag_max_s:
+                        stats.lag_max_s = lag
             try:
-                self._dispatch(key, sock, raw)
+                self._dispatch(key, sock, raw, at)
             except Exception:  # a bug in one datagram's handling must not stop reception; be loud
                 sock.stats.rx_errors += 1
                 log.exception("vrrp_rx_failed", iface=key[0])
@@ -205,7 +225,7 @@ class Supervisor:
             stats.batch_hist[_bucket(n)] += 1
         return n
 
-    def _dispatch(self, key: SocketKey, sock: VrrpSocket, raw: RawDatagram) -> None:
+    def _dispatch(self, key: SocketKey, sock: VrrpSocket, raw: RawDatagram, at: float | None) -> None:
         """One datagram: the fast path when it repeats the advert its instance last accepted.
 
         Fast path (IPv4 with a 20-byte header and no padding): bytes 12.. (source,
@@ -213,24 +233,21 @@ class Supervisor:
         the instance, so decode would give the same advert: the same input object goes
         to the engine's :meth:`~pyvrrp.proto.router.VirtualRouter.refresh`, which handles
         it exactly as ``handle`` would (no actions, nothing logged).  Anything else takes
-        the full path: parse, decode, :meth:`feed`.
+        the full path: parse, decode, :meth:`feed`.  ``at``: the datagram's arrival
+        (:meth:`arrival`, computed by :meth:`drain`), None when unknown.
         """
         data = raw[0]
         if len(data) > 21 and data[0] == 0x45 and (data[2] << 8 | data[3]) == len(data):
             inst = self._instance_for(key, data[21])
             if inst is not None and not inst.busy and inst.rx_event is not None:
-                tail = data[12:]
-                if tail == inst.rx_key and data[8] == inst.rx_ttl:
-                    at = self.arrival(key)
-                    now = clock.monotonic()
-                    if at is not None and at < now:
-                        now = at
-                    event = inst.rx_event
-                    if inst.router.refresh(event, now=now):
+                if data[8] == inst.rx_ttl and data[12:] == inst.rx_key:
+                    now = at if at is not None else clock.monotonic()
+                    router = inst.router
+                    if router.refresh(inst.rx_event, now=now):
                         self.rx.fast += 1
-                        if 0 < event.advert.priority < inst.router.effective_priority:
-                            inst.last_lower_rx = clock.monotonic()
-                        inst.timer_at = inst.router.next_deadline()  # later: the heap entry re-checks
+                        if inst.rx_lower:  # decided when the input was accepted; nothing changed since
+                            inst.last_lower_rx = now
+                        inst.timer_at = router.next_deadline()  # later: the heap entry re-checks
                         if inst.heap_seq < 0:
                             self.arm(inst)
                         return
@@ -238,11 +255,11 @@ class Supervisor:
                 inst.rx_event = None
                 item = sock.parse(*raw)
                 if item is not False:
-                    self.on_datagram(key, *item, inst=inst, fast_key=(data[12:], data[8]))
+                    self.on_datagram(key, *item, inst=inst, fast_key=(data[12:], data[8]), at=at, dated=True)
                 return
         item = sock.parse(*raw)
         if item is not False:
-            self.on_datagram(key, *item)
+            self.on_datagram(key, *item, at=at, dated=True)
 
     def on_datagram(
         self,
@@ -254,6 +271,8 @@ class Supervisor:
         *,
         inst: Instance | None = None,
         fast_key: tuple[bytes, int] | None = None,
+        at: float | None = None,
+        dated: bool = False,
     ) -> None:
         """One datagram read from the socket ``key``: decode, date, feed its VRID's instance.
 
@@ -262,9 +281,12 @@ class Supervisor:
         accepts keepalived's Count = 0 adverts, :func:`~pyvrrp.proto.packet.decode`).
         ``inst``, ``fast_key`` (from :meth:`_dispatch`): that instance, and the datagram's
         bytes 12.. and TTL: the input fed becomes the instance's fast-path input for them.
+        ``dated``: ``at`` is the arrival already computed (:meth:`drain`); else it is read
+        from the socket's stamp here.
         """
         self.rx.full += 1
-        at = self.arrival(key)
+        if not dated:
+            at = self.arrival(key)
         vrid = payload[1] if len(payload) > 1 else 0
         if inst is None:
             inst = self._instance_for(key, vrid)
@@ -279,27 +301,27 @@ class Supervisor:
             self.socket_drops["vrid"] += 1
             self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
             return
-        if 0 < result.priority < inst.router.effective_priority:
-            inst.last_lower_rx = clock.monotonic()
+        lower = 0 < result.priority < inst.router.effective_priority
+        if lower:
+            inst.last_lower_rx = at if at is not None else clock.monotonic()
         event = ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst)
         if fast_key is not None:
-            (inst.rx_key, inst.rx_ttl), inst.rx_event = fast_key, event
+            (inst.rx_key, inst.rx_ttl), inst.rx_event, inst.rx_lower = fast_key, event, lower
         else:
             inst.rx_event = None
         self.feed(inst, event, at=at)
 
     def _instance_for(self, key: SocketKey, vrid: int) -> Instance | None:
-        inst = self._demux.get((key, vrid))
-        if (
-            inst is not None
-            and inst.key == key
-            and inst.router.config.vrid == vrid
-            and self.instances.get(inst.name) is inst
-        ):
-            return inst
+        """The instance of VRID ``vrid`` on socket ``key`` (a cache, checked against a reload:
+        an entry holds while its instance still runs with the same spec and engine)."""
+        entry = self._demux.get((key, vrid))
+        if entry is not None:
+            inst, spec, router = entry
+            if inst.spec is spec and inst.router is router and self.instances.get(inst.name) is inst:
+                return inst
         for inst in self.instances.values():
             if inst.key == key and inst.router.config.vrid == vrid:
-                self._demux[(key, vrid)] = inst
+                self._demux[(key, vrid)] = (inst, inst.spec, inst.router)
                 return inst
         self._demux.pop((key, vrid), None)
         return None
@@ -313,12 +335,7 @@ class Supervisor:
         """
         sock = self.sockets.get(key)
         stamp = sock.rx_stamp_ns if sock is not None else 0
-        if not stamp:
-            return None
-        age = (time.time_ns() - stamp) / 1e9
-        if not 0.0 <= age <= MAX_ARRIVAL_AGE_S:
-            return None
-        return clock.monotonic() - age
+        return _arrived(stamp, time.time_ns(), clock.monotonic()) if stamp else None
 
     def drain_all(self) -> int:
         """Read everything queued on every VRRP socket before now (issue 15 item 1)."""
@@ -436,8 +453,13 @@ class Supervisor:
             self.rx.timers_late += 1
         if late > self.rx.timer_late_max_s:
             self.rx.timer_late_max_s = late
-        self.rx.drained_before_timer += self.drain_all()
+        # Most wake-ups only find entries whose deadline an advert moved later: they go
+        # back in the heap and nothing is read.  When something is due, read the sockets
+        # first; an advert read then moves its instance's deadline (and re-arms it), and
+        # _fire skips a deadline that moved.
         due = self._pop_due(clock.monotonic())
+        if due:
+            self.rx.drained_before_timer += self.drain_all()
         sweep = self.executor if len(due) > 1 else None
         if sweep is not None:
             sweep.begin_sweep()

@@ -75,6 +75,7 @@ PRIMARY = ipaddress.IPv4Address("192.0.2.2")
 MASTER = ipaddress.IPv4Address("192.0.2.1")
 GROUP = ipaddress.IPv4Address("224.0.0.18")
 IFNAME = "bench0"
+_PEER = (str(MASTER), 0)
 
 
 def ipv4_datagram(payload: bytes, src: ipaddress.IPv4Address, ttl: int = 255) -> bytes:
@@ -112,7 +113,7 @@ class FakeRawSocket:
         if not self.queue:
             raise BlockingIOError
         data, anc = self.queue.popleft()
-        return data[:bufsize], anc, 0, (str(MASTER), 0)
+        return data[:bufsize], anc, 0, _PEER
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> tuple[Any, ...]:
         if not self.queue:
@@ -121,7 +122,7 @@ class FakeRawSocket:
         buf = memoryview(buffers[0])
         n = min(len(data), len(buf))
         buf[:n] = data[:n]
-        return n, anc, 0, (str(MASTER), 0)
+        return n, anc, 0, _PEER
 
     def fileno(self) -> int:
         return -1

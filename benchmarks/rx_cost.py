@@ -90,7 +90,9 @@ def adverts(vrids: int, version: int, interval_cs: int = 100) -> list[bytes]:
     out = []
     for vrid in range(1, vrids + 1):
         vip = ipaddress.IPv4Address(f"198.51.{vrid // 256}.{vrid % 256}")
-        adv = Advertisement(version=version, vrid=vrid, priority=150, addresses=(vip,), interval_cs=interval_cs)
+        adv = Advertisement(
+            version=version, vrid=vrid, priority=150, addresses=(vip,), interval_cs=interval_cs
+        )
         out.append(ipv4_datagram(encode(adv, src=MASTER, dst=GROUP), MASTER))
     return out
 
@@ -262,9 +264,11 @@ def paced(args: argparse.Namespace) -> int:
     load = Path("/proc/loadavg").read_text().split()[0]
     print(
         f"rx_cost: {spent / max(n, 1) / 1000:.2f} us/advert  (paced {args.pace:.0f}/s, {n} adverts in "
-        f"{args.seconds:.0f} s; user {split[0] * 1e6 / max(n, 1):.1f} + system {split[1] * 1e6 / max(n, 1):.1f}; "
-        f"{args.vrids} VRIDs at {interval_cs * 10} ms, event loop, unix socketpair; "
-        f"fast {sup.rx.fast}, full {sup.rx.full}, batches {batches}, timers {sup.rx.timers}; states {states}; "
+        f"{args.seconds:.0f} s; user {split[0] * 1e6 / max(n, 1):.1f} "
+        f"+ system {split[1] * 1e6 / max(n, 1):.1f}; {args.vrids} VRIDs at {interval_cs * 10} ms, "
+        f"event loop, unix socketpair; fast {sup.rx.fast}, full {sup.rx.full}, batches {batches}, "
+        f"timers {sup.rx.timers}; "
+        f"states {states}; "
         f"load {load}{'; under cProfile' if prof is not None else ''})"
     )
     if prof is not None:

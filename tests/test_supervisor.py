@@ -426,7 +426,9 @@ async def test_a_batch_dates_an_unusable_stamp_now(offset_ns: int) -> None:
 async def test_the_fast_path_keeps_dating_a_lower_priority_master_for_preemption() -> None:
     # nopreempt backup (150) hearing a lower master (100): each advert, fast or full, moves
     # last_lower_rx to its arrival; a higher master's adverts never do.
-    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 1, version=3, advert_int=0.05, priority=150, preempt=False)
+    sup, insts, sock = _rig_n(
+        asyncio.get_running_loop(), 1, version=3, advert_int=0.05, priority=150, preempt=False
+    )
     inst = insts[0]
     stamps = []
     for _ in range(3):

@@ -120,6 +120,7 @@ class RxStats:
     timer_late_max_s: float = 0.0
     drained_before_timer: int = 0  # datagrams read because a timer was due
 
+
 SocketKey = tuple[str, int]
 IPAddress = IPv4Address | IPv6Address
 
@@ -239,18 +240,23 @@ class Supervisor:
         data = raw[0]
         if len(data) > 21 and data[0] == 0x45 and (data[2] << 8 | data[3]) == len(data):
             inst = self._instance_for(key, data[21])
-            if inst is not None and not inst.busy and inst.rx_event is not None:
-                if data[8] == inst.rx_ttl and data[12:] == inst.rx_key:
-                    now = at if at is not None else clock.monotonic()
-                    router = inst.router
-                    if router.refresh(inst.rx_event, now=now):
-                        self.rx.fast += 1
-                        if inst.rx_lower:  # decided when the input was accepted; nothing changed since
-                            inst.last_lower_rx = now
-                        inst.timer_at = router.next_deadline()  # later: the heap entry re-checks
-                        if inst.heap_seq < 0:
-                            self.arm(inst)
-                        return
+            if (
+                inst is not None
+                and not inst.busy
+                and inst.rx_event is not None
+                and data[8] == inst.rx_ttl
+                and data[12:] == inst.rx_key
+            ):
+                now = at if at is not None else clock.monotonic()
+                router = inst.router
+                if router.refresh(inst.rx_event, now=now):
+                    self.rx.fast += 1
+                    if inst.rx_lower:  # decided when the input was accepted; nothing changed since
+                        inst.last_lower_rx = now
+                    inst.timer_at = router.next_deadline()  # later: the heap entry re-checks
+                    if inst.heap_seq < 0:
+                        self.arm(inst)
+                    return
             if inst is not None:
                 inst.rx_event = None
                 item = sock.parse(*raw)

@@ -30,7 +30,8 @@ the datagram is not the one its instance last accepted).
   a real asyncio loop with the socket registered by ``Supervisor.read_sockets()`` (epoll
   readiness, the one timer heap live, Master_Down at 3 intervals of ``--vrids`` / RATE),
   and its process CPU over the run is divided by the adverts it read: the loop's own
-  per-wakeup cost is in the figure, as in the daemon's.
+  per-wakeup cost is in the figure, as in the daemon's.  ``--tick``: the child sends in
+  bursts this far apart (default 1 ms), i.e. how many adverts one wake-up finds.
 
 Reported: µs of process CPU (``time.process_time_ns``) per advert, measured around the
 readiness calls only (queueing the datagrams is not counted), and how many took the fast
@@ -227,7 +228,7 @@ def paced(args: argparse.Namespace) -> int:
     vsock._batch = None
     sup._readers.clear()
     pid = os.fork()
-    if pid == 0:  # child: send at the pace, in 1 ms ticks
+    if pid == 0:  # child: send at the pace, in bursts --tick apart
         try:
             start, sent, i = time.monotonic(), 0, 0
             while (elapsed := time.monotonic() - start) < args.seconds + 1.0:
@@ -238,7 +239,7 @@ def paced(args: argparse.Namespace) -> int:
                     except BlockingIOError:
                         break
                     sent, i = sent + 1, (i + 1) % len(datagrams)
-                time.sleep(0.001)
+                time.sleep(args.tick)
         finally:
             os._exit(0)
     loop = sup.loop
@@ -267,7 +268,7 @@ def paced(args: argparse.Namespace) -> int:
         f"{args.seconds:.0f} s; user {split[0] * 1e6 / max(n, 1):.1f} "
         f"+ system {split[1] * 1e6 / max(n, 1):.1f}; {args.vrids} VRIDs at {interval_cs * 10} ms, "
         f"event loop, unix socketpair; fast {sup.rx.fast}, full {sup.rx.full}, batches {batches}, "
-        f"timers {sup.rx.timers}; "
+        f"timers {sup.rx.timers}, tick {args.tick * 1000:g} ms; "
         f"states {states}; "
         f"load {load}{'; under cProfile' if prof is not None else ''})"
     )
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--socket", default="fake", choices=("fake", "unix"))
     ap.add_argument("--pace", type=float, default=0.0, help="adverts/s from a child process (event loop)")
     ap.add_argument("--seconds", type=float, default=10.0, help="--pace: run length")
+    ap.add_argument("--tick", type=float, default=0.001, help="--pace: seconds between bursts")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)

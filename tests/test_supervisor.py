@@ -487,3 +487,24 @@ async def test_the_vrid_demux_follows_an_instance_replaced_or_reconfigured() -> 
     assert sup._instance_for(new.key, 1) is new
     del sup.instances[new.name]
     assert sup._instance_for(new.key, 1) is None
+
+
+@in_loop
+async def test_a_timer_wake_up_refiles_moved_entries_ahead_and_stops_at_one_that_did_not_move() -> None:
+    # _pop_due looks TIMER_REFILE_AHEAD_S ahead: stale entries (deadline moved later by an
+    # advert) are re-filed in the same wake-up; an entry that did not move ends the look-ahead.
+    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 3, version=3, advert_int=0.2)
+    first, second, third = insts
+    time.sleep(0.05)
+    sock.queue += [(_v3(i.router.config.vrid, interval_cs=20), time.time_ns()) for i in (first, third)]
+    sock.batch()  # VI_1 and VI_3 heard their master; VI_2 did not (its entry is exact)
+    old = [i.heap_at for i in insts]
+    assert old == sorted(old) and second.heap_at == second.timer_at - TIMER_LEAD_S  # type: ignore[operator]
+    assert sup._pop_due(old[0] - 0.01) == []  # nothing due yet; VI_1 re-filed, VI_2 ends the look-ahead
+    assert first.heap_at == first.timer_at - TIMER_LEAD_S > old[0] + 0.04  # type: ignore[operator]
+    assert second.heap_at == old[1] and third.heap_at == old[2]
+    due = sup._pop_due(old[2] + 0.0001)  # VI_2 due; VI_3 moved: re-filed at its new time
+    assert due == [(second.timer_at, second)]
+    assert third.heap_seq >= 0 and third.heap_at == third.timer_at - TIMER_LEAD_S  # type: ignore[operator]
+    live = [e for e in sup._heap if e[1] == e[2].heap_seq]
+    assert sorted(e[2].name for e in live) == ["VI_1", "VI_3"]

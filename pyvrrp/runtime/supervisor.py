@@ -81,6 +81,9 @@ reached in practice: the drain stops at the first datagram that arrived after it
 RX_BATCH = 256
 """Datagrams read per readiness event (the loop's other callbacks run between batches)."""
 
+TIMER_REFILE_AHEAD_S = 0.02
+"""A timer wake-up also re-files entries due this soon whose deadline moved later (``_pop_due``)."""
+
 LATE_TIMER_S = 0.005
 """A timer that runs this much after its time counts as late (the loop is behind)."""
 
@@ -478,10 +481,18 @@ class Supervisor:
         self._reschedule()
 
     def _pop_due(self, now: float) -> list[tuple[float, Instance]]:
-        """Take the due entries off the heap; entries whose deadline moved later go back."""
-        heap, due = self._heap, []
-        while heap and heap[0][0] <= now:
-            _fire, seq, inst = heapq.heappop(heap)
+        """Take the due entries off the heap; entries whose deadline moved later go back.
+
+        The sweep looks :data:`TIMER_REFILE_AHEAD_S` ahead: entries in that window whose
+        deadline an advert moved later are re-filed at the new time now, in this wake-up,
+        instead of each waking the loop on its own (a backup's entries are all of that
+        kind).  It stops at the first entry in the window that has not moved (it is not
+        due yet: a master's advert timer), so a wake-up re-files at most one entry in vain.
+        """
+        heap, due, refile = self._heap, [], []
+        horizon = now + TIMER_REFILE_AHEAD_S
+        while heap and heap[0][0] <= horizon:
+            at, seq, inst = heapq.heappop(heap)
             if seq != inst.heap_seq:
                 continue  # superseded or disarmed
             inst.heap_seq = -1
@@ -489,10 +500,14 @@ class Supervisor:
             if deadline is None or self.instances.get(inst.name) is not inst:
                 continue
             fire = deadline - TIMER_LEAD_S if inst.router.state is ev.State.BACKUP else deadline
-            if fire > now:
-                self._push_quiet(inst, fire)
+            if fire <= now:
+                due.append((deadline, inst))
                 continue
-            due.append((deadline, inst))
+            refile.append((inst, fire))
+            if fire <= at:  # in the window, not moved, not due: nothing further is stale for sure
+                break
+        for inst, fire in refile:
+            self._push_quiet(inst, fire)
         due.sort(key=lambda d: d[0])
         return due
 

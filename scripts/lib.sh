@@ -85,7 +85,7 @@ ensure_apt() {
     fi
     echo "setup: installing ${missing[*]} (log: $SETUP_LOG)" >&2
     step "apt-get update" apt-get update -q
-    # etcd-server's and frr's maintainer scripts would start them in the root namespace: the
+    # etcd-server's, frr's and bird2's maintainer scripts would start them in the root namespace: the
     # tests start their own inside lab namespaces, so forbid service starts
     # (invoke-rc.d exit 101) during this install, unless a policy is there already.
     local policy=/usr/sbin/policy-rc.d own_policy=0
@@ -96,7 +96,7 @@ ensure_apt() {
     step "apt-get install" apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
     if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        systemctl disable --now etcd.service frr.service >>"$SETUP_LOG" 2>&1 || true
+        systemctl disable --now etcd.service frr.service bird.service exabgp.service >>"$SETUP_LOG" 2>&1 || true
     fi
     return "$rc"
 }

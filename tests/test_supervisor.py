@@ -290,9 +290,9 @@ def _rig_n(loop: asyncio.AbstractEventLoop, n: int, **kw: Any) -> RigN:
     return sup, insts, sock
 
 
-def _v3(vrid: int, priority: int = 200) -> bytes:
+def _v3(vrid: int, priority: int = 200, interval_cs: int = 5) -> bytes:
     vip = ipaddress.ip_address("192.0.2.100")
-    adv = Advertisement(version=3, vrid=vrid, priority=priority, addresses=(vip,), interval_cs=5)
+    adv = Advertisement(version=3, vrid=vrid, priority=priority, addresses=(vip,), interval_cs=interval_cs)
     return ipv4(encode(adv, src=PEER, dst=GROUP))
 
 
@@ -436,12 +436,12 @@ async def test_ah_adverts_are_verified_then_fed_and_replays_dropped() -> None:
     sup, inst, sock = _ah_rig(asyncio.get_running_loop())
     assert inst.key == ("eth0", 51)
     sup.feed(inst, ev.Startup())
-    sup._dispatch(inst.key, sock, (_ah_advert(200, 5), [], (str(PEER), 0)))  # type: ignore[arg-type]
+    sup._dispatch(inst.key, sock, (_ah_advert(200, 5), [], (str(PEER), 0)), None)  # type: ignore[arg-type]
     snap = inst.router.snapshot(now=clock.monotonic())
     assert snap.state is ev.State.BACKUP and snap.master_ip == PEER and snap.master_priority == 200
     assert inst.ah is not None and inst.ah.seq.last == 5
     for bad in (_ah_advert(200, 5), _ah_advert(200, 4), _ah_advert(201, 9, password="otherpw1")):
-        sup._dispatch(inst.key, sock, (bad, [], (str(PEER), 0)))  # type: ignore[arg-type]
+        sup._dispatch(inst.key, sock, (bad, [], (str(PEER), 0)), None)  # type: ignore[arg-type]
     sup.on_datagram(("eth0", 4), _advert(250), PEER, GROUP, 255)  # no AH header: refused
     snap = inst.router.snapshot(now=clock.monotonic())
     assert snap.drops == {"auth": 4} and snap.master_priority == 200 and inst.ah.seq.last == 5
@@ -454,7 +454,7 @@ async def test_ah_master_sends_whole_datagrams_continuing_the_sequence() -> None
 
     sup, inst, sock = _ah_rig(asyncio.get_running_loop())
     sup.feed(inst, ev.Startup())
-    sup._dispatch(inst.key, sock, (_ah_advert(200, 5), [], (str(PEER), 0)))  # type: ignore[arg-type]
+    sup._dispatch(inst.key, sock, (_ah_advert(200, 5), [], (str(PEER), 0)), None)  # type: ignore[arg-type]
     sup.feed(
         inst,
         ev.AdvertReceived(
@@ -474,3 +474,122 @@ async def test_ah_master_sends_whole_datagrams_continuing_the_sequence() -> None
     got = verify_datagram(sent[0], key=b"secret12", unicast=False)
     assert isinstance(got, AhDatagram) and got.seq == 6
     assert sent[0][9] == 51 and sent[0][12:16] == PRIMARY.packed
+@in_loop
+async def test_fast_and_full_path_date_the_advert_from_its_kernel_stamp() -> None:
+    # One clock anchor per batch: an advert that waited 40 ms in the socket resets
+    # Master_Down from its arrival, on the full path (first sight) and the fast one alike.
+    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 1, version=3, advert_int=0.05)
+    inst = insts[0]
+    for expected_full, expected_fast in ((1, 0), (1, 1)):
+        sock.queue.append((_v3(1), time.time_ns() - 40_000_000))
+        sock.batch()
+        assert (sup.rx.full, sup.rx.fast) == (expected_full, expected_fast)
+        snap = inst.router.snapshot(now=clock.monotonic())
+        arrived = inst.router.next_deadline() - snap.master_down_interval_s  # type: ignore[operator]
+        assert 0.035 <= clock.monotonic() - arrived <= 0.5
+        assert inst.timer_at == inst.router.next_deadline()
+
+
+@pytest.mark.parametrize("offset_ns", [10_000_000_000, -2_000_000_000])
+@in_loop
+async def test_a_batch_dates_an_unusable_stamp_now(offset_ns: int) -> None:
+    # A stamp in the future (after re-reading the clocks) or older than the sanity window
+    # is a wall-clock step: the advert counts as arriving now, on both paths.
+    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 1, version=3, advert_int=0.05)
+    inst = insts[0]
+    for _ in range(2):
+        before = clock.monotonic()
+        sock.queue.append((_v3(1), time.time_ns() + offset_ns))
+        sock.batch()
+        snap = inst.router.snapshot(now=clock.monotonic())
+        arrived = inst.router.next_deadline() - snap.master_down_interval_s  # type: ignore[operator]
+        assert before <= arrived <= clock.monotonic()
+    assert sup.rx.fast == 1
+
+
+@in_loop
+async def test_the_fast_path_keeps_dating_a_lower_priority_master_for_preemption() -> None:
+    # nopreempt backup (150) hearing a lower master (100): each advert, fast or full, moves
+    # last_lower_rx to its arrival; a higher master's adverts never do.
+    sup, insts, sock = _rig_n(
+        asyncio.get_running_loop(), 1, version=3, advert_int=0.05, priority=150, preempt=False
+    )
+    inst = insts[0]
+    stamps = []
+    for _ in range(3):
+        stamps.append(time.time_ns() - 10_000_000)
+        sock.queue.append((_v3(1, priority=100), stamps[-1]))
+        sock.batch()
+        assert inst.last_lower_rx is not None
+        assert 0.009 <= clock.monotonic() - inst.last_lower_rx <= 0.5
+    assert sup.rx.fast == 2
+    inst.last_lower_rx = None
+    sock.queue += [(_v3(1, priority=200), time.time_ns()) for _ in range(2)]
+    sock.batch()
+    assert sup.rx.fast == 3 and inst.last_lower_rx is None
+
+
+@in_loop
+async def test_a_timer_wake_up_with_nothing_due_reads_no_socket() -> None:
+    # The heap entry of a backup whose deadline an advert moved later fires at the old
+    # time: it goes back in the heap, and the sockets are left to their readiness events.
+    # The loop never runs here (blocking sleeps): the timer callback is called by hand.
+    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 3, version=3, advert_int=0.2)
+    time.sleep(0.3)  # Master_Down ~0.6 s: the adverts below move every deadline 0.3 s later
+    sock.queue += [(_v3(i.router.config.vrid, interval_cs=20), time.time_ns()) for i in insts]
+    sock.batch()
+    assert all(i.heap_at < i.timer_at - TIMER_LEAD_S - 0.2 for i in insts)  # type: ignore[operator]
+    time.sleep(max(0.0, max(i.heap_at for i in insts) - clock.monotonic()) + 0.01)  # old entries due
+    sock.queue += [(_v3(i.router.config.vrid, interval_cs=20), time.time_ns()) for i in insts]
+    sup._on_timer()
+    assert len(sock.queue) == 3 and sup.rx.drained_before_timer == 0  # ...and read nothing
+    assert all(i.heap_seq >= 0 and i.heap_at == i.timer_at - TIMER_LEAD_S for i in insts)  # type: ignore[operator]
+    assert all(i.router.state is ev.State.BACKUP for i in insts)
+
+
+@in_loop
+async def test_the_vrid_demux_follows_an_instance_replaced_or_reconfigured() -> None:
+    loop = asyncio.get_running_loop()
+    sup, insts, sock = _rig_n(loop, 1, version=3, advert_int=0.05)
+    old = insts[0]
+    sock.queue.append((_v3(1), time.time_ns()))
+    sock.batch()
+    spec = _spec(virtual_router_id=1, version=3, advert_int=0.05)
+    new = Instance(
+        name=old.name,
+        spec=spec,
+        router=VirtualRouter(router_config(old.name, spec, PRIMARY, in_group=False)),
+        sock=sock,  # type: ignore[arg-type]
+        log=old.log,
+    )
+    sup.instances[old.name] = new  # a restart: a new instance under the same name
+    sup.feed(new, ev.Startup())
+    sock.queue.append((_v3(1), time.time_ns()))
+    sock.batch()
+    assert new.router.snapshot(now=clock.monotonic()).counters["adverts_rx"] == 1
+    assert old.router.snapshot(now=clock.monotonic()).counters["adverts_rx"] == 1
+    new.spec = _spec(virtual_router_id=1, version=3, advert_int=0.05)  # a reload's reconfigure
+    assert sup._instance_for(new.key, 1) is new
+    del sup.instances[new.name]
+    assert sup._instance_for(new.key, 1) is None
+
+
+@in_loop
+async def test_a_timer_wake_up_refiles_moved_entries_ahead_and_stops_at_one_that_did_not_move() -> None:
+    # _pop_due looks TIMER_REFILE_AHEAD_S ahead: stale entries (deadline moved later by an
+    # advert) are re-filed in the same wake-up; an entry that did not move ends the look-ahead.
+    sup, insts, sock = _rig_n(asyncio.get_running_loop(), 3, version=3, advert_int=0.2)
+    first, second, third = insts
+    time.sleep(0.05)
+    sock.queue += [(_v3(i.router.config.vrid, interval_cs=20), time.time_ns()) for i in (first, third)]
+    sock.batch()  # VI_1 and VI_3 heard their master; VI_2 did not (its entry is exact)
+    old = [i.heap_at for i in insts]
+    assert old == sorted(old) and second.heap_at == second.timer_at - TIMER_LEAD_S  # type: ignore[operator]
+    assert sup._pop_due(old[0] - 0.01) == []  # nothing due yet; VI_1 re-filed, VI_2 ends the look-ahead
+    assert first.heap_at == first.timer_at - TIMER_LEAD_S > old[0] + 0.04  # type: ignore[operator]
+    assert second.heap_at == old[1] and third.heap_at == old[2]
+    due = sup._pop_due(old[2] + 0.0001)  # VI_2 due; VI_3 moved: re-filed at its new time
+    assert due == [(second.timer_at, second)]
+    assert third.heap_seq >= 0 and third.heap_at == third.timer_at - TIMER_LEAD_S  # type: ignore[operator]
+    live = [e for e in sup._heap if e[1] == e[2].heap_seq]
+    assert sorted(e[2].name for e in live) == ["VI_1", "VI_3"]

@@ -401,12 +401,11 @@ class VirtualRouter:
 
     def next_deadline(self) -> float | None:
         """The earliest armed deadline (absolute monotonic seconds), or None."""
-        armed = [
-            t
-            for t in (self._master_down_at, self._adver_at, self._garp_delayed_at, self._garp_refresh_at)
-            if t is not None
-        ]
-        return min(armed) if armed else None
+        best = self._master_down_at  # on the receive path, once per advert: no list, no min()
+        for t in (self._adver_at, self._garp_delayed_at, self._garp_refresh_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def handle_timer(self, *, now: float) -> list[Action]:
         """Fire every deadline that is due at ``now`` (earliest first)."""

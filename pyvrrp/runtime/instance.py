@@ -78,6 +78,8 @@ class Instance:
     rx_ttl: int = -1
     rx_event: ev.AdvertReceived | None = None
     """...its TTL and the input it became (the engine's ``refresh`` recognises this very object)."""
+    rx_lower: bool = False
+    """...and whether its priority was below ours then (preemption: ``last_lower_rx``)."""
     inbox: collections.deque[Queued] = field(default_factory=collections.deque)
     busy: bool = False
     removing_vips: set[str] = field(default_factory=set)

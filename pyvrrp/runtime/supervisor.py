@@ -73,6 +73,7 @@ TIMER_LEAD_S = 0.002
 
 MAX_ARRIVAL_AGE_S = 0.5
 """A kernel arrival stamp older than this (or in the future) is a wall-clock step: use "now"."""
+_MAX_ARRIVAL_AGE_NS = int(MAX_ARRIVAL_AGE_S * 1e9)
 
 MAX_DRAIN = 20_000
 """At most this many datagrams per socket are read before a timer fires (a bound, never
@@ -81,8 +82,21 @@ reached in practice: the drain stops at the first datagram that arrived after it
 RX_BATCH = 256
 """Datagrams read per readiness event (the loop's other callbacks run between batches)."""
 
+TIMER_REFILE_AHEAD_S = 0.02
+"""A timer wake-up also re-files entries due this soon whose deadline moved later (``_pop_due``)."""
+
 LATE_TIMER_S = 0.005
 """A timer that runs this much after its time counts as late (the loop is behind)."""
+
+
+def _arrived(stamp_ns: int, wall_ns: int, mono: float) -> float | None:
+    """Kernel stamp ``stamp_ns`` (wall clock) on the monotonic clock, given one reading of
+    both clocks (``wall_ns``, ``mono``); None when it is in the future or older than
+    :data:`MAX_ARRIVAL_AGE_S` (a wall-clock step)."""
+    age_ns = wall_ns - stamp_ns
+    if not 0 <= age_ns <= _MAX_ARRIVAL_AGE_NS:
+        return None
+    return mono - age_ns / 1e9
 
 
 def _bucket(n: int) -> str:
@@ -132,7 +146,7 @@ class Supervisor:
         self._reading = False
         self._rx_log = RateLimitedLogger(log, burst=5, window_s=10.0, level="debug")
         self._auth_log = RateLimitedLogger(log, burst=3, window_s=60.0, level="warning")
-        self._demux: dict[tuple[SocketKey, int], Instance] = {}
+        self._demux: dict[tuple[SocketKey, int], tuple[Instance, object, VirtualRouter]] = {}
         self.rx = RxStats()
         # one timer for every instance: a heap of (fire at, seq, instance) behind one loop handle
         self._heap: list[tuple[float, int, Instance]] = []
@@ -188,6 +202,10 @@ class Supervisor:
         """
         stats = self.rx
         n = 0
+        # One (wall, monotonic) anchor per batch dates every datagram from its kernel
+        # stamp (:meth:`arrival`), instead of two clock reads per datagram; a datagram
+        # stamped after the anchor (it arrived during the batch) re-anchors.
+        wall_ns, mono = time.time_ns(), clock.monotonic()
         while n < limit:
             raw = sock.recv_raw()
             if raw is None:
@@ -196,13 +214,18 @@ class Supervisor:
             if raw is False:
                 continue
             stamp = sock.rx_stamp_ns
-            if n == 1 and stamp:
-                lag = (time.time_ns() - stamp) / 1e9
-                stats.lag_last_s = lag
-                if lag > stats.lag_max_s:
-                    stats.lag_max_s = lag
+            at = None
+            if stamp:
+                if stamp > wall_ns:
+                    wall_ns, mono = time.time_ns(), clock.monotonic()
+                at = _arrived(stamp, wall_ns, mono)
+                if n == 1:
+                    lag = (wall_ns - stamp) / 1e9
+                    stats.lag_last_s = lag
+                    if lag > stats.lag_max_s:
+                        stats.lag_max_s = lag
             try:
-                self._dispatch(key, sock, raw)
+                self._dispatch(key, sock, raw, at)
             except Exception:  # a bug in one datagram's handling must not stop reception; be loud
                 sock.stats.rx_errors += 1
                 log.exception("vrrp_rx_failed", iface=key[0])
@@ -216,7 +239,7 @@ class Supervisor:
             stats.batch_hist[_bucket(n)] += 1
         return n
 
-    def _dispatch(self, key: SocketKey, sock: VrrpSocket, raw: RawDatagram) -> None:
+    def _dispatch(self, key: SocketKey, sock: VrrpSocket, raw: RawDatagram, at: float | None) -> None:
         """One datagram: the fast path when it repeats the advert its instance last accepted.
 
         Fast path (IPv4 with a 20-byte header and no padding): bytes 12.. (source,
@@ -224,7 +247,8 @@ class Supervisor:
         the instance, so decode would give the same advert: the same input object goes
         to the engine's :meth:`~pyvrrp.proto.router.VirtualRouter.refresh`, which handles
         it exactly as ``handle`` would (no actions, nothing logged).  Anything else takes
-        the full path: parse, decode, :meth:`feed`.
+        the full path: parse, decode, :meth:`feed`.  ``at``: the datagram's arrival
+        (:meth:`arrival`, computed by :meth:`drain`), None when unknown.
         """
         data = raw[0]
         if sock.protocol == IPPROTO_AH:
@@ -232,31 +256,32 @@ class Supervisor:
             return
         if len(data) > 21 and data[0] == 0x45 and (data[2] << 8 | data[3]) == len(data):
             inst = self._instance_for(key, data[21])
-            if inst is not None and not inst.busy and inst.rx_event is not None:
-                tail = data[12:]
-                if tail == inst.rx_key and data[8] == inst.rx_ttl:
-                    at = self.arrival(key)
-                    now = clock.monotonic()
-                    if at is not None and at < now:
-                        now = at
-                    event = inst.rx_event
-                    if inst.router.refresh(event, now=now):
-                        self.rx.fast += 1
-                        if 0 < event.advert.priority < inst.router.effective_priority:
-                            self._lower_rx(inst)
-                        inst.timer_at = inst.router.next_deadline()  # later: the heap entry re-checks
-                        if inst.heap_seq < 0:
-                            self.arm(inst)
-                        return
+            if (
+                inst is not None
+                and not inst.busy
+                and inst.rx_event is not None
+                and data[8] == inst.rx_ttl
+                and data[12:] == inst.rx_key
+            ):
+                now = at if at is not None else clock.monotonic()
+                router = inst.router
+                if router.refresh(inst.rx_event, now=now):
+                    self.rx.fast += 1
+                    if inst.rx_lower:  # decided when the input was accepted; nothing changed since
+                        self._lower_rx(inst, now)
+                    inst.timer_at = router.next_deadline()  # later: the heap entry re-checks
+                    if inst.heap_seq < 0:
+                        self.arm(inst)
+                    return
             if inst is not None:
                 inst.rx_event = None
                 item = sock.parse(*raw)
                 if item is not False:
-                    self.on_datagram(key, *item, inst=inst, fast_key=(data[12:], data[8]))
+                    self.on_datagram(key, *item, inst=inst, fast_key=(data[12:], data[8]), at=at, dated=True)
                 return
         item = sock.parse(*raw)
         if item is not False:
-            self.on_datagram(key, *item)
+            self.on_datagram(key, *item, at=at, dated=True)
 
     def _dispatch_ah(self, key: SocketKey, sock: VrrpSocket, data: bytes) -> None:
         """One datagram of an IPPROTO_AH socket (keepalived's ``auth_type AH``).
@@ -304,6 +329,8 @@ class Supervisor:
         inst: Instance | None = None,
         fast_key: tuple[bytes, int] | None = None,
         via_ah: bool = False,
+        at: float | None = None,
+        dated: bool = False,
     ) -> None:
         """One datagram read from the socket ``key``: decode, date, feed its VRID's instance.
 
@@ -315,9 +342,12 @@ class Supervisor:
         ``via_ah``: the payload came out of a verified AH datagram (:meth:`_dispatch_ah`);
         a plain VRRP datagram for an ``auth_type AH`` instance is dropped (keepalived:
         "No AH header but auth type is AH").
+        ``dated``: ``at`` is the arrival already computed (:meth:`drain`); else it is read
+        from the socket's stamp here.
         """
         self.rx.full += 1
-        at = self.arrival(key)
+        if not dated:
+            at = self.arrival(key)
         vrid = payload[1] if len(payload) > 1 else 0
         if inst is None:
             inst = self._instance_for(key, vrid)
@@ -345,27 +375,27 @@ class Supervisor:
             self.socket_drops["vrid"] += 1
             self._rx_log.debug("vrid", "advert_dropped", reason="vrid", vrid=result.vrid, src=str(src))
             return
-        if 0 < result.priority < inst.router.effective_priority:
-            self._lower_rx(inst)
+        lower = 0 < result.priority < inst.router.effective_priority
+        if lower:
+            self._lower_rx(inst, at if at is not None else clock.monotonic())
         event = ev.AdvertReceived(advert=result, src=src, ttl=ttl, dst=dst)
         if fast_key is not None:
-            (inst.rx_key, inst.rx_ttl), inst.rx_event = fast_key, event
+            (inst.rx_key, inst.rx_ttl), inst.rx_event, inst.rx_lower = fast_key, event, lower
         else:
             inst.rx_event = None
         self.feed(inst, event, at=at)
 
     def _instance_for(self, key: SocketKey, vrid: int) -> Instance | None:
-        inst = self._demux.get((key, vrid))
-        if (
-            inst is not None
-            and inst.key == key
-            and inst.router.config.vrid == vrid
-            and self.instances.get(inst.name) is inst
-        ):
-            return inst
+        """The instance of VRID ``vrid`` on socket ``key`` (a cache, checked against a reload:
+        an entry holds while its instance still runs with the same spec and engine)."""
+        entry = self._demux.get((key, vrid))
+        if entry is not None:
+            inst, spec, router = entry
+            if inst.spec is spec and inst.router is router and self.instances.get(inst.name) is inst:
+                return inst
         for inst in self.instances.values():
             if inst.key == key and inst.router.config.vrid == vrid:
-                self._demux[(key, vrid)] = inst
+                self._demux[(key, vrid)] = (inst, inst.spec, inst.router)
                 return inst
         self._demux.pop((key, vrid), None)
         return None
@@ -379,12 +409,7 @@ class Supervisor:
         """
         sock = self.sockets.get(key)
         stamp = sock.rx_stamp_ns if sock is not None else 0
-        if not stamp:
-            return None
-        age = (time.time_ns() - stamp) / 1e9
-        if not 0.0 <= age <= MAX_ARRIVAL_AGE_S:
-            return None
-        return clock.monotonic() - age
+        return _arrived(stamp, time.time_ns(), clock.monotonic()) if stamp else None
 
     def drain_all(self) -> int:
         """Read everything queued on every VRRP socket before now (issue 15 item 1)."""
@@ -417,13 +442,13 @@ class Supervisor:
 
     # ----------------------------------------------------------------- feeding
 
-    def _lower_rx(self, inst: Instance) -> None:
-        """An advert with a lower priority than ours (not 0) arrived.
+    def _lower_rx(self, inst: Instance, at: float) -> None:
+        """An advert with a lower priority than ours (not 0) arrived at ``at``.
 
         A MASTER writes keepalived's ``MASTER_RX_LOWER_PRI`` line to the notify FIFOs
         (vrrp.c ``vrrp_state_master_rx``): the other node went MASTER during a partition.
         """
-        inst.last_lower_rx = clock.monotonic()
+        inst.last_lower_rx = at
         fifos = self.executor.fifos if self.executor is not None else None
         if fifos is not None and fifos.wants_vrrp and inst.router.state is ev.State.MASTER:
             fifos.instance(inst.name, "MASTER_RX_LOWER_PRI", inst.router.effective_priority)
@@ -513,8 +538,13 @@ class Supervisor:
             self.rx.timers_late += 1
         if late > self.rx.timer_late_max_s:
             self.rx.timer_late_max_s = late
-        self.rx.drained_before_timer += self.drain_all()
+        # Most wake-ups only find entries whose deadline an advert moved later: they go
+        # back in the heap and nothing is read.  When something is due, read the sockets
+        # first; an advert read then moves its instance's deadline (and re-arms it), and
+        # _fire skips a deadline that moved.
         due = self._pop_due(clock.monotonic())
+        if due:
+            self.rx.drained_before_timer += self.drain_all()
         sweep = self.executor if len(due) > 1 else None
         if sweep is not None:
             sweep.begin_sweep()
@@ -527,10 +557,18 @@ class Supervisor:
         self._reschedule()
 
     def _pop_due(self, now: float) -> list[tuple[float, Instance]]:
-        """Take the due entries off the heap; entries whose deadline moved later go back."""
-        heap, due = self._heap, []
-        while heap and heap[0][0] <= now:
-            _fire, seq, inst = heapq.heappop(heap)
+        """Take the due entries off the heap; entries whose deadline moved later go back.
+
+        The sweep looks :data:`TIMER_REFILE_AHEAD_S` ahead: entries in that window whose
+        deadline an advert moved later are re-filed at the new time now, in this wake-up,
+        instead of each waking the loop on its own (a backup's entries are all of that
+        kind).  It stops at the first entry in the window that has not moved (it is not
+        due yet: a master's advert timer), so a wake-up re-files at most one entry in vain.
+        """
+        heap, due, refile = self._heap, [], []
+        horizon = now + TIMER_REFILE_AHEAD_S
+        while heap and heap[0][0] <= horizon:
+            at, seq, inst = heapq.heappop(heap)
             if seq != inst.heap_seq:
                 continue  # superseded or disarmed
             inst.heap_seq = -1
@@ -538,10 +576,14 @@ class Supervisor:
             if deadline is None or self.instances.get(inst.name) is not inst:
                 continue
             fire = deadline - TIMER_LEAD_S if inst.router.state is ev.State.BACKUP else deadline
-            if fire > now:
-                self._push_quiet(inst, fire)
+            if fire <= now:
+                due.append((deadline, inst))
                 continue
-            due.append((deadline, inst))
+            refile.append((inst, fire))
+            if fire <= at:  # in the window, not moved, not due: nothing further is stale for sure
+                break
+        for inst, fire in refile:
+            self._push_quiet(inst, fire)
         due.sort(key=lambda d: d[0])
         return due
 

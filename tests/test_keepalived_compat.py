@@ -552,3 +552,13 @@ def test_vsg_entry_with_a_host_prefix_reads_the_address_and_a_network_is_refused
     assert any(w.line == 3 and "redundant" in w.message for w in warnings)
     (e,) = _errors(tmp_path, vsg.format(entry="10.45.58.0/24") + vs + _inst())
     assert e.line == 3 and "not a network" in e.message
+
+
+def test_a_repeated_notify_script_keeps_the_first_as_keepalived(tmp_path: Path) -> None:
+    """Found in a public config: three `notify_master` lines (master, backup, fault) meant as
+    the three roles; keepalived runs the first ("already specified - ignoring" the others)."""
+    body = "".join(f' notify_master "/etc/keepalived/mail.sh {r}"\n' for r in ("master", "backup", "fault"))
+    cfg, warnings = _warnings(tmp_path, _inst(body))
+    assert cfg.vrrp_instance["VI_1"].notify_master == "/etc/keepalived/mail.sh master"
+    again = [w for w in warnings if "given again" in w.message]
+    assert [w.path for w in again] == ["vrrp_instance.VI_1.notify_master"] * 2

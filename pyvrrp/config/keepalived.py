@@ -856,6 +856,10 @@ def _one_line_list(ctx: _Ctx, path: str, node: Node) -> Node:
     return Node(node.keyword, [], node.file, node.line, [item])
 
 
+#: Blocks whose notify scripts keep the first of two lines (keepalived's vrrp_parser.c).
+_FIRST_SCRIPT_WINS = ("vrrp_instance", "vrrp_sync_group")
+
+
 def _apply(
     ctx: _Ctx,
     entry: Keyword,
@@ -891,6 +895,15 @@ def _apply(
         return
     if entry.conv == "vmac":
         _use_vmac(ctx, cpath, child, out)
+        return
+    if entry.conv == "script" and block in _FIRST_SCRIPT_WINS and entry.field in out:
+        # keepalived: "(VI_1) notify_master script already specified - ignoring ..."
+        ctx.warn(
+            cpath,
+            f"'{kw}' given again: the first ({out[entry.field]!r}) is kept and this one ignored, "
+            "as keepalived does; remove one",
+            child,
+        )
         return
     val = _conv_scalar(ctx, cpath, child, entry.conv)
     if isinstance(val, _Skip):

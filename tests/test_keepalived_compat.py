@@ -562,3 +562,11 @@ def test_a_repeated_notify_script_keeps_the_first_as_keepalived(tmp_path: Path) 
     assert cfg.vrrp_instance["VI_1"].notify_master == "/etc/keepalived/mail.sh master"
     again = [w for w in warnings if "given again" in w.message]
     assert [w.path for w in again] == ["vrrp_instance.VI_1.notify_master"] * 2
+
+
+def test_garp_refresh_without_a_value_keeps_the_default_as_keepalived(tmp_path: Path) -> None:
+    """Found in a public template: a bare `vrrp_garp_master_refresh`; keepalived reports the
+    missing parameter and runs with the default (no refresh)."""
+    cfg, warnings = _warnings(tmp_path, "global_defs {\n vrrp_garp_master_refresh\n}\n" + _inst())
+    assert cfg.global_defs.vrrp_garp_master_refresh == 0
+    assert any(w.line == 2 and "without a value" in w.message for w in warnings)

@@ -228,7 +228,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "vrrp_version": _sup("vrrp_version", "int", "default 2, as keepalived"),
         "vrrp_garp_master_delay": _sup("vrrp_garp_master_delay", "float"),
         "vrrp_garp_master_repeat": _sup("vrrp_garp_master_repeat", "int"),
-        "vrrp_garp_master_refresh": _sup("vrrp_garp_master_refresh", "float"),
+        "vrrp_garp_master_refresh": _sup("vrrp_garp_master_refresh", "float_or_default"),
         "vrrp_garp_lower_prio_repeat": _sup("vrrp_garp_lower_prio_repeat", "int"),
         "vrrp_lower_prio_no_advert": _sup("vrrp_lower_prio_no_advert", "flag"),
         "vrrp_startup_delay": _sup("vrrp_startup_delay", "float"),

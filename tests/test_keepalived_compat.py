@@ -292,7 +292,7 @@ def test_virtual_routes_read_into_the_model(tmp_path: Path) -> None:
     assert (str(r[1].to), str(r[1].via), r[1].metric, r[1].onlink) == ("192.0.2.0/24", "10.0.0.254", 5, True)
     assert (r[2].type, str(r[3].to), r[3].table, r[3].no_track) == ("blackhole", "0.0.0.0/0", 100, True)
     assert (r[4].proto, r[4].metric, r[4].table) == (12, 7, 254)
-    assert ka.effective(ka.KEYWORDS["vrrp_instance"]["virtual_routes"])[0] == "supported"
+    assert ka.KEYWORDS["vrrp_instance"]["virtual_routes"].status == "supported"
 
 
 def test_route_with_a_word_keepalived_cannot_read_is_skipped_with_a_warning(tmp_path: Path) -> None:
@@ -389,22 +389,11 @@ def test_toml_routes_and_statics() -> None:
     assert [i.path for i in ei.value.issues] == ["vrrp_instance.VI_1.virtual_routes[0].mtu"]
 
 
-def test_not_yet_run_is_the_one_switch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """When the daemon runs a feature, removing its NOT_YET_RUN entry is all the config needs."""
-    if "vrrp_mcast_group" not in models.NOT_YET_RUN:
-        pytest.skip("vrrp_mcast_group runs now; pick another NOT_YET_RUN error entry")
-    text = "global_defs {\n vrrp_mcast_group4 224.0.0.19\n}\n" + _inst()
-    assert _errors(tmp_path, text)
-    monkeypatch.delitem(models.NOT_YET_RUN, "vrrp_mcast_group")
-    cfg = load_config(_write(tmp_path, text))
-    assert str(cfg.global_defs.vrrp_mcast_group4) == "224.0.0.19"
-
-
 def test_net_namespace(tmp_path: Path) -> None:
     """The daemon enters the namespace (adapters/netns.py); the config takes it as keepalived does."""
     cfg = load_config(_write(tmp_path, "net_namespace blue\n" + _inst()))
     assert cfg.global_defs.net_namespace == "blue" and not cfg.warnings()
-    assert ka.effective(ka.KEYWORDS["(top)"]["net_namespace"])[0] == "supported"
+    assert ka.KEYWORDS["(top)"]["net_namespace"].status == "supported"
     (e,) = _errors(tmp_path, "net_namespace blue {\n}\n" + _inst())
     assert e.path == "global_defs.net_namespace" and "takes a name" in e.message
 

@@ -17,8 +17,6 @@ authentication (:data:`_LOAD_BEARING`) is an error: keepalived would run without
 Likewise keepalived's other leniencies (undefined track_script names, empty sync groups, an
 invalid scheduler, authentication on VRRPv3, words after ``virtual_server IP PORT``) are
 warnings here; ``pyvrrp check-config --strict`` turns every warning into an error.
-A keyword whose ``pending`` names a :data:`pyvrrp.config.models.NOT_YET_RUN` feature is read
-into the model, which refuses or warns until the daemon runs it.
 
 Nothing is dropped silently: every
 warning is a :class:`~pyvrrp.config.errors.ConfigIssue` with ``severity="warning"``
@@ -69,7 +67,6 @@ class Keyword:
     field: str | None = None  # model field it sets (None: none)
     note: str = ""
     conv: str = "str"  # how the value is read; see _CONVERTERS and the block handlers
-    pending: str | None = None  # a models.NOT_YET_RUN feature: read, but not run by the daemon yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +93,8 @@ class KeepalivedLoadError(ValueError):
         super().__init__("\n".join(str(i) for i in errs) or "keepalived.conf has errors")
 
 
-def _sup(field: str | None, conv: str = "str", note: str = "", pending: str | None = None) -> Keyword:
-    return Keyword("supported", field, note, conv, pending)
+def _sup(field: str | None, conv: str = "str", note: str = "") -> Keyword:
+    return Keyword("supported", field, note, conv)
 
 
 def _approx(field: str | None, note: str, conv: str = "str") -> Keyword:
@@ -210,10 +207,10 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
         "linkbeat_interfaces": _ign("pyvrrp always follows netlink link events"),
         "child_wait_time": _ign(_TUNING),
         "static_ipaddress": _sup(
-            "static_ipaddress", "vips", "`ADDR[/LEN] dev IF [label L] [scope S] [brd B]`", "static_ipaddress"
+            "static_ipaddress", "vips", "`ADDR[/LEN] dev IF [label L] [scope S] [brd B]`"
         ),
-        "static_routes": _sup("static_routes", "routes", "see virtual_routes", "static_routes"),
-        "static_rules": _sup("static_rules", "rules", "see virtual_rules", "static_rules"),
+        "static_routes": _sup("static_routes", "routes", "see virtual_routes"),
+        "static_rules": _sup("static_rules", "rules", "see virtual_rules"),
         "track_group": _ref("static track groups are not implemented"),
         "interface_up_down_delays": _ref("link debouncing is not implemented"),
         "garp_group": _ign("per-switch GARP rate limits are not implemented; pyvrrp's own spacing applies"),
@@ -323,9 +320,7 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
     "vrrp_track_process": {
         "process": _sup("process", "process", "`NAME [PARAM ...]`; parameters set params (full_command)"),
         "param_match": _sup("param_match", "param_match", "`exact` without a value"),
-        "weight": _sup(
-            "weight", "weight", "default 0 (quorum lost: FAULT); `reverse` sets weight_reverse"
-        ),
+        "weight": _sup("weight", "weight", "default 0 (quorum lost: FAULT); `reverse` sets weight_reverse"),
         "quorum": _sup("quorum", "int"),
         "quorum_max": _sup("quorum_max", "int"),
         "delay": _sup("delay", "float", "sets fork_delay and terminate_delay"),
@@ -429,14 +424,12 @@ KEYWORDS: dict[str, dict[str, Keyword]] = {
             "routes",
             "`[TYPE] [src IP] DEST [via GW] [dev IF] [scope S] [table N] [metric N] [onlink] [no_track]`; "
             "other options are refused by name",
-            "virtual_routes",
         ),
         "virtual_rules": _sup(
             "virtual_rules",
             "rules",
             "`[from P] [to P] [iif IF] [oif IF] [fwmark N[/M]] [table N] [priority N] [no_track]`; "
             "other options are refused by name",
-            "virtual_rules",
         ),
         "lvs_sync_daemon_interface": _sup(
             None,
@@ -2024,24 +2017,12 @@ def load(path: str | Path, *, config_id: str | None = None) -> Any:
 # ----------------------------------------------------------------------------------------
 
 
-def effective(entry: Keyword) -> tuple[Status, str]:
-    """A keyword's status and note today: a ``pending`` feature (models.NOT_YET_RUN) counts as
-    refused (error) or approximated (warning) until the daemon runs it."""
-    from pyvrrp.config.models import NOT_YET_RUN
-
-    if entry.pending is None or entry.pending not in NOT_YET_RUN:
-        return entry.status, entry.note
-    severity, why = NOT_YET_RUN[entry.pending]
-    note = f"{entry.note}. Not run yet: {why}" if entry.note else f"Not run yet: {why}"
-    return ("refused" if severity == "error" else "approximated"), note
-
-
 def keyword_counts() -> dict[Status, int]:
     """How many (block, keyword) pairs of :data:`KEYWORDS` are in each status (the doc's summary)."""
     counts: dict[Status, int] = {"supported": 0, "approximated": 0, "ignored": 0, "refused": 0}
     for table in KEYWORDS.values():
         for entry in table.values():
-            counts[effective(entry)[0]] += 1
+            counts[entry.status] += 1
     return counts
 
 
@@ -2051,9 +2032,7 @@ def keyword_table_markdown() -> str:
     total = sum(n.values())
     lines: list[str] = [
         f"{total} (block, keyword) pairs: **{n['supported']} supported, {n['approximated']} approximated, "
-        f"{n['ignored']} ignored with a warning, {n['refused']} refused**. A keyword read into the model "
-        "that the daemon does not run yet (`pyvrrp.config.models.NOT_YET_RUN`) counts as refused or "
-        "approximated until it does; its note says what to do meanwhile. Words keepalived itself "
+        f"{n['ignored']} ignored with a warning, {n['refused']} refused**. Words keepalived itself "
         "does not know are not listed: they are ignored with a warning (section 1).",
         "",
     ]
@@ -2071,7 +2050,7 @@ def keyword_table_markdown() -> str:
         for kw in sorted(table):
             e = table[kw]
             field = f"`{e.field}`" if e.field else ""
-            status, note = effective(e)
+            status, note = e.status, e.note
             note = note.replace("|", "\\|")
             lines.append(f"| `{kw}` | {status} | {field} | {note} |")
         lines.append("")

@@ -1611,29 +1611,6 @@ def _fam(family: int) -> str:
     return "IPv6" if family == 6 else "IPv4"
 
 
-# --------------------------------------------------------------------------- not run yet
-
-#: Features the config reads (keepalived semantics, in the model) that the daemon does not
-#: run yet (issue 16).  ``"error"``: a config that uses one is refused, because running
-#: without it would lose an address, a route or the peers; ``"warning"``: it loads and
-#: check-config says what is not done.  Each message says what to do instead.  Remove an
-#: entry when pyvrrp/runtime honours the feature (tests/test_realconf.py then shows it).
-#: Empty since issue 16: every feature the model reads is run by the daemon.
-NOT_YET_RUN: dict[str, tuple[Literal["error", "warning"], str]] = {}
-
-
-def _not_yet_run(cfg_or_parts: Any) -> list[tuple[str, Loc, str]]:
-    """``(feature, key path, detail)`` for every use of a :data:`NOT_YET_RUN` feature."""
-    # Nothing to look for while NOT_YET_RUN is empty; a new entry adds its search here.
-    del cfg_or_parts
-    return []
-
-
-def _not_yet_run_message(feature: str, detail: str) -> str:
-    text = NOT_YET_RUN[feature][1]
-    return f"{detail}: {text}" if detail else text
-
-
 # --------------------------------------------------------------------------- semantic errors
 
 
@@ -1650,9 +1627,6 @@ def _semantic_errors(p: _Parts) -> _Found:
     out.extend(_static_errors(p))
     out.extend(_sync_daemon_errors(p))
     out.extend(_announce_errors(p))
-    for feature, loc, detail in _not_yet_run(p):
-        if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "error":
-            out.append((loc, _not_yet_run_message(feature, detail), ()))
     return out
 
 
@@ -2061,6 +2035,8 @@ def _sync_daemon_errors(p: _Parts) -> _Found:
             (),
         )
     ]
+
+
 def _witness_errors(p: _Parts) -> _Found:
     """``witness = true`` needs ``global_defs.witness``; one key per VIP holder; no owner."""
     out: _Found = []
@@ -2272,9 +2248,6 @@ def check(cfg: Config, *, locate: Locator | None = None) -> list[ConfigIssue]:
                 f"process name ({tp.process.encode()[:_COMM_MAX_LEN].decode(errors='replace')!r}), so it "
                 "never matches (keepalived neither); set full_command to match the command line",
             )
-    for feature, loc, detail in _not_yet_run(cfg):
-        if feature in NOT_YET_RUN and NOT_YET_RUN[feature][0] == "warning":
-            warn(loc, _not_yet_run_message(feature, detail))
     if has_scripts and not cfg.global_defs.enable_script_security:
         at: Loc = ("global_defs", "enable_script_security")
         if locate is not None and locate(at)[1] is None and first_script is not None:

@@ -657,6 +657,11 @@ class _Ctx:
             Issue("warning", path, msg, node.file if node else None, node.line if node else None)
         )
 
+    def warn_at(self, path: str, msg: str) -> None:
+        """A warning at the line :meth:`mark` recorded for ``path`` (none recorded: no line)."""
+        loc = self.locs.get(path)
+        self.issues.append(Issue("warning", path, msg, loc[0] if loc else None, loc[1] if loc else None))
+
     def mark(self, path: str, node: Node) -> None:
         self.locs.setdefault(path, (node.file, node.line))
 
@@ -1801,17 +1806,10 @@ def _v3_authentication(ctx: _Ctx, model: dict[str, Any]) -> None:
             continue
         version = str(inst.get("version", 3 if _family_words_v6(inst) else default))
         if version == "3":
-            p = f"vrrp_instance.{_q(name)}.authentication"
-            loc = ctx.locs.get(p)
-            ctx.issues.append(
-                Issue(
-                    "warning",
-                    p,
-                    "ignored on a VRRPv3 instance (RFC 5798 has no authentication), as keepalived does; "
-                    "remove it",
-                    loc[0] if loc else None,
-                    loc[1] if loc else None,
-                )
+            ctx.warn_at(
+                f"vrrp_instance.{_q(name)}.authentication",
+                "ignored on a VRRPv3 instance (RFC 5798 has no authentication), as keepalived does; "
+                "remove it",
             )
             del inst["authentication"]
 
@@ -1820,17 +1818,10 @@ def _vmac_unicast(ctx: _Ctx, model: dict[str, Any]) -> None:
     """keepalived: "unicast with use_vmac requires vmac_xmit_base - setting" (so do we, with a warning)."""
     for name, inst in model.get("vrrp_instance", {}).items():
         if inst.get("use_vmac") and inst.get("unicast_peer") and not inst.get("vmac_xmit_base"):
-            p = f"vrrp_instance.{_q(name)}.use_vmac"
-            loc = ctx.locs.get(p)
-            ctx.issues.append(
-                Issue(
-                    "warning",
-                    p,
-                    "use_vmac with unicast_peer needs vmac_xmit_base (unicast adverts arrive on the base "
-                    "interface); set, as keepalived does; add vmac_xmit_base to say so",
-                    loc[0] if loc else None,
-                    loc[1] if loc else None,
-                )
+            ctx.warn_at(
+                f"vrrp_instance.{_q(name)}.use_vmac",
+                "use_vmac with unicast_peer needs vmac_xmit_base (unicast adverts arrive on the base "
+                "interface); set, as keepalived does; add vmac_xmit_base to say so",
             )
             inst["vmac_xmit_base"] = True
 
@@ -1864,10 +1855,6 @@ def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
     TOML file, pyvrrp's own format, keeps refusing an unknown name.
     """
 
-    def warn(p: str, message: str) -> None:
-        loc = ctx.locs.get(p)
-        ctx.issues.append(Issue("warning", p, message, loc[0] if loc else None, loc[1] if loc else None))
-
     scripts = set(model.get("vrrp_script", {}))
     files = set(model.get("track_file", {}))
     processes = set(model.get("vrrp_track_process", {}))
@@ -1880,7 +1867,7 @@ def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
                 for i, item in enumerate(items):
                     if item["name"] not in known:
                         defined = f" (defined: {', '.join(sorted(known))})" if known else ""
-                        warn(
+                        ctx.warn_at(
                             f"{kind}.{_q(name)}.{field}[{i}]",
                             f"{field} '{item['name']}' is not defined{defined}: ignored, as keepalived "
                             "does, so nothing is tracked here",
@@ -1891,22 +1878,16 @@ def _cross_checks(ctx: _Ctx, model: dict[str, Any]) -> None:
         members = body.get("group", [])
         for member in members:
             if member not in instances:
-                warn(
+                ctx.warn_at(
                     f"vrrp_sync_group.{_q(name)}.group",
                     f"sync group member '{member}' is not a vrrp_instance: ignored, as keepalived does",
                 )
         kept = [m for m in members if m in instances]
         if not kept:  # keepalived: "Sync group G has no virtual router(s). removing"
-            loc = ctx.locs.get(f"vrrp_sync_group.{_q(name)}")
-            ctx.issues.append(
-                Issue(
-                    "warning",
-                    f"vrrp_sync_group.{_q(name)}",
-                    "has no vrrp_instance (a `group { }` block names them): the group is removed, "
-                    "as keepalived does",
-                    loc[0] if loc else None,
-                    loc[1] if loc else None,
-                )
+            ctx.warn_at(
+                f"vrrp_sync_group.{_q(name)}",
+                "has no vrrp_instance (a `group { }` block names them): the group is removed, "
+                "as keepalived does",
             )
             body["_drop"] = True
         else:

@@ -549,6 +549,20 @@ class Daemon:
             raise StartupError(f"interface {spec.interface} has no {what} to send adverts from")
         return primary
 
+    def _router_config(
+        self, config: Config, name: str, spec: VrrpInstance, primary: IPv4Address | IPv6Address
+    ) -> RouterConfig:
+        """:func:`router_config` with what the daemon knows: sync-group membership, the
+        configured advert group, whether the witness gates the instance."""
+        return router_config(
+            name,
+            spec,
+            primary,
+            in_group=name in self.supervisor.group_of,
+            mcast_group=mcast_group_of(config, spec.family),
+            witnessed=config.witness_key(name) is not None,
+        )
+
     def _link_exists(self, ifname: str) -> bool:
         try:
             self.netlink.link_index(ifname)
@@ -579,15 +593,7 @@ class Daemon:
                 waiting, primary = str(exc), _UNSPECIFIED[spec.family]
         epoch = self.epochs.load(name) if self.epochs is not None else 0
         wkey = self.config.witness_key(name)
-        cfg = router_config(
-            name,
-            spec,
-            primary,
-            in_group=name in sup.group_of,
-            mcast_group=mcast_group_of(self.config, spec.family),
-            witnessed=wkey is not None,
-        )
-        router = VirtualRouter(cfg, epoch=epoch)
+        router = VirtualRouter(self._router_config(self.config, name, spec, primary), epoch=epoch)
         bound = log.bind(instance=name, iface=spec.interface, vrid=spec.virtual_router_id)
         inst = Instance(
             name=name,
@@ -714,14 +720,7 @@ class Daemon:
             except StartupError as exc:
                 inst.waiting_for = str(exc)  # e.g. the link exists now, its address not yet
                 continue
-            cfg = router_config(
-                inst.name,
-                inst.spec,
-                primary,
-                in_group=inst.name in self.supervisor.group_of,
-                mcast_group=mcast_group_of(self.config, inst.spec.family),
-                witnessed=inst.witness_key is not None,
-            )
+            cfg = self._router_config(self.config, inst.name, inst.spec, primary)
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             try:
@@ -1457,14 +1456,7 @@ class Daemon:
                 inst.gateway = inst.conflict = None
                 sup.feed(inst, ev.TrackerChanged(name="gateway"))  # neutral until re-proven
                 await self._start_guards(inst)
-            cfg = router_config(
-                name,
-                spec,
-                primaries[name],
-                in_group=name in sup.group_of,
-                mcast_group=mcast_group_of(new, spec.family),
-                witnessed=new.witness_key(name) is not None,
-            )
+            cfg = self._router_config(new, name, spec, primaries[name])
             for action in inst.router.reconfigure(cfg, now=clock.monotonic()):
                 self._execute().execute(inst, action)
             sup.arm(inst)

@@ -139,8 +139,8 @@ class NotifyFifo:
             gid = -1
         return uid, gid
 
-    def open_fifo(self) -> bool:
-        """Create the FIFO if absent and open it for writing; False (logged) if it cannot be used."""
+    def _create(self) -> bool:
+        """``mkfifo`` unless the path exists; False (logged) when it cannot be created."""
         try:
             os.mkfifo(self.path, FIFO_MODE)
             self.created = True
@@ -148,6 +148,12 @@ class NotifyFifo:
             pass
         except OSError as exc:
             self._log.error("notify_fifo_create_failed", error=exc.strerror or str(exc))
+            return False
+        return True
+
+    def open_fifo(self) -> bool:
+        """Create the FIFO if absent and open it for writing; False (logged) if it cannot be used."""
+        if not self._create():
             return False
         if self.created and (self.user or self.group):
             try:
@@ -204,16 +210,9 @@ class NotifyFifo:
 
     async def open(self) -> bool:
         """:meth:`start_script`, then :meth:`open_fifo` (the script's own open waits for ours)."""
-        if self.script and not self.path.exists():
-            # create it first so that the script finds a FIFO, not a missing file
-            try:
-                os.mkfifo(self.path, FIFO_MODE)
-                self.created = True
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                self._log.error("notify_fifo_create_failed", error=exc.strerror or str(exc))
-                return False
+        # with a script, create the FIFO first so that the script finds a FIFO, not a missing file
+        if self.script and not self.path.exists() and not self._create():
+            return False
         await self.start_script()
         return self.open_fifo()
 

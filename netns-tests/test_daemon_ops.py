@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from _daemon_helpers import (
+    FAST_INT_S,
     VIP4_B,
     AddrMonitor,
     adverts,
@@ -221,7 +222,9 @@ def test_reload_vip_list_change_adds_and_removes_without_flap(lab: Lab) -> None:
     assert not [ln for ln in mon_text.splitlines() if "Deleted" in ln and f"{VIP4}/" in ln], mon_text
     assert [ln for ln in mon_text.splitlines() if "Deleted" in ln and f"{VIP4_B}/" in ln]
     ads = adverts(cap.events(), lab, "lb1")
-    assert max_gap_s([e.t for e in ads]) <= 0.15 and all(e.priority == 150 for e in ads)
+    # no advert gap a backup would take over in (Master_Down ~3.6 intervals); a tighter bound
+    # only measured this VM's stalls under load (it failed ~1 run in 20 in the full suite)
+    assert max_gap_s([e.t for e in ads]) < 3 * FAST_INT_S and all(e.priority == 150 for e in ads)
     assert {e.addresses for e in ads} >= {(VIP4,), (VIP4, VIP4_B)}
 
 

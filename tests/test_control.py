@@ -19,6 +19,7 @@ from pyvrrp.runtime.control import (
     ControlServer,
     DaemonUnreachable,
     ErrorReply,
+    ProtocolMismatch,
     SocketInUse,
     request,
     request_reply,
@@ -491,3 +492,42 @@ def test_asyncio_errors_go_through_structlog(tmp_path: Path) -> None:
     assert len(errors) == 1
     assert errors[0]["message"] == "Exception in callback"
     assert "kaput in a callback" in errors[0]["exception"]
+
+
+def test_a_reply_larger_than_a_request_may_be_is_read_whole(tmp_path: Path) -> None:
+    """`state` of 1,000 instances is several MB on one line: the client reads it (a request
+    stays capped at MAX_LINE_BYTES); found when `state --json` failed at N = 1000."""
+    path = tmp_path / "c.sock"
+    srv = ControlServer(path)
+    big = [{"name": f"VI_{i}", "pad": "x" * 3000} for i in range(1000)]  # ~3 MB
+
+    async def state(params: dict[str, Any]) -> dict[str, Any]:
+        return {"instances": big}
+
+    srv.register("state", state)
+
+    async def main() -> None:
+        async with srv:
+            got = await request(path, "state")
+            assert len(got["instances"]) == 1000 and got["instances"][-1] == big[-1]
+
+    asyncio.run(main())
+
+
+def test_a_reply_beyond_the_client_limit_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "c.sock"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b'{"v": 1, "ok": true, "result": "' + b"x" * 4096)  # never ends its line
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(serve, path=str(path))
+        async with server:
+            with pytest.raises(ProtocolMismatch, match="longer than"):
+                await request_reply(path, "state", timeout=5, max_reply_bytes=1024)
+
+    asyncio.run(main())

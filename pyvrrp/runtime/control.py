@@ -72,6 +72,9 @@ PROTOCOL_VERSION = 1
 DEFAULT_SOCKET_PATH = "/run/pyvrrp/control.sock"
 DEFAULT_TIMEOUT_S = 2.0
 MAX_LINE_BYTES = 1 << 20
+"""The longest request line the daemon reads."""
+MAX_REPLY_BYTES = 1 << 28
+"""The longest reply line a client reads (``state`` of 1,000 instances is several MB)."""
 IDLE_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 64
@@ -547,7 +550,13 @@ async def _is_live(path: Path, timeout_s: float = 1.0) -> bool:
 
 
 async def request_reply(
-    path: str | os.PathLike[str], op: str, /, *, timeout: float = DEFAULT_TIMEOUT_S, **params: Any
+    path: str | os.PathLike[str],
+    op: str,
+    /,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    max_reply_bytes: int = MAX_REPLY_BYTES,
+    **params: Any,
 ) -> dict[str, Any]:
     """Send one request; return the whole reply object (``ok`` true or false).
 
@@ -558,7 +567,7 @@ async def request_reply(
     p = str(path)
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(p, limit=MAX_LINE_BYTES), timeout
+            asyncio.open_unix_connection(p, limit=max_reply_bytes), timeout
         )
     except FileNotFoundError:
         raise DaemonUnreachable(f"pyvrrp daemon not running: no control socket at {p}") from None
@@ -578,6 +587,8 @@ async def request_reply(
         raise DaemonUnreachable(f"pyvrrp daemon did not answer on {p} within {timeout}s") from None
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         raise DaemonUnreachable(f"connection to {p} lost: {exc}") from None
+    except ValueError:  # asyncio's LimitOverrunError, re-raised by readline()
+        raise ProtocolMismatch(f"reply longer than {max_reply_bytes} bytes") from None
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, BrokenPipeError):

@@ -1,4 +1,4 @@
-"""Scale: many VRIDs on one link, pyvrrp beside keepalived 2.2.7 in one run (issue 15 item 4).
+"""Scale: many VRIDs on one segment, pyvrrp beside keepalived 2.2.7 in one run (issue 15 item 4).
 
 Usage::
 
@@ -6,8 +6,10 @@ Usage::
                                [--failover 1:1000] [--daemons pyvrrp,keepalived] [--quick]
 
 Each cell is ``advert interval (s) : N instances``.  A pair in a fresh namespace lab: lb1
-(priority 150) is MASTER of VRIDs 1..N on eth0, lb2 (priority 100) their BACKUP, VRRPv3,
-one /32 VIP per VRID.  Once both have settled, the br0 capture records ``--hold`` seconds
+(priority 150) is MASTER of N instances, lb2 (priority 100) their BACKUP, VRRPv3, one /32
+VIP per instance.  A VRID is one byte, so instances 1..250 run on eth0 (bridge br0) and
+every further 250 on one more link of the pair (eth1 on br1, eth2 on br2, ...).
+Once both have settled, the br0 capture records ``--hold`` seconds
 of steady state, then (failover cells) lb1 is killed with SIGKILL (keepalived: its VRRP
 child and parent) and lb2 takes every VRID over.
 
@@ -56,11 +58,22 @@ from benchmarks._common import cpu_ticks_s, descendants, rss_kb  # noqa: E402
 from benchmarks.failover import make_node  # noqa: E402
 from pyvrrp.lab.capture import Capture  # noqa: E402
 from pyvrrp.lab.keepalived import KeepalivedNode, keepalived_available  # noqa: E402
-from pyvrrp.lab.topology import DaemonNode, InstanceSpec, Lab, PyvrrpNode, wait_for  # noqa: E402
+from pyvrrp.lab.topology import (  # noqa: E402
+    BRIDGE,
+    LAB_IFNAME,
+    SWITCH,
+    DaemonNode,
+    InstanceSpec,
+    Lab,
+    PyvrrpNode,
+    wait_for,
+)
 from pyvrrp.proto.timing import master_down_interval_s  # noqa: E402
 
 PRIO_HIGH, PRIO_LOW = 150, 100
 BPF = "ip proto 112 or arp"
+PER_LINK = 250
+"""Instances per link: VRIDs 1..250 on eth0, then on eth1, ..."""
 _ADVERT = re.compile(r"^(\d+\.\d+) IP (\S+) > 224\.0\.0\.18: VRRPv3, Advertisement, vrid (\d+), prio (\d+)")
 _GARP = re.compile(
     r"^(\d+\.\d+) ARP, (?:Request who-has|Reply) (198\.18\.\d+\.\d+) (?:\(\S+\) )?(?:tell|is-at) "
@@ -71,22 +84,58 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def vip(vrid: int) -> str:
-    return f"198.18.{vrid // 250}.{vrid % 250 + 1}"
+def vip(v: int) -> str:
+    return f"198.18.{v // 250}.{v % 250 + 1}"
+
+
+def link_of(v: int) -> tuple[int, int]:
+    """Instance ``v`` (1..N) -> (link index, VRID on that link)."""
+    return (v - 1) // PER_LINK, (v - 1) % PER_LINK + 1
+
+
+def ifname(link: int) -> str:
+    return LAB_IFNAME if link == 0 else f"eth{link}"
+
+
+def n_links(n: int) -> int:
+    return (n - 1) // PER_LINK + 1
+
+
+def link_ip(lab: Lab, host: str, link: int) -> str:
+    return lab.ip(host) if link == 0 else f"10.250.{link}.{1 if host == 'lb1' else 2}"
+
+
+def add_links(lab: Lab, n: int) -> None:
+    """The links instances beyond the first 250 run on: bridge brK in the switch, ethK in lb1 and lb2."""
+    for link in range(1, n_links(n)):
+        br = f"br{link}"
+        lab.ip_cmd(SWITCH, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        lab.ip_cmd(SWITCH, "link", "set", br, "up")
+        for host in ("lb1", "lb2"):
+            port, dev = f"k{link}-{host}", ifname(link)
+            peer = ("peer", "name", dev, "netns", lab.ns(host))
+            lab.ip_cmd(SWITCH, "link", "add", port, "type", "veth", *peer)
+            lab.ip_cmd(SWITCH, "link", "set", port, "master", br, "up")
+            lab.ip_cmd(host, "addr", "add", f"{link_ip(lab, host, link)}/24", "dev", dev)
+            lab.ip_cmd(host, "link", "set", dev, "up")
 
 
 def specs(n: int, interval_s: float, priority: int) -> list[InstanceSpec]:
-    return [
-        InstanceSpec(
-            priority=priority,
-            name=f"VI_{v}",
-            vrid=v,
-            version=3,
-            advert_int_s=interval_s,
-            vips=(f"{vip(v)}/32",),
+    out = []
+    for v in range(1, n + 1):
+        link, vrid = link_of(v)
+        out.append(
+            InstanceSpec(
+                priority=priority,
+                name=f"VI_{v}",
+                vrid=vrid,
+                interface=ifname(link),
+                version=3,
+                advert_int_s=interval_s,
+                vips=(f"{vip(v)}/32",),
+            )
         )
-        for v in range(1, n + 1)
-    ]
+    return out
 
 
 def states(node: DaemonNode) -> list[str]:
@@ -139,11 +188,15 @@ class Row:
 Wire = tuple[dict[int, list[float]], dict[int, float], dict[str, list[float]]]
 
 
-def wire(pcap: Path, lb1_ip: str, lb2_ip: str) -> Wire:
-    """(lb1's advert times per VRID, lb2's first advert per VRID, GARP times per VIP)."""
-    out = subprocess.run(
-        ["tcpdump", "-r", str(pcap), "-nn", "-tt"], capture_output=True, text=True, check=False
-    ).stdout
+def wire(pcaps: list[Path], lb1_ips: dict[str, int], lb2_ips: dict[str, int]) -> Wire:
+    """(lb1's advert times per instance, lb2's first advert per instance, GARP times per VIP).
+
+    ``lb1_ips``/``lb2_ips``: source address -> link index (instance = link x 250 + VRID).
+    """
+    out = ""
+    for p in pcaps:
+        argv = ["tcpdump", "-nn", "-tt", "-r", str(p)]
+        out += subprocess.run(argv, capture_output=True, text=True, check=False).stdout
     lb1: dict[int, list[float]] = defaultdict(list)
     lb2: dict[int, float] = {}
     garp: dict[str, list[float]] = defaultdict(list)
@@ -151,10 +204,11 @@ def wire(pcap: Path, lb1_ip: str, lb2_ip: str) -> Wire:
         m = _ADVERT.match(line)
         if m:
             t, src, vrid = float(m[1]), m[2], int(m[3])
-            if src == lb1_ip:
-                lb1[vrid].append(t)
-            elif src == lb2_ip and vrid not in lb2:
-                lb2[vrid] = t
+            if src in lb1_ips:
+                lb1[lb1_ips[src] * PER_LINK + vrid].append(t)
+            elif src in lb2_ips:
+                v = lb2_ips[src] * PER_LINK + vrid
+                lb2[v] = min(t, lb2.get(v, t))
             continue
         g = _GARP.match(line)
         if g:
@@ -166,6 +220,7 @@ def measure(daemon: str, interval_s: float, n: int, run: int, hold_s: float, fai
     row = Row(daemon, interval_s, n, run, load1=os.getloadavg()[0])
     start_s = 30.0 + n * 0.05
     with Lab(real_servers=False) as lab:
+        add_links(lab, n)
         lb1 = make_node(daemon, lab, "lb1", specs(n, interval_s, PRIO_HIGH))
         lb1.start()
         wait_for(lambda: all_in(lb1, n, "MASTER"), start_s, 0.5, what=f"lb1 {daemon} MASTER x{n}")
@@ -173,7 +228,10 @@ def measure(daemon: str, interval_s: float, n: int, run: int, hold_s: float, fai
         lb2.start()
         wait_for(lambda: all_in(lb2, n, "BACKUP"), start_s, 0.5, what=f"lb2 {daemon} BACKUP x{n}")
         time.sleep(max(2.0, 4 * interval_s))
-        cap = Capture(lab, lab.run_dir / "scale.pcap", bpf=BPF).start()
+        caps = [
+            Capture(lab, lab.run_dir / f"scale-{br}.pcap", bpf=BPF, iface=br).start()
+            for br in (BRIDGE, *(f"br{k}" for k in range(1, n_links(n))))
+        ]
         t1, t2 = transitions(lb1), transitions(lb2)
         p1, p2 = pids(lb1), pids(lb2)
         c1, c2, w0 = cpu_ticks_s(p1), cpu_ticks_s(p2), time.time()
@@ -193,8 +251,11 @@ def measure(daemon: str, interval_s: float, n: int, run: int, hold_s: float, fai
             except Exception as exc:  # report, do not abort the run
                 log(f"failover incomplete: {exc}")
             time.sleep(0.5)
-        pcap = cap.stop()
-        lb1_times, _lb2_first, garp = wire(pcap, lab.ip("lb1"), lab.ip("lb2"))
+        pcaps = [cap.stop() for cap in caps]
+        links = range(n_links(n))
+        lb1_times, _lb2_first, garp = wire(
+            pcaps, {link_ip(lab, "lb1", k): k for k in links}, {link_ip(lab, "lb2", k): k for k in links}
+        )
         window = [t for ts in lb1_times.values() for t in ts if w0 <= t <= w1]
         row.adverts = len(window)
         span = w1 - w0

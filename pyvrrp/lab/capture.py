@@ -56,16 +56,19 @@ class WireEvent:
 class Capture:
     """``tcpdump -i br0 -w FILE`` in the switch namespace.  ``with Capture(lab, path):``."""
 
-    def __init__(self, lab: Lab, path: str | Path | None = None, bpf: str = DEFAULT_FILTER) -> None:
+    def __init__(
+        self, lab: Lab, path: str | Path | None = None, bpf: str = DEFAULT_FILTER, *, iface: str = BRIDGE
+    ) -> None:
         self.lab = lab
-        self.path = Path(path) if path else lab.run_dir / "br0.pcap"
+        self.iface = iface
+        self.path = Path(path) if path else lab.run_dir / f"{iface}.pcap"
         self.bpf = bpf
         self.proc: subprocess.Popen[str] | None = None
         self.stderr_path = self.path.with_suffix(".tcpdump.log")
 
     def _tstamp_args(self) -> list[str]:
         args = ["--time-stamp-precision", "nano"]
-        probe = self.lab.exec(SWITCH, ["tcpdump", "-J", "-i", BRIDGE], check=False)
+        probe = self.lab.exec(SWITCH, ["tcpdump", "-J", "-i", self.iface], check=False)
         if "adapter_unsynced" in probe.stdout + probe.stderr:
             args = ["-j", "adapter_unsynced", *args]
         return args
@@ -77,7 +80,7 @@ class Capture:
             argv = [
                 "tcpdump",
                 "-i",
-                BRIDGE,
+                self.iface,
                 "-n",
                 "-U",
                 "--immediate-mode",

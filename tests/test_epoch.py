@@ -88,3 +88,16 @@ def test_instance_names_map_to_distinct_safe_files(tmp_path):
     assert len(os.listdir(tmp_path)) == len(names)
     with pytest.raises(ValueError):
         store.path_for("")
+
+
+def test_save_many_writes_every_epoch_with_one_directory_fsync(tmp_path, monkeypatch):
+    store = EpochStore(tmp_path / "state")
+    dir_fsyncs = []
+    monkeypatch.setattr(store, "_fsync_dir", lambda: dir_fsyncs.append(1))
+    store.save_many([(f"VI_{i}", i + 1) for i in range(50)])
+    assert dir_fsyncs == [1]
+    fresh = EpochStore(tmp_path / "state")
+    assert [fresh.load(f"VI_{i}") for i in range(50)] == list(range(1, 51))
+    with pytest.raises(ValueError):
+        store.save_many([("VI_0", 7), ("VI_1", -1)])
+    assert fresh.load("VI_0") == 1  # a bad item refuses the batch before anything is written

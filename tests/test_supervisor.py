@@ -593,3 +593,42 @@ async def test_a_timer_wake_up_refiles_moved_entries_ahead_and_stops_at_one_that
     assert third.heap_seq >= 0 and third.heap_at == third.timer_at - TIMER_LEAD_S  # type: ignore[operator]
     live = [e for e in sup._heap if e[1] == e[2].heap_seq]
     assert sorted(e[2].name for e in live) == ["VI_1", "VI_3"]
+
+
+@dataclass
+class JournalEpochs:
+    journal: list[str]
+    saved: dict[str, int] = field(default_factory=dict)
+
+    def save(self, name: str, epoch: int) -> None:
+        self.journal.append("epoch")
+        self.saved[name] = epoch
+
+    def save_many(self, items: list[tuple[str, int]]) -> None:
+        self.journal.append(f"epochs {len(items)}")
+        self.saved.update(items)
+
+
+@in_loop
+async def test_the_epochs_of_a_mass_failover_are_written_together_after_its_vips_and_garps() -> None:
+    # Two fsyncs per takeover, each holding the loop, made the last VRIDs of a mass failover
+    # late (N = 1000): the terms begun in one loop pass are saved in one save_many.
+    loop = asyncio.get_running_loop()
+    sup, insts, sock = _rig_n(loop, 20, version=3, advert_int=0.05)
+    assert sup.executor is not None and sock.journal is not None
+    journal = sock.journal
+    sup.executor.netlink = BatchAddresses(journal)
+    epochs = JournalEpochs(journal)
+    sup.executor.epochs = epochs  # type: ignore[assignment]
+    stamp = time.time_ns()
+    sock.queue += [(_v3(i.router.config.vrid), stamp) for i in insts]
+    sock.batch()
+    last = max(i.timer_at for i in insts if i.timer_at is not None)
+    journal.clear()
+    await asyncio.sleep(last - clock.monotonic() + 0.05)
+    assert all(i.router.state is ev.State.MASTER for i in insts)
+    assert "epoch" not in journal  # none written one by one
+    saves = [j for j in journal if j.startswith("epochs")]
+    assert 1 <= len(saves) <= 2 and sum(int(j.split()[1]) for j in saves) == 20, saves
+    assert journal.index(saves[0]) > journal.index("garp")
+    assert epochs.saved == {i.name: i.router.snapshot(now=clock.monotonic()).epoch for i in insts}

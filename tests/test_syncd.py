@@ -351,7 +351,7 @@ def test_daemon_feeds_only_the_followed_instance_and_not_while_stopping(tmp_path
 
     async def main() -> None:
         d = Daemon(str(tmp_path / "cfg.conf"), cfg, control_socket=str(tmp_path / "c.sock"))
-        d.systemd = SimpleNamespace(status=lambda _s: None)  # type: ignore[assignment]
+        d.systemd = SimpleNamespace(status=lambda _s: None, enabled=False)  # type: ignore[assignment]
         k = RecordingKernel()
         d.syncd = SyncDaemonManager(SyncDaemonSpec.from_config(cfg), k)  # type: ignore[arg-type]
         await d.syncd.start("BACKUP")

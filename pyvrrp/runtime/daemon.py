@@ -216,6 +216,7 @@ class Daemon:
         self.epochs = _epoch_store(config)
         self.control = ControlServer(self.control_path)
         self.systemd = SdNotifier.from_environ()  # no-op outside a Type=notify unit
+        self._status_due = False
         self.held = HeldState.in_dir(Path(self.control_path).parent)
         self.firewall = Nft()
         self._drop_plan: DropPlan | None = None  # what the nftables table holds now
@@ -939,6 +940,13 @@ class Daemon:
             syncd.follow(action.new.value)  # master on MASTER, backup otherwise
         if self.bgp is not None:
             self.bgp.poke()
+        if self.systemd.enabled and not self._status_due:
+            # once per loop pass, not per instance: a sweep of N takeovers is O(N), not O(N^2)
+            self._status_due = True
+            asyncio.get_running_loop().call_soon(self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_due = False
         self.systemd.status(self._summary())
 
     def _summary(self) -> str:

@@ -144,6 +144,7 @@ class Executor:
         self._held_dirty = False
         self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
         self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
+        self._epochs_due: list[tuple[str, int]] = []
         self._owned: dict[
             str, tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]]
         ] = {}
@@ -445,10 +446,12 @@ class Executor:
             epoch=action.epoch,
         )
         if action.new is ev.State.MASTER and self.epochs is not None:
-            try:
-                self.epochs.save(inst.name, action.epoch)
-            except OSError as exc:
-                inst.log.warning("epoch_save_failed", error=str(exc))
+            # the terms begun in this loop pass are written together (one directory fsync):
+            # two fsyncs per takeover held the loop ~0.5 ms each, so a mass failover's last
+            # VRIDs took over late (N = 1000, benchmarks/scale.py)
+            if not self._epochs_due:
+                self.loop.call_soon(self._save_epochs)
+            self._epochs_due.append((inst.name, action.epoch))
         self._on_state_changed(inst, action)
         if action.new is ev.State.INIT and action.old is ev.State.INIT:
             return
@@ -465,6 +468,15 @@ class Executor:
             word = fifo_state_word(action.new, action.reason)
             if word is not None:
                 self.fifos.instance(inst.name, word, action.priority)
+
+    def _save_epochs(self) -> None:
+        due, self._epochs_due = self._epochs_due, []
+        if not due or self.epochs is None:
+            return
+        try:
+            self.epochs.save_many(due)
+        except OSError as exc:
+            log.warning("epoch_save_failed", instances=[name for name, _ in due], error=str(exc))
 
     def notify_group(self, name: str, spec: VrrpSyncGroup, old: ev.State, new: ev.State) -> None:
         """A sync group's state changed: its own notify scripts (keepalived ``GROUP`` lines)."""

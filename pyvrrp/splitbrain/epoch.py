@@ -91,9 +91,25 @@ class EpochStore:
             OSError: the state directory cannot be created or written (the caller
                 decides whether that is fatal; the in-memory epoch stays valid).
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= _MAX_EPOCH:
-            raise ValueError(f"epoch must be an int in 0..2**63-1, got {epoch!r}")
+        self.save_many([(name, epoch)])
+
+    def save_many(self, items: list[tuple[str, int]]) -> None:
+        """:meth:`save` for several instances, one directory fsync for them all (a mass failover).
+
+        Raises:
+            ValueError, OSError: as :meth:`save`; the items before the failing one are saved.
+        """
+        for _name, epoch in items:
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= _MAX_EPOCH:
+                raise ValueError(f"epoch must be an int in 0..2**63-1, got {epoch!r}")
+        if not items:
+            return
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name, epoch in items:
+            self._write(name, epoch)
+        self._fsync_dir()
+
+    def _write(self, name: str, epoch: int) -> None:
         path = self.path_for(name)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.state_dir)
         try:
@@ -108,7 +124,6 @@ class EpochStore:
             except FileNotFoundError:
                 _log.debug("epoch_tmp_already_gone", path=tmp_name)
             raise
-        self._fsync_dir()
 
     def bump(self, name: str) -> int:
         """Start a new term: ``load(name) + 1``, saved, returned."""

@@ -612,7 +612,7 @@ class JournalEpochs:
 @in_loop
 async def test_the_epochs_of_a_mass_failover_are_written_together_after_its_vips_and_garps() -> None:
     # Two fsyncs per takeover, each holding the loop, made the last VRIDs of a mass failover
-    # late (N = 1000): the terms begun in one loop pass are saved in one save_many.
+    # late (N = 1000): the terms begun in one loop pass are saved in one save_many, off the loop.
     loop = asyncio.get_running_loop()
     sup, insts, sock = _rig_n(loop, 20, version=3, advert_int=0.05)
     assert sup.executor is not None and sock.journal is not None
@@ -627,6 +627,7 @@ async def test_the_epochs_of_a_mass_failover_are_written_together_after_its_vips
     journal.clear()
     await asyncio.sleep(last - clock.monotonic() + 0.05)
     assert all(i.router.state is ev.State.MASTER for i in insts)
+    sup.executor.close()  # the writer thread has finished
     assert "epoch" not in journal  # none written one by one
     saves = [j for j in journal if j.startswith("epochs")]
     assert 1 <= len(saves) <= 2 and sum(int(j.split()[1]) for j in saves) == 20, saves

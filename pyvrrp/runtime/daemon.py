@@ -424,6 +424,7 @@ class Daemon:
             self.held.sync_daemon = False
         if self._executor is not None:
             self._executor.flush_held()
+            self._executor.close()  # the last terms' epochs are on disk before we exit
         if self._supervisor is not None:
             for sock in self._supervisor.sockets.values():
                 with contextlib.suppress(OSError):

@@ -24,6 +24,7 @@ keep advertising), fed back through the supervisor's inbox.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable
@@ -145,6 +146,7 @@ class Executor:
         self._sweep_adds: list[tuple[Instance, ev.AddVips]] | None = None
         self._sweep_announces: list[tuple[Instance, ev.AnnounceVips]] = []
         self._epochs_due: list[tuple[str, int]] = []
+        self._epoch_writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._owned: dict[
             str, tuple[tuple[tuple[str, ev.IPInterface], ...], frozenset[str], frozenset[str]]
         ] = {}
@@ -446,9 +448,9 @@ class Executor:
             epoch=action.epoch,
         )
         if action.new is ev.State.MASTER and self.epochs is not None:
-            # the terms begun in this loop pass are written together (one directory fsync):
-            # two fsyncs per takeover held the loop ~0.5 ms each, so a mass failover's last
-            # VRIDs took over late (N = 1000, benchmarks/scale.py)
+            # the terms begun in this loop pass are written together (one directory fsync),
+            # off the loop: two fsyncs per takeover held it ~0.5 ms each, so a mass
+            # failover's last VRIDs took over late (N = 1000, benchmarks/scale.py)
             if not self._epochs_due:
                 self.loop.call_soon(self._save_epochs)
             self._epochs_due.append((inst.name, action.epoch))
@@ -470,13 +472,23 @@ class Executor:
                 self.fifos.instance(inst.name, word, action.priority)
 
     def _save_epochs(self) -> None:
+        """Hand the due epochs to the one writer thread (in order: a later term of an
+        instance is never overtaken by an earlier one)."""
         due, self._epochs_due = self._epochs_due, []
-        if not due or self.epochs is None:
+        store = self.epochs
+        if not due or store is None:
             return
-        try:
-            self.epochs.save_many(due)
-        except OSError as exc:
-            log.warning("epoch_save_failed", instances=[name for name, _ in due], error=str(exc))
+        if self._epoch_writer is None:
+            self._epoch_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pyvrrp-epochs")
+        fut = self._epoch_writer.submit(store.save_many, due)
+        fut.add_done_callback(lambda f: self.loop.call_soon_threadsafe(_epochs_saved, due, f))
+
+    def close(self) -> None:
+        """Write what is due and wait for the writer (daemon stop)."""
+        self._save_epochs()
+        if self._epoch_writer is not None:
+            self._epoch_writer.shutdown(wait=True)
+            self._epoch_writer = None
 
     def notify_group(self, name: str, spec: VrrpSyncGroup, old: ev.State, new: ev.State) -> None:
         """A sync group's state changed: its own notify scripts (keepalived ``GROUP`` lines)."""
@@ -503,3 +515,9 @@ class Executor:
             epoch=inst.router.epoch,
         )
         self.notifier.submit(event, NotifyScripts(notify=inst.spec.notify_conflict))
+
+
+def _epochs_saved(due: list[tuple[str, int]], fut: concurrent.futures.Future[None]) -> None:
+    exc = fut.exception()
+    if exc is not None:
+        log.warning("epoch_save_failed", instances=[name for name, _ in due], error=str(exc))

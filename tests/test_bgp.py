@@ -445,3 +445,50 @@ def test_no_speaker_is_imported_without_an_announce_table() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_process_pings_exabgp_and_reports_when_it_stops_answering() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    p = ExabgpProcess("/nonexistent", out=out)
+    p._clock = clock
+    p.ping()
+    assert out.getvalue().splitlines() == ["# pyvrrp ping"]  # ExaBGP's comment command: acked `done`
+    p.on_exabgp_line("done\n")
+    assert p.answering and not p.pending
+    p.ping()  # ExaBGP is stopped from here on
+    clock.t += 1.0
+    p.apply(table(1, R1))
+    p.ping()
+    assert out.getvalue().count("# pyvrrp ping") == 2 and p.answering  # one outstanding at a time
+    clock.t += 1.5
+    p.ping()
+    assert not p.answering and p.request()["session"]["answering"] is False
+    assert p.applied == -1
+    p.on_exabgp_line("done\n")  # SIGCONT: the ping's ack, then the announce's
+    assert p.answering and p.applied == -1
+    p.on_exabgp_line("done\n")
+    assert p.applied == 1 and not p.pending
+
+
+def test_speaker_not_answering_while_its_process_still_polls_is_lost() -> None:
+    lost: list[tuple[str, bool]] = []
+    text = VI + 'announce = { speaker = "exabgp", on_speaker_lost = "fault" }\n'
+
+    async def go() -> None:
+        ann = _announcements(text, {"VI_1": "MASTER"}, lost)
+        sp = ann.exabgp
+        assert sp is not None
+        await sp.follow({"generation": -1, "session": {"answering": True, "peers": {"10.0.0.1": "up"}}})
+        ann.evaluate()
+        assert sp.session()["process"] == "connected" and lost == []
+        await sp.follow({"generation": sp.generation, "wait": 0, "session": {"answering": False}})
+        ann.evaluate()
+        assert sp.session()["process"] == "not answering" and sp.established() is False
+        assert lost == [("VI_1", True)]
+        assert ann.view()[0]["speaker"]["process"] == "not answering"
+        await sp.follow({"generation": sp.generation, "wait": 0, "session": {"answering": True}})
+        ann.evaluate()
+        assert lost == [("VI_1", True), ("VI_1", False)]
+
+    asyncio.run(go())

@@ -126,7 +126,8 @@ class Announcements:
         self.stopping = False
         self.started_at = clock.monotonic()
         self._now: dict[tuple[str, str], _Now] = {}
-        self._lost: dict[str, bool] = {}
+        self._lost: dict[str, bool] = {}  # per entry (source): its instance faulted
+        self._speaker_lost: dict[str, bool] = {}  # per speaker: lost, as last logged
         self._task: asyncio.Task[None] | None = None
 
     def _add_speakers(self, entries: list[Entry]) -> list[ExabgpSpeaker | BirdSpeaker]:
@@ -210,16 +211,24 @@ class Announcements:
         self._check_speakers(now)
 
     def _check_speakers(self, now: float) -> None:
+        """Log a speaker lost / back once; fault the followed instances that ask for it."""
+        for name, sp in self.speakers.items():
+            lost = not sp.connected() and (sp.ever_connected or now - self.started_at > SPEAKER_GRACE_S)
+            if lost != self._speaker_lost.get(name, False):
+                self._speaker_lost[name] = lost
+                session = sp.session()
+                log.warning(
+                    "bgp_speaker_lost" if lost else "bgp_speaker_back",
+                    speaker=name,
+                    process=session["process"],
+                    policy=sorted({e.spec.on_speaker_lost for e in self.entries if e.spec.speaker == name}),
+                )
         for e in self.entries:
             if e.spec.on_speaker_lost != "fault" or e.instance is None:
                 continue
-            sp = self.speakers[e.spec.speaker]
-            lost = not sp.connected() and (sp.ever_connected or now - self.started_at > SPEAKER_GRACE_S)
+            lost = self._speaker_lost.get(e.spec.speaker, False)
             if lost != self._lost.get(e.source, False):
                 self._lost[e.source] = lost
-                log.warning(
-                    "bgp_speaker_lost" if lost else "bgp_speaker_back", speaker=sp.name, source=e.source
-                )
                 self._on_speaker_lost(e.instance, lost)
 
     def poke(self) -> None:

@@ -50,10 +50,13 @@ pytestmark = pytest.mark.skipif(
 RESPONDER = textwrap.dedent(
     """
     import http.server, sys
+    import time
     name, port, bind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
         def do_GET(self):
+            if self.path.startswith("/slow"):  # a request that stays open 0.3 s
+                time.sleep(0.3)
             body = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -70,6 +73,7 @@ CLIENT = textwrap.dedent(
     """
     import http.client, json, os, sys, time
     vip, out, stop, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    path = sys.argv[5] if len(sys.argv) > 5 else "/"
     n = 0
     with open(out, "w") as f:
         while (count and n < count) or (not count and not os.path.exists(stop)):
@@ -77,7 +81,7 @@ CLIENT = textwrap.dedent(
             t = time.time()
             try:
                 c = http.client.HTTPConnection(vip, 80, timeout=3)
-                c.request("GET", "/")
+                c.request("GET", path)
                 who = c.getresponse().read().decode()
                 c.close()
                 f.write(json.dumps({"t": t, "who": who}) + "\\n")
@@ -283,12 +287,12 @@ class BgpLab:
         return [json.loads(line) for line in out.read_text().splitlines()]
 
     @contextlib.contextmanager
-    def traffic(self) -> Iterator[list[dict[str, Any]]]:
+    def traffic(self, path: str = "/") -> Iterator[list[dict[str, Any]]]:
         """Requests in a loop (new connection each) for the duration of the block."""
         out = self.run / f"loop-{secrets.token_hex(2)}.jsonl"
         stop = self.run / f"stop-{secrets.token_hex(2)}"
         key = f"client-{out.stem}"
-        self.spawn(key, "client", PY, "-c", CLIENT, VIP, str(out), str(stop), "0")
+        self.spawn(key, "client", PY, "-c", CLIENT, VIP, str(out), str(stop), "0", path)
         records: list[dict[str, Any]] = []
         try:
             yield records
@@ -298,6 +302,64 @@ class BgpLab:
                 self.procs[key].wait(timeout=10)
             if out.exists():
                 records.extend(json.loads(line) for line in out.read_text().splitlines() if line.strip())
+
+
+@dataclass
+class Sample:
+    t: float  # monotonic, after the three reads
+    fib: list[str]  # the router's next hops for the VIP
+    holders: frozenset[str]  # the directors' addresses holding the VIP
+
+    def next_hop_holds(self) -> bool:
+        return bool(self.fib) and all(h in self.holders for h in self.fib)
+
+
+@contextlib.contextmanager
+def watch(lab: BgpLab) -> Iterator[list[Sample]]:
+    """Sample the router's FIB and the directors' VIPs continuously (a thread) during the block."""
+    import threading
+
+    samples: list[Sample] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                fib = lab.fib()
+                holders = frozenset(ADDR[n] for n in ("d1", "d2") if lab.has_vip(n))
+                samples.append(Sample(time.monotonic(), fib, holders))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def never_to_a_non_holder(samples: list[Sample], *, forwarded: bool = False, gap_s: float = 0.0) -> float:
+    """Issue 17: no moment where the router prefers a node that does not hold the VIP.
+
+    ``forwarded``: also accept a next hop without the VIP while another director holds it
+    (the backup forwards to the holder over the VRRP segment: SIGTERM and speaker death
+    withdraw *first*, on purpose).  ``gap_s``: the longest VRRP handover (nobody holds the
+    VIP) allowed.  Returns the longest such gap seen."""
+    assert len(samples) > 10, samples
+    longest, gap_start = 0.0, None
+    for s in samples:
+        if not s.fib:
+            raise AssertionError(f"the router had no route at {s}")
+        if s.holders:
+            if gap_start is not None:
+                longest, gap_start = max(longest, s.t - gap_start), None
+            if not s.next_hop_holds():
+                assert forwarded, f"the router preferred {s.fib}, which does not hold the VIP ({s})"
+        elif gap_start is None:
+            gap_start = s.t
+    assert gap_start is None, "nobody holds the VIP at the end"
+    assert longest <= gap_s, f"nobody held the VIP for {longest:.3f} s (allowed {gap_s} s)"
+    return longest
 
 
 def _build(lab: BgpLab) -> None:
@@ -740,3 +802,89 @@ def test_reload_withdraws_a_prefix_that_left_the_config(bgp_lab: BgpLab) -> None
     wait_for(lambda: lab.fib("198.51.100.11/32") == [], 10, what="198.51.100.11/32 withdrawn by the reload")
     assert lab.fib() == [D1] and lab.has_vip("d1")
     assert [a["prefix"] for a in lab.state("d1")["announce"]] == [f"{VIP}/32"]
+
+
+def _active_backup_pair(lab: BgpLab, extra: str = "") -> None:
+    for n, prio in (("d2", 100), ("d1", 150)):
+        lab.x(n, "ip", "route", "add", f"{VIP}/32", "dev", "eth0")  # to the VIP holder, on the segment
+        lab.start_pyvrrp(n, AB.format(prio=prio, extra=extra))
+        lab.start_exabgp(n)
+    wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
+    wait_for(lambda: lab.announce("d2").get("announced"), 20, what="d2 announcing (backup MED)")
+
+
+def test_active_backup_sigterm_cycles_lose_no_request(bgp_lab: BgpLab) -> None:
+    """SIGTERM of the MASTER, three times: withdraw, stop taking new connections, let the open
+    ones finish (bounded by withdraw_drain), then release the VIP.  Two clients: new connection
+    per request, one with quick requests, one whose requests stay open 0.3 s (a connection
+    still open at the VIP move would be reset or time out: the failure this test catches)."""
+    lab = bgp_lab
+    _active_backup_pair(lab)
+    for cycle in range(3):
+        with lab.traffic() as fast, lab.traffic("/slow") as slow, watch(lab) as samples:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
+            t_gone = wait_for(lambda: not lab.has_vip("d1") and time.monotonic(), 10, interval=0.01)
+            t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 10, interval=0.01)
+            lab.procs["pyvrrp-d1"].wait(timeout=15)
+            time.sleep(2.0)  # a SYN dropped during the drain is retransmitted after 1 s
+        gap = never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
+        t_move = next(s.t for s in samples if s.fib == [D2])
+        (_, fast_err), (_, slow_err) = _summary(fast), _summary(slow)
+        log = [json.loads(x) for x in lab.log("pyvrrp-d1").splitlines() if x.startswith("{")]
+        drained = [e for e in log if e.get("event") == "bgp_withdrawn_before_release"][-1]
+        print(
+            f"\nSIGTERM cycle {cycle + 1}: router on d2 after {(t_move - t0) * 1000:.0f} ms, d1 released "
+            f"the VIP after {(t_gone - t0) * 1000:.0f} ms (drained after "
+            f"{drained.get('drained_after_s')} s, {drained.get('open_connections')} left open), d2 held it after "
+            f"{(t_d2 - t0) * 1000:.0f} ms, nobody held it for {gap * 1000:.0f} ms; "
+            f"{len(fast)} quick requests, {len(fast_err)} failed; {len(slow)} slow, {len(slow_err)} failed"
+        )
+        for e in fast_err + slow_err:
+            print(f"  failed at {e['t'] - (time.time() - (time.monotonic() - t0)):+.3f} s: {e['err']}")
+        assert t_move < t_gone, "the VIP went before the router moved away"
+        assert not fast_err and not slow_err, (fast_err, slow_err)
+        lab.start_pyvrrp("d1", AB.format(prio=150, extra=""))  # preempts: d1 MASTER again
+        wait_for(lambda: lab.fib() == [D1] and lab.has_vip("d1"), 30, what="d1 preferred again")
+        wait_for(lambda: not lab.has_vip("d2"), 10, what="d2 BACKUP again")
+
+
+def test_stopped_exabgp_is_noticed_and_back(bgp_lab: BgpLab) -> None:
+    """SIGSTOP of the MASTER's ExaBGP (its API process lives on and keeps polling): pyvrrp sees
+    that ExaBGP no longer acks its pings, shows 'not answering', logs, and with
+    on_speaker_lost = "fault" goes FAULT; SIGCONT: answering again, MASTER again."""
+    lab = bgp_lab
+    _active_backup_pair(lab, 'on_speaker_lost = "fault"')
+    with watch(lab) as samples:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lab.kill("exabgp-d1", signal.SIGSTOP)
+        wait_for(
+            lambda: lab.announce("d1").get("speaker", {}).get("process") == "not answering", 15, interval=0.1
+        )
+        t_seen = time.monotonic()
+        t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 10, interval=0.02)
+        wait_for(lambda: lab.fib() == [D2], 15, interval=0.02)
+        view = lab.state("d1")
+        assert view["instances"][0]["state"] == "FAULT", view["instances"][0]
+        time.sleep(0.5)
+        lab.kill("exabgp-d1", signal.SIGCONT)
+        t1 = time.monotonic()
+        wait_for(
+            lambda: lab.announce("d1").get("speaker", {}).get("process") == "connected", 15, interval=0.1
+        )
+        t_back = time.monotonic()
+        wait_for(lambda: lab.fib() == [D1] and lab.has_vip("d1"), 30, what="d1 MASTER and preferred again")
+        time.sleep(0.5)
+    gap = never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
+    t_move = next(s.t for s in samples if s.t > t0 and s.fib == [D2])
+    events = [json.loads(x).get("event") for x in lab.log("pyvrrp-d1").splitlines() if x.startswith("{")]
+    assert "bgp_speaker_lost" in events and "bgp_speaker_back" in events
+    assert events.index("bgp_speaker_lost") < len(events) - 1 - events[::-1].index("bgp_speaker_back")
+    print(
+        f"\nExaBGP SIGSTOP under the MASTER: pyvrrp shows 'not answering' after "
+        f"{(t_seen - t0) * 1000:.0f} ms, d2 holds the VIP after {(t_d2 - t0) * 1000:.0f} ms, "
+        f"router on d2 after {(t_move - t0) * 1000:.0f} ms "
+        f"(hold 3 s); SIGCONT -> 'connected' after {(t_back - t1) * 1000:.0f} ms; VIP gap {gap * 1000:.0f} ms"
+    )

@@ -492,3 +492,32 @@ def test_speaker_not_answering_while_its_process_still_polls_is_lost() -> None:
         assert lost == [("VI_1", True), ("VI_1", False)]
 
     asyncio.run(go())
+
+
+def test_drain_counts_live_sockets_and_ipvs_connections_to_the_vips() -> None:
+    import ipaddress
+
+    from pyvrrp.adapters.drain import count_ip_vs, count_sockets, syn_drop_ruleset
+
+    vip = ipaddress.IPv4Address("198.51.100.10")
+    tcp = (
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0A6433C6:0050 0200010A:A000 01 00000000:00000000\n"  # ESTABLISHED to the VIP
+        "   1: 0A6433C6:0050 0200010A:A002 06 00000000:00000000\n"  # TIME_WAIT: nothing to cut
+        "   2: 00000000:0050 00000000:0000 0A 00000000:00000000\n"  # LISTEN
+        "   3: 0B00000A:0050 0200010A:A004 01 00000000:00000000\n"  # another address
+        "   4: 0A6433C6:0050 0200010A:A006 08 00000000:00000000\n"  # CLOSE_WAIT: may still send
+    )
+    assert count_sockets(tcp, {vip}) == 2
+    v6 = ipaddress.IPv6Address("2001:db8::10")
+    tcp6 = "  sl  local_address\n   0: B80D0120000000000000000010000000:0050 0:0 01 x\n"
+    assert count_sockets(tcp6, {v6}) == 1
+    ipvs = (
+        "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+        "TCP 0A010002 A000 C633640A 0050 0A00000B 0050 ESTABLISHED      890\n"
+        "TCP 0A010002 A002 C633640A 0050 0A00000B 0050 TIME_WAIT        100\n"
+    )
+    assert count_ip_vs(ipvs, {vip}) == 1
+    rules = syn_drop_ruleset([vip, v6])
+    assert "ip daddr { 198.51.100.10 } tcp flags & (syn | ack) == syn counter drop" in rules
+    assert "ip6 daddr { 2001:db8::10 }" in rules and rules.startswith("table inet pyvrrp_drain {}")

@@ -10,8 +10,15 @@ the pure :func:`~pyvrrp.bgp.decide.decide` what to do, and tells the speaker
 change and every :data:`EVAL_S` (health results and gateway changes have no callback here).
 
 Stopping (SIGTERM): :meth:`withdraw_all` marks everything stopping, waits until the speaker
-acknowledged the withdrawals (at most :data:`ACK_WAIT_S`), then ``withdraw_drain`` seconds for
-the router to move the traffic, and only then does the daemon release the VIPs.
+acknowledged the withdrawals (at most :data:`ACK_WAIT_S`), then *drains*
+(:mod:`pyvrrp.adapters.drain`): new TCP connections to the announced addresses are dropped
+(the client retransmits its SYN a second later, to the VIP's next holder) while the open
+ones finish; it waits at least :data:`ROUTER_SETTLE_S` (the router follows a withdraw in
+tens of ms) and until no connection is open, at most ``withdraw_drain`` seconds.  Only then
+does the daemon release the VIPs, and :meth:`released` removes the drop rule.  The ``done``
+ack alone proves nothing about the router; and the router moving is not enough either:
+the backup forwards to the VIP holder, so connections kept arriving here until the VIP
+moved, and one still open at that moment was cut.
 
 Speaker lost (``on_speaker_lost = "fault"``): the followed instance gets a ``bgp_speaker``
 fault, so its VRRP backup, whose own speaker still announces, takes the VIP.
@@ -28,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from pyvrrp.adapters.drain import DRAIN_TABLE, open_connections, syn_drop_ruleset
+from pyvrrp.adapters.firewall import removal
 from pyvrrp.base import clock
 from pyvrrp.bgp.bird import BirdSpeaker
 from pyvrrp.bgp.decide import Decision, Facts, Policy, decide
@@ -43,6 +52,8 @@ log = structlog.get_logger("pyvrrp.announce")
 
 EVAL_S = 0.1
 ACK_WAIT_S = 2.0
+ROUTER_SETTLE_S = 0.3
+"""Stopping: the least time between the withdraw's ack and the release (the router's move)."""
 SPEAKER_GRACE_S = 10.0
 """After start, how long a speaker may take to connect before it counts as lost."""
 
@@ -129,6 +140,7 @@ class Announcements:
         self._lost: dict[str, bool] = {}  # per entry (source): its instance faulted
         self._speaker_lost: dict[str, bool] = {}  # per speaker: lost, as last logged
         self._task: asyncio.Task[None] | None = None
+        self._dropping = False
 
     def _add_speakers(self, entries: list[Entry]) -> list[ExabgpSpeaker | BirdSpeaker]:
         added: list[ExabgpSpeaker | BirdSpeaker] = []
@@ -267,16 +279,62 @@ class Announcements:
             self._task.cancel()
         if not had:
             return 0.0
-        deadline = t0 + ACK_WAIT_S
+        deadline = t0 + ACK_WAIT_S  # the withdraw's ack (ExaBGP's done; BIRD: the kernel route gone)
         while clock.monotonic() < deadline:
             if all(sp.up_to_date() or not sp.connected() for sp in self.speakers.values()):
                 break
             await asyncio.sleep(0.01)
         acked = clock.monotonic() - t0
         drain = max((float(e.spec.withdraw_drain) for e in self.entries), default=0.0)
-        log.info("bgp_withdrawn_before_release", acked_after_s=round(acked, 3), drain_s=drain)
-        await asyncio.sleep(drain)
+        t_ack = clock.monotonic()
+        addresses = self._drain_addresses()
+        dropping = bool(addresses) and drain > 0 and await self._nft(syn_drop_ruleset(addresses))
+        self._dropping = self._dropping or dropping
+        left = None
+        while True:
+            now = clock.monotonic()
+            if now - t_ack >= drain:
+                break
+            if dropping:
+                left = open_connections(addresses)
+                if left == 0 and now - t_ack >= min(ROUTER_SETTLE_S, drain):
+                    break
+            await asyncio.sleep(0.02)
+        log.info(
+            "bgp_withdrawn_before_release",
+            acked_after_s=round(acked, 3),
+            drain_s=drain,
+            drained_after_s=round(clock.monotonic() - t_ack, 3),
+            new_connections_dropped=dropping,
+            open_connections=left,
+        )
         return clock.monotonic() - t0
+
+    def _drain_addresses(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """The host prefixes announced (the VIPs): what new connections are dropped to."""
+        out = []
+        for e in self.entries:
+            for prefix in e.prefixes:
+                net = ipaddress.ip_network(prefix)
+                if net.num_addresses == 1:
+                    out.append(net.network_address)
+        return out
+
+    async def _nft(self, script: str) -> bool:
+        from pyvrrp.adapters.firewall import FirewallError, Nft
+
+        try:
+            await asyncio.to_thread(Nft()._run, script)
+        except (FirewallError, OSError) as exc:
+            log.warning("bgp_drain_firewall_failed", error=str(exc), then="draining by time only")
+            return False
+        return True
+
+    async def released(self) -> None:
+        """The VIPs are gone: remove the drain's drop rule (and one a crashed daemon left)."""
+        if self._dropping:
+            self._dropping = False
+            await self._nft(removal(DRAIN_TABLE))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -585,7 +585,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
 
     # kill -9 d1's pyvrrp: its ExaBGP process keeps the route for the orphan hold (the time d2
     # needs to take the VIP), then withdraws; the router must not move before d2 holds the VIP
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         lab.kill("pyvrrp-d1")
@@ -602,6 +602,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         f"{len(loop)} requests, {len(errors)} failed, {dict(split)}"
     )
     assert t_vip <= t_move, "the router moved to d2 before d2 held the VIP"
+    never_to_a_non_holder(samples)  # strict: kill -9 leaves d1's VIP; the router waits for d2's
     assert t_move - t0 < 10
     in_flight_only(errors, moments)
 
@@ -610,7 +611,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     wait_for(lambda: lab.fib() == [D1], 30, what="d1 preferred again")
 
     # SIGTERM d1: the withdraw goes out first, the router moves, then the VIP is released
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
@@ -626,6 +627,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         f"d2 held it after {(t_d2 - t0) * 1000:.0f} ms"
     )
     assert t_move < t_gone, "the VIP went before the router moved away"
+    never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
     split, errors = _summary(loop)
     events = [json.loads(line) for line in lab.log("pyvrrp-d1").splitlines() if line.startswith("{")]
     names = [e.get("event") for e in events]
@@ -656,7 +658,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     # shows it and goes FAULT, so d2 (whose speaker still announces) takes the VIP
     lab.start_pyvrrp("d1", AB.format(prio=150, extra='on_speaker_lost = "fault"'))
     wait_for(lambda: lab.fib() == [D1], 30, what="d1 preferred again")
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         wall_kill = time.time()
@@ -665,6 +667,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 15, interval=0.02)
         wall_d2 = time.time()
         time.sleep(1.0)
+    never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
     split, errors = _summary(loop)
     view = lab.state("d1")
     a = view["announce"][0]
@@ -767,7 +770,7 @@ def test_bird_speaker_active_backup_meds_and_sigterm(bgp_lab: BgpLab) -> None:
     wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
     wait_for(lambda: len(lab.bird_routes()) == 2, 20, what="both routes in the router's BIRD")
     assert lab.bird_routes() == [(D1, 100, True), (D2, 200, False)], lab.birdc("show", "route", "all")
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
@@ -786,6 +789,7 @@ def test_bird_speaker_active_backup_meds_and_sigterm(bgp_lab: BgpLab) -> None:
         f"{len(errors)} failed, {dict(split)}"
     )
     assert t_move < t_gone
+    never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
     in_flight_only(errors, moments, per_change=1)
 
 
@@ -837,8 +841,8 @@ def test_active_backup_sigterm_cycles_lose_no_request(bgp_lab: BgpLab) -> None:
         print(
             f"\nSIGTERM cycle {cycle + 1}: router on d2 after {(t_move - t0) * 1000:.0f} ms, d1 released "
             f"the VIP after {(t_gone - t0) * 1000:.0f} ms (drained after "
-            f"{drained.get('drained_after_s')} s, {drained.get('open_connections')} left open), d2 held it after "
-            f"{(t_d2 - t0) * 1000:.0f} ms, nobody held it for {gap * 1000:.0f} ms; "
+            f"{drained.get('drained_after_s')} s, {drained.get('open_connections')} left open), "
+            f"d2 held it after {(t_d2 - t0) * 1000:.0f} ms, nobody held it for {gap * 1000:.0f} ms; "
             f"{len(fast)} quick requests, {len(fast_err)} failed; {len(slow)} slow, {len(slow_err)} failed"
         )
         for e in fast_err + slow_err:

@@ -70,6 +70,10 @@ def test_virtual_server_announce_defaults_to_its_address() -> None:
         ('announce = { speaker = "exabgp", colour = 1 }', "announce.colour"),
         ('announce = { speaker = "bird", kernel_table = 254 }', "the kernel's default/main/local table"),
         ('announce = { speaker = "exabgp", kernel_table = 100 }', 'kernel_table is for speaker = "bird"'),
+        (
+            'announce = { speaker = "exabgp", bfd = true }',
+            'bfd = true needs speaker = "bird": exabgp has no BFD',
+        ),
     ],
 )
 def test_announce_errors_name_the_key(snippet: str, expected: str) -> None:
@@ -521,3 +525,24 @@ def test_drain_counts_live_sockets_and_ipvs_connections_to_the_vips() -> None:
     rules = syn_drop_ruleset([vip, v6])
     assert "ip daddr { 198.51.100.10 } tcp flags & (syn | ack) == syn counter drop" in rules
     assert "ip6 daddr { 2001:db8::10 }" in rules and rules.startswith("table inet pyvrrp_drain {}")
+
+
+def test_bird_bfd_sessions_parse_and_count_in_the_session_state() -> None:
+    from pyvrrp.bgp.bird import BirdSpeaker, parse_bfd_sessions
+
+    text = (
+        "BIRD 2.0.12 ready.\n"
+        "bfd1:\n"
+        "IP address                Interface  State      Since         Interval  Timeout\n"
+        "10.0.0.1                  eth0       Up         16:30:01.123    0.100    0.300\n"
+        "10.0.0.2                  eth0       Down       16:30:01.123    1.000    0.000\n"
+    )
+    assert parse_bfd_sessions(text) == {"10.0.0.1": "up", "10.0.0.2": "down"}
+    assert loads_toml(VI + 'announce = { speaker = "bird", bfd = true }\n').vrrp_instance["VI_1"].announce.bfd  # type: ignore[union-attr]
+    clock = FakeClock()
+    sp = BirdSpeaker(bfd=True, clock=clock)
+    sp.last_answer = clock.t
+    assert not sp.connected() and sp.session()["process"] == "no BFD session up"
+    sp.bfd_sessions = {"10.0.0.1": "up"}
+    assert sp.connected() and sp.session()["bfd"] == {"10.0.0.1": "up"}
+    assert "bfd" not in BirdSpeaker(clock=clock).session()

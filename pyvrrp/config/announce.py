@@ -83,6 +83,12 @@ class Announce(BaseModel):
     """speaker = "bird": the kernel routing table pyvrrp writes and BIRD's kernel protocol learns."""
     bird_socket: str = "/run/bird/bird.ctl"
     """speaker = "bird": BIRD's control socket, for ``birdc show protocols`` (session state)."""
+    bfd: bool = False
+    """speaker = "bird": the BGP session runs BFD (BIRD's ``protocol bfd`` and ``bfd on`` in the
+    operator's BIRD config; docs/lvs-at-scale.md), so the router drops this node's routes
+    within BFD's detection time, not the hold time, when the node goes silent.  pyvrrp reads
+    ``birdc show bfd sessions`` into ``state`` and counts the speaker lost without a BFD
+    session that is up.  ExaBGP has no BFD."""
     on_speaker_lost: Literal["keep-vip", "fault"] = "keep-vip"
     """vrrp_instance only: when the speaker goes away, keep running (``keep-vip``) or go FAULT
     so the VRRP backup, whose speaker still announces, takes the VIP (``fault``)."""
@@ -105,6 +111,11 @@ class Announce(BaseModel):
             raise ValueError(
                 f"kernel_table {self.kernel_table} is the kernel's default/main/local table: "
                 "give BIRD a table of its own (e.g. 100)"
+            )
+        if self.bfd and self.speaker != "bird":
+            raise ValueError(
+                f'bfd = true needs speaker = "bird": {self.speaker} has no BFD; with ExaBGP, shorten '
+                "the hold time in its neighbor block instead (e.g. hold-time 3)"
             )
         for key in ("kernel_table", "bird_socket"):
             if self.speaker != "bird" and key in self.model_fields_set:

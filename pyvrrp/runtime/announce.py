@@ -151,7 +151,7 @@ class Announcements:
             if e.spec.speaker == "exabgp":
                 sp = ExabgpSpeaker()
             else:
-                sp = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket)
+                sp = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket, bfd=e.spec.bfd)
             self.speakers[e.spec.speaker] = sp
             added.append(sp)
         return added

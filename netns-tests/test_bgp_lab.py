@@ -109,6 +109,12 @@ def wait_for(pred: Any, timeout: float, interval: float = 0.05, what: str = "") 
         time.sleep(interval)
 
 
+BFD_PROTOCOL = (
+    'protocol bfd {{ interface "{dev}" {{ min rx interval 100 ms; min tx interval 100 ms; '
+    "multiplier 3; }}; }}"
+)
+
+
 @dataclass
 class BgpLab:
     prefix: str
@@ -240,9 +246,11 @@ class BgpLab:
         }
         self.spawn(f"exabgp-{node}", node, "exabgp", str(conf), env=env)
 
-    def start_bird_director(self, node: str) -> None:
+    def start_bird_director(self, node: str, bfd: bool = False) -> None:
         """BIRD 2 as the director's speaker: it learns pyvrrp's kernel table 100."""
         d = self.run / node
+        bfd_proto = BFD_PROTOCOL.format(dev="eth0") if bfd else ""
+        bfd_on = "bfd on;" if bfd else ""
         d.mkdir(parents=True, exist_ok=True)
         conf = d / "bird.conf"
         conf.write_text(
@@ -251,6 +259,7 @@ class BgpLab:
                 router id {ADDR[node]};
                 log "{d}/bird.log" all;
                 protocol device {{ scan time 10; }}
+                {bfd_proto}
                 protocol kernel pyvrrp_in {{
                     kernel table 100;
                     learn;
@@ -260,6 +269,7 @@ class BgpLab:
                     local {ADDR[node]} as 65001;
                     neighbor {ROUTER} as 65000;
                     hold time 3; keepalive time 1; error wait time 1, 5; connect retry time 1;
+                    {bfd_on}
                     ipv4 {{
                         import none;
                         # BIRD sends a MED over eBGP only when the export filter sets it
@@ -395,12 +405,20 @@ def _build(lab: BgpLab) -> None:
     lab.x("router", "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")  # L4: spread one client
     del r
     bird = lab.run / "bird.conf"
-    bird.write_text(
-        textwrap.dedent(
-            f"""
+    bird.write_text(router_bird_conf(lab))
+    lab.spawn("bird", "router", "bird", "-f", "-c", str(bird), "-s", str(lab.run / "bird.ctl"))
+
+
+def router_bird_conf(lab: BgpLab, bfd: tuple[str, ...] = ()) -> str:
+    """The router's BIRD config; ``bfd``: the directors whose sessions run BFD."""
+    bfd_proto = BFD_PROTOCOL.format(dev="br0") if bfd else ""
+    on = {n: " bfd on;" if n in bfd else "" for n in ("d1", "d2")}
+    return textwrap.dedent(
+        f"""
             router id {ROUTER};
             log "{lab.run}/bird-router.log" all;
             protocol device {{ scan time 10; }}
+            {bfd_proto}
             protocol kernel {{
                 merge paths on;           # ECMP into the kernel
                 ipv4 {{ import none; export all; }};
@@ -413,12 +431,10 @@ def _build(lab: BgpLab) -> None:
                 connect retry time 1;
                 ipv4 {{ import all; export none; }};
             }}
-            protocol bgp d1 from director {{ neighbor {D1} as 65001; }}
-            protocol bgp d2 from director {{ neighbor {D2} as 65001; }}
+            protocol bgp d1 from director {{ neighbor {D1} as 65001;{on["d1"]} }}
+            protocol bgp d2 from director {{ neighbor {D2} as 65001;{on["d2"]} }}
             """
-        )
     )
-    lab.spawn("bird", "router", "bird", "-f", "-c", str(bird), "-s", str(lab.run / "bird.ctl"))
 
 
 @pytest.fixture
@@ -892,3 +908,42 @@ def test_stopped_exabgp_is_noticed_and_back(bgp_lab: BgpLab) -> None:
         f"router on d2 after {(t_move - t0) * 1000:.0f} ms "
         f"(hold 3 s); SIGCONT -> 'connected' after {(t_back - t1) * 1000:.0f} ms; VIP gap {gap * 1000:.0f} ms"
     )
+
+
+def test_bird_bfd_moves_the_router_within_the_detection_time(bgp_lab: BgpLab) -> None:
+    """A director whose speaker goes silent (SIGSTOP of its BIRD): with BFD (100 ms x 3) on d1's
+    session the router drops d1's route within BFD's detection time; without (d2) after the
+    BGP hold time (3 s)."""
+    lab = bgp_lab
+    (lab.run / "bird.conf").write_text(router_bird_conf(lab, bfd=("d1",)))
+    out = wait_for(lambda: (x := lab.birdc("configure")) and x, 15, what="the router's BIRD")
+    assert "Reconfigur" in out, out
+    for n in ("d1", "d2"):
+        lab.x(n, "ip", "addr", "add", f"{VIP}/32", "dev", "lo")
+        lab.start_bird_director(n, bfd=n == "d1")
+        body = BIRD_AA.format(run=lab.run, node=n)
+        if n == "d1":
+            body = body.replace("withdraw_drain = 0.5", "withdraw_drain = 0.5\nbfd = true")
+        lab.start_pyvrrp(n, body)
+    wait_for(lambda: lab.fib() == [D1, D2], 40, what="both directors' routes in the router's FIB")
+    a = wait_for(lambda: (x := lab.announce("d1"))["speaker"].get("bfd", {}).get(ROUTER) == "up" and x, 20)
+    assert a["speaker"]["process"] == "connected", a
+    assert "bfd" not in lab.announce("d2")["speaker"]
+    assert "Up" in lab.birdc("show", "bfd", "sessions")
+    measured = {}
+    for node, rest in (("d1", [D2]), ("d2", [D1])):
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        lab.kill(f"bird-{node}", signal.SIGSTOP)
+        try:
+            wait_for(lambda rest=rest: lab.fib() == rest, 15, interval=0.01, what=f"{node}'s route leaving")
+            measured[node] = time.monotonic() - t0
+        finally:
+            lab.kill(f"bird-{node}", signal.SIGCONT)
+        wait_for(lambda: lab.fib() == [D1, D2], 40, interval=0.05, what=f"{node}'s session back")
+    print(
+        f"\nBIRD speaker silent (SIGSTOP): router drops the route after {measured['d1'] * 1000:.0f} ms with "
+        f"BFD (100 ms x 3), {measured['d2'] * 1000:.0f} ms without (hold time 3 s, keepalive 1 s)"
+    )
+    assert measured["d1"] < 1.5 and measured["d1"] < measured["d2"]
+    assert 1.5 < measured["d2"] < 6.0

@@ -947,3 +947,30 @@ def test_bird_bfd_moves_the_router_within_the_detection_time(bgp_lab: BgpLab) ->
     )
     assert measured["d1"] < 1.5 and measured["d1"] < measured["d2"]
     assert 1.5 < measured["d2"] < 6.0
+
+
+def test_active_backup_prepend_at_the_bird_router(bgp_lab: BgpLab) -> None:
+    """prepend = 2 (for routers that ignore the MED): the backup's route reaches the router with
+    a three-AS path, the master's with one; after the master's SIGTERM the new master's route
+    has one."""
+    lab = bgp_lab
+    _active_backup_pair(lab, "prepend = 2\nlocal_as = 65001")
+    wait_for(lambda: len(lab.bird_routes()) == 2, 20, what="both routes in BIRD")
+
+    def paths() -> dict[str, str]:
+        out, hop = {}, ""
+        for line in lab.birdc("show", "route", f"{VIP}/32", "all").splitlines():
+            text = line.strip()
+            if text.startswith("via "):
+                hop = text.split()[1]
+            elif text.startswith("BGP.as_path:"):
+                out[hop] = text.split(":", 1)[1].strip()
+        return out
+
+    got = wait_for(lambda: (p := paths()) and len(p) == 2 and p, 10)
+    assert got == {D1: "65001", D2: "65001 65001 65001"}, got
+    assert lab.bird_best() == D1
+    lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
+    wait_for(lambda: lab.has_vip("d2"), 15)
+    wait_for(lambda: paths() == {D2: "65001"}, 15, what="d2 (MASTER) without the prepend")
+    print(f"\nprepend 2 at the BIRD router: {got}; after SIGTERM of d1: {paths()}")

@@ -546,3 +546,21 @@ def test_bird_bfd_sessions_parse_and_count_in_the_session_state() -> None:
     sp.bfd_sessions = {"10.0.0.1": "up"}
     assert sp.connected() and sp.session()["bfd"] == {"10.0.0.1": "up"}
     assert "bfd" not in BirdSpeaker(clock=clock).session()
+
+
+def test_the_backup_prepends_its_as_and_the_master_does_not() -> None:
+    roles = {"VI_1": "BACKUP"}
+    ann = _announcements(VI + 'announce = { speaker = "exabgp", prepend = 2, local_as = 65001 }\n', roles, [])
+    sp = ann.exabgp
+    assert sp is not None
+    ann.evaluate()
+    route = sp.routes["198.51.100.10/32"]
+    assert route.as_path == (65001, 65001, 65001) and route.med == 200
+    from pyvrrp.bgp.exabgp_process import announce_command
+
+    assert announce_command({"prefix": route.prefix, "med": 200, "as_path": list(route.as_path)}) == (
+        "announce route 198.51.100.10/32 next-hop self med 200 as-path [ 65001 65001 65001 ]"
+    )
+    roles["VI_1"] = "MASTER"
+    ann.poke()
+    assert sp.routes["198.51.100.10/32"].as_path == ()

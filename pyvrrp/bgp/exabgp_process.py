@@ -70,6 +70,8 @@ def announce_command(route: dict[str, Any]) -> str:
     cmd = f"announce route {route['prefix']} next-hop {route.get('next_hop', 'self')}"
     if route.get("med") is not None:
         cmd += f" med {int(route['med'])}"
+    if route.get("as_path"):
+        cmd += " as-path [ " + " ".join(str(int(a)) for a in route["as_path"]) + " ]"
     return cmd
 
 

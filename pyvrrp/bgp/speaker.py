@@ -45,6 +45,8 @@ class Route:
     med: int | None
     next_hop: str = "self"
     orphan_hold_s: float = 0.0
+    as_path: tuple[int, ...] = ()
+    """Empty: the speaker's default (its own AS); else the whole path (AS-path prepend)."""
 
 
 class Speaker(Protocol):

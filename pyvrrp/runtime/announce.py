@@ -214,7 +214,10 @@ class Announcements:
                 self._now[(e.source, prefix)] = _Now(d, now)
                 if d.announce:
                     nh = str(e.spec.next_hop)
-                    speaker.announce(Route(prefix, d.med, nh, e.orphan_hold_s))
+                    path: tuple[int, ...] = ()
+                    if e.spec.prepend and e.spec.local_as is not None and not d.preferred:
+                        path = (e.spec.local_as,) * (1 + e.spec.prepend)
+                    speaker.announce(Route(prefix, d.med, nh, e.orphan_hold_s, path))
                 else:
                     speaker.withdraw(prefix)
                 if old is None or old.decision.announce != d.announce or old.decision.med != d.med:

@@ -542,6 +542,8 @@ def test_active_active_ecmp_health_withdraw_and_speaker_death(bgp_lab: BgpLab) -
     lab.kill("exabgp-d2", signal.SIGSTOP)
     wait_for(lambda: lab.fib() == [], 15, interval=0.01, what="the hold time to expire at the router")
     silent = time.monotonic() - t0
+    wait_for(lambda: lab.announce("d2")["speaker"]["process"] == "not answering", 10, interval=0.1)
+    assert "bgp_speaker_lost" in lab.log("pyvrrp-d2")
     lab.kill("exabgp-d2", signal.SIGCONT)
     wait_for(lambda: lab.fib() == [D2], 30, interval=0.05, what="d2's session back")
     print(f"ExaBGP stopped (SIGSTOP): router drops d2's route after {silent * 1000:.0f} ms (hold time 3 s)")

@@ -307,8 +307,11 @@ def test_gone_is_not_undone_by_the_long_poll_still_waiting() -> None:
     asyncio.run(go())
 
 
-def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, bool]]):  # type: ignore[no-untyped-def]
+def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, bool]], nft=None):  # type: ignore[no-untyped-def]
     from pyvrrp.runtime.announce import Announcements
+
+    async def no_nft(script: str) -> bool:  # never the root namespace's firewall from a unit test
+        return False
 
     cfg = loads_toml(cfg_text)
     return Announcements(
@@ -317,6 +320,7 @@ def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, b
         isolated=lambda name: False,
         health=lambda vs: None,
         on_speaker_lost=lambda name, is_lost: lost.append((name, is_lost)),
+        nft=nft or no_nft,
     )
 
 
@@ -564,3 +568,32 @@ def test_the_backup_prepends_its_as_and_the_master_does_not() -> None:
     roles["VI_1"] = "MASTER"
     ann.poke()
     assert sp.routes["198.51.100.10/32"].as_path == ()
+
+
+def test_stop_drains_new_connections_then_removes_the_rule_after_the_release() -> None:
+    scripts: list[str] = []
+
+    async def nft(script: str) -> bool:
+        scripts.append(script)
+        return True
+
+    async def go() -> None:
+        ann = _announcements(
+            VI + 'announce = { speaker = "exabgp", withdraw_drain = 2 }\n', {"VI_1": "MASTER"}, [], nft
+        )
+        sp = ann.exabgp
+        assert sp is not None
+        ann.evaluate()
+        await sp.follow({"generation": -1})
+        await sp.ack({"applied": sp.generation})
+        stop = asyncio.ensure_future(ann.withdraw_all())
+        await asyncio.sleep(0.01)
+        await sp.ack({"applied": sp.generation})
+        spent = await asyncio.wait_for(stop, 3.0)
+        # no connection to 198.51.100.10 is open here: released after the 0.3 s floor, not 2 s
+        assert 0.3 <= spent < 1.5, spent
+        assert len(scripts) == 1 and "ip daddr { 198.51.100.10 } tcp flags & (syn | ack) == syn" in scripts[0]
+        await ann.released()
+        assert scripts[1] == "table inet pyvrrp_drain {}\ndelete table inet pyvrrp_drain\n"
+
+    asyncio.run(go())

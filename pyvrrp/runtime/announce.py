@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,7 @@ class Announcements:
         isolated: Callable[[str], bool],
         health: Callable[[str], tuple[int, int] | None],
         on_speaker_lost: Callable[[str, bool], None],
+        nft: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.entries = entries
         self._role, self._isolated, self._health = role, isolated, health
@@ -141,6 +142,7 @@ class Announcements:
         self._speaker_lost: dict[str, bool] = {}  # per speaker: lost, as last logged
         self._task: asyncio.Task[None] | None = None
         self._dropping = False
+        self._run_nft = nft if nft is not None else self._nft_command
 
     def _add_speakers(self, entries: list[Entry]) -> list[ExabgpSpeaker | BirdSpeaker]:
         added: list[ExabgpSpeaker | BirdSpeaker] = []
@@ -324,6 +326,9 @@ class Announcements:
         return out
 
     async def _nft(self, script: str) -> bool:
+        return await self._run_nft(script)
+
+    async def _nft_command(self, script: str) -> bool:
         from pyvrrp.adapters.firewall import FirewallError, Nft
 
         try:

@@ -15,7 +15,8 @@ acknowledged the withdrawals (at most :data:`ACK_WAIT_S`), then *drains*
 (the client retransmits its SYN a second later, to the VIP's next holder) while the open
 ones finish; it waits at least :data:`ROUTER_SETTLE_S` (the router follows a withdraw in
 tens of ms) and until no connection is open, at most ``withdraw_drain`` seconds.  Only then
-does the daemon release the VIPs, and :meth:`released` removes the drop rule.  The ``done``
+does the daemon release the VIPs, and :meth:`released` removes the drop rule (so does
+:meth:`start`, for a rule a daemon killed mid-drain left behind).  The ``done``
 ack alone proves nothing about the router; and the router moving is not enough either:
 the backup forwards to the VIP holder, so connections kept arriving here until the VIP
 moved, and one still open at that moment was cut.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -267,6 +269,10 @@ class Announcements:
                 log.exception("bgp_evaluate_failed")
 
     async def start(self) -> None:
+        if self._run_nft != self._nft_command or shutil.which("nft"):
+            # a daemon killed in the middle of a drain left its drop rule: new connections to
+            # the VIPs would be dropped for ever once this node is MASTER again
+            await self._run_nft(removal(DRAIN_TABLE))
         await self._open(list(self.speakers.values()))
         self.evaluate()
         self._task = asyncio.ensure_future(self._loop())

@@ -207,8 +207,10 @@ def render_announce(items: list[dict[str, Any]]) -> str:
         )
         age = sp.get("last_poll_age_s")
         bfd = sp.get("bfd")
-        bfd_text = "" if bfd is None else "; BFD: " + (
-            ", ".join(f"{p} {s}" for p, s in sorted(bfd.items())) or "no session"
+        bfd_text = (
+            ""
+            if bfd is None
+            else "; BFD: " + (", ".join(f"{p} {s}" for p, s in sorted(bfd.items())) or "no session")
         )
         lines.append(
             f"  speaker {name}: process {sp.get('process')} (pid {sp.get('pid')}, last poll "

@@ -50,10 +50,13 @@ pytestmark = pytest.mark.skipif(
 RESPONDER = textwrap.dedent(
     """
     import http.server, sys
+    import time
     name, port, bind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
         def do_GET(self):
+            if self.path.startswith("/slow"):  # a request that stays open 0.3 s
+                time.sleep(0.3)
             body = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -70,6 +73,7 @@ CLIENT = textwrap.dedent(
     """
     import http.client, json, os, sys, time
     vip, out, stop, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    path = sys.argv[5] if len(sys.argv) > 5 else "/"
     n = 0
     with open(out, "w") as f:
         while (count and n < count) or (not count and not os.path.exists(stop)):
@@ -77,7 +81,7 @@ CLIENT = textwrap.dedent(
             t = time.time()
             try:
                 c = http.client.HTTPConnection(vip, 80, timeout=3)
-                c.request("GET", "/")
+                c.request("GET", path)
                 who = c.getresponse().read().decode()
                 c.close()
                 f.write(json.dumps({"t": t, "who": who}) + "\\n")
@@ -103,6 +107,12 @@ def wait_for(pred: Any, timeout: float, interval: float = 0.05, what: str = "") 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what or pred}")
         time.sleep(interval)
+
+
+BFD_PROTOCOL = (
+    'protocol bfd {{ interface "{dev}" {{ min rx interval 100 ms; min tx interval 100 ms; '
+    "multiplier 3; }}; }}"
+)
 
 
 @dataclass
@@ -236,9 +246,11 @@ class BgpLab:
         }
         self.spawn(f"exabgp-{node}", node, "exabgp", str(conf), env=env)
 
-    def start_bird_director(self, node: str) -> None:
+    def start_bird_director(self, node: str, bfd: bool = False) -> None:
         """BIRD 2 as the director's speaker: it learns pyvrrp's kernel table 100."""
         d = self.run / node
+        bfd_proto = BFD_PROTOCOL.format(dev="eth0") if bfd else ""
+        bfd_on = "bfd on;" if bfd else ""
         d.mkdir(parents=True, exist_ok=True)
         conf = d / "bird.conf"
         conf.write_text(
@@ -247,6 +259,7 @@ class BgpLab:
                 router id {ADDR[node]};
                 log "{d}/bird.log" all;
                 protocol device {{ scan time 10; }}
+                {bfd_proto}
                 protocol kernel pyvrrp_in {{
                     kernel table 100;
                     learn;
@@ -256,6 +269,7 @@ class BgpLab:
                     local {ADDR[node]} as 65001;
                     neighbor {ROUTER} as 65000;
                     hold time 3; keepalive time 1; error wait time 1, 5; connect retry time 1;
+                    {bfd_on}
                     ipv4 {{
                         import none;
                         # BIRD sends a MED over eBGP only when the export filter sets it
@@ -283,12 +297,12 @@ class BgpLab:
         return [json.loads(line) for line in out.read_text().splitlines()]
 
     @contextlib.contextmanager
-    def traffic(self) -> Iterator[list[dict[str, Any]]]:
+    def traffic(self, path: str = "/") -> Iterator[list[dict[str, Any]]]:
         """Requests in a loop (new connection each) for the duration of the block."""
         out = self.run / f"loop-{secrets.token_hex(2)}.jsonl"
         stop = self.run / f"stop-{secrets.token_hex(2)}"
         key = f"client-{out.stem}"
-        self.spawn(key, "client", PY, "-c", CLIENT, VIP, str(out), str(stop), "0")
+        self.spawn(key, "client", PY, "-c", CLIENT, VIP, str(out), str(stop), "0", path)
         records: list[dict[str, Any]] = []
         try:
             yield records
@@ -298,6 +312,64 @@ class BgpLab:
                 self.procs[key].wait(timeout=10)
             if out.exists():
                 records.extend(json.loads(line) for line in out.read_text().splitlines() if line.strip())
+
+
+@dataclass
+class Sample:
+    t: float  # monotonic, after the three reads
+    fib: list[str]  # the router's next hops for the VIP
+    holders: frozenset[str]  # the directors' addresses holding the VIP
+
+    def next_hop_holds(self) -> bool:
+        return bool(self.fib) and all(h in self.holders for h in self.fib)
+
+
+@contextlib.contextmanager
+def watch(lab: BgpLab) -> Iterator[list[Sample]]:
+    """Sample the router's FIB and the directors' VIPs continuously (a thread) during the block."""
+    import threading
+
+    samples: list[Sample] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                fib = lab.fib()
+                holders = frozenset(ADDR[n] for n in ("d1", "d2") if lab.has_vip(n))
+                samples.append(Sample(time.monotonic(), fib, holders))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def never_to_a_non_holder(samples: list[Sample], *, forwarded: bool = False, gap_s: float = 0.0) -> float:
+    """Issue 17: no moment where the router prefers a node that does not hold the VIP.
+
+    ``forwarded``: also accept a next hop without the VIP while another director holds it
+    (the backup forwards to the holder over the VRRP segment: SIGTERM and speaker death
+    withdraw *first*, on purpose).  ``gap_s``: the longest VRRP handover (nobody holds the
+    VIP) allowed.  Returns the longest such gap seen."""
+    assert len(samples) > 10, samples
+    longest, gap_start = 0.0, None
+    for s in samples:
+        if not s.fib:
+            raise AssertionError(f"the router had no route at {s}")
+        if s.holders:
+            if gap_start is not None:
+                longest, gap_start = max(longest, s.t - gap_start), None
+            if not s.next_hop_holds():
+                assert forwarded, f"the router preferred {s.fib}, which does not hold the VIP ({s})"
+        elif gap_start is None:
+            gap_start = s.t
+    assert gap_start is None, "nobody holds the VIP at the end"
+    assert longest <= gap_s, f"nobody held the VIP for {longest:.3f} s (allowed {gap_s} s)"
+    return longest
 
 
 def _build(lab: BgpLab) -> None:
@@ -333,12 +405,20 @@ def _build(lab: BgpLab) -> None:
     lab.x("router", "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")  # L4: spread one client
     del r
     bird = lab.run / "bird.conf"
-    bird.write_text(
-        textwrap.dedent(
-            f"""
+    bird.write_text(router_bird_conf(lab))
+    lab.spawn("bird", "router", "bird", "-f", "-c", str(bird), "-s", str(lab.run / "bird.ctl"))
+
+
+def router_bird_conf(lab: BgpLab, bfd: tuple[str, ...] = ()) -> str:
+    """The router's BIRD config; ``bfd``: the directors whose sessions run BFD."""
+    bfd_proto = BFD_PROTOCOL.format(dev="br0") if bfd else ""
+    on = {n: " bfd on;" if n in bfd else "" for n in ("d1", "d2")}
+    return textwrap.dedent(
+        f"""
             router id {ROUTER};
             log "{lab.run}/bird-router.log" all;
             protocol device {{ scan time 10; }}
+            {bfd_proto}
             protocol kernel {{
                 merge paths on;           # ECMP into the kernel
                 ipv4 {{ import none; export all; }};
@@ -351,12 +431,10 @@ def _build(lab: BgpLab) -> None:
                 connect retry time 1;
                 ipv4 {{ import all; export none; }};
             }}
-            protocol bgp d1 from director {{ neighbor {D1} as 65001; }}
-            protocol bgp d2 from director {{ neighbor {D2} as 65001; }}
+            protocol bgp d1 from director {{ neighbor {D1} as 65001;{on["d1"]} }}
+            protocol bgp d2 from director {{ neighbor {D2} as 65001;{on["d2"]} }}
             """
-        )
     )
-    lab.spawn("bird", "router", "bird", "-f", "-c", str(bird), "-s", str(lab.run / "bird.ctl"))
 
 
 @pytest.fixture
@@ -464,6 +542,8 @@ def test_active_active_ecmp_health_withdraw_and_speaker_death(bgp_lab: BgpLab) -
     lab.kill("exabgp-d2", signal.SIGSTOP)
     wait_for(lambda: lab.fib() == [], 15, interval=0.01, what="the hold time to expire at the router")
     silent = time.monotonic() - t0
+    wait_for(lambda: lab.announce("d2")["speaker"]["process"] == "not answering", 10, interval=0.1)
+    assert "bgp_speaker_lost" in lab.log("pyvrrp-d2")
     lab.kill("exabgp-d2", signal.SIGCONT)
     wait_for(lambda: lab.fib() == [D2], 30, interval=0.05, what="d2's session back")
     print(f"ExaBGP stopped (SIGSTOP): router drops d2's route after {silent * 1000:.0f} ms (hold time 3 s)")
@@ -523,7 +603,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
 
     # kill -9 d1's pyvrrp: its ExaBGP process keeps the route for the orphan hold (the time d2
     # needs to take the VIP), then withdraws; the router must not move before d2 holds the VIP
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         lab.kill("pyvrrp-d1")
@@ -540,6 +620,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         f"{len(loop)} requests, {len(errors)} failed, {dict(split)}"
     )
     assert t_vip <= t_move, "the router moved to d2 before d2 held the VIP"
+    never_to_a_non_holder(samples)  # strict: kill -9 leaves d1's VIP; the router waits for d2's
     assert t_move - t0 < 10
     in_flight_only(errors, moments)
 
@@ -548,7 +629,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     wait_for(lambda: lab.fib() == [D1], 30, what="d1 preferred again")
 
     # SIGTERM d1: the withdraw goes out first, the router moves, then the VIP is released
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
@@ -564,6 +645,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         f"d2 held it after {(t_d2 - t0) * 1000:.0f} ms"
     )
     assert t_move < t_gone, "the VIP went before the router moved away"
+    never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
     split, errors = _summary(loop)
     events = [json.loads(line) for line in lab.log("pyvrrp-d1").splitlines() if line.startswith("{")]
     names = [e.get("event") for e in events]
@@ -594,7 +676,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
     # shows it and goes FAULT, so d2 (whose speaker still announces) takes the VIP
     lab.start_pyvrrp("d1", AB.format(prio=150, extra='on_speaker_lost = "fault"'))
     wait_for(lambda: lab.fib() == [D1], 30, what="d1 preferred again")
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         wall_kill = time.time()
@@ -603,6 +685,7 @@ def test_active_backup_med_kill9_and_sigterm(bgp_lab: BgpLab) -> None:
         t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 15, interval=0.02)
         wall_d2 = time.time()
         time.sleep(1.0)
+    never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
     split, errors = _summary(loop)
     view = lab.state("d1")
     a = view["announce"][0]
@@ -705,7 +788,7 @@ def test_bird_speaker_active_backup_meds_and_sigterm(bgp_lab: BgpLab) -> None:
     wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
     wait_for(lambda: len(lab.bird_routes()) == 2, 20, what="both routes in the router's BIRD")
     assert lab.bird_routes() == [(D1, 100, True), (D2, 200, False)], lab.birdc("show", "route", "all")
-    with lab.traffic() as loop:
+    with lab.traffic() as loop, watch(lab) as samples:
         time.sleep(0.5)
         t0 = time.monotonic()
         lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
@@ -724,6 +807,7 @@ def test_bird_speaker_active_backup_meds_and_sigterm(bgp_lab: BgpLab) -> None:
         f"{len(errors)} failed, {dict(split)}"
     )
     assert t_move < t_gone
+    never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
     in_flight_only(errors, moments, per_change=1)
 
 
@@ -740,3 +824,155 @@ def test_reload_withdraws_a_prefix_that_left_the_config(bgp_lab: BgpLab) -> None
     wait_for(lambda: lab.fib("198.51.100.11/32") == [], 10, what="198.51.100.11/32 withdrawn by the reload")
     assert lab.fib() == [D1] and lab.has_vip("d1")
     assert [a["prefix"] for a in lab.state("d1")["announce"]] == [f"{VIP}/32"]
+
+
+def _active_backup_pair(lab: BgpLab, extra: str = "") -> None:
+    for n, prio in (("d2", 100), ("d1", 150)):
+        lab.x(n, "ip", "route", "add", f"{VIP}/32", "dev", "eth0")  # to the VIP holder, on the segment
+        lab.start_pyvrrp(n, AB.format(prio=prio, extra=extra))
+        lab.start_exabgp(n)
+    wait_for(lambda: lab.fib() == [D1], 40, what="only d1 (MASTER) in the router's FIB")
+    wait_for(lambda: lab.announce("d2").get("announced"), 20, what="d2 announcing (backup MED)")
+
+
+def test_active_backup_sigterm_cycles_lose_no_request(bgp_lab: BgpLab) -> None:
+    """SIGTERM of the MASTER, three times: withdraw, stop taking new connections, let the open
+    ones finish (bounded by withdraw_drain), then release the VIP.  Two clients: new connection
+    per request, one with quick requests, one whose requests stay open 0.3 s (a connection
+    still open at the VIP move would be reset or time out: the failure this test catches)."""
+    lab = bgp_lab
+    _active_backup_pair(lab)
+    for cycle in range(3):
+        with lab.traffic() as fast, lab.traffic("/slow") as slow, watch(lab) as samples:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
+            t_gone = wait_for(lambda: not lab.has_vip("d1") and time.monotonic(), 10, interval=0.01)
+            t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 10, interval=0.01)
+            lab.procs["pyvrrp-d1"].wait(timeout=15)
+            time.sleep(2.0)  # a SYN dropped during the drain is retransmitted after 1 s
+        gap = never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
+        t_move = next(s.t for s in samples if s.fib == [D2])
+        (_, fast_err), (_, slow_err) = _summary(fast), _summary(slow)
+        log = [json.loads(x) for x in lab.log("pyvrrp-d1").splitlines() if x.startswith("{")]
+        drained = [e for e in log if e.get("event") == "bgp_withdrawn_before_release"][-1]
+        print(
+            f"\nSIGTERM cycle {cycle + 1}: router on d2 after {(t_move - t0) * 1000:.0f} ms, d1 released "
+            f"the VIP after {(t_gone - t0) * 1000:.0f} ms (drained after "
+            f"{drained.get('drained_after_s')} s, {drained.get('open_connections')} left open), "
+            f"d2 held it after {(t_d2 - t0) * 1000:.0f} ms, nobody held it for {gap * 1000:.0f} ms; "
+            f"{len(fast)} quick requests, {len(fast_err)} failed; {len(slow)} slow, {len(slow_err)} failed"
+        )
+        for e in fast_err + slow_err:
+            print(f"  failed at {e['t'] - (time.time() - (time.monotonic() - t0)):+.3f} s: {e['err']}")
+        assert t_move < t_gone, "the VIP went before the router moved away"
+        assert not fast_err and not slow_err, (fast_err, slow_err)
+        lab.start_pyvrrp("d1", AB.format(prio=150, extra=""))  # preempts: d1 MASTER again
+        wait_for(lambda: lab.fib() == [D1] and lab.has_vip("d1"), 30, what="d1 preferred again")
+        wait_for(lambda: not lab.has_vip("d2"), 10, what="d2 BACKUP again")
+
+
+def test_stopped_exabgp_is_noticed_and_back(bgp_lab: BgpLab) -> None:
+    """SIGSTOP of the MASTER's ExaBGP (its API process lives on and keeps polling): pyvrrp sees
+    that ExaBGP no longer acks its pings, shows 'not answering', logs, and with
+    on_speaker_lost = "fault" goes FAULT; SIGCONT: answering again, MASTER again."""
+    lab = bgp_lab
+    _active_backup_pair(lab, 'on_speaker_lost = "fault"')
+    with watch(lab) as samples:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lab.kill("exabgp-d1", signal.SIGSTOP)
+        wait_for(
+            lambda: lab.announce("d1").get("speaker", {}).get("process") == "not answering", 15, interval=0.1
+        )
+        t_seen = time.monotonic()
+        t_d2 = wait_for(lambda: lab.has_vip("d2") and time.monotonic(), 10, interval=0.02)
+        wait_for(lambda: lab.fib() == [D2], 15, interval=0.02)
+        view = lab.state("d1")
+        assert view["instances"][0]["state"] == "FAULT", view["instances"][0]
+        time.sleep(0.5)
+        lab.kill("exabgp-d1", signal.SIGCONT)
+        t1 = time.monotonic()
+        wait_for(
+            lambda: lab.announce("d1").get("speaker", {}).get("process") == "connected", 15, interval=0.1
+        )
+        t_back = time.monotonic()
+        wait_for(lambda: lab.fib() == [D1] and lab.has_vip("d1"), 30, what="d1 MASTER and preferred again")
+        time.sleep(0.5)
+    gap = never_to_a_non_holder(samples, forwarded=True, gap_s=1.0)
+    t_move = next(s.t for s in samples if s.t > t0 and s.fib == [D2])
+    events = [json.loads(x).get("event") for x in lab.log("pyvrrp-d1").splitlines() if x.startswith("{")]
+    assert "bgp_speaker_lost" in events and "bgp_speaker_back" in events
+    assert events.index("bgp_speaker_lost") < len(events) - 1 - events[::-1].index("bgp_speaker_back")
+    print(
+        f"\nExaBGP SIGSTOP under the MASTER: pyvrrp shows 'not answering' after "
+        f"{(t_seen - t0) * 1000:.0f} ms, d2 holds the VIP after {(t_d2 - t0) * 1000:.0f} ms, "
+        f"router on d2 after {(t_move - t0) * 1000:.0f} ms "
+        f"(hold 3 s); SIGCONT -> 'connected' after {(t_back - t1) * 1000:.0f} ms; VIP gap {gap * 1000:.0f} ms"
+    )
+
+
+def test_bird_bfd_moves_the_router_within_the_detection_time(bgp_lab: BgpLab) -> None:
+    """A director whose speaker goes silent (SIGSTOP of its BIRD): with BFD (100 ms x 3) on d1's
+    session the router drops d1's route within BFD's detection time; without (d2) after the
+    BGP hold time (3 s)."""
+    lab = bgp_lab
+    (lab.run / "bird.conf").write_text(router_bird_conf(lab, bfd=("d1",)))
+    out = wait_for(lambda: (x := lab.birdc("configure")) and x, 15, what="the router's BIRD")
+    assert "Reconfigur" in out, out
+    for n in ("d1", "d2"):
+        lab.x(n, "ip", "addr", "add", f"{VIP}/32", "dev", "lo")
+        lab.start_bird_director(n, bfd=n == "d1")
+        body = BIRD_AA.format(run=lab.run, node=n)
+        if n == "d1":
+            body = body.replace("withdraw_drain = 0.5", "withdraw_drain = 0.5\nbfd = true")
+        lab.start_pyvrrp(n, body)
+    wait_for(lambda: lab.fib() == [D1, D2], 40, what="both directors' routes in the router's FIB")
+    a = wait_for(lambda: (x := lab.announce("d1"))["speaker"].get("bfd", {}).get(ROUTER) == "up" and x, 20)
+    assert a["speaker"]["process"] == "connected", a
+    assert "bfd" not in lab.announce("d2")["speaker"]
+    assert "Up" in lab.birdc("show", "bfd", "sessions")
+    measured = {}
+    for node, rest in (("d1", [D2]), ("d2", [D1])):
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        lab.kill(f"bird-{node}", signal.SIGSTOP)
+        try:
+            wait_for(lambda rest=rest: lab.fib() == rest, 15, interval=0.01, what=f"{node}'s route leaving")
+            measured[node] = time.monotonic() - t0
+        finally:
+            lab.kill(f"bird-{node}", signal.SIGCONT)
+        wait_for(lambda: lab.fib() == [D1, D2], 40, interval=0.05, what=f"{node}'s session back")
+    print(
+        f"\nBIRD speaker silent (SIGSTOP): router drops the route after {measured['d1'] * 1000:.0f} ms with "
+        f"BFD (100 ms x 3), {measured['d2'] * 1000:.0f} ms without (hold time 3 s, keepalive 1 s)"
+    )
+    assert measured["d1"] < 1.5 and measured["d1"] < measured["d2"]
+    assert 1.5 < measured["d2"] < 6.0
+
+
+def test_active_backup_prepend_at_the_bird_router(bgp_lab: BgpLab) -> None:
+    """prepend = 2 (for routers that ignore the MED): the backup's route reaches the router with
+    a three-AS path, the master's with one; after the master's SIGTERM the new master's route
+    has one."""
+    lab = bgp_lab
+    _active_backup_pair(lab, "prepend = 2\nlocal_as = 65001")
+    wait_for(lambda: len(lab.bird_routes()) == 2, 20, what="both routes in BIRD")
+
+    def paths() -> dict[str, str]:
+        out, hop = {}, ""
+        for line in lab.birdc("show", "route", f"{VIP}/32", "all").splitlines():
+            text = line.strip()
+            if text.startswith("via "):
+                hop = text.split()[1]
+            elif text.startswith("BGP.as_path:"):
+                out[hop] = text.split(":", 1)[1].strip()
+        return out
+
+    got = wait_for(lambda: (p := paths()) and len(p) == 2 and p, 10)
+    assert got == {D1: "65001", D2: "65001 65001 65001"}, got
+    assert lab.bird_best() == D1
+    lab.procs["pyvrrp-d1"].send_signal(signal.SIGTERM)
+    wait_for(lambda: lab.has_vip("d2"), 15)
+    wait_for(lambda: paths() == {D2: "65001"}, 15, what="d2 (MASTER) without the prepend")
+    print(f"\nprepend 2 at the BIRD router: {got}; after SIGTERM of d1: {paths()}")

@@ -70,6 +70,10 @@ def test_virtual_server_announce_defaults_to_its_address() -> None:
         ('announce = { speaker = "exabgp", colour = 1 }', "announce.colour"),
         ('announce = { speaker = "bird", kernel_table = 254 }', "the kernel's default/main/local table"),
         ('announce = { speaker = "exabgp", kernel_table = 100 }', 'kernel_table is for speaker = "bird"'),
+        (
+            'announce = { speaker = "exabgp", bfd = true }',
+            'bfd = true needs speaker = "bird": exabgp has no BFD',
+        ),
     ],
 )
 def test_announce_errors_name_the_key(snippet: str, expected: str) -> None:
@@ -303,8 +307,11 @@ def test_gone_is_not_undone_by_the_long_poll_still_waiting() -> None:
     asyncio.run(go())
 
 
-def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, bool]]):  # type: ignore[no-untyped-def]
+def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, bool]], nft=None):  # type: ignore[no-untyped-def]
     from pyvrrp.runtime.announce import Announcements
+
+    async def no_nft(script: str) -> bool:  # never the root namespace's firewall from a unit test
+        return False
 
     cfg = loads_toml(cfg_text)
     return Announcements(
@@ -313,6 +320,7 @@ def _announcements(cfg_text: str, roles: dict[str, str], lost: list[tuple[str, b
         isolated=lambda name: False,
         health=lambda vs: None,
         on_speaker_lost=lambda name, is_lost: lost.append((name, is_lost)),
+        nft=nft or no_nft,
     )
 
 
@@ -445,3 +453,150 @@ def test_no_speaker_is_imported_without_an_announce_table() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_process_pings_exabgp_and_reports_when_it_stops_answering() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    p = ExabgpProcess("/nonexistent", out=out)
+    p._clock = clock
+    p.ping()
+    assert out.getvalue().splitlines() == ["# pyvrrp ping"]  # ExaBGP's comment command: acked `done`
+    p.on_exabgp_line("done\n")
+    assert p.answering and not p.pending
+    p.ping()  # ExaBGP is stopped from here on
+    clock.t += 1.0
+    p.apply(table(1, R1))
+    p.ping()
+    assert out.getvalue().count("# pyvrrp ping") == 2 and p.answering  # one outstanding at a time
+    clock.t += 1.5
+    p.ping()
+    assert not p.answering and p.request()["session"]["answering"] is False
+    assert p.applied == -1
+    p.on_exabgp_line("done\n")  # SIGCONT: the ping's ack, then the announce's
+    assert p.answering and p.applied == -1
+    p.on_exabgp_line("done\n")
+    assert p.applied == 1 and not p.pending
+
+
+def test_speaker_not_answering_while_its_process_still_polls_is_lost() -> None:
+    lost: list[tuple[str, bool]] = []
+    text = VI + 'announce = { speaker = "exabgp", on_speaker_lost = "fault" }\n'
+
+    async def go() -> None:
+        ann = _announcements(text, {"VI_1": "MASTER"}, lost)
+        sp = ann.exabgp
+        assert sp is not None
+        await sp.follow({"generation": -1, "session": {"answering": True, "peers": {"10.0.0.1": "up"}}})
+        ann.evaluate()
+        assert sp.session()["process"] == "connected" and lost == []
+        await sp.follow({"generation": sp.generation, "wait": 0, "session": {"answering": False}})
+        ann.evaluate()
+        assert sp.session()["process"] == "not answering" and sp.established() is False
+        assert lost == [("VI_1", True)]
+        assert ann.view()[0]["speaker"]["process"] == "not answering"
+        await sp.follow({"generation": sp.generation, "wait": 0, "session": {"answering": True}})
+        ann.evaluate()
+        assert lost == [("VI_1", True), ("VI_1", False)]
+
+    asyncio.run(go())
+
+
+def test_drain_counts_live_sockets_and_ipvs_connections_to_the_vips() -> None:
+    import ipaddress
+
+    from pyvrrp.adapters.drain import count_ip_vs, count_sockets, syn_drop_ruleset
+
+    vip = ipaddress.IPv4Address("198.51.100.10")
+    tcp = (
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0A6433C6:0050 0200010A:A000 01 00000000:00000000\n"  # ESTABLISHED to the VIP
+        "   1: 0A6433C6:0050 0200010A:A002 06 00000000:00000000\n"  # TIME_WAIT: nothing to cut
+        "   2: 00000000:0050 00000000:0000 0A 00000000:00000000\n"  # LISTEN
+        "   3: 0B00000A:0050 0200010A:A004 01 00000000:00000000\n"  # another address
+        "   4: 0A6433C6:0050 0200010A:A006 08 00000000:00000000\n"  # CLOSE_WAIT: may still send
+    )
+    assert count_sockets(tcp, {vip}) == 2
+    v6 = ipaddress.IPv6Address("2001:db8::10")
+    tcp6 = "  sl  local_address\n   0: B80D0120000000000000000010000000:0050 0:0 01 x\n"
+    assert count_sockets(tcp6, {v6}) == 1
+    ipvs = (
+        "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+        "TCP 0A010002 A000 C633640A 0050 0A00000B 0050 ESTABLISHED      890\n"
+        "TCP 0A010002 A002 C633640A 0050 0A00000B 0050 TIME_WAIT        100\n"
+    )
+    assert count_ip_vs(ipvs, {vip}) == 1
+    rules = syn_drop_ruleset([vip, v6])
+    assert "ip daddr { 198.51.100.10 } tcp flags & (syn | ack) == syn counter drop" in rules
+    assert "ip6 daddr { 2001:db8::10 }" in rules and rules.startswith("table inet pyvrrp_drain {}")
+
+
+def test_bird_bfd_sessions_parse_and_count_in_the_session_state() -> None:
+    from pyvrrp.bgp.bird import BirdSpeaker, parse_bfd_sessions
+
+    text = (
+        "BIRD 2.0.12 ready.\n"
+        "bfd1:\n"
+        "IP address                Interface  State      Since         Interval  Timeout\n"
+        "10.0.0.1                  eth0       Up         16:30:01.123    0.100    0.300\n"
+        "10.0.0.2                  eth0       Down       16:30:01.123    1.000    0.000\n"
+    )
+    assert parse_bfd_sessions(text) == {"10.0.0.1": "up", "10.0.0.2": "down"}
+    assert loads_toml(VI + 'announce = { speaker = "bird", bfd = true }\n').vrrp_instance["VI_1"].announce.bfd  # type: ignore[union-attr]
+    clock = FakeClock()
+    sp = BirdSpeaker(bfd=True, clock=clock)
+    sp.last_answer = clock.t
+    assert not sp.connected() and sp.session()["process"] == "no BFD session up"
+    sp.bfd_sessions = {"10.0.0.1": "up"}
+    assert sp.connected() and sp.session()["bfd"] == {"10.0.0.1": "up"}
+    assert "bfd" not in BirdSpeaker(clock=clock).session()
+
+
+def test_the_backup_prepends_its_as_and_the_master_does_not() -> None:
+    roles = {"VI_1": "BACKUP"}
+    ann = _announcements(VI + 'announce = { speaker = "exabgp", prepend = 2, local_as = 65001 }\n', roles, [])
+    sp = ann.exabgp
+    assert sp is not None
+    ann.evaluate()
+    route = sp.routes["198.51.100.10/32"]
+    assert route.as_path == (65001, 65001, 65001) and route.med == 200
+    from pyvrrp.bgp.exabgp_process import announce_command
+
+    assert announce_command({"prefix": route.prefix, "med": 200, "as_path": list(route.as_path)}) == (
+        "announce route 198.51.100.10/32 next-hop self med 200 as-path [ 65001 65001 65001 ]"
+    )
+    roles["VI_1"] = "MASTER"
+    ann.poke()
+    assert sp.routes["198.51.100.10/32"].as_path == ()
+
+
+def test_stop_drains_new_connections_then_removes_the_rule_after_the_release() -> None:
+    scripts: list[str] = []
+
+    async def nft(script: str) -> bool:
+        scripts.append(script)
+        return True
+
+    async def go() -> None:
+        ann = _announcements(
+            VI + 'announce = { speaker = "exabgp", withdraw_drain = 2 }\n', {"VI_1": "MASTER"}, [], nft
+        )
+        sp = ann.exabgp
+        assert sp is not None
+        ann.evaluate()
+        await sp.follow({"generation": -1})
+        await sp.ack({"applied": sp.generation})
+        stop = asyncio.ensure_future(ann.withdraw_all())
+        await asyncio.sleep(0.01)
+        await sp.ack({"applied": sp.generation})
+        spent = await asyncio.wait_for(stop, 3.0)
+        # no connection to 198.51.100.10 is open here: released after the 0.3 s floor, not 2 s
+        assert 0.3 <= spent < 1.5, spent
+        assert len(scripts) == 1 and "ip daddr { 198.51.100.10 } tcp flags & (syn | ack) == syn" in scripts[0]
+        await ann.released()
+        assert scripts[1] == "table inet pyvrrp_drain {}\ndelete table inet pyvrrp_drain\n"
+        await ann.start()  # a rule a daemon killed mid-drain left behind goes at start
+        assert scripts[2] == scripts[1]
+        await ann.close()
+
+    asyncio.run(go())

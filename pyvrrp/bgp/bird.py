@@ -24,7 +24,10 @@ that at once (netlink) and withdraws.  No process of ours has to outlive the dae
 
 Changes go through ``ip route`` in a background worker, in order; a MED change adds the new
 route before it deletes the old one (the kernel keys IPv4 routes by prefix *and* metric).
-BIRD's session state is read back with ``birdc show protocols`` every second.
+BIRD's session state is read back with ``birdc show protocols`` every second, and with
+``bfd = true`` its BFD sessions with ``birdc show bfd sessions`` (BIRD runs BFD for the BGP
+session when its config says ``bfd on``; the router then drops our routes within BFD's
+detection time when this node goes silent, instead of after the hold time).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 from pyvrrp.bgp.speaker import Route
 
-__all__ = ["BirdSpeaker", "parse_protocols"]
+__all__ = ["BirdSpeaker", "parse_bfd_sessions", "parse_protocols"]
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -60,6 +63,23 @@ def parse_protocols(text: str) -> dict[str, str]:
     return out
 
 
+def parse_bfd_sessions(text: str) -> dict[str, str]:
+    """``birdc show bfd sessions`` -> {neighbour address: "up" or BIRD's state, lower case}."""
+    import ipaddress
+
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 3:
+            continue
+        try:
+            ipaddress.ip_address(cols[0])
+        except ValueError:
+            continue
+        out[cols[0]] = cols[2].lower()
+    return out
+
+
 class BirdSpeaker:
     """Announces by kernel routes BIRD learns; reads BIRD's sessions with birdc."""
 
@@ -71,9 +91,12 @@ class BirdSpeaker:
         table: int = 100,
         socket: str = "/run/bird/bird.ctl",
         device: str = DEVICE,
+        bfd: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table, self.socket, self.device = table, socket, device
+        self.bfd = bfd
+        self.bfd_sessions: dict[str, str] = {}
         self._clock = clock
         self._fd: int | None = None
         self.metrics: dict[str, int] = {}  # prefix -> metric (MED) of the route in the table
@@ -122,8 +145,15 @@ class BirdSpeaker:
     def up_to_date(self) -> bool:
         return self._busy == 0 and self.connected()
 
-    def connected(self) -> bool:
+    def answering(self) -> bool:
         return self.last_answer is not None and self._clock() - self.last_answer < 3 * REFRESH_S + 1
+
+    def bfd_up(self) -> bool:
+        return any(v == "up" for v in self.bfd_sessions.values())
+
+    def connected(self) -> bool:
+        """BIRD answers birdc (and, with ``bfd``, has a BFD session up)."""
+        return self.answering() and (not self.bfd or self.bfd_up())
 
     def established(self) -> bool | None:
         if not self.peers:
@@ -131,9 +161,16 @@ class BirdSpeaker:
         return any(v == "up" for v in self.peers.values())
 
     def session(self) -> dict[str, Any]:
-        state = "connected" if self.connected() else ("lost" if self.ever_connected else "never connected")
+        if self.connected():
+            state = "connected"
+        elif self.answering():
+            state = "no BFD session up"
+        else:
+            state = "lost" if self.ever_connected else "never connected"
         age = None if self.last_answer is None else round(self._clock() - self.last_answer, 3)
+        extra: dict[str, Any] = {"bfd": dict(self.bfd_sessions)} if self.bfd else {}
         return {
+            **extra,
             "speaker": self.name,
             "process": state,
             "last_poll_age_s": age,
@@ -199,3 +236,18 @@ class BirdSpeaker:
             self.last_answer = self._clock()
             self.ever_connected = True
             self.peers = parse_protocols(out.decode(errors="replace"))
+        if self.bfd:
+            await self._refresh_bfd()
+
+    async def _refresh_bfd(self) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "birdc", "-s", self.socket, "show", "bfd", "sessions",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            out, _ = await asyncio.wait_for(proc.communicate(), 2.0)
+        except (OSError, TimeoutError):
+            with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+                proc.kill()
+            return
+        self.bfd_sessions = parse_bfd_sessions(out.decode(errors="replace")) if proc.returncode == 0 else {}

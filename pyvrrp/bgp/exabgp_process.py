@@ -24,6 +24,11 @@ process <-> the daemon over the control socket (``bgp_follow``, a long poll: see
   ``orphan_hold_s`` (0 for active-active; for active-backup the time the VRRP backup needs
   to take the VIP, so the router never prefers a node that does not hold it).  It keeps
   trying to reconnect; a new daemon's first reply replaces everything.
+- **ExaBGP not answering** (stopped, hung: its API process lives on and keeps polling): every
+  :data:`PING_S` the process writes ``# pyvrrp ping`` (ExaBGP's comment command, answered
+  ``done`` like any other); a ping unanswered for :data:`ANSWER_TIMEOUT_S` is reported as
+  ``"answering": false`` in the session, and the daemon counts the speaker as lost until a
+  ``done`` comes back.
 - **ExaBGP going away** closes stdin: the process exits (ExaBGP's own shutdown withdrew the
   routes with the session).
 - Written so that ExaBGP's respawn of the process is harmless: the first table after
@@ -49,6 +54,10 @@ __all__ = ["ExabgpProcess", "main"]
 RECONNECT_S = 0.2
 WAIT_S = 1.0
 REPLY_GRACE_S = 4.0
+PING_S = 1.0
+ANSWER_TIMEOUT_S = 2.0
+"""A ping (or command) unanswered for this long: ExaBGP is not answering (stopped or hung)."""
+PING = "# pyvrrp ping"
 
 
 def _log(msg: str, **kw: Any) -> None:
@@ -61,6 +70,8 @@ def announce_command(route: dict[str, Any]) -> str:
     cmd = f"announce route {route['prefix']} next-hop {route.get('next_hop', 'self')}"
     if route.get("med") is not None:
         cmd += f" med {int(route['med'])}"
+    if route.get("as_path"):
+        cmd += " as-path [ " + " ".join(str(int(a)) for a in route["as_path"]) + " ]"
     return cmd
 
 
@@ -84,19 +95,41 @@ class ExabgpProcess:
         self.connected = False
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._acks: set[asyncio.Task[None]] = set()
+        self.oldest_unanswered: float | None = None  # when the oldest command awaiting its ack went out
+        self.last_answer: float | None = None
+        self.answering = True
+        self._clock = time.monotonic
 
     # ------------------------------------------------------------------ ExaBGP side
 
-    def _send(self, command: str, generation: int) -> None:
+    def _send(self, command: str, generation: int | None) -> None:
+        """Write one command; ``generation`` None is a ping (its ack acknowledges no route)."""
         self.out.write(command + "\n")
         self.out.flush()
-        self.pending.append(generation)
+        if not self.pending:
+            self.oldest_unanswered = self._clock()
+        self.pending.append(generation)  # type: ignore[arg-type]
+
+    def ping(self) -> None:
+        """Every PING_S: a comment ExaBGP acks; check the oldest command is not left unanswered."""
+        now = self._clock()
+        if self.pending and self.oldest_unanswered is not None:
+            if now - self.oldest_unanswered > ANSWER_TIMEOUT_S and self.answering:
+                self.answering = False
+                _log("exabgp is not answering", unanswered_s=round(now - self.oldest_unanswered, 1))
+            return  # one outstanding ping is enough
+        self._send(PING, None)
 
     def on_exabgp_line(self, line: str) -> None:
         """One line from ExaBGP: an ack, or a JSON message (neighbour state)."""
         line = line.strip()
         if line in ("done", "error"):
             gen = self.pending.popleft() if self.pending else self.generation
+            self.last_answer = self._clock()
+            self.oldest_unanswered = self.last_answer if self.pending else None
+            if not self.answering:
+                self.answering = True
+                _log("exabgp answers again")
             if line == "error":
                 self.errors += 1
                 _log("exabgp answered error", generation=gen)
@@ -204,7 +237,12 @@ class ExabgpProcess:
             "generation": self.generation if self.connected else -1,
             "applied": self.applied,
             "wait": WAIT_S,
-            "session": {"pid": os.getpid(), "peers": dict(self.peers), "errors": self.errors},
+            "session": {
+                "pid": os.getpid(),
+                "peers": dict(self.peers),
+                "errors": self.errors,
+                "answering": self.answering,
+            },
         }
 
     # ------------------------------------------------------------------ I/O
@@ -249,14 +287,22 @@ class ExabgpProcess:
                 return  # ExaBGP is gone
             self.on_exabgp_line(line.decode(errors="replace"))
 
+    async def pinger(self) -> None:
+        while True:
+            await asyncio.sleep(PING_S)
+            with contextlib.suppress(OSError, ValueError):
+                self.ping()
+
     async def run(self) -> int:
         follow = asyncio.ensure_future(self.follow())
+        pinger = asyncio.ensure_future(self.pinger())
         try:
             await self.read_exabgp()
         finally:
-            follow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follow
+            for task in (follow, pinger):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # tell the daemon now rather than by silence (LOST_AFTER_S): on_speaker_lost acts at once
         await self._send_once({"v": 1, "op": "bgp_gone", "pid": os.getpid()})
         _log("exabgp closed our stdin; exiting")

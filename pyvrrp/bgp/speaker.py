@@ -13,7 +13,9 @@ seconds (a heartbeat both ways); ``bgp_ack`` (a short connection of its own) rep
 ExaBGP's acks at once, while the long poll is still waiting.  ``applied`` is the newest
 generation ExaBGP acknowledged (``done`` for every command); ``session`` is what ExaBGP
 reported of its neighbours.  A process that stops polling for :data:`LOST_AFTER_S` is
-*lost* (ExaBGP died, or its process did); the process side, for its part, withdraws when it
+*lost* (ExaBGP died, or its process did); so is one whose ExaBGP does not answer its pings
+(``"answering": false`` in the session: ExaBGP stopped or hung, while its process still
+polls).  The process side, for its part, withdraws when it
 loses the daemon (:mod:`pyvrrp.bgp.exabgp_process`).
 
 This module does no I/O of its own: the control server calls :meth:`ExabgpSpeaker.follow`.
@@ -43,6 +45,8 @@ class Route:
     med: int | None
     next_hop: str = "self"
     orphan_hold_s: float = 0.0
+    as_path: tuple[int, ...] = ()
+    """Empty: the speaker's default (its own AS); else the whole path (AS-path prepend)."""
 
 
 class Speaker(Protocol):
@@ -96,15 +100,27 @@ class ExabgpSpeaker:
         self.withdrawn.add(prefix)
         self._bump()
 
-    def connected(self) -> bool:
+    def polling(self) -> bool:
         return self.last_poll is not None and self._clock() - self.last_poll < LOST_AFTER_S
+
+    def answering(self) -> bool:
+        """ExaBGP acks its process's commands (a stopped ExaBGP does not; its process still polls)."""
+        return self.follower.get("answering", True) is not False
+
+    def connected(self) -> bool:
+        return self.polling() and self.answering()
 
     def up_to_date(self) -> bool:
         return self.connected() and self.applied >= self.generation
 
     def session(self) -> dict[str, Any]:
         age = None if self.last_poll is None else round(self._clock() - self.last_poll, 3)
-        state = "connected" if self.connected() else ("lost" if self.ever_connected else "never connected")
+        if self.connected():
+            state = "connected"
+        elif self.polling():
+            state = "not answering"
+        else:
+            state = "lost" if self.ever_connected else "never connected"
         peers = self.follower.get("peers") if self.connected() else None
         return {
             "speaker": self.name,

@@ -83,6 +83,18 @@ class Announce(BaseModel):
     """speaker = "bird": the kernel routing table pyvrrp writes and BIRD's kernel protocol learns."""
     bird_socket: str = "/run/bird/bird.ctl"
     """speaker = "bird": BIRD's control socket, for ``birdc show protocols`` (session state)."""
+    prepend: Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=10)] = 0
+    """active-backup, speaker = "exabgp": the backup's announcements carry ``local_as`` this
+    many extra times in their AS path, for routers that ignore (or do not compare) the MED."""
+    local_as: Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=4294967295)] | None = None
+    """The director's AS (ExaBGP's ``local-as``): needed by ``prepend``, since ExaBGP sends an
+    AS path it is given as it is."""
+    bfd: bool = False
+    """speaker = "bird": the BGP session runs BFD (BIRD's ``protocol bfd`` and ``bfd on`` in the
+    operator's BIRD config; docs/lvs-at-scale.md), so the router drops this node's routes
+    within BFD's detection time, not the hold time, when the node goes silent.  pyvrrp reads
+    ``birdc show bfd sessions`` into ``state`` and counts the speaker lost without a BFD
+    session that is up.  ExaBGP has no BFD."""
     on_speaker_lost: Literal["keep-vip", "fault"] = "keep-vip"
     """vrrp_instance only: when the speaker goes away, keep running (``keep-vip``) or go FAULT
     so the VRRP backup, whose speaker still announces, takes the VIP (``fault``)."""
@@ -105,6 +117,21 @@ class Announce(BaseModel):
             raise ValueError(
                 f"kernel_table {self.kernel_table} is the kernel's default/main/local table: "
                 "give BIRD a table of its own (e.g. 100)"
+            )
+        if self.prepend:
+            if self.mode != "active-backup":
+                raise ValueError('prepend is for mode = "active-backup" (it lengthens the backup\'s AS path)')
+            if self.speaker != "exabgp":
+                raise ValueError(
+                    'prepend is for speaker = "exabgp"; with BIRD, prepend in its export filter by the '
+                    "route's metric (if krt_metric = med_backup then bgp_path.prepend(YOUR_AS))"
+                )
+            if self.local_as is None:
+                raise ValueError("prepend needs local_as (the AS ExaBGP announces from, its local-as)")
+        if self.bfd and self.speaker != "bird":
+            raise ValueError(
+                f'bfd = true needs speaker = "bird": {self.speaker} has no BFD; with ExaBGP, shorten '
+                "the hold time in its neighbor block instead (e.g. hold-time 3)"
             )
         for key in ("kernel_table", "bird_socket"):
             if self.speaker != "bird" and key in self.model_fields_set:

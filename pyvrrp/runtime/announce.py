@@ -10,8 +10,16 @@ the pure :func:`~pyvrrp.bgp.decide.decide` what to do, and tells the speaker
 change and every :data:`EVAL_S` (health results and gateway changes have no callback here).
 
 Stopping (SIGTERM): :meth:`withdraw_all` marks everything stopping, waits until the speaker
-acknowledged the withdrawals (at most :data:`ACK_WAIT_S`), then ``withdraw_drain`` seconds for
-the router to move the traffic, and only then does the daemon release the VIPs.
+acknowledged the withdrawals (at most :data:`ACK_WAIT_S`), then *drains*
+(:mod:`pyvrrp.adapters.drain`): new TCP connections to the announced addresses are dropped
+(the client retransmits its SYN a second later, to the VIP's next holder) while the open
+ones finish; it waits at least :data:`ROUTER_SETTLE_S` (the router follows a withdraw in
+tens of ms) and until no connection is open, at most ``withdraw_drain`` seconds.  Only then
+does the daemon release the VIPs, and :meth:`released` removes the drop rule (so does
+:meth:`start`, for a rule a daemon killed mid-drain left behind).  The ``done``
+ack alone proves nothing about the router; and the router moving is not enough either:
+the backup forwards to the VIP holder, so connections kept arriving here until the VIP
+moved, and one still open at that moment was cut.
 
 Speaker lost (``on_speaker_lost = "fault"``): the followed instance gets a ``bgp_speaker``
 fault, so its VRRP backup, whose own speaker still announces, takes the VIP.
@@ -22,12 +30,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import Callable
+import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from pyvrrp.adapters.drain import DRAIN_TABLE, open_connections, syn_drop_ruleset
+from pyvrrp.adapters.firewall import removal
 from pyvrrp.base import clock
 from pyvrrp.bgp.bird import BirdSpeaker
 from pyvrrp.bgp.decide import Decision, Facts, Policy, decide
@@ -43,6 +54,8 @@ log = structlog.get_logger("pyvrrp.announce")
 
 EVAL_S = 0.1
 ACK_WAIT_S = 2.0
+ROUTER_SETTLE_S = 0.3
+"""Stopping: the least time between the withdraw's ack and the release (the router's move)."""
 SPEAKER_GRACE_S = 10.0
 """After start, how long a speaker may take to connect before it counts as lost."""
 
@@ -117,6 +130,7 @@ class Announcements:
         isolated: Callable[[str], bool],
         health: Callable[[str], tuple[int, int] | None],
         on_speaker_lost: Callable[[str, bool], None],
+        nft: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.entries = entries
         self._role, self._isolated, self._health = role, isolated, health
@@ -126,8 +140,11 @@ class Announcements:
         self.stopping = False
         self.started_at = clock.monotonic()
         self._now: dict[tuple[str, str], _Now] = {}
-        self._lost: dict[str, bool] = {}
+        self._lost: dict[str, bool] = {}  # per entry (source): its instance faulted
+        self._speaker_lost: dict[str, bool] = {}  # per speaker: lost, as last logged
         self._task: asyncio.Task[None] | None = None
+        self._dropping = False
+        self._run_nft = nft if nft is not None else self._nft_command
 
     def _add_speakers(self, entries: list[Entry]) -> list[ExabgpSpeaker | BirdSpeaker]:
         added: list[ExabgpSpeaker | BirdSpeaker] = []
@@ -138,7 +155,7 @@ class Announcements:
             if e.spec.speaker == "exabgp":
                 sp = ExabgpSpeaker()
             else:
-                sp = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket)
+                sp = BirdSpeaker(table=e.spec.kernel_table, socket=e.spec.bird_socket, bfd=e.spec.bfd)
             self.speakers[e.spec.speaker] = sp
             added.append(sp)
         return added
@@ -201,7 +218,10 @@ class Announcements:
                 self._now[(e.source, prefix)] = _Now(d, now)
                 if d.announce:
                     nh = str(e.spec.next_hop)
-                    speaker.announce(Route(prefix, d.med, nh, e.orphan_hold_s))
+                    path: tuple[int, ...] = ()
+                    if e.spec.prepend and e.spec.local_as is not None and not d.preferred:
+                        path = (e.spec.local_as,) * (1 + e.spec.prepend)
+                    speaker.announce(Route(prefix, d.med, nh, e.orphan_hold_s, path))
                 else:
                     speaker.withdraw(prefix)
                 if old is None or old.decision.announce != d.announce or old.decision.med != d.med:
@@ -210,16 +230,24 @@ class Announcements:
         self._check_speakers(now)
 
     def _check_speakers(self, now: float) -> None:
+        """Log a speaker lost / back once; fault the followed instances that ask for it."""
+        for name, sp in self.speakers.items():
+            lost = not sp.connected() and (sp.ever_connected or now - self.started_at > SPEAKER_GRACE_S)
+            if lost != self._speaker_lost.get(name, False):
+                self._speaker_lost[name] = lost
+                session = sp.session()
+                log.warning(
+                    "bgp_speaker_lost" if lost else "bgp_speaker_back",
+                    speaker=name,
+                    process=session["process"],
+                    policy=sorted({e.spec.on_speaker_lost for e in self.entries if e.spec.speaker == name}),
+                )
         for e in self.entries:
             if e.spec.on_speaker_lost != "fault" or e.instance is None:
                 continue
-            sp = self.speakers[e.spec.speaker]
-            lost = not sp.connected() and (sp.ever_connected or now - self.started_at > SPEAKER_GRACE_S)
+            lost = self._speaker_lost.get(e.spec.speaker, False)
             if lost != self._lost.get(e.source, False):
                 self._lost[e.source] = lost
-                log.warning(
-                    "bgp_speaker_lost" if lost else "bgp_speaker_back", speaker=sp.name, source=e.source
-                )
                 self._on_speaker_lost(e.instance, lost)
 
     def poke(self) -> None:
@@ -241,6 +269,10 @@ class Announcements:
                 log.exception("bgp_evaluate_failed")
 
     async def start(self) -> None:
+        if self._run_nft != self._nft_command or shutil.which("nft"):
+            # a daemon killed in the middle of a drain left its drop rule: new connections to
+            # the VIPs would be dropped for ever once this node is MASTER again
+            await self._run_nft(removal(DRAIN_TABLE))
         await self._open(list(self.speakers.values()))
         self.evaluate()
         self._task = asyncio.ensure_future(self._loop())
@@ -258,16 +290,65 @@ class Announcements:
             self._task.cancel()
         if not had:
             return 0.0
-        deadline = t0 + ACK_WAIT_S
+        deadline = t0 + ACK_WAIT_S  # the withdraw's ack (ExaBGP's done; BIRD: the kernel route gone)
         while clock.monotonic() < deadline:
             if all(sp.up_to_date() or not sp.connected() for sp in self.speakers.values()):
                 break
             await asyncio.sleep(0.01)
         acked = clock.monotonic() - t0
         drain = max((float(e.spec.withdraw_drain) for e in self.entries), default=0.0)
-        log.info("bgp_withdrawn_before_release", acked_after_s=round(acked, 3), drain_s=drain)
-        await asyncio.sleep(drain)
+        t_ack = clock.monotonic()
+        addresses = self._drain_addresses()
+        dropping = bool(addresses) and drain > 0 and await self._nft(syn_drop_ruleset(addresses))
+        self._dropping = self._dropping or dropping
+        left = None
+        while True:
+            now = clock.monotonic()
+            if now - t_ack >= drain:
+                break
+            if dropping:
+                left = open_connections(addresses)
+                if left == 0 and now - t_ack >= min(ROUTER_SETTLE_S, drain):
+                    break
+            await asyncio.sleep(0.02)
+        log.info(
+            "bgp_withdrawn_before_release",
+            acked_after_s=round(acked, 3),
+            drain_s=drain,
+            drained_after_s=round(clock.monotonic() - t_ack, 3),
+            new_connections_dropped=dropping,
+            open_connections=left,
+        )
         return clock.monotonic() - t0
+
+    def _drain_addresses(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """The host prefixes announced (the VIPs): what new connections are dropped to."""
+        out = []
+        for e in self.entries:
+            for prefix in e.prefixes:
+                net = ipaddress.ip_network(prefix)
+                if net.num_addresses == 1:
+                    out.append(net.network_address)
+        return out
+
+    async def _nft(self, script: str) -> bool:
+        return await self._run_nft(script)
+
+    async def _nft_command(self, script: str) -> bool:
+        from pyvrrp.adapters.firewall import FirewallError, Nft
+
+        try:
+            await asyncio.to_thread(Nft()._run, script)
+        except (FirewallError, OSError) as exc:
+            log.warning("bgp_drain_firewall_failed", error=str(exc), then="draining by time only")
+            return False
+        return True
+
+    async def released(self) -> None:
+        """The VIPs are gone: remove the drain's drop rule (and one a crashed daemon left)."""
+        if self._dropping:
+            self._dropping = False
+            await self._nft(removal(DRAIN_TABLE))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -345,6 +345,8 @@ class Daemon:
             log.info("bgp_withdraw_done", seconds=round(spent, 3), then="releasing the VIPs")
         finally:
             self._release_all()
+            with contextlib.suppress(Exception):
+                await self.bgp.released()
             self.stop_event.set()
 
     # --------------------------------------------------------------------- BGP
@@ -403,6 +405,9 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.bgp.withdraw_all()
         self._release_all()
+        if self.bgp is not None:
+            with contextlib.suppress(Exception):
+                await self.bgp.released()
         pending: list[Coroutine[Any, Any, Any]] = []
         if self.ipvs is not None:
             pending.append(asyncio.wait_for(self.ipvs.stop(keep=self.keep_ipvs), timeout=IPVS_STOP_BOUND_S))

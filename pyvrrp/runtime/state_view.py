@@ -206,8 +206,14 @@ def render_announce(items: list[dict[str, Any]]) -> str:
             or "no neighbour reported"
         )
         age = sp.get("last_poll_age_s")
+        bfd = sp.get("bfd")
+        bfd_text = (
+            ""
+            if bfd is None
+            else "; BFD: " + (", ".join(f"{p} {s}" for p, s in sorted(bfd.items())) or "no session")
+        )
         lines.append(
             f"  speaker {name}: process {sp.get('process')} (pid {sp.get('pid')}, last poll "
-            f"{'-' if age is None else f'{age}s'} ago); BGP: {peers}"
+            f"{'-' if age is None else f'{age}s'} ago); BGP: {peers}{bfd_text}"
         )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ APT_NEEDS=(
     "keepalived:keepalived"  # interop / reference peer
     "tcpdump:tcpdump"        # br0 captures
     "etcd:etcd-server"       # the quorum witness's tests (issue 13); its service is not started
+    "etcdctl:etcd-client"    # test_witness_ops.py enables etcd auth with it (etcd-server only suggests it)
     "vtysh:frr"              # FRR vrrpd interop (use_vmac tests); its service is not started
     "arping:iputils-arping"  # ARP checks from the client
     "ping:iputils-ping"      # keepalived best-practice gateway check (split-brain matrix control)

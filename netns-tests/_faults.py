@@ -178,9 +178,17 @@ class Guards:
     conflict_detection: bool = True
     probe_vip: bool = True
     unicast: bool = True
+    witness: bool = False
+    """The quorum witness (issue 13): ``witness = true`` and ``global_defs.witness`` on one etcd
+    member at ``_etcd.ENDPOINT`` (the caller starts it: ``_etcd.Etcd(lab).start()``)."""
+    witness_ttl: int = 4
+    witness_margin: float = 1.0
 
     @property
     def label(self) -> str:
+        if self.witness:
+            base = dataclasses.replace(self, witness=False).label
+            return f"{base}+witness"
         if self.gateway_check and self.conflict_detection and self.probe_vip:
             return "all guards"
         parts = [
@@ -421,6 +429,7 @@ def _instance(host: str, t: Timing, guards: Guards) -> InstanceSpec:
         advert_int_s=t.advert_int_s,
         unicast_src=me_ip if guards.unicast else None,
         unicast_peers=(peer_ip,) if guards.unicast else (),
+        extra={"witness": True} if guards.witness else {},
     )
 
 
@@ -433,6 +442,11 @@ def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
         control_socket=str(node_dir / "control.sock"),
         state_dir=str(node_dir),
     )
+    if guards.witness:
+        from _etcd import ENDPOINT
+
+        table = f'endpoints = ["{ENDPOINT}"], ttl = {guards.witness_ttl}, margin = {guards.witness_margin}'
+        text = text.replace("[global_defs]\n", f"[global_defs]\nwitness = {{ {table} }}\n", 1)
     gw = lab.ip("gw")
     lines = []
     if guards.gateway_check:

@@ -185,3 +185,17 @@ def test_check_config_says_which_instances_are_witnessed(tmp_path: Path) -> None
     doc = json.loads(runner.invoke(app, ["check-config", "-f", str(path), "--json"]).output)
     assert doc["witness"]["witnessed"] == ["VI_1"]
     assert [r["witness_key"] for r in doc["instances"]] == ["/pyvrrp/instance/VI_1", None, None]
+
+
+def test_every_bad_witness_value_in_one_pass() -> None:
+    """Three bad values (global table, instance flag) are all reported at once, each at its key path."""
+    errs = errors(
+        glob='witness = { endpoints = ["http://10.0.0.1:2379"], ttl = 0, on_unavailable = "hope" }',
+        inst='witness = "maybe"',
+    )
+    for path in (
+        "global_defs.witness.ttl",
+        "global_defs.witness.on_unavailable",
+        "vrrp_instance.VI_1.witness",
+    ):
+        assert any(path in e for e in errs), (path, errs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from pyvrrp.adapters.witness_etcd import KeyInfo, WitnessUnavailable
@@ -324,3 +325,24 @@ def test_keys_given_up_at_the_deadline_are_deleted_when_etcd_answers_again() -> 
         await rt.close()
 
     asyncio.run(main())
+
+
+def test_check_config_of_a_config_without_witness_does_not_import_httpx(tmp_path: Path) -> None:
+    """Loading and checking a witness-free config (what every start does first) leaves httpx unloaded."""
+    import subprocess
+    import sys
+
+    conf = tmp_path / "p.toml"
+    conf.write_text(
+        '[global_defs]\nrouter_id = "lb1"\n\n[vrrp_instance.VI_1]\ninterface = "eth0"\n'
+        'virtual_router_id = 51\npriority = 150\nvirtual_ipaddress = ["192.168.233.200/32"]\n'
+    )
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom pyvrrp.cli.app import app\n"
+        "import pyvrrp.runtime.daemon\n"
+        f"r = CliRunner().invoke(app, ['check-config', '-f', {str(conf)!r}])\n"
+        "assert r.exit_code == 0, r.output\nprint('httpx' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout

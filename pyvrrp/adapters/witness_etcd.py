@@ -32,11 +32,16 @@ from typing import Any
 
 import httpx
 
-__all__ = ["EtcdWitness", "KeyInfo", "WitnessUnavailable"]
+__all__ = ["EtcdWitness", "KeyInfo", "WitnessAuthFailed", "WitnessUnavailable"]
 
 
 class WitnessUnavailable(Exception):
     """No endpoint answered within the timeout (or every one refused)."""
+
+
+class WitnessAuthFailed(WitnessUnavailable):
+    """etcd refused ``user``/``password`` (a configuration error, not an outage; the policy
+    still applies: without a lease the node holds no witnessed VIP)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,8 @@ class EtcdWitness:
         self.last_rtt_s: float | None = None
         self.requests = 0
         self.failures = 0
+        self.reauths = 0
+        """Requests retried after etcd rejected an expired auth token."""
 
     @property
     def endpoint(self) -> str:
@@ -129,21 +136,21 @@ class EtcdWitness:
             url = self.endpoints[idx] + path
             self.requests += 1
             try:
-                if auth and self._user is not None and self._token is None:
-                    await self._authenticate(self.endpoints[idx])
-                headers = {"Authorization": self._token} if self._token else {}
-                t0 = time.monotonic()
-                resp = await self._http.post(url, content=json.dumps(body), headers=headers)
-                self.last_rtt_s = time.monotonic() - t0
-                doc = self._decode(resp)
+                resp, doc = await self._send(idx, url, body, auth=auth)
+                error = doc.get("error") or (doc.get("result") or {}).get("error")
+                if error and "auth token" in str(error) and auth and self._user is not None:
+                    # the token expired (simple tokens: --auth-token-ttl idle) or etcd restarted:
+                    # authenticate again and retry here at once, not one renewal round later
+                    self._token = None
+                    self.reauths += 1
+                    resp, doc = await self._send(idx, url, body, auth=auth)
+                    error = doc.get("error") or (doc.get("result") or {}).get("error")
+            except WitnessAuthFailed:
+                self.failures += 1
+                raise
             except (httpx.HTTPError, OSError, ValueError) as exc:
                 self.failures += 1
                 reasons.append(f"{self.endpoints[idx]}: {type(exc).__name__}: {exc}".rstrip(": "))
-                continue
-            error = doc.get("error") or (doc.get("result") or {}).get("error")
-            if error and "auth token" in str(error) and auth and self._user is not None:
-                self._token = None  # expired token: authenticate again on the next endpoint try
-                reasons.append(f"{self.endpoints[idx]}: {error}")
                 continue
             if resp.status_code >= 500 or (
                 error and resp.status_code >= 400 and "not found" not in str(error)
@@ -154,6 +161,17 @@ class EtcdWitness:
             self._current = idx
             return doc
         raise WitnessUnavailable("; ".join(reasons) or "no endpoint")
+
+    async def _send(
+        self, idx: int, url: str, body: dict[str, Any], *, auth: bool
+    ) -> tuple[httpx.Response, dict[str, Any]]:
+        if auth and self._user is not None and self._token is None:
+            await self._authenticate(self.endpoints[idx])
+        headers = {"Authorization": self._token} if auth and self._token else {}
+        t0 = time.monotonic()
+        resp = await self._http.post(url, content=json.dumps(body), headers=headers)
+        self.last_rtt_s = time.monotonic() - t0
+        return resp, self._decode(resp)
 
     @staticmethod
     def _decode(resp: httpx.Response) -> dict[str, Any]:
@@ -173,9 +191,21 @@ class EtcdWitness:
         )
         doc = self._decode(resp)
         token = doc.get("token")
-        if not token:
-            raise ValueError(f"authentication failed: {doc.get('error') or resp.status_code}")
-        self._token = str(token)
+        if token:
+            self._token = str(token)
+            return
+        error = str(doc.get("error") or doc.get("message") or f"HTTP {resp.status_code}")
+        if "authentication failed" in error or "invalid user" in error or "password" in error:
+            raise WitnessAuthFailed(
+                f"{endpoint}: etcd refused user {self._user!r}: {error}; check global_defs.witness.user "
+                "and .password (etcdctl user get / auth status on the etcd side)"
+            )
+        if "auth" in error and "not enabled" in error:
+            raise WitnessAuthFailed(
+                f"{endpoint}: {error}: etcd has no authentication enabled; remove global_defs.witness.user "
+                "and .password, or run `etcdctl auth enable`"
+            )
+        raise ValueError(f"authentication failed: {error}")
 
     # ------------------------------------------------------------------ leases
 

@@ -151,10 +151,12 @@ class WitnessRuntime:
         except WitnessUnavailable as exc:
             self.renew_failures += 1
             self.last_error = str(exc)
+            auth = type(exc).__name__ == "WitnessAuthFailed"  # a config error: say so, not "renew failed"
             self._warn.warning(
-                "renew",
-                "witness_renew_failed",
+                "auth" if auth else "renew",
+                "witness_auth_failed" if auth else "witness_renew_failed",
                 error=str(exc),
+                policy=self.cfg.on_unavailable,
                 deadline_in_s=_round(lease.remaining_s(clock.monotonic())),
             )
             self._arm()
@@ -369,6 +371,7 @@ class WitnessRuntime:
             "give_ups": self.give_ups,
             "last_deadline_late_s": _round(self.last_deadline_late_s),
             "last_error": self.last_error,
+            "reauths": getattr(self.client, "reauths", 0),
         }
         if key is not None:
             out["key"] = self.full_key(key)

@@ -424,8 +424,11 @@ def _instance(host: str, t: Timing, guards: Guards) -> InstanceSpec:
     )
 
 
-def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
-    """pyvrrp TOML for ``host``: unicast peers plus the configured guards."""
+def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards, *, gateway: str | None = None) -> str:
+    """pyvrrp TOML for ``host``: unicast peers plus the configured guards.
+
+    ``gateway``: the gateway_check target (default: the lab's ``gw``; the two-site lab gives
+    each scheduler its own site's gateway)."""
     node_dir = lab.run_dir / f"pyvrrp-{host}"
     text = pyvrrp_toml(
         host,
@@ -433,7 +436,7 @@ def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
         control_socket=str(node_dir / "control.sock"),
         state_dir=str(node_dir),
     )
-    gw = lab.ip("gw")
+    gw = gateway or lab.ip("gw")
     lines = []
     if guards.gateway_check:
         lines.append(
@@ -448,7 +451,7 @@ def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
     return text + "\n".join(lines) + ("\n" if lines else "")
 
 
-def keepalived_config(lab: Lab, host: str, t: Timing) -> str:
+def keepalived_config(lab: Lab, host: str, t: Timing, *, gateway: str | None = None) -> str:
     """keepalived best practice: unicast peers plus a gateway-ping track_script, weight -60.
 
     lb1 150 - 60 = 90 < lb2's 100, so a master that loses the gateway loses the election
@@ -459,7 +462,7 @@ def keepalived_config(lab: Lab, host: str, t: Timing) -> str:
     text = keepalived_conf(host, [inst])
     script = (
         "vrrp_script chk_gw {\n"
-        f'    script "{gateway_ping_command(lab.ip("gw"))}"\n'
+        f'    script "{gateway_ping_command(gateway or lab.ip("gw"))}"\n'
         f"    interval {t.ka_script_interval_s}\n"
         "    timeout 2\n"
         "    fall 2\n"

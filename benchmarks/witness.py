@@ -75,7 +75,6 @@ from _faults import (  # noqa: E402
     HTTP_PORT,
     NO_PROBE,
     TEST_TIMING,
-    Guards,
     HolderSampler,
     LineRecorder,
     Result,
@@ -83,17 +82,25 @@ from _faults import (  # noqa: E402
     compute,
     daemon_pids,
     events_in,
-    keepalived_config,
     log_size,
-    pyvrrp_config,
     start_http,
     transitions_in,
 )
-from _twosite import CLIENTS, SITE_A, SITE_B, TwoSiteEtcd, TwoSiteLab, client_dual, gateway_for  # noqa: E402
+from _twosite import (  # noqa: E402
+    CLIENTS,
+    SITE_A,
+    SITE_B,
+    Impl,
+    TwoSiteEtcd,
+    TwoSiteLab,
+    WTiming,
+    client_dual,
+    start_pair,
+)
 
 from pyvrrp.lab import probe  # noqa: E402
-from pyvrrp.lab.keepalived import KeepalivedNode, keepalived_available  # noqa: E402
-from pyvrrp.lab.topology import LAB_IFNAME, VIP4, DaemonNode, PyvrrpNode, wait_for  # noqa: E402
+from pyvrrp.lab.keepalived import keepalived_available  # noqa: E402
+from pyvrrp.lab.topology import LAB_IFNAME, VIP4, DaemonNode, wait_for  # noqa: E402
 
 SCENARIOS: dict[str, str] = {
     "W1": "trunk cut, e3 with site A: the master's side keeps the etcd majority",
@@ -108,13 +115,6 @@ SCENARIOS: dict[str, str] = {
 ETCD_ONLY = {"W5", "W6", "W6v"}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Impl:
-    kind: str  # keepalived | pyvrrp
-    guards: Guards
-    witness: bool = False
-
-
 IMPLS: dict[str, Impl] = {
     "keepalived": Impl("keepalived", ALL_GUARDS),
     "pyvrrp": Impl("pyvrrp", ALL_GUARDS),
@@ -122,13 +122,6 @@ IMPLS: dict[str, Impl] = {
     "pyvrrp-witness-noprobe": Impl("pyvrrp", NO_PROBE, witness=True),
 }
 DEFAULT_IMPLS = ("keepalived", "pyvrrp", "pyvrrp-witness")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WTiming:
-    vrrp: Timing
-    ttl_s: int = 5
-    margin_s: float = 1.0
 
 
 FULL = WTiming(dataclasses.replace(Timing(), fault_s=8.0, settle_s=5.0))
@@ -146,78 +139,6 @@ def runs_for(scenario: str, impl_key: str) -> bool:
     if scenario in ETCD_ONLY:
         return IMPLS[impl_key].witness
     return True
-
-
-# --------------------------------------------------------------------------- nodes
-
-
-def node_config(lab: TwoSiteLab, etcd: TwoSiteEtcd, host: str, impl: Impl, wt: WTiming, policy: str) -> str:
-    gw = lab.ip(gateway_for(host))
-    if impl.kind == "keepalived":
-        return keepalived_config(lab, host, wt.vrrp, gateway=gw)
-    text = pyvrrp_config(lab, host, wt.vrrp, impl.guards, gateway=gw)
-    if impl.witness:
-        table = (
-            f"endpoints = {json.dumps(etcd.endpoints_for(host))}, ttl = {wt.ttl_s}, "
-            f'margin = {wt.margin_s}, on_unavailable = "{policy}"'
-        )
-        text = text.replace("[global_defs]\n", f"[global_defs]\nwitness = {{ {table} }}\n", 1)
-        text = text.replace("[vrrp_instance.VI_51]\n", "[vrrp_instance.VI_51]\nwitness = true\n", 1)
-    return text
-
-
-def _ready(node: DaemonNode, want: str, witness: bool = False) -> bool:
-    if node.state() != want:
-        return False
-    if isinstance(node, PyvrrpNode):
-        inst = node.instance() or {}
-        if inst.get("isolated", False):
-            return False
-        if witness and want == "MASTER":
-            return bool((inst.get("witness") or {}).get("revision"))
-    return True
-
-
-def start_pair(
-    lab: TwoSiteLab,
-    etcd: TwoSiteEtcd,
-    impl: Impl,
-    wt: WTiming,
-    policy: str = "release",
-    timeout_s: float = 30.0,
-) -> dict[str, DaemonNode]:
-    """lb1 first until MASTER with the VIP (and its witness key), then lb2 until BACKUP."""
-    nodes: dict[str, DaemonNode] = {}
-    for host in ("lb1", "lb2"):
-        text = node_config(lab, etcd, host, impl, wt, policy)
-        nodes[host] = (
-            KeepalivedNode(lab, host, text) if impl.kind == "keepalived" else PyvrrpNode(lab, host, text)
-        )
-    try:
-        nodes["lb1"].start()
-        wait_for(
-            lambda: _ready(nodes["lb1"], "MASTER", impl.witness) and lab.holds_vip("lb1"),
-            timeout_s,
-            0.05,
-            what="lb1 MASTER",
-        )
-        nodes["lb2"].start()
-        wait_for(
-            lambda: _ready(nodes["lb2"], "BACKUP") and _ready(nodes["lb1"], "MASTER"),
-            timeout_s,
-            0.05,
-            what="lb2 BACKUP",
-        )
-    except TimeoutError as exc:
-        logs = "\n".join(f"--- {h}:\n{n.log_text()[-1500:]}" for h, n in nodes.items())
-        raise TimeoutError(f"{exc}\n{logs}") from exc
-    t = wt.vrrp
-    time.sleep(
-        max(2 * t.advert_int_s, 0.3) + (2 * t.ka_script_interval_s if impl.kind == "keepalived" else 0)
-    )
-    if not (lab.holds_vip("lb1") and not lab.holds_vip("lb2")):
-        raise RuntimeError("the pair did not settle with lb1 holding the VIP")
-    return nodes
 
 
 # --------------------------------------------------------------------------- one run

@@ -40,7 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyvrrp.lab.topology import LAB_IFNAME, HostSpec, Lab, LabError, wait_for
+from _faults import Guards, Timing, keepalived_config, pyvrrp_config
+
+from pyvrrp.lab.keepalived import KeepalivedNode
+from pyvrrp.lab.topology import LAB_IFNAME, DaemonNode, HostSpec, Lab, LabError, PyvrrpNode, wait_for
 
 SITE_A, SITE_B = "A", "B"
 SWITCHES = {SITE_A: "swa", SITE_B: "swb"}
@@ -359,6 +362,96 @@ def client_dual(
     return ClientView(round(dual, 3), round(a_only, 3), round(b_only, 3))
 
 
+# --------------------------------------------------------------------------- the pair of schedulers
+
+
+@dataclass(frozen=True, slots=True)
+class Impl:
+    """One implementation of the pair: keepalived, or pyvrrp with ``guards`` and the witness or not."""
+
+    kind: str  # keepalived | pyvrrp
+    guards: Guards
+    witness: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WTiming:
+    """VRRP and guard timings (:class:`_faults.Timing`) plus the witness lease ttl and margin."""
+
+    vrrp: Timing
+    ttl_s: int = 5
+    margin_s: float = 1.0
+
+
+def node_config(lab: TwoSiteLab, etcd: TwoSiteEtcd, host: str, impl: Impl, wt: WTiming, policy: str) -> str:
+    gw = lab.ip(gateway_for(host))
+    if impl.kind == "keepalived":
+        return keepalived_config(lab, host, wt.vrrp, gateway=gw)
+    text = pyvrrp_config(lab, host, wt.vrrp, impl.guards, gateway=gw)
+    if impl.witness:
+        table = (
+            f"endpoints = {json.dumps(etcd.endpoints_for(host))}, ttl = {wt.ttl_s}, "
+            f'margin = {wt.margin_s}, on_unavailable = "{policy}"'
+        )
+        text = text.replace("[global_defs]\n", f"[global_defs]\nwitness = {{ {table} }}\n", 1)
+        text = text.replace("[vrrp_instance.VI_51]\n", "[vrrp_instance.VI_51]\nwitness = true\n", 1)
+    return text
+
+
+def _ready(node: DaemonNode, want: str, witness: bool = False) -> bool:
+    if node.state() != want:
+        return False
+    if isinstance(node, PyvrrpNode):
+        inst = node.instance() or {}
+        if inst.get("isolated", False):
+            return False
+        if witness and want == "MASTER":
+            return bool((inst.get("witness") or {}).get("revision"))
+    return True
+
+
+def start_pair(
+    lab: TwoSiteLab,
+    etcd: TwoSiteEtcd,
+    impl: Impl,
+    wt: WTiming,
+    policy: str = "release",
+    timeout_s: float = 30.0,
+) -> dict[str, DaemonNode]:
+    """lb1 first until MASTER with the VIP (and its witness key), then lb2 until BACKUP."""
+    nodes: dict[str, DaemonNode] = {}
+    for host in ("lb1", "lb2"):
+        text = node_config(lab, etcd, host, impl, wt, policy)
+        nodes[host] = (
+            KeepalivedNode(lab, host, text) if impl.kind == "keepalived" else PyvrrpNode(lab, host, text)
+        )
+    try:
+        nodes["lb1"].start()
+        wait_for(
+            lambda: _ready(nodes["lb1"], "MASTER", impl.witness) and lab.holds_vip("lb1"),
+            timeout_s,
+            0.05,
+            what="lb1 MASTER",
+        )
+        nodes["lb2"].start()
+        wait_for(
+            lambda: _ready(nodes["lb2"], "BACKUP") and _ready(nodes["lb1"], "MASTER"),
+            timeout_s,
+            0.05,
+            what="lb2 BACKUP",
+        )
+    except TimeoutError as exc:
+        logs = "\n".join(f"--- {h}:\n{n.log_text()[-1500:]}" for h, n in nodes.items())
+        raise TimeoutError(f"{exc}\n{logs}") from exc
+    t = wt.vrrp
+    time.sleep(
+        max(2 * t.advert_int_s, 0.3) + (2 * t.ka_script_interval_s if impl.kind == "keepalived" else 0)
+    )
+    if not (lab.holds_vip("lb1") and not lab.holds_vip("lb2")):
+        raise RuntimeError("the pair did not settle with lb1 holding the VIP")
+    return nodes
+
+
 def python() -> str:
     return sys.executable
 
@@ -376,12 +469,16 @@ __all__ = [
     "SITE_A",
     "SITE_B",
     "ClientView",
+    "Impl",
     "LabError",
     "TwoSiteEtcd",
     "TwoSiteLab",
+    "WTiming",
     "client_dual",
     "gateway_for",
+    "node_config",
     "require_tools",
+    "start_pair",
 ]
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _faults import Guards, Timing, keepalived_config, pyvrrp_config
+from _faults import ALL_GUARDS, Guards, Timing, keepalived_config, pyvrrp_config
 
 from pyvrrp.lab.keepalived import KeepalivedNode
 from pyvrrp.lab.topology import LAB_IFNAME, DaemonNode, HostSpec, Lab, LabError, PyvrrpNode, wait_for
@@ -370,7 +370,7 @@ class Impl:
     """One implementation of the pair: keepalived, or pyvrrp with ``guards`` and the witness or not."""
 
     kind: str  # keepalived | pyvrrp
-    guards: Guards
+    guards: Guards = ALL_GUARDS
     witness: bool = False
 
 

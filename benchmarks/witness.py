@@ -32,7 +32,8 @@ Scenarios (issue 13 §4):
 * W6 all of etcd killed, restarted after the fault (``on_unavailable = "release"``; ``W6v``:
   the same with ``"vrrp"``, witness implementation only);
 * W7 the master frozen (SIGSTOP) for ttl + 2 s, then resumed (``pyvrrp-witness-noprobe``
-  too: the dual-master seconds with and without the VIP probe).
+  too: the dual-master seconds with and without the VIP probe; also in W3, where the VIP the
+  killed daemon left in its kernel answers the backup's probe).
 
 W5/W6 concern etcd only: they are run for the witness implementation (keepalived and pyvrrp
 without the witness never talk to etcd).  Implementations:
@@ -131,9 +132,9 @@ QUICK = WTiming(
 
 
 def runs_for(scenario: str, impl_key: str) -> bool:
-    """W5/W6 only with the witness; W6v only for pyvrrp-witness; the no-probe variant only in W7."""
+    """W5/W6 only with the witness; W6v only for pyvrrp-witness; the no-probe variant in W3 and W7."""
     if impl_key == "pyvrrp-witness-noprobe":
-        return scenario == "W7"
+        return scenario in ("W3", "W7")
     if scenario == "W6v":
         return impl_key == "pyvrrp-witness"
     if scenario in ETCD_ONLY:

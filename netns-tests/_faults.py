@@ -433,8 +433,11 @@ def _instance(host: str, t: Timing, guards: Guards) -> InstanceSpec:
     )
 
 
-def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
-    """pyvrrp TOML for ``host``: unicast peers plus the configured guards."""
+def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards, *, gateway: str | None = None) -> str:
+    """pyvrrp TOML for ``host``: unicast peers plus the configured guards.
+
+    ``gateway``: the gateway_check target (default: the lab's ``gw``; the two-site lab gives
+    each scheduler its own site's gateway)."""
     node_dir = lab.run_dir / f"pyvrrp-{host}"
     text = pyvrrp_toml(
         host,
@@ -447,7 +450,7 @@ def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
 
         table = f'endpoints = ["{ENDPOINT}"], ttl = {guards.witness_ttl}, margin = {guards.witness_margin}'
         text = text.replace("[global_defs]\n", f"[global_defs]\nwitness = {{ {table} }}\n", 1)
-    gw = lab.ip("gw")
+    gw = gateway or lab.ip("gw")
     lines = []
     if guards.gateway_check:
         lines.append(
@@ -462,7 +465,7 @@ def pyvrrp_config(lab: Lab, host: str, t: Timing, guards: Guards) -> str:
     return text + "\n".join(lines) + ("\n" if lines else "")
 
 
-def keepalived_config(lab: Lab, host: str, t: Timing) -> str:
+def keepalived_config(lab: Lab, host: str, t: Timing, *, gateway: str | None = None) -> str:
     """keepalived best practice: unicast peers plus a gateway-ping track_script, weight -60.
 
     lb1 150 - 60 = 90 < lb2's 100, so a master that loses the gateway loses the election
@@ -473,7 +476,7 @@ def keepalived_config(lab: Lab, host: str, t: Timing) -> str:
     text = keepalived_conf(host, [inst])
     script = (
         "vrrp_script chk_gw {\n"
-        f'    script "{gateway_ping_command(lab.ip("gw"))}"\n'
+        f'    script "{gateway_ping_command(gateway or lab.ip("gw"))}"\n'
         f"    interval {t.ka_script_interval_s}\n"
         "    timeout 2\n"
         "    fall 2\n"

@@ -543,13 +543,41 @@ def start_http(lab: Lab) -> None:
         wait_for(ready.exists, 10.0, what=f"httpd on {host}")
 
 
-def _pv_ready(node: DaemonNode, want: str) -> bool:
+def _pv_ready(node: DaemonNode, want: str, witness: bool = False) -> bool:
+    """In state ``want``, not isolated, and (``witness``, MASTER) holding its witness key."""
     if node.state() != want:
         return False
     if isinstance(node, PyvrrpNode):
         inst = node.instance() or {}
-        return not inst.get("isolated", False)
+        if inst.get("isolated", False):
+            return False
+        if witness and want == "MASTER":
+            return bool((inst.get("witness") or {}).get("revision"))
     return True
+
+
+def start_nodes(
+    lab: Lab, nodes: dict[str, DaemonNode], timeout_s: float, *, witness: bool = False
+) -> None:
+    """lb1 first until MASTER with the VIP, then lb2 until BACKUP (the logs on a timeout)."""
+    try:
+        nodes["lb1"].start()
+        wait_for(
+            lambda: _pv_ready(nodes["lb1"], "MASTER", witness) and lab.holds_vip("lb1"),
+            timeout_s,
+            0.05,
+            what="lb1 MASTER",
+        )
+        nodes["lb2"].start()
+        wait_for(
+            lambda: _pv_ready(nodes["lb2"], "BACKUP") and _pv_ready(nodes["lb1"], "MASTER"),
+            timeout_s,
+            0.05,
+            what="lb2 BACKUP",
+        )
+    except TimeoutError as exc:
+        logs = "\n".join(f"--- {h}:\n{n.log_text()[-1500:]}" for h, n in nodes.items())
+        raise TimeoutError(f"{exc}\n{logs}") from exc
 
 
 def start_pair(
@@ -567,24 +595,7 @@ def start_pair(
             nodes[host] = KeepalivedNode(lab, host, keepalived_config(lab, host, t))
         else:
             nodes[host] = PyvrrpNode(lab, host, pyvrrp_config(lab, host, t, guards))
-    try:
-        nodes["lb1"].start()
-        wait_for(
-            lambda: _pv_ready(nodes["lb1"], "MASTER") and lab.holds_vip("lb1"),
-            timeout_s,
-            0.05,
-            what="lb1 MASTER",
-        )
-        nodes["lb2"].start()
-        wait_for(
-            lambda: _pv_ready(nodes["lb2"], "BACKUP") and _pv_ready(nodes["lb1"], "MASTER"),
-            timeout_s,
-            0.05,
-            what="lb2 BACKUP",
-        )
-    except TimeoutError as exc:
-        logs = "\n".join(f"--- {h}:\n{n.log_text()[-1500:]}" for h, n in nodes.items())
-        raise TimeoutError(f"{exc}\n{logs}") from exc
+    start_nodes(lab, nodes, timeout_s)
     # keepalived's track_script starts "failed" until rise: let the priorities settle too.
     time.sleep(max(2 * t.advert_int_s, 0.3) + (2 * t.ka_script_interval_s if impl == "keepalived" else 0))
     if not (lab.holds_vip("lb1") and not lab.holds_vip("lb2")):

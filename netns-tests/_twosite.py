@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _faults import ALL_GUARDS, Guards, Timing, keepalived_config, pyvrrp_config
+from _faults import ALL_GUARDS, Guards, Timing, keepalived_config, pyvrrp_config, start_nodes
 
 from pyvrrp.lab.keepalived import KeepalivedNode
 from pyvrrp.lab.topology import LAB_IFNAME, DaemonNode, HostSpec, Lab, LabError, PyvrrpNode, wait_for
@@ -398,18 +398,6 @@ def node_config(lab: TwoSiteLab, etcd: TwoSiteEtcd, host: str, impl: Impl, wt: W
     return text
 
 
-def _ready(node: DaemonNode, want: str, witness: bool = False) -> bool:
-    if node.state() != want:
-        return False
-    if isinstance(node, PyvrrpNode):
-        inst = node.instance() or {}
-        if inst.get("isolated", False):
-            return False
-        if witness and want == "MASTER":
-            return bool((inst.get("witness") or {}).get("revision"))
-    return True
-
-
 def start_pair(
     lab: TwoSiteLab,
     etcd: TwoSiteEtcd,
@@ -425,24 +413,7 @@ def start_pair(
         nodes[host] = (
             KeepalivedNode(lab, host, text) if impl.kind == "keepalived" else PyvrrpNode(lab, host, text)
         )
-    try:
-        nodes["lb1"].start()
-        wait_for(
-            lambda: _ready(nodes["lb1"], "MASTER", impl.witness) and lab.holds_vip("lb1"),
-            timeout_s,
-            0.05,
-            what="lb1 MASTER",
-        )
-        nodes["lb2"].start()
-        wait_for(
-            lambda: _ready(nodes["lb2"], "BACKUP") and _ready(nodes["lb1"], "MASTER"),
-            timeout_s,
-            0.05,
-            what="lb2 BACKUP",
-        )
-    except TimeoutError as exc:
-        logs = "\n".join(f"--- {h}:\n{n.log_text()[-1500:]}" for h, n in nodes.items())
-        raise TimeoutError(f"{exc}\n{logs}") from exc
+    start_nodes(lab, nodes, timeout_s, witness=impl.witness)
     t = wt.vrrp
     time.sleep(
         max(2 * t.advert_int_s, 0.3) + (2 * t.ka_script_interval_s if impl.kind == "keepalived" else 0)

@@ -112,3 +112,16 @@ def _no_namespace_left_behind() -> Iterator[None]:
     for prefix in _PREFIXES:
         destroy_prefix(prefix)
     assert not leftover, f"namespaces left behind by netns-tests: {leftover}"
+
+
+@pytest.fixture
+def wlab(lab_factory: Callable[..., Lab]) -> Iterator[tuple[Lab, Any]]:
+    """A lab plus one etcd member in its own namespace (``_etcd.Etcd``), for the witness tests."""
+    from _etcd import Etcd
+
+    lab = lab_factory(real_servers=False)
+    etcd = Etcd(lab)
+    try:
+        yield lab, etcd.start()
+    finally:
+        etcd.destroy()

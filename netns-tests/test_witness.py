@@ -31,16 +31,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def wlab(lab_factory: Any) -> Iterator[tuple[Lab, Etcd]]:
-    lab = lab_factory(real_servers=False)
-    etcd = Etcd(lab)
-    try:
-        yield lab, etcd.start()
-    finally:
-        etcd.destroy()
-
-
 def node(lab: Lab, host: str, priority: int, *, witness: bool = True, **wkw: Any) -> PyvrrpNode:
     d = lab.run_dir / f"pyvrrp-{host}"
     spec = v3(priority, extra={"witness": True} if witness else {})

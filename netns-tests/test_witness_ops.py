@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 METRICS = "127.0.0.1:9651"
-
-
-@pytest.fixture
-def wlab(lab_factory: Any) -> Iterator[tuple[Lab, Etcd]]:
-    lab = lab_factory(real_servers=False)
-    etcd = Etcd(lab)
-    try:
-        yield lab, etcd.start()
-    finally:
-        etcd.destroy()
 
 
 def node(lab: Lab, host: str, priority: int, *, glob: str = "", inst: dict[str, Any] | None = None,

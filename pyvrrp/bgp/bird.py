@@ -221,33 +221,26 @@ class BirdSpeaker:
                 self._busy -= 1
 
     async def refresh(self) -> None:
-        """Read BIRD's BGP sessions (``birdc show protocols``)."""
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "birdc", "-s", self.socket, "show", "protocols",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            out, _ = await asyncio.wait_for(proc.communicate(), 2.0)
-        except (OSError, TimeoutError):
-            with contextlib.suppress(ProcessLookupError, UnboundLocalError):
-                proc.kill()
-            return
-        if proc.returncode == 0 and b"BIRD" in out:
+        """Read BIRD's BGP sessions (``birdc show protocols``) and, with BFD, its BFD sessions."""
+        out = await self._birdc("show", "protocols")
+        if out is not None and b"BIRD" in out:
             self.last_answer = self._clock()
             self.ever_connected = True
             self.peers = parse_protocols(out.decode(errors="replace"))
         if self.bfd:
-            await self._refresh_bfd()
+            bfd = await self._birdc("show", "bfd", "sessions")
+            self.bfd_sessions = parse_bfd_sessions(bfd.decode(errors="replace")) if bfd is not None else {}
 
-    async def _refresh_bfd(self) -> None:
+    async def _birdc(self, *command: str) -> bytes | None:
+        """``birdc -s SOCKET command...``'s output; None when it fails, exits non-zero or hangs (2 s)."""
         try:
             proc = await asyncio.create_subprocess_exec(
-                "birdc", "-s", self.socket, "show", "bfd", "sessions",
+                "birdc", "-s", self.socket, *command,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             out, _ = await asyncio.wait_for(proc.communicate(), 2.0)
         except (OSError, TimeoutError):
             with contextlib.suppress(ProcessLookupError, UnboundLocalError):
                 proc.kill()
-            return
-        self.bfd_sessions = parse_bfd_sessions(out.decode(errors="replace")) if proc.returncode == 0 else {}
+            return None
+        return out if proc.returncode == 0 else None
